@@ -1,0 +1,75 @@
+// The trained network as the rest of the service sees it: a small interface with the LibTorch
+// tensors behind it, so that server/ and client/ never include <torch/torch.h>.
+#ifndef CLASSIFIER_MODEL_NETWORK_H_
+#define CLASSIFIER_MODEL_NETWORK_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "model/dataset.h"
+#include "model/metrics.h"
+
+namespace classifier {
+
+// The network's shape. The defaults are exactly the tutorial's CNN:
+//   conv1 1->8 3x3 pad 1, ReLU, maxpool 2; conv2 8->16 3x3 pad 1, ReLU, maxpool 2; fc1 784->10
+// with parameter names conv1.weight, conv1.bias, conv2.weight, conv2.bias, fc1.weight, fc1.bias.
+struct Architecture {
+  int input_channels = 1;
+  int image_size = 28;
+  int num_classes = 10;
+  std::vector<int> conv_channels = {8, 16};
+  int kernel_size = 3;
+};
+
+// Checks a device spec ("auto", "cpu", "cuda", "cuda:N") against this machine and returns the
+// concrete device ("cpu" or "cuda:N"). "auto" is CUDA when present, else CPU. Asking for CUDA
+// where there is none is FAILED_PRECONDITION; a malformed spec is INVALID_ARGUMENT.
+absl::StatusOr<std::string> ResolveDevice(const std::string& spec);
+
+// Sets LibTorch's intra-op thread count for the process (0 = leave LibTorch's default).
+void SetComputeThreads(int threads);
+
+// A trained model, ready for inference. Immutable after creation: Predict and Evaluate are
+// safe to call from several threads at once.
+class TrainedModel {
+ public:
+  // Loads a state dict in the format ToStateDictBytes writes (a pickled dict of tensors, as
+  // Python's torch.save of a plain dict). Wrong keys or shapes are INVALID_ARGUMENT naming them.
+  static absl::StatusOr<std::unique_ptr<TrainedModel>> FromStateDictBytes(
+      const std::string& bytes, const Architecture& architecture, const std::string& device);
+
+  ~TrainedModel();
+  TrainedModel(const TrainedModel&) = delete;
+  TrainedModel& operator=(const TrainedModel&) = delete;
+
+  // A file that Python's torch.load opens as a dict of tensors with the parameter names above,
+  // which the tutorial's CNN accepts in load_state_dict. Tensors are written from the CPU.
+  absl::StatusOr<std::string> ToStateDictBytes() const;
+
+  // `pixels` holds count * image_size^2 grey values in [0, 1] (not checked here: the caller
+  // validates). Returns count * num_classes softmax probabilities, image after image.
+  absl::StatusOr<std::vector<float>> PredictProbabilities(const std::vector<float>& pixels,
+                                                          int64_t count) const;
+
+  // Accuracy, mean cross-entropy, per-class precision / recall / F1 and the confusion matrix
+  // over every image of `dataset`.
+  absl::StatusOr<EvaluationResult> Evaluate(const Dataset& dataset) const;
+
+  const Architecture& architecture() const;
+  const std::string& device() const;
+
+  // Opaque: the module and its device live in model/ only.
+  struct Impl;
+  explicit TrainedModel(std::unique_ptr<Impl> impl);
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace classifier
+
+#endif  // CLASSIFIER_MODEL_NETWORK_H_

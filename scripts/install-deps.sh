@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Installs every build, test and run dependency from Debian 12's packages. Idempotent: a
+# second run installs nothing. Used by the README, .ci/run and the Dockerfile so the three
+# can never disagree.
+#
+#   scripts/install-deps.sh          build + test dependencies (default)
+#   scripts/install-deps.sh runtime  only what the server and CLI need at run time
+set -euo pipefail
+
+mode=${1:-build}
+
+runtime_packages=(
+  libtorch1.13 libgrpc++1.51 libgrpc29 libprotobuf32 libabsl20220623 libspdlog1.10
+  libpng16-16 libjpeg62-turbo zlib1g ca-certificates
+)
+build_packages=(
+  build-essential cmake ninja-build pkg-config
+  libtorch-dev libgrpc++-dev libgrpc-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
+  grpc-proto libabsl-dev libspdlog-dev libfmt-dev libgtest-dev libgmock-dev
+  libpng-dev libjpeg62-turbo-dev zlib1g-dev
+)
+test_packages=(
+  python3 python3-torch python3-numpy docker-compose clang-format
+)
+# Node.js with npm (for `buf curl`, the grpcurl peer the tests use): machines that already
+# carry a Node.js build with its own npm must not get Debian's npm, which conflicts with it.
+if ! command -v npm >/dev/null 2>&1; then test_packages+=(nodejs npm); fi
+
+case "$mode" in
+  runtime) wanted=("${runtime_packages[@]}") ;;
+  build) wanted=("${runtime_packages[@]}" "${build_packages[@]}" "${test_packages[@]}") ;;
+  *) echo "usage: $0 [build|runtime]" >&2; exit 2 ;;
+esac
+
+missing=()
+for pkg in "${wanted[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$pkg")
+  fi
+done
+
+if ((${#missing[@]} == 0)); then
+  echo "install-deps: all ${#wanted[@]} packages present"
+  exit 0
+fi
+
+echo "install-deps: installing ${missing[*]}"
+sudo_cmd=()
+if [[ $(id -u) -ne 0 ]]; then sudo_cmd=(sudo); fi
+export DEBIAN_FRONTEND=noninteractive
+"${sudo_cmd[@]}" apt-get update -qq
+"${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
