@@ -1,0 +1,503 @@
+#include "server/classifier_service.h"
+
+#include <algorithm>
+#include <cmath>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <numeric>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "google/protobuf/util/time_util.h"
+#include "model/image.h"
+#include "server/file_util.h"
+#include "server/status_util.h"
+#include "server/training_executor.h"
+#include "spdlog/spdlog.h"
+
+namespace classifier {
+namespace {
+
+// MNIST-like images are 28x28: the only input size the networks take for now.
+constexpr int kImageSide = 28;
+constexpr int kImagePixels = kImageSide * kImageSide;
+// Export chunks stay far below gRPC's default 4 MiB message limit.
+constexpr size_t kExportChunkBytes = 1 << 20;
+
+// One log line per RPC: method, peer, status, duration.
+class RpcLog {
+ public:
+  RpcLog(const char* method, ::grpc::CallbackServerContext* context)
+      : method_(method), peer_(context->peer()), start_(absl::Now()) {}
+  void Done(const ::grpc::Status& status) const {
+    const double ms = absl::ToDoubleMilliseconds(absl::Now() - start_);
+    if (status.ok()) {
+      spdlog::info("rpc {} from {}: OK in {:.1f} ms", method_, peer_, ms);
+    } else {
+      spdlog::info("rpc {} from {}: code {} in {:.1f} ms: {}", method_, peer_,
+                   static_cast<int>(status.error_code()), ms, status.error_message());
+    }
+  }
+
+ private:
+  const char* method_;
+  std::string peer_;
+  absl::Time start_;
+};
+
+// A streaming call refused before it started.
+template <typename Message>
+class RefusedStream : public ::grpc::ServerWriteReactor<Message> {
+ public:
+  explicit RefusedStream(const ::grpc::Status& status) { this->Finish(status); }
+  void OnDone() override { delete this; }
+};
+
+template <typename Message>
+::grpc::ServerWriteReactor<Message>* Refuse(const RpcLog& log, const absl::Status& status) {
+  ::grpc::Status grpc_status = ToGrpcStatus(status);
+  log.Done(grpc_status);
+  return new RefusedStream<Message>(grpc_status);
+}
+
+::grpc::ServerUnaryReactor* FinishUnary(::grpc::CallbackServerContext* context,
+                                        const RpcLog& log, const absl::Status& status) {
+  ::grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  ::grpc::Status grpc_status = ToGrpcStatus(status);
+  log.Done(grpc_status);
+  reactor->Finish(grpc_status);
+  return reactor;
+}
+
+absl::Status DrainingError() {
+  return absl::UnavailableError("the server is shutting down; retry on another instance");
+}
+
+// Streams a job's events from a sequence number until its final event. The job pushes events
+// in order (under its lock); one write is in flight at a time and the rest wait in `pending_`.
+class JobEventStream : public ::grpc::ServerWriteReactor<v1::JobEvent>, public JobEventSink {
+ public:
+  JobEventStream(std::shared_ptr<Job> job, int64_t from_sequence, RpcLog log)
+      : job_(std::move(job)), log_(std::move(log)) {
+    job_->Subscribe(this, from_sequence);
+    // A finished job with nothing left to replay: end at once.
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!writing_ && pending_.empty() && job_->finished()) FinishOnce(::grpc::Status::OK);
+  }
+
+  void OnEvent(const v1::JobEvent& event) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (finished_) return;
+    pending_.push_back(event);
+    MaybeWrite();
+  }
+
+  void OnWriteDone(bool ok) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    writing_ = false;
+    if (!ok || cancelled_) {
+      FinishOnce(::grpc::Status(::grpc::StatusCode::CANCELLED, "the client went away"));
+      return;
+    }
+    if (current_.has_finished()) {
+      FinishOnce(::grpc::Status::OK);
+      return;
+    }
+    MaybeWrite();
+  }
+
+  void OnCancel() override {
+    // The client hung up: the job goes on; only this stream ends. A write in flight finishes
+    // first (with ok = false), and OnWriteDone ends the stream.
+    std::lock_guard<std::mutex> lock(mu_);
+    cancelled_ = true;
+    if (!writing_) {
+      FinishOnce(::grpc::Status(::grpc::StatusCode::CANCELLED, "the client cancelled the stream"));
+    }
+  }
+
+  void OnDone() override {
+    job_->Unsubscribe(this);
+    delete this;
+  }
+
+ private:
+  void MaybeWrite() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (writing_ || finished_ || pending_.empty()) return;
+    current_ = std::move(pending_.front());
+    pending_.pop_front();
+    writing_ = true;
+    StartWrite(&current_);
+  }
+
+  void FinishOnce(const ::grpc::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (finished_) return;
+    finished_ = true;
+    log_.Done(status);
+    Finish(status);
+  }
+
+  const std::shared_ptr<Job> job_;
+  const RpcLog log_;
+  std::mutex mu_;
+  std::deque<v1::JobEvent> pending_ ABSL_GUARDED_BY(mu_);
+  v1::JobEvent current_ ABSL_GUARDED_BY(mu_);  // The event being written.
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+// Streams a file's bytes in chunks; the last chunk carries the SHA-256 of the whole file.
+class ChunkStream : public ::grpc::ServerWriteReactor<v1::WeightsChunk> {
+ public:
+  ChunkStream(std::string contents, std::string sha256, std::string model_id,
+              std::string file_name, RpcLog log)
+      : contents_(std::move(contents)),
+        sha256_(std::move(sha256)),
+        model_id_(std::move(model_id)),
+        file_name_(std::move(file_name)),
+        log_(std::move(log)) {
+    WriteNext();
+  }
+
+  void OnWriteDone(bool ok) override {
+    if (!ok) {
+      Done(::grpc::Status(::grpc::StatusCode::CANCELLED, "the client went away"));
+      return;
+    }
+    if (offset_ >= contents_.size()) {
+      Done(::grpc::Status::OK);
+      return;
+    }
+    WriteNext();
+  }
+
+  void OnDone() override { delete this; }
+
+ private:
+  // Only ever called from the constructor or OnWriteDone, so writes never overlap.
+  void WriteNext() {
+    const size_t length = std::min(kExportChunkBytes, contents_.size() - offset_);
+    chunk_.Clear();
+    chunk_.set_data(contents_.substr(offset_, length));
+    chunk_.set_offset(static_cast<int64_t>(offset_));
+    chunk_.set_total_size(static_cast<int64_t>(contents_.size()));
+    chunk_.set_model_id(model_id_);
+    chunk_.set_file_name(file_name_);
+    offset_ += length;
+    if (offset_ >= contents_.size()) chunk_.set_sha256(sha256_);
+    StartWrite(&chunk_);
+  }
+
+  void Done(const ::grpc::Status& status) {
+    log_.Done(status);
+    Finish(status);
+  }
+
+  const std::string contents_;
+  const std::string sha256_;
+  const std::string model_id_;
+  const std::string file_name_;
+  const RpcLog log_;
+  size_t offset_ = 0;
+  v1::WeightsChunk chunk_;
+};
+
+google::protobuf::Timestamp ToTimestamp(absl::Time time) {
+  return google::protobuf::util::TimeUtil::NanosecondsToTimestamp(absl::ToUnixNanos(time));
+}
+
+void FillMetrics(const EvaluationResult& result, v1::Metrics* metrics) {
+  metrics->set_accuracy(result.accuracy);
+  metrics->set_loss(result.loss);
+  metrics->set_count(result.count);
+}
+
+void FillModel(const ModelRecord& record, v1::Model* model) {
+  model->set_model_id(record.model_id);
+  model->set_job_id(record.job_id);
+  model->set_dataset(record.dataset);
+  *model->mutable_created_time() = ToTimestamp(record.created);
+  FillMetrics(record.test_metrics, model->mutable_test_metrics());
+  model->set_size_bytes(record.size_bytes);
+  model->set_sha256(record.sha256);
+}
+
+// Converts one request image to 28x28 grey values in [0, 1], appended to `pixels`.
+absl::Status AppendImagePixels(const v1::Image& image, int index, std::vector<float>& pixels) {
+  const std::string field = absl::StrCat("images[", index, "]");
+  switch (image.data_case()) {
+    case v1::Image::kEncoded: {
+      absl::StatusOr<std::vector<float>> decoded = DecodeToMnistLike(image.encoded(), kImageSide);
+      if (!decoded.ok()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(field, ".encoded: ", decoded.status().message()));
+      }
+      pixels.insert(pixels.end(), decoded->begin(), decoded->end());
+      return absl::OkStatus();
+    }
+    case v1::Image::kRawPixels: {
+      const std::string& raw = image.raw_pixels();
+      if (raw.size() != kImagePixels) {
+        return absl::InvalidArgumentError(absl::StrCat(field, ".raw_pixels: ", raw.size(),
+                                                       " bytes, want ", kImagePixels, " (",
+                                                       kImageSide, "x", kImageSide, " grey)"));
+      }
+      for (unsigned char value : raw) pixels.push_back(value / 255.0f);
+      return absl::OkStatus();
+    }
+    case v1::Image::kFloatPixels: {
+      const auto& values = image.float_pixels().values();
+      if (values.size() != kImagePixels) {
+        return absl::InvalidArgumentError(absl::StrCat(field, ".float_pixels: ", values.size(),
+                                                       " values, want ", kImagePixels, " (",
+                                                       kImageSide, "x", kImageSide, " grey)"));
+      }
+      for (int i = 0; i < values.size(); ++i) {
+        const float value = values[i];
+        if (!(value >= 0.0f && value <= 1.0f)) {  // Also catches NaN.
+          return absl::InvalidArgumentError(absl::StrCat(
+              field, ".float_pixels.values[", i, "] is ", value, ", want a value in [0, 1]"));
+        }
+      }
+      pixels.insert(pixels.end(), values.begin(), values.end());
+      return absl::OkStatus();
+    }
+    case v1::Image::DATA_NOT_SET:
+      break;
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat(field, " has no data: set encoded, raw_pixels or float_pixels"));
+}
+
+}  // namespace
+
+ClassifierService::ClassifierService(JobManager* jobs, ModelRegistry* models,
+                                     DatasetCatalog* datasets, WorkQueue* inference,
+                                     std::string device, ServiceLimits limits)
+    : jobs_(jobs),
+      models_(models),
+      datasets_(datasets),
+      inference_(inference),
+      device_(std::move(device)),
+      limits_(limits) {}
+
+::grpc::ServerWriteReactor<v1::JobEvent>* ClassifierService::Train(
+    ::grpc::CallbackServerContext* context, const v1::TrainRequest* request) {
+  RpcLog log("Train", context);
+  if (draining_.load()) return Refuse<v1::JobEvent>(log, DrainingError());
+  absl::StatusOr<TrainPlan> plan = PlanTraining(*request, *datasets_, device_);
+  if (!plan.ok()) return Refuse<v1::JobEvent>(log, plan.status());
+  // Stored with the defaults applied, so GetJob shows what actually runs.
+  v1::TrainRequest resolved = *request;
+  resolved.set_dataset(plan->dataset);
+  resolved.set_epochs(plan->options.epochs);
+  resolved.set_batch_size(plan->options.batch_size);
+  resolved.set_learning_rate(plan->options.learning_rate);
+  resolved.set_optimizer(v1::OPTIMIZER_KIND_ADAM);
+  absl::StatusOr<std::shared_ptr<Job>> job = jobs_->Submit(resolved);
+  if (!job.ok()) return Refuse<v1::JobEvent>(log, job.status());
+  return new JobEventStream(*std::move(job), /*from_sequence=*/1, std::move(log));
+}
+
+::grpc::ServerWriteReactor<v1::JobEvent>* ClassifierService::WatchJob(
+    ::grpc::CallbackServerContext* context, const v1::WatchJobRequest* request) {
+  RpcLog log("WatchJob", context);
+  if (draining_.load()) return Refuse<v1::JobEvent>(log, DrainingError());
+  if (request->from_sequence() < 0) {
+    return Refuse<v1::JobEvent>(
+        log, absl::InvalidArgumentError(absl::StrCat("from_sequence must be >= 0, got ",
+                                                     request->from_sequence())));
+  }
+  absl::StatusOr<std::shared_ptr<Job>> job = jobs_->Get(request->job_id());
+  if (!job.ok()) return Refuse<v1::JobEvent>(log, job.status());
+  return new JobEventStream(*std::move(job), request->from_sequence(), std::move(log));
+}
+
+::grpc::ServerUnaryReactor* ClassifierService::GetJob(::grpc::CallbackServerContext* context,
+                                                      const v1::GetJobRequest* request,
+                                                      v1::Job* response) {
+  RpcLog log("GetJob", context);
+  if (draining_.load()) return FinishUnary(context, log, DrainingError());
+  absl::StatusOr<std::shared_ptr<Job>> job = jobs_->Get(request->job_id());
+  if (job.ok()) *response = (*job)->Snapshot();
+  return FinishUnary(context, log, job.status());
+}
+
+::grpc::ServerUnaryReactor* ClassifierService::ListJobs(::grpc::CallbackServerContext* context,
+                                                        const v1::ListJobsRequest* /*request*/,
+                                                        v1::ListJobsResponse* response) {
+  RpcLog log("ListJobs", context);
+  if (draining_.load()) return FinishUnary(context, log, DrainingError());
+  for (const std::shared_ptr<Job>& job : jobs_->List()) *response->add_jobs() = job->Snapshot();
+  return FinishUnary(context, log, absl::OkStatus());
+}
+
+::grpc::ServerUnaryReactor* ClassifierService::CancelJob(::grpc::CallbackServerContext* context,
+                                                         const v1::CancelJobRequest* request,
+                                                         v1::Job* response) {
+  RpcLog log("CancelJob", context);
+  if (draining_.load()) return FinishUnary(context, log, DrainingError());
+  absl::StatusOr<v1::Job> job = jobs_->Cancel(request->job_id());
+  if (job.ok()) *response = *std::move(job);
+  return FinishUnary(context, log, job.status());
+}
+
+::grpc::ServerUnaryReactor* ClassifierService::Evaluate(::grpc::CallbackServerContext* context,
+                                                        const v1::EvaluateRequest* request,
+                                                        v1::EvaluateResponse* response) {
+  RpcLog log("Evaluate", context);
+  if (draining_.load()) return FinishUnary(context, log, DrainingError());
+  ::grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  inference_->Submit([this, request, response, reactor, log] {
+    ::grpc::Status status = ToGrpcStatus(DoEvaluate(*request, response));
+    log.Done(status);
+    reactor->Finish(status);
+  });
+  return reactor;
+}
+
+absl::Status ClassifierService::DoEvaluate(const v1::EvaluateRequest& request,
+                                           v1::EvaluateResponse* response) {
+  absl::StatusOr<std::shared_ptr<const RegisteredModel>> model =
+      models_->Resolve(request.model_id());
+  if (!model.ok()) return model.status();
+  const std::string dataset_name =
+      request.dataset().empty() ? (*model)->record.dataset : request.dataset();
+  if (request.split() != v1::DATASET_SPLIT_UNSPECIFIED &&
+      request.split() != v1::DATASET_SPLIT_TEST && request.split() != v1::DATASET_SPLIT_TRAIN) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("split must be TEST or TRAIN, got ", request.split()));
+  }
+  const bool train_split = request.split() == v1::DATASET_SPLIT_TRAIN;
+  absl::StatusOr<std::shared_ptr<const Dataset>> dataset =
+      datasets_->Load(dataset_name, train_split ? Split::kTrain : Split::kTest);
+  if (!dataset.ok()) return dataset.status();
+  absl::StatusOr<EvaluationResult> result = (*model)->network->Evaluate(**dataset);
+  if (!result.ok()) return result.status();
+
+  response->set_model_id((*model)->record.model_id);
+  response->set_dataset(dataset_name);
+  response->set_split(train_split ? v1::DATASET_SPLIT_TRAIN : v1::DATASET_SPLIT_TEST);
+  response->set_accuracy(result->accuracy);
+  response->set_loss(result->loss);
+  response->set_count(result->count);
+  for (size_t label = 0; label < result->per_class.size(); ++label) {
+    const ClassMetrics& metrics = result->per_class[label];
+    v1::ClassMetrics* out = response->add_per_class();
+    out->set_label(static_cast<int32_t>(label));
+    out->set_precision(metrics.precision);
+    out->set_recall(metrics.recall);
+    out->set_f1(metrics.f1);
+    out->set_support(metrics.support);
+  }
+  for (const std::vector<int64_t>& row : result->confusion) {
+    response->add_confusion_matrix()->mutable_counts()->Add(row.begin(), row.end());
+  }
+  return absl::OkStatus();
+}
+
+::grpc::ServerUnaryReactor* ClassifierService::Predict(::grpc::CallbackServerContext* context,
+                                                       const v1::PredictRequest* request,
+                                                       v1::PredictResponse* response) {
+  RpcLog log("Predict", context);
+  if (draining_.load()) return FinishUnary(context, log, DrainingError());
+  ::grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  inference_->Submit([this, request, response, reactor, log] {
+    ::grpc::Status status = ToGrpcStatus(DoPredict(*request, response));
+    log.Done(status);
+    reactor->Finish(status);
+  });
+  return reactor;
+}
+
+absl::Status ClassifierService::DoPredict(const v1::PredictRequest& request,
+                                          v1::PredictResponse* response) {
+  const int count = request.images_size();
+  if (count == 0) return absl::InvalidArgumentError("images is empty: send at least one image");
+  if (count > limits_.max_predict_images) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("images has ", count, " images, more than the server's limit of ",
+                     limits_.max_predict_images, " (--max_predict_images); split the batch"));
+  }
+  absl::StatusOr<std::shared_ptr<const RegisteredModel>> model =
+      models_->Resolve(request.model_id());
+  if (!model.ok()) return model.status();
+  const int num_classes = (*model)->network->architecture().num_classes;
+  if (request.top_k() < 0 || request.top_k() > num_classes) {
+    return absl::InvalidArgumentError(absl::StrCat("top_k must be in [0, ", num_classes,
+                                                   "] (0 = 1), got ", request.top_k()));
+  }
+  const int top_k = request.top_k() == 0 ? 1 : request.top_k();
+
+  std::vector<float> pixels;
+  pixels.reserve(static_cast<size_t>(count) * kImagePixels);
+  for (int i = 0; i < count; ++i) {
+    if (absl::Status status = AppendImagePixels(request.images(i), i, pixels); !status.ok()) {
+      return status;
+    }
+  }
+  absl::StatusOr<std::vector<float>> probabilities =
+      (*model)->network->PredictProbabilities(pixels, count);
+  if (!probabilities.ok()) return probabilities.status();
+
+  response->set_model_id((*model)->record.model_id);
+  std::vector<int> order(num_classes);
+  for (int i = 0; i < count; ++i) {
+    const float* row = probabilities->data() + static_cast<size_t>(i) * num_classes;
+    std::iota(order.begin(), order.end(), 0);
+    std::partial_sort(order.begin(), order.begin() + top_k, order.end(),
+                      [row](int a, int b) { return row[a] > row[b]; });
+    v1::Prediction* prediction = response->add_predictions();
+    prediction->set_label(order[0]);
+    prediction->set_probability(row[order[0]]);
+    for (int k = 0; k < top_k; ++k) {
+      v1::LabelProbability* entry = prediction->add_top_k();
+      entry->set_label(order[k]);
+      entry->set_probability(row[order[k]]);
+    }
+  }
+  return absl::OkStatus();
+}
+
+::grpc::ServerWriteReactor<v1::WeightsChunk>* ClassifierService::ExportWeights(
+    ::grpc::CallbackServerContext* context, const v1::ExportWeightsRequest* request) {
+  RpcLog log("ExportWeights", context);
+  if (draining_.load()) return Refuse<v1::WeightsChunk>(log, DrainingError());
+  if (request->format() != v1::WEIGHTS_FORMAT_UNSPECIFIED &&
+      request->format() != v1::PYTORCH_STATE_DICT) {
+    return Refuse<v1::WeightsChunk>(
+        log, absl::InvalidArgumentError(absl::StrCat("format ", request->format(),
+                                                     " is not supported; use PYTORCH_STATE_DICT")));
+  }
+  absl::StatusOr<std::shared_ptr<const RegisteredModel>> model =
+      models_->Resolve(request->model_id());
+  if (!model.ok()) return Refuse<v1::WeightsChunk>(log, model.status());
+  const ModelRecord& record = (*model)->record;
+  // A few tens of KB for these networks: read at once, checked against the registered hash.
+  absl::StatusOr<std::string> contents = ReadWholeFile(record.weights_path);
+  if (!contents.ok()) return Refuse<v1::WeightsChunk>(log, contents.status());
+  std::string sha256 = Sha256Hex(*contents);
+  if (sha256 != record.sha256) {
+    return Refuse<v1::WeightsChunk>(
+        log, absl::DataLossError(absl::StrCat("weights file ", record.weights_path,
+                                              " is corrupt: sha256 ", sha256, ", registered ",
+                                              record.sha256)));
+  }
+  return new ChunkStream(*std::move(contents), std::move(sha256), record.model_id,
+                         absl::StrCat(record.model_id, ".pth"), std::move(log));
+}
+
+::grpc::ServerUnaryReactor* ClassifierService::ListModels(::grpc::CallbackServerContext* context,
+                                                          const v1::ListModelsRequest* /*request*/,
+                                                          v1::ListModelsResponse* response) {
+  RpcLog log("ListModels", context);
+  if (draining_.load()) return FinishUnary(context, log, DrainingError());
+  for (const auto& model : models_->List()) FillModel(model->record, response->add_models());
+  return FinishUnary(context, log, absl::OkStatus());
+}
+
+}  // namespace classifier

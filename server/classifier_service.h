@@ -1,0 +1,73 @@
+// classifier.v1.Classifier: translates between protobuf and the job queue, the model registry
+// and the model library. Handlers never block gRPC's callback threads: training runs on the
+// job worker, inference and evaluation on the inference work queue.
+#ifndef CLASSIFIER_SERVER_CLASSIFIER_SERVICE_H_
+#define CLASSIFIER_SERVER_CLASSIFIER_SERVICE_H_
+
+#include <atomic>
+#include <string>
+
+#include "classifier/v1/classifier.grpc.pb.h"
+#include "server/dataset_catalog.h"
+#include "server/job_manager.h"
+#include "server/model_registry.h"
+#include "server/work_queue.h"
+
+namespace classifier {
+
+struct ServiceLimits {
+  // Images in one Predict request; more is RESOURCE_EXHAUSTED.
+  int max_predict_images = 10000;
+};
+
+class ClassifierService : public v1::Classifier::CallbackService {
+ public:
+  // Every pointer must outlive the service.
+  ClassifierService(JobManager* jobs, ModelRegistry* models, DatasetCatalog* datasets,
+                    WorkQueue* inference, std::string device, ServiceLimits limits);
+
+  // From now on every new call is refused with UNAVAILABLE; calls in flight go on.
+  void StartDraining() { draining_.store(true); }
+
+  ::grpc::ServerWriteReactor<v1::JobEvent>* Train(::grpc::CallbackServerContext* context,
+                                                  const v1::TrainRequest* request) override;
+  ::grpc::ServerWriteReactor<v1::JobEvent>* WatchJob(::grpc::CallbackServerContext* context,
+                                                     const v1::WatchJobRequest* request) override;
+  ::grpc::ServerUnaryReactor* GetJob(::grpc::CallbackServerContext* context,
+                                     const v1::GetJobRequest* request, v1::Job* response) override;
+  ::grpc::ServerUnaryReactor* ListJobs(::grpc::CallbackServerContext* context,
+                                       const v1::ListJobsRequest* request,
+                                       v1::ListJobsResponse* response) override;
+  ::grpc::ServerUnaryReactor* CancelJob(::grpc::CallbackServerContext* context,
+                                        const v1::CancelJobRequest* request,
+                                        v1::Job* response) override;
+  ::grpc::ServerUnaryReactor* Evaluate(::grpc::CallbackServerContext* context,
+                                       const v1::EvaluateRequest* request,
+                                       v1::EvaluateResponse* response) override;
+  ::grpc::ServerUnaryReactor* Predict(::grpc::CallbackServerContext* context,
+                                      const v1::PredictRequest* request,
+                                      v1::PredictResponse* response) override;
+  ::grpc::ServerWriteReactor<v1::WeightsChunk>* ExportWeights(
+      ::grpc::CallbackServerContext* context, const v1::ExportWeightsRequest* request) override;
+  ::grpc::ServerUnaryReactor* ListModels(::grpc::CallbackServerContext* context,
+                                         const v1::ListModelsRequest* request,
+                                         v1::ListModelsResponse* response) override;
+
+ private:
+  absl::Status DoEvaluate(const v1::EvaluateRequest& request, v1::EvaluateResponse* response);
+  absl::Status DoPredict(const v1::PredictRequest& request, v1::PredictResponse* response);
+
+  // Constant after construction.
+  JobManager* const jobs_;
+  ModelRegistry* const models_;
+  DatasetCatalog* const datasets_;
+  WorkQueue* const inference_;
+  const std::string device_;
+  const ServiceLimits limits_;
+
+  std::atomic<bool> draining_{false};
+};
+
+}  // namespace classifier
+
+#endif  // CLASSIFIER_SERVER_CLASSIFIER_SERVICE_H_

@@ -1,0 +1,128 @@
+#include "server/job.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/time/clock.h"
+#include "google/protobuf/util/time_util.h"
+
+namespace classifier {
+namespace {
+
+google::protobuf::Timestamp Now() {
+  return google::protobuf::util::TimeUtil::NanosecondsToTimestamp(absl::ToUnixNanos(absl::Now()));
+}
+
+}  // namespace
+
+bool IsTerminal(v1::JobState state) {
+  return state == v1::JOB_STATE_SUCCEEDED || state == v1::JOB_STATE_FAILED ||
+         state == v1::JOB_STATE_CANCELLED || state == v1::JOB_STATE_INTERRUPTED;
+}
+
+Job::Job(std::string id, v1::TrainRequest request, int queue_position)
+    : id_(std::move(id)), request_(std::move(request)) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    snapshot_.set_job_id(id_);
+    *snapshot_.mutable_request() = request_;
+  }
+  v1::JobEvent queued;
+  queued.mutable_queued()->set_position(queue_position);
+  Append(std::move(queued));
+}
+
+int64_t Job::Append(v1::JobEvent event) {
+  std::lock_guard<std::mutex> lock(mu_);
+  return AppendLocked(std::move(event));
+}
+
+int64_t Job::AppendLocked(v1::JobEvent event) {
+  if (IsTerminal(snapshot_.state())) return 0;
+  event.set_job_id(id_);
+  event.set_sequence(static_cast<int64_t>(events_.size()) + 1);
+  *event.mutable_time() = Now();
+  ApplyToSnapshot(event);
+  events_.push_back(std::move(event));
+  const v1::JobEvent& stored = events_.back();
+  for (JobEventSink* sink : sinks_) sink->OnEvent(stored);
+  return stored.sequence();
+}
+
+void Job::ApplyToSnapshot(const v1::JobEvent& event) {
+  snapshot_.set_last_sequence(event.sequence());
+  switch (event.event_case()) {
+    case v1::JobEvent::kQueued:
+      snapshot_.set_state(v1::JOB_STATE_QUEUED);
+      *snapshot_.mutable_created_time() = event.time();
+      break;
+    case v1::JobEvent::kStarted:
+      snapshot_.set_state(v1::JOB_STATE_RUNNING);
+      *snapshot_.mutable_start_time() = event.time();
+      break;
+    case v1::JobEvent::kEpochEnd:
+      *snapshot_.mutable_latest_epoch() = event.epoch_end();
+      break;
+    case v1::JobEvent::kFinished: {
+      const v1::JobEvent::Finished& finished = event.finished();
+      snapshot_.set_state(finished.state());
+      snapshot_.set_model_id(finished.model_id());
+      if (finished.has_test_metrics()) *snapshot_.mutable_test_metrics() = finished.test_metrics();
+      snapshot_.set_error(finished.error());
+      *snapshot_.mutable_end_time() = event.time();
+      break;
+    }
+    case v1::JobEvent::kProgress:
+    case v1::JobEvent::EVENT_NOT_SET:
+      break;
+  }
+}
+
+bool Job::BeginRunning(const std::string& device, int epochs) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (snapshot_.state() != v1::JOB_STATE_QUEUED) return false;
+  v1::JobEvent started;
+  started.mutable_started()->set_device(device);
+  started.mutable_started()->set_epochs(epochs);
+  AppendLocked(std::move(started));
+  return true;
+}
+
+bool Job::Cancel(const std::string& reason) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (IsTerminal(snapshot_.state())) return false;
+  cancel_requested_.store(true, std::memory_order_relaxed);
+  if (snapshot_.state() == v1::JOB_STATE_RUNNING) return false;
+  // Still queued: end it now; the worker skips it since BeginRunning sees a terminal state.
+  v1::JobEvent finished;
+  finished.mutable_finished()->set_state(v1::JOB_STATE_CANCELLED);
+  finished.mutable_finished()->set_error(reason);
+  AppendLocked(std::move(finished));
+  return true;
+}
+
+void Job::Subscribe(JobEventSink* sink, int64_t from_sequence) {
+  std::lock_guard<std::mutex> lock(mu_);
+  const size_t first = static_cast<size_t>(std::max<int64_t>(from_sequence, 1) - 1);
+  for (size_t i = first; i < events_.size(); ++i) sink->OnEvent(events_[i]);
+  sinks_.push_back(sink);
+}
+
+void Job::Unsubscribe(JobEventSink* sink) {
+  std::lock_guard<std::mutex> lock(mu_);
+  sinks_.erase(std::remove(sinks_.begin(), sinks_.end(), sink), sinks_.end());
+}
+
+v1::JobState Job::state() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return snapshot_.state();
+}
+
+bool Job::finished() const { return IsTerminal(state()); }
+
+v1::Job Job::Snapshot() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return snapshot_;
+}
+
+}  // namespace classifier

@@ -1,0 +1,86 @@
+// One training job: its request, its event log and the watchers that follow it.
+//
+// The event log is the job's source of truth: state, timestamps and latest metrics are derived
+// from the events as they are appended, so that a store can later rebuild a job by replaying
+// them. Every event is published to every subscribed sink in order, without gaps.
+#ifndef CLASSIFIER_SERVER_JOB_H_
+#define CLASSIFIER_SERVER_JOB_H_
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/time/time.h"
+#include "classifier/v1/classifier.pb.h"
+
+namespace classifier {
+
+// Receives a job's events in sequence order. OnEvent is called with the job's lock held: it
+// must be quick and must not block or call back into the job.
+class JobEventSink {
+ public:
+  virtual ~JobEventSink() = default;
+  virtual void OnEvent(const v1::JobEvent& event) = 0;
+};
+
+class Job {
+ public:
+  // Appends the `queued` event (sequence 1).
+  Job(std::string id, v1::TrainRequest request, int queue_position);
+  Job(const Job&) = delete;
+  Job& operator=(const Job&) = delete;
+
+  const std::string& id() const { return id_; }
+  // As the client sent it (defaults not applied).
+  const v1::TrainRequest& request() const { return request_; }
+
+  // Stamps `event` with the job id, the next sequence number and the time, records it, updates
+  // the derived state and publishes it to every sink. Returns the sequence number. Events
+  // after the `finished` event are dropped (returns 0).
+  int64_t Append(v1::JobEvent event);
+
+  // QUEUED -> RUNNING, appending a `started` event. False when the job is no longer queued
+  // (cancelled while waiting).
+  bool BeginRunning(const std::string& device, int epochs);
+
+  // Cancels: a queued job ends at once (a `finished` CANCELLED event, returns true); a running
+  // one is flagged so the worker stops at its next batch boundary (returns false). Finished
+  // jobs are left alone.
+  bool Cancel(const std::string& reason);
+  bool cancel_requested() const { return cancel_requested_.load(std::memory_order_relaxed); }
+
+  // Sends every recorded event with sequence >= from_sequence to `sink`, then registers it for
+  // the events that follow, all under one lock so nothing is missed or sent twice.
+  void Subscribe(JobEventSink* sink, int64_t from_sequence);
+  // After this returns, `sink` is never called again.
+  void Unsubscribe(JobEventSink* sink);
+
+  v1::JobState state() const;
+  bool finished() const;
+  v1::Job Snapshot() const;
+
+ private:
+  int64_t AppendLocked(v1::JobEvent event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ApplyToSnapshot(const v1::JobEvent& event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  // Constant after construction.
+  const std::string id_;
+  const v1::TrainRequest request_;
+
+  std::atomic<bool> cancel_requested_{false};
+
+  mutable std::mutex mu_;
+  std::vector<v1::JobEvent> events_ ABSL_GUARDED_BY(mu_);
+  std::vector<JobEventSink*> sinks_ ABSL_GUARDED_BY(mu_);
+  v1::Job snapshot_ ABSL_GUARDED_BY(mu_);
+};
+
+bool IsTerminal(v1::JobState state);
+
+}  // namespace classifier
+
+#endif  // CLASSIFIER_SERVER_JOB_H_

@@ -1,0 +1,120 @@
+#include "server/job_manager.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "spdlog/spdlog.h"
+
+namespace classifier {
+
+JobManager::JobManager(JobExecutor* executor, int max_queued_jobs)
+    : executor_(executor),
+      max_queued_jobs_(max_queued_jobs),
+      id_generator_(std::random_device{}()),
+      worker_([this] { WorkerLoop(); }) {}
+
+JobManager::~JobManager() { Shutdown("server shutting down"); }
+
+std::string JobManager::NewJobId() {
+  // Random rather than sequential, so ids never repeat across restarts.
+  std::string id;
+  do {
+    id = absl::StrFormat("job-%012x", id_generator_() & 0xffffffffffffULL);
+  } while (jobs_by_id_.count(id) != 0);
+  return id;
+}
+
+absl::StatusOr<std::shared_ptr<Job>> JobManager::Submit(const v1::TrainRequest& request) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (shutting_down_) return absl::UnavailableError("the server is shutting down");
+  if (static_cast<int>(queue_.size()) >= max_queued_jobs_) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "the job queue is full (", max_queued_jobs_,
+        " jobs waiting, the server's --max_queued_jobs); retry when a job has finished"));
+  }
+  const int position = static_cast<int>(queue_.size()) + (running_ ? 1 : 0);
+  auto job = std::make_shared<Job>(NewJobId(), request, position);
+  queue_.push_back(job);
+  jobs_in_order_.push_back(job);
+  jobs_by_id_[job->id()] = job;
+  work_available_.notify_one();
+  spdlog::info("job {} queued (dataset {}, position {})", job->id(), request.dataset(), position);
+  return job;
+}
+
+absl::StatusOr<std::shared_ptr<Job>> JobManager::Get(const std::string& job_id) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = jobs_by_id_.find(job_id);
+  if (it == jobs_by_id_.end()) {
+    return absl::NotFoundError(absl::StrCat("no job with job_id \"", job_id, "\""));
+  }
+  return it->second;
+}
+
+std::vector<std::shared_ptr<Job>> JobManager::List() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return jobs_in_order_;
+}
+
+absl::StatusOr<v1::Job> JobManager::Cancel(const std::string& job_id) {
+  absl::StatusOr<std::shared_ptr<Job>> job = Get(job_id);
+  if (!job.ok()) return job.status();
+  if ((*job)->Cancel("cancelled by request")) {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto it = queue_.begin(); it != queue_.end(); ++it) {
+      if (*it == *job) {
+        queue_.erase(it);
+        break;
+      }
+    }
+  }
+  spdlog::info("job {} cancel requested", job_id);
+  return (*job)->Snapshot();
+}
+
+void JobManager::Shutdown(const std::string& reason) {
+  std::deque<std::shared_ptr<Job>> queued;
+  std::shared_ptr<Job> running;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    shutting_down_ = true;
+    queued.swap(queue_);
+    running = running_;
+    work_available_.notify_all();
+  }
+  for (const auto& job : queued) job->Cancel(reason);
+  if (running) running->Cancel(reason);
+  if (worker_.joinable()) worker_.join();
+}
+
+void JobManager::WorkerLoop() {
+  for (;;) {
+    std::shared_ptr<Job> job;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      work_available_.wait(lock, [this] { return shutting_down_ || !queue_.empty(); });
+      if (shutting_down_) return;
+      job = queue_.front();
+      queue_.pop_front();
+      running_ = job;
+    }
+    if (job->BeginRunning(executor_->device(), executor_->EpochsFor(job->request()))) {
+      spdlog::info("job {} started on {}", job->id(), executor_->device());
+      const JobOutcome outcome = executor_->Execute(*job);
+      v1::JobEvent finished;
+      v1::JobEvent::Finished* final_event = finished.mutable_finished();
+      final_event->set_state(outcome.state);
+      final_event->set_model_id(outcome.model_id);
+      if (outcome.has_test_metrics) *final_event->mutable_test_metrics() = outcome.test_metrics;
+      final_event->set_error(outcome.error);
+      job->Append(std::move(finished));
+      spdlog::info("job {} ended {}{}{}", job->id(), v1::JobState_Name(outcome.state),
+                   outcome.error.empty() ? "" : ": ", outcome.error);
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    running_.reset();
+  }
+}
+
+}  // namespace classifier

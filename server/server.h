@@ -1,0 +1,62 @@
+// The whole service in one object: what main() runs and what the integration tests start on
+// an ephemeral loopback port.
+#ifndef CLASSIFIER_SERVER_SERVER_H_
+#define CLASSIFIER_SERVER_SERVER_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+
+namespace classifier {
+
+struct ServerConfig {
+  // host:port; port 0 picks a free one (see ClassifierServer::port()).
+  std::string listen_address = "127.0.0.1:50051";
+  std::string data_dir = "data";
+  // Falls back here for fashion-mnist when data_dir has no fashion-mnist/ folder.
+  std::string fashion_fallback_dir = "/usr/share/datasets/fashion-mnist";
+  std::string state_dir = "state";
+  std::string device = "auto";
+  // LibTorch intra-op threads (0 = LibTorch's default).
+  int compute_threads = 0;
+  // Threads serving Predict and Evaluate.
+  int inference_threads = 2;
+  int max_queued_jobs = 64;
+  int max_predict_images = 10000;
+  // gRPC message size limit, both directions.
+  int max_message_bytes = 64 << 20;
+  // How long Shutdown waits for calls in flight before cancelling them.
+  absl::Duration drain_timeout = absl::Seconds(10);
+};
+
+class ClassifierServer {
+ public:
+  // Binds the port and starts serving. INVALID_ARGUMENT / FAILED_PRECONDITION for a bad
+  // config (device, address), UNAVAILABLE when the port cannot be bound.
+  static absl::StatusOr<std::unique_ptr<ClassifierServer>> Start(const ServerConfig& config);
+
+  // Shuts down (see Shutdown).
+  ~ClassifierServer();
+  ClassifierServer(const ClassifierServer&) = delete;
+  ClassifierServer& operator=(const ClassifierServer&) = delete;
+
+  int port() const;
+  const std::string& device() const;
+
+  // Health goes NOT_SERVING and new calls are refused; queued and running jobs are cancelled
+  // (each ends with a final event, so their streams finish); calls in flight get up to
+  // drain_timeout to finish. Idempotent; thread-safe.
+  void Shutdown();
+
+  struct Parts;
+
+ private:
+  explicit ClassifierServer(std::unique_ptr<Parts> parts);
+  std::unique_ptr<Parts> parts_;
+};
+
+}  // namespace classifier
+
+#endif  // CLASSIFIER_SERVER_SERVER_H_

@@ -1,0 +1,158 @@
+#include "server/training_executor.h"
+
+#include <cmath>
+#include <memory>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "spdlog/spdlog.h"
+
+namespace classifier {
+namespace {
+
+// Publishes the trainer's reports as job events and passes cancellation back to it.
+class JobProgressObserver : public TrainingObserver {
+ public:
+  explicit JobProgressObserver(Job& job) : job_(job) {}
+
+  void OnProgress(const ProgressStats& stats) override {
+    v1::JobEvent event;
+    v1::JobEvent::Progress* progress = event.mutable_progress();
+    progress->set_epoch(stats.epoch);
+    progress->set_epochs(stats.epochs);
+    progress->set_batch(stats.batch);
+    progress->set_batches(stats.batches);
+    progress->set_train_loss(stats.train_loss);
+    progress->set_train_accuracy(stats.train_accuracy);
+    progress->set_images_per_second(stats.images_per_second);
+    job_.Append(std::move(event));
+  }
+
+  void OnEpochEnd(const EpochStats& stats) override {
+    v1::JobEvent event;
+    v1::JobEvent::EpochEnd* epoch_end = event.mutable_epoch_end();
+    epoch_end->set_epoch(stats.epoch);
+    epoch_end->set_epochs(stats.epochs);
+    epoch_end->set_train_loss(stats.train_loss);
+    epoch_end->set_train_accuracy(stats.train_accuracy);
+    epoch_end->set_images_per_second(stats.images_per_second);
+    epoch_end->set_elapsed_seconds(stats.elapsed_seconds);
+    epoch_end->set_eta_seconds(stats.eta_seconds);
+    job_.Append(std::move(event));
+    spdlog::info("job {} epoch {}/{}: loss {:.4f} accuracy {:.2f}% {:.0f} images/s eta {:.1f}s",
+                 job_.id(), stats.epoch, stats.epochs, stats.train_loss,
+                 100 * stats.train_accuracy, stats.images_per_second, stats.eta_seconds);
+  }
+
+  bool StopRequested() override { return job_.cancel_requested(); }
+
+ private:
+  Job& job_;
+};
+
+v1::Metrics ToProto(const EvaluationResult& result) {
+  v1::Metrics metrics;
+  metrics.set_accuracy(result.accuracy);
+  metrics.set_loss(result.loss);
+  metrics.set_count(result.count);
+  return metrics;
+}
+
+}  // namespace
+
+absl::StatusOr<TrainPlan> PlanTraining(const v1::TrainRequest& request,
+                                       const DatasetCatalog& catalog, const std::string& device) {
+  TrainPlan plan;
+  plan.dataset = request.dataset().empty() ? kDefaultDataset : request.dataset();
+  TrainOptions& options = plan.options;
+  options.device = device;
+  options.seed = request.seed();
+
+  if (request.epochs() < 0 || request.epochs() > kMaxEpochs) {
+    return absl::InvalidArgumentError(absl::StrCat("epochs must be in [1, ", kMaxEpochs,
+                                                   "] (0 = the default ", kDefaultEpochs,
+                                                   "), got ", request.epochs()));
+  }
+  options.epochs = request.epochs() == 0 ? kDefaultEpochs : request.epochs();
+
+  const double learning_rate = request.learning_rate();
+  if (std::isnan(learning_rate) || std::isinf(learning_rate) || learning_rate < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("learning_rate must be a finite number > 0 (0 = the default ",
+                     kDefaultLearningRate, "), got ", learning_rate));
+  }
+  options.learning_rate = learning_rate == 0 ? kDefaultLearningRate : learning_rate;
+
+  if (request.optimizer() != v1::OPTIMIZER_KIND_UNSPECIFIED &&
+      request.optimizer() != v1::OPTIMIZER_KIND_ADAM) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("optimizer ", request.optimizer(), " is not supported; use ADAM"));
+  }
+  if (request.progress_reports_per_epoch() < 0 ||
+      request.progress_reports_per_epoch() > kMaxProgressReportsPerEpoch) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("progress_reports_per_epoch must be in [0, ", kMaxProgressReportsPerEpoch,
+                     "], got ", request.progress_reports_per_epoch()));
+  }
+  options.progress_reports_per_epoch = request.progress_reports_per_epoch();
+
+  // The dataset last: its size bounds the batch size.
+  absl::StatusOr<DatasetInfo> dataset = catalog.Inspect(plan.dataset);
+  if (!dataset.ok()) return dataset.status();
+  if (request.batch_size() < 0 || request.batch_size() > dataset->train_count) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "batch_size must be in [1, ", dataset->train_count, "] (the size of ", plan.dataset,
+        "'s training set; 0 = the default ", kDefaultBatchSize, "), got ", request.batch_size()));
+  }
+  options.batch_size = request.batch_size() == 0 ? kDefaultBatchSize : request.batch_size();
+  return plan;
+}
+
+TrainingExecutor::TrainingExecutor(DatasetCatalog* catalog, ModelRegistry* registry,
+                                   std::string device)
+    : catalog_(catalog), registry_(registry), device_(std::move(device)) {}
+
+int TrainingExecutor::EpochsFor(const v1::TrainRequest& request) const {
+  return request.epochs() > 0 ? request.epochs() : kDefaultEpochs;
+}
+
+JobOutcome TrainingExecutor::Execute(Job& job) {
+  JobOutcome outcome;
+  auto fail = [&outcome](const absl::Status& status) {
+    outcome.state = absl::IsCancelled(status) ? v1::JOB_STATE_CANCELLED : v1::JOB_STATE_FAILED;
+    outcome.error = std::string(status.message());
+    return outcome;
+  };
+  absl::StatusOr<TrainPlan> plan = PlanTraining(job.request(), *catalog_, device_);
+  if (!plan.ok()) return fail(plan.status());
+  absl::StatusOr<std::shared_ptr<const Dataset>> train = catalog_->Load(plan->dataset, Split::kTrain);
+  if (!train.ok()) return fail(train.status());
+  absl::StatusOr<std::shared_ptr<const Dataset>> test = catalog_->Load(plan->dataset, Split::kTest);
+  if (!test.ok()) return fail(test.status());
+
+  absl::StatusOr<std::unique_ptr<Trainer>> trainer = Trainer::Create(**train, plan->options);
+  if (!trainer.ok()) return fail(trainer.status());
+  JobProgressObserver observer(job);
+  absl::StatusOr<std::unique_ptr<TrainedModel>> network = (*trainer)->Run(observer);
+  if (!network.ok()) return fail(network.status());
+
+  absl::StatusOr<EvaluationResult> evaluation = (*network)->Evaluate(**test);
+  if (!evaluation.ok()) return fail(evaluation.status());
+
+  ModelRecord record;
+  record.job_id = job.id();
+  record.dataset = plan->dataset;
+  record.created = absl::Now();
+  record.test_metrics = *evaluation;
+  absl::StatusOr<std::shared_ptr<const RegisteredModel>> registered =
+      registry_->Register(*std::move(network), std::move(record));
+  if (!registered.ok()) return fail(registered.status());
+
+  outcome.state = v1::JOB_STATE_SUCCEEDED;
+  outcome.model_id = (*registered)->record.model_id;
+  outcome.test_metrics = ToProto(*evaluation);
+  outcome.has_test_metrics = true;
+  return outcome;
+}
+
+}  // namespace classifier

@@ -1,0 +1,45 @@
+#include "server/work_queue.h"
+
+#include <algorithm>
+#include <utility>
+
+namespace classifier {
+
+WorkQueue::WorkQueue(int threads) {
+  const int count = std::max(threads, 1);
+  threads_.reserve(count);
+  for (int i = 0; i < count; ++i) threads_.emplace_back([this] { Loop(); });
+}
+
+WorkQueue::~WorkQueue() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  task_available_.notify_all();
+  for (std::thread& thread : threads_) thread.join();
+}
+
+void WorkQueue::Submit(std::function<void()> task) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    tasks_.push_back(std::move(task));
+  }
+  task_available_.notify_one();
+}
+
+void WorkQueue::Loop() {
+  for (;;) {
+    std::function<void()> task;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      task_available_.wait(lock, [this] { return stopping_ || !tasks_.empty(); });
+      if (tasks_.empty()) return;  // Stopping, and nothing left to run.
+      task = std::move(tasks_.front());
+      tasks_.pop_front();
+    }
+    task();
+  }
+}
+
+}  // namespace classifier
