@@ -63,8 +63,8 @@ template <typename Message>
   return new RefusedStream<Message>(grpc_status);
 }
 
-::grpc::ServerUnaryReactor* FinishUnary(::grpc::CallbackServerContext* context,
-                                        const RpcLog& log, const absl::Status& status) {
+::grpc::ServerUnaryReactor* FinishUnary(::grpc::CallbackServerContext* context, const RpcLog& log,
+                                        const absl::Status& status) {
   ::grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   ::grpc::Status grpc_status = ToGrpcStatus(status);
   log.Done(grpc_status);
@@ -76,8 +76,9 @@ absl::Status DrainingError() {
   return absl::UnavailableError("the server is shutting down; retry on another instance");
 }
 
-// Streams a job's events from a sequence number until its final event. The job pushes events
-// in order (under its lock); one write is in flight at a time and the rest wait in `pending_`.
+// Streams a job's events from a sequence number until its final event. The job
+// pushes events in order (under its lock); one write is in flight at a time and
+// the rest wait in `pending_`.
 class JobEventStream : public ::grpc::ServerWriteReactor<v1::JobEvent>, public JobEventSink {
  public:
   JobEventStream(std::shared_ptr<Job> job, int64_t from_sequence, RpcLog log)
@@ -110,8 +111,8 @@ class JobEventStream : public ::grpc::ServerWriteReactor<v1::JobEvent>, public J
   }
 
   void OnCancel() override {
-    // The client hung up: the job goes on; only this stream ends. A write in flight finishes
-    // first (with ok = false), and OnWriteDone ends the stream.
+    // The client hung up: the job goes on; only this stream ends. A write in
+    // flight finishes first (with ok = false), and OnWriteDone ends the stream.
     std::lock_guard<std::mutex> lock(mu_);
     cancelled_ = true;
     if (!writing_) {
@@ -150,11 +151,12 @@ class JobEventStream : public ::grpc::ServerWriteReactor<v1::JobEvent>, public J
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
 };
 
-// Streams a file's bytes in chunks; the last chunk carries the SHA-256 of the whole file.
+// Streams a file's bytes in chunks; the last chunk carries the SHA-256 of the
+// whole file.
 class ChunkStream : public ::grpc::ServerWriteReactor<v1::WeightsChunk> {
  public:
-  ChunkStream(std::string contents, std::string sha256, std::string model_id,
-              std::string file_name, RpcLog log)
+  ChunkStream(std::string contents, std::string sha256, std::string model_id, std::string file_name,
+              RpcLog log)
       : contents_(std::move(contents)),
         sha256_(std::move(sha256)),
         model_id_(std::move(model_id)),
@@ -178,7 +180,8 @@ class ChunkStream : public ::grpc::ServerWriteReactor<v1::WeightsChunk> {
   void OnDone() override { delete this; }
 
  private:
-  // Only ever called from the constructor or OnWriteDone, so writes never overlap.
+  // Only ever called from the constructor or OnWriteDone, so writes never
+  // overlap.
   void WriteNext() {
     const size_t length = std::min(kExportChunkBytes, contents_.size() - offset_);
     chunk_.Clear();
@@ -226,7 +229,8 @@ void FillModel(const ModelRecord& record, v1::Model* model) {
   model->set_sha256(record.sha256);
 }
 
-// Converts one request image to 28x28 grey values in [0, 1], appended to `pixels`.
+// Converts one request image to 28x28 grey values in [0, 1], appended to
+// `pixels`.
 absl::Status AppendImagePixels(const v1::Image& image, int index, std::vector<float>& pixels) {
   const std::string field = absl::StrCat("images[", index, "]");
   switch (image.data_case()) {
@@ -259,8 +263,8 @@ absl::Status AppendImagePixels(const v1::Image& image, int index, std::vector<fl
       for (int i = 0; i < values.size(); ++i) {
         const float value = values[i];
         if (!(value >= 0.0f && value <= 1.0f)) {  // Also catches NaN.
-          return absl::InvalidArgumentError(absl::StrCat(
-              field, ".float_pixels.values[", i, "] is ", value, ", want a value in [0, 1]"));
+          return absl::InvalidArgumentError(absl::StrCat(field, ".float_pixels.values[", i, "] is ",
+                                                         value, ", want a value in [0, 1]"));
         }
       }
       pixels.insert(pixels.end(), values.begin(), values.end());
@@ -309,8 +313,8 @@ ClassifierService::ClassifierService(JobManager* jobs, ModelRegistry* models,
   if (draining_.load()) return Refuse<v1::JobEvent>(log, DrainingError());
   if (request->from_sequence() < 0) {
     return Refuse<v1::JobEvent>(
-        log, absl::InvalidArgumentError(absl::StrCat("from_sequence must be >= 0, got ",
-                                                     request->from_sequence())));
+        log, absl::InvalidArgumentError(
+                 absl::StrCat("from_sequence must be >= 0, got ", request->from_sequence())));
   }
   absl::StatusOr<std::shared_ptr<Job>> job = jobs_->Get(request->job_id());
   if (!job.ok()) return Refuse<v1::JobEvent>(log, job.status());
@@ -428,8 +432,8 @@ absl::Status ClassifierService::DoPredict(const v1::PredictRequest& request,
   if (!model.ok()) return model.status();
   const int num_classes = (*model)->network->architecture().num_classes;
   if (request.top_k() < 0 || request.top_k() > num_classes) {
-    return absl::InvalidArgumentError(absl::StrCat("top_k must be in [0, ", num_classes,
-                                                   "] (0 = 1), got ", request.top_k()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("top_k must be in [0, ", num_classes, "] (0 = 1), got ", request.top_k()));
   }
   const int top_k = request.top_k() == 0 ? 1 : request.top_k();
 
@@ -477,7 +481,8 @@ absl::Status ClassifierService::DoPredict(const v1::PredictRequest& request,
       models_->Resolve(request->model_id());
   if (!model.ok()) return Refuse<v1::WeightsChunk>(log, model.status());
   const ModelRecord& record = (*model)->record;
-  // A few tens of KB for these networks: read at once, checked against the registered hash.
+  // A few tens of KB for these networks: read at once, checked against the
+  // registered hash.
   absl::StatusOr<std::string> contents = ReadWholeFile(record.weights_path);
   if (!contents.ok()) return Refuse<v1::WeightsChunk>(log, contents.status());
   std::string sha256 = Sha256Hex(*contents);

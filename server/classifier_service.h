@@ -1,6 +1,7 @@
-// classifier.v1.Classifier: translates between protobuf and the job queue, the model registry
-// and the model library. Handlers never block gRPC's callback threads: training runs on the
-// job worker, inference and evaluation on the inference work queue.
+// classifier.v1.Classifier: translates between protobuf and the job queue, the
+// model registry and the model library. Handlers never block gRPC's callback
+// threads: training runs on the job worker, inference and evaluation on the
+// inference work queue.
 #ifndef CLASSIFIER_SERVER_CLASSIFIER_SERVICE_H_
 #define CLASSIFIER_SERVER_CLASSIFIER_SERVICE_H_
 
@@ -26,7 +27,8 @@ class ClassifierService : public v1::Classifier::CallbackService {
   ClassifierService(JobManager* jobs, ModelRegistry* models, DatasetCatalog* datasets,
                     WorkQueue* inference, std::string device, ServiceLimits limits);
 
-  // From now on every new call is refused with UNAVAILABLE; calls in flight go on.
+  // From now on every new call is refused with UNAVAILABLE; calls in flight go
+  // on.
   void StartDraining() { draining_.store(true); }
 
   ::grpc::ServerWriteReactor<v1::JobEvent>* Train(::grpc::CallbackServerContext* context,

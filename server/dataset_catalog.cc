@@ -83,8 +83,8 @@ absl::StatusOr<std::shared_ptr<const Dataset>> DatasetCatalog::Load(const std::s
                      train ? info->train_labels : info->test_labels, kNumClasses);
   if (!dataset.ok()) return dataset.status();
   auto shared = std::make_shared<const Dataset>(*std::move(dataset));
-  spdlog::info("loaded dataset {} ({} split): {} images of {}x{}", name,
-               train ? "train" : "test", shared->size(), shared->rows, shared->cols);
+  spdlog::info("loaded dataset {} ({} split): {} images of {}x{}", name, train ? "train" : "test",
+               shared->size(), shared->rows, shared->cols);
   loaded_[{name, split}] = shared;
   return shared;
 }

@@ -29,17 +29,19 @@ struct DatasetInfo {
 
 class DatasetCatalog {
  public:
-  // `mnist` lives in data_dir/mnist; `fashion-mnist` in data_dir/fashion-mnist, else in
-  // `fashion_fallback_dir` (Debian's dataset-fashion-mnist package).
+  // `mnist` lives in data_dir/mnist; `fashion-mnist` in data_dir/fashion-mnist,
+  // else in `fashion_fallback_dir` (Debian's dataset-fashion-mnist package).
   DatasetCatalog(std::string data_dir, std::string fashion_fallback_dir);
   DatasetCatalog(const DatasetCatalog&) = delete;
   DatasetCatalog& operator=(const DatasetCatalog&) = delete;
 
-  // Finds the files and reads their headers only: cheap enough to validate a request with.
-  // NOT_FOUND for an unknown name (listing the known ones) or a missing file (naming it).
+  // Finds the files and reads their headers only: cheap enough to validate a
+  // request with. NOT_FOUND for an unknown name (listing the known ones) or a
+  // missing file (naming it).
   absl::StatusOr<DatasetInfo> Inspect(const std::string& name) const;
 
-  // Loads a split once and shares it; later calls return the same copy. Errors name the file.
+  // Loads a split once and shares it; later calls return the same copy. Errors
+  // name the file.
   absl::StatusOr<std::shared_ptr<const Dataset>> Load(const std::string& name, Split split);
 
   std::vector<std::string> Names() const;

@@ -45,8 +45,7 @@ absl::Status WriteFileAtomically(const std::string& path, std::string_view conte
   }
   // A unique temporary name in the same directory, so that rename() is atomic.
   std::random_device entropy;
-  const std::string temporary =
-      absl::StrCat(path, ".tmp-", ::getpid(), "-", entropy() & 0xffffff);
+  const std::string temporary = absl::StrCat(path, ".tmp-", ::getpid(), "-", entropy() & 0xffffff);
   const int fd = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
   if (fd < 0) return ErrnoError("cannot create", temporary);
   size_t written = 0;
@@ -98,9 +97,7 @@ Sha256::Sha256() : context_(std::make_unique<Context>()) {
   EVP_DigestInit_ex(context_->md, EVP_sha256(), nullptr);
 }
 
-Sha256::~Sha256() {
-  EVP_MD_CTX_free(context_->md);
-}
+Sha256::~Sha256() { EVP_MD_CTX_free(context_->md); }
 
 void Sha256::Update(std::string_view data) {
   EVP_DigestUpdate(context_->md, data.data(), data.size());

@@ -1,5 +1,5 @@
-// Files that are never half-written: write to a temporary name, fsync, rename, fsync the
-// directory. And their SHA-256.
+// Files that are never half-written: write to a temporary name, fsync, rename,
+// fsync the directory. And their SHA-256.
 #ifndef CLASSIFIER_SERVER_FILE_UTIL_H_
 #define CLASSIFIER_SERVER_FILE_UTIL_H_
 
@@ -12,9 +12,9 @@
 
 namespace classifier {
 
-// Replaces `path` with `contents` atomically: readers see the old file or the whole new one,
-// and after a crash the file is either absent, old or complete. Creates missing parent
-// directories. Errors name the path.
+// Replaces `path` with `contents` atomically: readers see the old file or the
+// whole new one, and after a crash the file is either absent, old or complete.
+// Creates missing parent directories. Errors name the path.
 absl::Status WriteFileAtomically(const std::string& path, std::string_view contents);
 
 absl::StatusOr<std::string> ReadWholeFile(const std::string& path);

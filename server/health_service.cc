@@ -112,7 +112,8 @@ bool HealthService::serving() const {
     ::grpc::CallbackServerContext* /*context*/, const HealthCheckRequest* request) {
   std::lock_guard<std::mutex> lock(mu_);
   const bool known = request->service().empty() || services_.count(request->service()) != 0;
-  // The protocol says: an unknown service is reported as SERVICE_UNKNOWN, not an error.
+  // The protocol says: an unknown service is reported as SERVICE_UNKNOWN, not
+  // an error.
   auto* watcher =
       new Watcher(this, known ? ToServingStatus(serving_) : HealthCheckResponse::SERVICE_UNKNOWN);
   if (known) watchers_.insert(watcher);

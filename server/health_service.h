@@ -1,5 +1,6 @@
-// grpc.health.v1.Health, generated from the official health.proto so that server reflection
-// can describe it (gRPC's built-in default health service has no descriptor).
+// grpc.health.v1.Health, generated from the official health.proto so that
+// server reflection can describe it (gRPC's built-in default health service has
+// no descriptor).
 #ifndef CLASSIFIER_SERVER_HEALTH_SERVICE_H_
 #define CLASSIFIER_SERVER_HEALTH_SERVICE_H_
 

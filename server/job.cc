@@ -78,27 +78,32 @@ void Job::ApplyToSnapshot(const v1::JobEvent& event) {
   }
 }
 
-bool Job::BeginRunning(const std::string& device, int epochs) {
+bool Job::BeginRunning(const v1::JobEvent::Started& started) {
   std::lock_guard<std::mutex> lock(mu_);
   if (snapshot_.state() != v1::JOB_STATE_QUEUED) return false;
-  v1::JobEvent started;
-  started.mutable_started()->set_device(device);
-  started.mutable_started()->set_epochs(epochs);
-  AppendLocked(std::move(started));
+  v1::JobEvent event;
+  *event.mutable_started() = started;
+  AppendLocked(std::move(event));
   return true;
 }
 
 bool Job::Cancel(const std::string& reason) {
   std::lock_guard<std::mutex> lock(mu_);
   if (IsTerminal(snapshot_.state())) return false;
-  cancel_requested_.store(true, std::memory_order_relaxed);
+  if (!cancel_requested_.exchange(true)) cancel_reason_ = reason;
   if (snapshot_.state() == v1::JOB_STATE_RUNNING) return false;
-  // Still queued: end it now; the worker skips it since BeginRunning sees a terminal state.
+  // Still queued: end it now; the worker skips it since BeginRunning sees a
+  // terminal state.
   v1::JobEvent finished;
   finished.mutable_finished()->set_state(v1::JOB_STATE_CANCELLED);
   finished.mutable_finished()->set_error(reason);
   AppendLocked(std::move(finished));
   return true;
+}
+
+std::string Job::cancel_reason() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return cancel_reason_;
 }
 
 void Job::Subscribe(JobEventSink* sink, int64_t from_sequence) {

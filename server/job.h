@@ -1,8 +1,9 @@
 // One training job: its request, its event log and the watchers that follow it.
 //
-// The event log is the job's source of truth: state, timestamps and latest metrics are derived
-// from the events as they are appended, so that a store can later rebuild a job by replaying
-// them. Every event is published to every subscribed sink in order, without gaps.
+// The event log is the job's source of truth: state, timestamps and latest
+// metrics are derived from the events as they are appended, so that a store can
+// later rebuild a job by replaying them. Every event is published to every
+// subscribed sink in order, without gaps.
 #ifndef CLASSIFIER_SERVER_JOB_H_
 #define CLASSIFIER_SERVER_JOB_H_
 
@@ -19,8 +20,8 @@
 
 namespace classifier {
 
-// Receives a job's events in sequence order. OnEvent is called with the job's lock held: it
-// must be quick and must not block or call back into the job.
+// Receives a job's events in sequence order. OnEvent is called with the job's
+// lock held: it must be quick and must not block or call back into the job.
 class JobEventSink {
  public:
   virtual ~JobEventSink() = default;
@@ -38,23 +39,27 @@ class Job {
   // As the client sent it (defaults not applied).
   const v1::TrainRequest& request() const { return request_; }
 
-  // Stamps `event` with the job id, the next sequence number and the time, records it, updates
-  // the derived state and publishes it to every sink. Returns the sequence number. Events
-  // after the `finished` event are dropped (returns 0).
+  // Stamps `event` with the job id, the next sequence number and the time,
+  // records it, updates the derived state and publishes it to every sink.
+  // Returns the sequence number. Events after the `finished` event are dropped
+  // (returns 0).
   int64_t Append(v1::JobEvent event);
 
-  // QUEUED -> RUNNING, appending a `started` event. False when the job is no longer queued
-  // (cancelled while waiting).
-  bool BeginRunning(const std::string& device, int epochs);
+  // QUEUED -> RUNNING, appending a `started` event. False when the job is no
+  // longer queued (cancelled while waiting).
+  bool BeginRunning(const v1::JobEvent::Started& started);
 
-  // Cancels: a queued job ends at once (a `finished` CANCELLED event, returns true); a running
-  // one is flagged so the worker stops at its next batch boundary (returns false). Finished
-  // jobs are left alone.
+  // Cancels: a queued job ends at once (a `finished` CANCELLED event, returns
+  // true); a running one is flagged so the worker stops at its next batch
+  // boundary (returns false). Finished jobs are left alone.
   bool Cancel(const std::string& reason);
   bool cancel_requested() const { return cancel_requested_.load(std::memory_order_relaxed); }
+  // Why the job was cancelled; empty when it was not.
+  std::string cancel_reason() const;
 
-  // Sends every recorded event with sequence >= from_sequence to `sink`, then registers it for
-  // the events that follow, all under one lock so nothing is missed or sent twice.
+  // Sends every recorded event with sequence >= from_sequence to `sink`, then
+  // registers it for the events that follow, all under one lock so nothing is
+  // missed or sent twice.
   void Subscribe(JobEventSink* sink, int64_t from_sequence);
   // After this returns, `sink` is never called again.
   void Unsubscribe(JobEventSink* sink);
@@ -77,6 +82,7 @@ class Job {
   std::vector<v1::JobEvent> events_ ABSL_GUARDED_BY(mu_);
   std::vector<JobEventSink*> sinks_ ABSL_GUARDED_BY(mu_);
   v1::Job snapshot_ ABSL_GUARDED_BY(mu_);
+  std::string cancel_reason_ ABSL_GUARDED_BY(mu_);
 };
 
 bool IsTerminal(v1::JobState state);

@@ -29,9 +29,10 @@ absl::StatusOr<std::shared_ptr<Job>> JobManager::Submit(const v1::TrainRequest& 
   std::lock_guard<std::mutex> lock(mu_);
   if (shutting_down_) return absl::UnavailableError("the server is shutting down");
   if (static_cast<int>(queue_.size()) >= max_queued_jobs_) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "the job queue is full (", max_queued_jobs_,
-        " jobs waiting, the server's --max_queued_jobs); retry when a job has finished"));
+    return absl::ResourceExhaustedError(
+        absl::StrCat("the job queue is full (", max_queued_jobs_,
+                     " jobs waiting, the server's --max_queued_jobs); retry "
+                     "when a job has finished"));
   }
   const int position = static_cast<int>(queue_.size()) + (running_ ? 1 : 0);
   auto job = std::make_shared<Job>(NewJobId(), request, position);
@@ -99,18 +100,24 @@ void JobManager::WorkerLoop() {
       queue_.pop_front();
       running_ = job;
     }
-    if (job->BeginRunning(executor_->device(), executor_->EpochsFor(job->request()))) {
-      spdlog::info("job {} started on {}", job->id(), executor_->device());
+    const v1::JobEvent::Started started = executor_->Describe(job->request());
+    if (job->BeginRunning(started)) {
+      spdlog::info("job {} started on {}", job->id(), started.device());
       const JobOutcome outcome = executor_->Execute(*job);
       v1::JobEvent finished;
       v1::JobEvent::Finished* final_event = finished.mutable_finished();
       final_event->set_state(outcome.state);
       final_event->set_model_id(outcome.model_id);
       if (outcome.has_test_metrics) *final_event->mutable_test_metrics() = outcome.test_metrics;
-      final_event->set_error(outcome.error);
+      // A cancelled job says who cancelled it, then where it stopped.
+      final_event->set_error(outcome.state == v1::JOB_STATE_CANCELLED &&
+                                     !job->cancel_reason().empty()
+                                 ? absl::StrCat(job->cancel_reason(), ": ", outcome.error)
+                                 : outcome.error);
+      const std::string log_error = final_event->error();
       job->Append(std::move(finished));
       spdlog::info("job {} ended {}{}{}", job->id(), v1::JobState_Name(outcome.state),
-                   outcome.error.empty() ? "" : ": ", outcome.error);
+                   log_error.empty() ? "" : ": ", log_error);
     }
     std::lock_guard<std::mutex> lock(mu_);
     running_.reset();

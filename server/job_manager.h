@@ -1,8 +1,9 @@
 // The job queue and the one worker thread that owns the training device.
 //
-// Jobs run one at a time in submission order. The worker hands each job to a JobExecutor (the
-// glue that trains a model), then appends the job's final event from the outcome. Sharing work
-// across several servers later means a different executor, not a different queue.
+// Jobs run one at a time in submission order. The worker hands each job to a
+// JobExecutor (the glue that trains a model), then appends the job's final
+// event from the outcome. Sharing work across several servers later means a
+// different executor, not a different queue.
 #ifndef CLASSIFIER_SERVER_JOB_MANAGER_H_
 #define CLASSIFIER_SERVER_JOB_MANAGER_H_
 
@@ -32,40 +33,44 @@ struct JobOutcome {
   std::string error;
 };
 
-// Runs one job on the worker thread. Appends progress and epoch_end events to the job as it
-// goes, stops soon after job.cancel_requested() turns true, never throws.
+// Runs one job on the worker thread. Appends progress and epoch_end events to
+// the job as it goes, stops soon after job.cancel_requested() turns true, never
+// throws.
 class JobExecutor {
  public:
   virtual ~JobExecutor() = default;
-  // The device jobs run on, as reported in `started` events.
-  virtual std::string device() const = 0;
-  // Epochs the job will run (the request with defaults applied).
-  virtual int EpochsFor(const v1::TrainRequest& request) const = 0;
+  // The `started` event for a job about to run: device, training images,
+  // epochs. Quick (no data loading): it runs on the worker thread just before
+  // Execute.
+  virtual v1::JobEvent::Started Describe(const v1::TrainRequest& request) const = 0;
   virtual JobOutcome Execute(Job& job) = 0;
 };
 
 class JobManager {
  public:
-  // `executor` must outlive the manager. At most `max_queued_jobs` wait at once.
+  // `executor` must outlive the manager. At most `max_queued_jobs` wait at
+  // once.
   JobManager(JobExecutor* executor, int max_queued_jobs);
   // Shuts down (see Shutdown) and joins the worker.
   ~JobManager();
   JobManager(const JobManager&) = delete;
   JobManager& operator=(const JobManager&) = delete;
 
-  // Queues a validated request. RESOURCE_EXHAUSTED when the queue is full, UNAVAILABLE after
-  // Shutdown. Thread-safe, like every method here.
+  // Queues a validated request. RESOURCE_EXHAUSTED when the queue is full,
+  // UNAVAILABLE after Shutdown. Thread-safe, like every method here.
   absl::StatusOr<std::shared_ptr<Job>> Submit(const v1::TrainRequest& request);
 
   // NOT_FOUND naming the id when there is no such job.
   absl::StatusOr<std::shared_ptr<Job>> Get(const std::string& job_id) const;
   // Oldest first.
   std::vector<std::shared_ptr<Job>> List() const;
-  // Cancels a queued or running job (see Job::Cancel); returns its snapshot afterwards.
+  // Cancels a queued or running job (see Job::Cancel); returns its snapshot
+  // afterwards.
   absl::StatusOr<v1::Job> Cancel(const std::string& job_id);
 
-  // Refuses new jobs, cancels the queued ones and the running one with `reason`, and waits
-  // for the worker to finish. Every job ends with a final event. Idempotent.
+  // Refuses new jobs, cancels the queued ones and the running one with
+  // `reason`, and waits for the worker to finish. Every job ends with a final
+  // event. Idempotent.
   void Shutdown(const std::string& reason);
 
  private:

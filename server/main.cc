@@ -13,7 +13,8 @@
 ABSL_FLAG(std::string, listen, "127.0.0.1:50051",
           "host:port to serve gRPC on (port 0 picks a free port, printed at start)");
 ABSL_FLAG(std::string, data_dir, "data",
-          "directory holding mnist/ (and optionally fashion-mnist/) with the official IDX "
+          "directory holding mnist/ (and optionally fashion-mnist/) with the "
+          "official IDX "
           "file names; see scripts/fetch-data.sh");
 ABSL_FLAG(std::string, fashion_fallback_dir, "/usr/share/datasets/fashion-mnist",
           "where fashion-mnist is read when data_dir has no fashion-mnist/ "
@@ -31,11 +32,12 @@ ABSL_FLAG(absl::Duration, drain_timeout, absl::Seconds(10),
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "Trains and serves image-classification CNNs over gRPC.\n"
-      "  classifier-server [--listen=127.0.0.1:50051] [--data_dir=data] [--state_dir=state]");
+      "  classifier-server [--listen=127.0.0.1:50051] [--data_dir=data] "
+      "[--state_dir=state]");
   absl::ParseCommandLine(argc, argv);
 
-  // Block the shutdown signals in every thread (threads inherit the mask), then wait for them
-  // here: no work happens in a signal handler.
+  // Block the shutdown signals in every thread (threads inherit the mask), then
+  // wait for them here: no work happens in a signal handler.
   sigset_t shutdown_signals;
   sigemptyset(&shutdown_signals);
   sigaddset(&shutdown_signals, SIGINT);

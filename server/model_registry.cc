@@ -13,7 +13,8 @@ ModelRegistry::ModelRegistry(std::string models_dir)
     : models_dir_(std::move(models_dir)), id_generator_(std::random_device{}()) {}
 
 std::string ModelRegistry::NewModelId() {
-  // Random rather than sequential, so a restarted server never overwrites an older file.
+  // Random rather than sequential, so a restarted server never overwrites an
+  // older file.
   std::string id;
   do {
     id = absl::StrFormat("model-%012x", id_generator_() & 0xffffffffffffULL);
@@ -51,7 +52,8 @@ absl::StatusOr<std::shared_ptr<const RegisteredModel>> ModelRegistry::Resolve(
   if (model_id.empty()) {
     if (models_.empty()) {
       return absl::FailedPreconditionError(
-          "no model exists yet: train one first (Train, or `classifier-cli train`)");
+          "no model exists yet: train one first (Train, or `classifier-cli "
+          "train`)");
     }
     return models_.back();
   }

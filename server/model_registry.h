@@ -1,5 +1,6 @@
-// The models the service has trained: their weight files under the state directory, their
-// metadata, and the loaded networks that Predict and Evaluate share.
+// The models the service has trained: their weight files under the state
+// directory, their metadata, and the loaded networks that Predict and Evaluate
+// share.
 #ifndef CLASSIFIER_SERVER_MODEL_REGISTRY_H_
 #define CLASSIFIER_SERVER_MODEL_REGISTRY_H_
 
@@ -30,7 +31,8 @@ struct ModelRecord {
   std::string sha256;
 };
 
-// A registered model with its network; immutable, shared by every request that uses it.
+// A registered model with its network; immutable, shared by every request that
+// uses it.
 struct RegisteredModel {
   ModelRecord record;
   std::shared_ptr<const TrainedModel> network;
@@ -43,15 +45,16 @@ class ModelRegistry {
   ModelRegistry(const ModelRegistry&) = delete;
   ModelRegistry& operator=(const ModelRegistry&) = delete;
 
-  // Writes the weights (temporary name, fsync, rename) and registers the model under a new id.
-  // `record`'s id, path, size and hash are filled in here. Thread-safe, like every method.
+  // Writes the weights (temporary name, fsync, rename) and registers the model
+  // under a new id. `record`'s id, path, size and hash are filled in here.
+  // Thread-safe, like every method.
   absl::StatusOr<std::shared_ptr<const RegisteredModel>> Register(
       std::unique_ptr<TrainedModel> network, ModelRecord record);
 
-  // The model named `model_id`, or the newest one when it is empty. NOT_FOUND for an unknown
-  // id, FAILED_PRECONDITION (saying to train one first) when there are none.
-  absl::StatusOr<std::shared_ptr<const RegisteredModel>> Resolve(
-      const std::string& model_id) const;
+  // The model named `model_id`, or the newest one when it is empty. NOT_FOUND
+  // for an unknown id, FAILED_PRECONDITION (saying to train one first) when
+  // there are none.
+  absl::StatusOr<std::shared_ptr<const RegisteredModel>> Resolve(const std::string& model_id) const;
 
   // Oldest first.
   std::vector<std::shared_ptr<const RegisteredModel>> List() const;

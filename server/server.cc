@@ -19,8 +19,8 @@
 
 namespace classifier {
 
-// Declared in dependency order: members are destroyed in reverse, so the gRPC server goes
-// first, then the job worker, then what they used.
+// Declared in dependency order: members are destroyed in reverse, so the gRPC
+// server goes first, then the job worker, then what they used.
 struct ClassifierServer::Parts {
   ServerConfig config;
   std::string device;
@@ -51,8 +51,8 @@ absl::StatusOr<std::unique_ptr<ClassifierServer>> ClassifierServer::Start(
       std::make_unique<TrainingExecutor>(parts->datasets.get(), parts->models.get(), *device);
   parts->inference = std::make_unique<WorkQueue>(config.inference_threads);
   parts->jobs = std::make_unique<JobManager>(parts->executor.get(), config.max_queued_jobs);
-  parts->health = std::make_unique<HealthService>(
-      std::vector<std::string>{"classifier.v1.Classifier"});
+  parts->health =
+      std::make_unique<HealthService>(std::vector<std::string>{"classifier.v1.Classifier"});
   parts->service = std::make_unique<ClassifierService>(
       parts->jobs.get(), parts->models.get(), parts->datasets.get(), parts->inference.get(),
       *device, ServiceLimits{config.max_predict_images});
@@ -67,13 +67,14 @@ absl::StatusOr<std::unique_ptr<ClassifierServer>> ClassifierServer::Start(
   builder.RegisterService(parts->health.get());
   parts->grpc_server = builder.BuildAndStart();
   if (!parts->grpc_server || parts->port == 0) {
-    return absl::UnavailableError(
-        absl::StrCat("cannot listen on ", config.listen_address,
-                     ": the address is malformed or the port is in use"));
+    return absl::UnavailableError(absl::StrCat("cannot listen on ", config.listen_address,
+                                               ": the address is malformed or the port is in use"));
   }
   parts->health->SetServing(true);
-  spdlog::info("classifier-server listening on {} (port {}), device {}, data {}, state {}",
-               config.listen_address, parts->port, *device, config.data_dir, config.state_dir);
+  spdlog::info(
+      "classifier-server listening on {} (port {}), device {}, data "
+      "{}, state {}",
+      config.listen_address, parts->port, *device, config.data_dir, config.state_dir);
   return std::unique_ptr<ClassifierServer>(new ClassifierServer(std::move(parts)));
 }
 
@@ -90,7 +91,8 @@ void ClassifierServer::Shutdown() {
     spdlog::info("shutting down: health NOT_SERVING, refusing new calls");
     parts_->health->SetServing(false);
     parts_->service->StartDraining();
-    // Ends every job with a final event, so Train and WatchJob streams can finish.
+    // Ends every job with a final event, so Train and WatchJob streams can
+    // finish.
     parts_->jobs->Shutdown("the server is shutting down");
     parts_->grpc_server->Shutdown(std::chrono::system_clock::now() +
                                   absl::ToChronoSeconds(parts_->config.drain_timeout));

@@ -1,5 +1,5 @@
-// The whole service in one object: what main() runs and what the integration tests start on
-// an ephemeral loopback port.
+// The whole service in one object: what main() runs and what the integration
+// tests start on an ephemeral loopback port.
 #ifndef CLASSIFIER_SERVER_SERVER_H_
 #define CLASSIFIER_SERVER_SERVER_H_
 
@@ -15,7 +15,8 @@ struct ServerConfig {
   // host:port; port 0 picks a free one (see ClassifierServer::port()).
   std::string listen_address = "127.0.0.1:50051";
   std::string data_dir = "data";
-  // Falls back here for fashion-mnist when data_dir has no fashion-mnist/ folder.
+  // Falls back here for fashion-mnist when data_dir has no fashion-mnist/
+  // folder.
   std::string fashion_fallback_dir = "/usr/share/datasets/fashion-mnist";
   std::string state_dir = "state";
   std::string device = "auto";
@@ -33,8 +34,9 @@ struct ServerConfig {
 
 class ClassifierServer {
  public:
-  // Binds the port and starts serving. INVALID_ARGUMENT / FAILED_PRECONDITION for a bad
-  // config (device, address), UNAVAILABLE when the port cannot be bound.
+  // Binds the port and starts serving. INVALID_ARGUMENT / FAILED_PRECONDITION
+  // for a bad config (device, address), UNAVAILABLE when the port cannot be
+  // bound.
   static absl::StatusOr<std::unique_ptr<ClassifierServer>> Start(const ServerConfig& config);
 
   // Shuts down (see Shutdown).
@@ -45,9 +47,9 @@ class ClassifierServer {
   int port() const;
   const std::string& device() const;
 
-  // Health goes NOT_SERVING and new calls are refused; queued and running jobs are cancelled
-  // (each ends with a final event, so their streams finish); calls in flight get up to
-  // drain_timeout to finish. Idempotent; thread-safe.
+  // Health goes NOT_SERVING and new calls are refused; queued and running jobs
+  // are cancelled (each ends with a final event, so their streams finish);
+  // calls in flight get up to drain_timeout to finish. Idempotent; thread-safe.
   void Shutdown();
 
   struct Parts;

@@ -1,4 +1,5 @@
-// The one translation from absl::Status (used inside the service) to grpc::Status (the edge).
+// The one translation from absl::Status (used inside the service) to
+// grpc::Status (the edge).
 #ifndef CLASSIFIER_SERVER_STATUS_UTIL_H_
 #define CLASSIFIER_SERVER_STATUS_UTIL_H_
 
@@ -8,7 +9,8 @@
 
 namespace classifier {
 
-// The codes are the same set, so this keeps the code and the message as they are.
+// The codes are the same set, so this keeps the code and the message as they
+// are.
 ::grpc::Status ToGrpcStatus(const absl::Status& status);
 
 }  // namespace classifier

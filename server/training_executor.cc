@@ -10,7 +10,8 @@
 namespace classifier {
 namespace {
 
-// Publishes the trainer's reports as job events and passes cancellation back to it.
+// Publishes the trainer's reports as job events and passes cancellation back to
+// it.
 class JobProgressObserver : public TrainingObserver {
  public:
   explicit JobProgressObserver(Job& job) : job_(job) {}
@@ -39,9 +40,11 @@ class JobProgressObserver : public TrainingObserver {
     epoch_end->set_elapsed_seconds(stats.elapsed_seconds);
     epoch_end->set_eta_seconds(stats.eta_seconds);
     job_.Append(std::move(event));
-    spdlog::info("job {} epoch {}/{}: loss {:.4f} accuracy {:.2f}% {:.0f} images/s eta {:.1f}s",
-                 job_.id(), stats.epoch, stats.epochs, stats.train_loss,
-                 100 * stats.train_accuracy, stats.images_per_second, stats.eta_seconds);
+    spdlog::info(
+        "job {} epoch {}/{}: loss {:.4f} accuracy {:.2f}% {:.0f} "
+        "images/s eta {:.1f}s",
+        job_.id(), stats.epoch, stats.epochs, stats.train_loss, 100 * stats.train_accuracy,
+        stats.images_per_second, stats.eta_seconds);
   }
 
   bool StopRequested() override { return job_.cancel_requested(); }
@@ -70,8 +73,8 @@ absl::StatusOr<TrainPlan> PlanTraining(const v1::TrainRequest& request,
 
   if (request.epochs() < 0 || request.epochs() > kMaxEpochs) {
     return absl::InvalidArgumentError(absl::StrCat("epochs must be in [1, ", kMaxEpochs,
-                                                   "] (0 = the default ", kDefaultEpochs,
-                                                   "), got ", request.epochs()));
+                                                   "] (0 = the default ", kDefaultEpochs, "), got ",
+                                                   request.epochs()));
   }
   options.epochs = request.epochs() == 0 ? kDefaultEpochs : request.epochs();
 
@@ -90,9 +93,9 @@ absl::StatusOr<TrainPlan> PlanTraining(const v1::TrainRequest& request,
   }
   if (request.progress_reports_per_epoch() < 0 ||
       request.progress_reports_per_epoch() > kMaxProgressReportsPerEpoch) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("progress_reports_per_epoch must be in [0, ", kMaxProgressReportsPerEpoch,
-                     "], got ", request.progress_reports_per_epoch()));
+    return absl::InvalidArgumentError(absl::StrCat("progress_reports_per_epoch must be in [0, ",
+                                                   kMaxProgressReportsPerEpoch, "], got ",
+                                                   request.progress_reports_per_epoch()));
   }
   options.progress_reports_per_epoch = request.progress_reports_per_epoch();
 
@@ -112,8 +115,16 @@ TrainingExecutor::TrainingExecutor(DatasetCatalog* catalog, ModelRegistry* regis
                                    std::string device)
     : catalog_(catalog), registry_(registry), device_(std::move(device)) {}
 
-int TrainingExecutor::EpochsFor(const v1::TrainRequest& request) const {
-  return request.epochs() > 0 ? request.epochs() : kDefaultEpochs;
+v1::JobEvent::Started TrainingExecutor::Describe(const v1::TrainRequest& request) const {
+  v1::JobEvent::Started started;
+  started.set_device(device_);
+  started.set_epochs(request.epochs() > 0 ? request.epochs() : kDefaultEpochs);
+  // Headers only; a dataset that has gone missing fails in Execute with a clear
+  // message.
+  absl::StatusOr<DatasetInfo> dataset =
+      catalog_->Inspect(request.dataset().empty() ? kDefaultDataset : request.dataset());
+  if (dataset.ok()) started.set_train_images(dataset->train_count);
+  return started;
 }
 
 JobOutcome TrainingExecutor::Execute(Job& job) {
@@ -125,7 +136,8 @@ JobOutcome TrainingExecutor::Execute(Job& job) {
   };
   absl::StatusOr<TrainPlan> plan = PlanTraining(job.request(), *catalog_, device_);
   if (!plan.ok()) return fail(plan.status());
-  absl::StatusOr<std::shared_ptr<const Dataset>> train = catalog_->Load(plan->dataset, Split::kTrain);
+  absl::StatusOr<std::shared_ptr<const Dataset>> train =
+      catalog_->Load(plan->dataset, Split::kTrain);
   if (!train.ok()) return fail(train.status());
   absl::StatusOr<std::shared_ptr<const Dataset>> test = catalog_->Load(plan->dataset, Split::kTest);
   if (!test.ok()) return fail(test.status());

@@ -1,5 +1,6 @@
-// Turns a TrainRequest into a trained, evaluated, registered model: the JobExecutor that the
-// worker thread runs. Also the one place where a request is validated and defaults applied.
+// Turns a TrainRequest into a trained, evaluated, registered model: the
+// JobExecutor that the worker thread runs. Also the one place where a request
+// is validated and defaults applied.
 #ifndef CLASSIFIER_SERVER_TRAINING_EXECUTOR_H_
 #define CLASSIFIER_SERVER_TRAINING_EXECUTOR_H_
 
@@ -27,8 +28,9 @@ struct TrainPlan {
   TrainOptions options;
 };
 
-// Validates `request` against the catalog and applies the defaults. INVALID_ARGUMENT names the
-// field and its allowed range; NOT_FOUND names an unknown dataset or a missing file.
+// Validates `request` against the catalog and applies the defaults.
+// INVALID_ARGUMENT names the field and its allowed range; NOT_FOUND names an
+// unknown dataset or a missing file.
 absl::StatusOr<TrainPlan> PlanTraining(const v1::TrainRequest& request,
                                        const DatasetCatalog& catalog, const std::string& device);
 
@@ -37,8 +39,7 @@ class TrainingExecutor : public JobExecutor {
   // Every pointer must outlive the executor.
   TrainingExecutor(DatasetCatalog* catalog, ModelRegistry* registry, std::string device);
 
-  std::string device() const override { return device_; }
-  int EpochsFor(const v1::TrainRequest& request) const override;
+  v1::JobEvent::Started Describe(const v1::TrainRequest& request) const override;
   JobOutcome Execute(Job& job) override;
 
  private:

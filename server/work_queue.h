@@ -1,5 +1,5 @@
-// A fixed set of threads owned by the server that run submitted tasks in order: inference and
-// evaluation run here, never on gRPC's callback threads.
+// A fixed set of threads owned by the server that run submitted tasks in order:
+// inference and evaluation run here, never on gRPC's callback threads.
 #ifndef CLASSIFIER_SERVER_WORK_QUEUE_H_
 #define CLASSIFIER_SERVER_WORK_QUEUE_H_
 

@@ -1,0 +1,370 @@
+#include "client/commands.h"
+
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "client/format.h"
+#include "client/weights_file.h"
+
+namespace classifier::cli {
+namespace {
+
+using grpc::ClientContext;
+
+void SetDeadline(ClientContext* context, const Invocation& invocation, double default_seconds) {
+  const double seconds =
+      invocation.timeout_seconds > 0 ? invocation.timeout_seconds : default_seconds;
+  context->set_deadline(std::chrono::system_clock::now() +
+                        std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000)));
+}
+
+int RpcFailed(const CommandEnvironment& env, const grpc::Status& status) {
+  *env.err << FormatRpcError(status) << "\n";
+  return kExitServerError;
+}
+
+int UsageFailed(const CommandEnvironment& env, const absl::Status& status) {
+  *env.err << "error: " << status.message() << "\n";
+  return kExitUsage;
+}
+
+int LocalFailed(const CommandEnvironment& env, const absl::Status& status) {
+  *env.err << "error: " << status.message() << "\n";
+  return kExitLocalError;
+}
+
+absl::StatusOr<std::string> ReadWholeFile(const std::string& path) {
+  std::unique_ptr<FILE, int (*)(FILE*)> file(std::fopen(path.c_str(), "rb"), &std::fclose);
+  if (file == nullptr) {
+    return absl::NotFoundError(absl::StrCat("cannot read ", path, ": ", std::strerror(errno)));
+  }
+  std::string bytes;
+  char buffer[1 << 16];
+  size_t n;
+  while ((n = std::fread(buffer, 1, sizeof(buffer), file.get())) > 0) bytes.append(buffer, n);
+  if (std::ferror(file.get())) {
+    return absl::DataLossError(absl::StrCat("cannot read ", path, ": ", std::strerror(errno)));
+  }
+  return bytes;
+}
+
+// Prints a job's events until its Finished event; the exit code follows the job's end state.
+int FollowJob(ClientContext* context, grpc::ClientReaderInterface<v1::JobEvent>* reader,
+              const CommandEnvironment& env, bool json, bool detach) {
+  JobEventPrinter printer(*env.out, env.terminal, json);
+  std::optional<v1::JobEvent::Finished> finished;
+  std::string job_id;
+  v1::JobEvent event;
+  while (reader->Read(&event)) {
+    job_id = event.job_id();
+    if (detach) {
+      // The job is queued: leave it to the server (closing the stream does not stop it).
+      if (json) {
+        printer.Print(event);
+      } else {
+        *env.out << event.job_id() << "\n" << std::flush;
+      }
+      context->TryCancel();
+      while (reader->Read(&event)) {
+      }
+      (void)reader->Finish();
+      return kExitOk;
+    }
+    printer.Print(event);
+    if (event.has_finished()) finished = event.finished();
+  }
+  printer.EndLine();
+  const grpc::Status status = reader->Finish();
+  if (!status.ok()) return RpcFailed(env, status);
+  if (!finished.has_value()) {
+    *env.err << "error: the server closed the stream before job " << (job_id.empty() ? "?" : job_id)
+             << " finished\n";
+    return kExitServerError;
+  }
+  if (finished->state() == v1::JOB_STATE_SUCCEEDED) return kExitOk;
+  *env.err << "error: job " << job_id << " " << StateName(finished->state());
+  if (!finished->error().empty()) *env.err << ": " << finished->error();
+  *env.err << "\n";
+  return kExitJobFailed;
+}
+
+int Health(const Invocation& invocation, const CommandEnvironment& env) {
+  grpc::health::v1::HealthCheckRequest request;
+  request.set_service(invocation.String("service"));
+  grpc::health::v1::HealthCheckResponse response;
+  ClientContext context;
+  SetDeadline(&context, invocation, kHealthTimeoutSeconds);
+  const grpc::Status status = env.health->Check(&context, request, &response);
+  if (!status.ok()) return RpcFailed(env, status);
+  *env.out << grpc::health::v1::HealthCheckResponse::ServingStatus_Name(response.status()) << "\n";
+  return response.status() == grpc::health::v1::HealthCheckResponse::SERVING ? kExitOk
+                                                                             : kExitServerError;
+}
+
+int Train(const Invocation& invocation, const CommandEnvironment& env) {
+  absl::StatusOr<v1::TrainRequest> request = BuildTrainRequest(invocation);
+  if (!request.ok()) return UsageFailed(env, request.status());
+  ClientContext context;
+  std::unique_ptr<grpc::ClientReaderInterface<v1::JobEvent>> reader =
+      env.classifier->Train(&context, *request);
+  return FollowJob(&context, reader.get(), env, invocation.Bool("json"), invocation.Bool("detach"));
+}
+
+int Watch(const Invocation& invocation, const CommandEnvironment& env) {
+  v1::WatchJobRequest request;
+  request.set_job_id(invocation.args[0]);
+  request.set_from_sequence(invocation.Int64("from"));
+  ClientContext context;
+  std::unique_ptr<grpc::ClientReaderInterface<v1::JobEvent>> reader =
+      env.classifier->WatchJob(&context, request);
+  return FollowJob(&context, reader.get(), env, invocation.Bool("json"), /*detach=*/false);
+}
+
+int Jobs(const Invocation& invocation, const CommandEnvironment& env) {
+  v1::ListJobsResponse response;
+  ClientContext context;
+  SetDeadline(&context, invocation, kDefaultTimeoutSeconds);
+  const grpc::Status status = env.classifier->ListJobs(&context, v1::ListJobsRequest(), &response);
+  if (!status.ok()) return RpcFailed(env, status);
+  *env.out << (invocation.Bool("json") ? ToJsonLine(response) + "\n" : JobsTable(response));
+  return kExitOk;
+}
+
+int GetJob(const Invocation& invocation, const CommandEnvironment& env) {
+  v1::GetJobRequest request;
+  request.set_job_id(invocation.args[0]);
+  v1::Job job;
+  ClientContext context;
+  SetDeadline(&context, invocation, kDefaultTimeoutSeconds);
+  const grpc::Status status = env.classifier->GetJob(&context, request, &job);
+  if (!status.ok()) return RpcFailed(env, status);
+  *env.out << (invocation.Bool("json") ? ToJsonLine(job) + "\n" : JobDetails(job));
+  return kExitOk;
+}
+
+int Cancel(const Invocation& invocation, const CommandEnvironment& env) {
+  v1::CancelJobRequest request;
+  request.set_job_id(invocation.args[0]);
+  v1::Job job;
+  ClientContext context;
+  SetDeadline(&context, invocation, kDefaultTimeoutSeconds);
+  const grpc::Status status = env.classifier->CancelJob(&context, request, &job);
+  if (!status.ok()) return RpcFailed(env, status);
+  if (invocation.Bool("json")) {
+    *env.out << ToJsonLine(job) << "\n";
+  } else {
+    *env.out << "job " << job.job_id() << " " << StateName(job.state());
+    if (job.state() == v1::JOB_STATE_RUNNING) *env.out << " (stops at its next batch)";
+    *env.out << "\n";
+  }
+  return kExitOk;
+}
+
+int Evaluate(const Invocation& invocation, const CommandEnvironment& env) {
+  absl::StatusOr<v1::EvaluateRequest> request = BuildEvaluateRequest(invocation);
+  if (!request.ok()) return UsageFailed(env, request.status());
+  v1::EvaluateResponse response;
+  ClientContext context;
+  SetDeadline(&context, invocation, kEvaluateTimeoutSeconds);
+  const grpc::Status status = env.classifier->Evaluate(&context, *request, &response);
+  if (!status.ok()) return RpcFailed(env, status);
+  *env.out << (invocation.Bool("json") ? ToJsonLine(response) + "\n" : EvaluationReport(response));
+  return kExitOk;
+}
+
+int Predict(const Invocation& invocation, const CommandEnvironment& env) {
+  v1::PredictRequest request;
+  request.set_model_id(invocation.String("model"));
+  const int top_k = invocation.Int32("top_k", 1);
+  if (top_k < 1) return UsageFailed(env, absl::InvalidArgumentError("--top_k must be at least 1"));
+  request.set_top_k(top_k);
+  for (const std::string& path : invocation.args) {
+    // The server decodes and converts the file: the client sends its bytes untouched.
+    absl::StatusOr<std::string> bytes = ReadWholeFile(path);
+    if (!bytes.ok()) return LocalFailed(env, bytes.status());
+    request.add_images()->set_encoded(*std::move(bytes));
+  }
+  v1::PredictResponse response;
+  ClientContext context;
+  SetDeadline(&context, invocation, kDefaultTimeoutSeconds);
+  const grpc::Status status = env.classifier->Predict(&context, request, &response);
+  if (!status.ok()) return RpcFailed(env, status);
+  if (response.predictions_size() != request.images_size()) {
+    *env.err << "error: the server returned " << response.predictions_size() << " predictions for "
+             << request.images_size() << " images\n";
+    return kExitServerError;
+  }
+  *env.out << (invocation.Bool("json") ? ToJsonLine(response) + "\n"
+                                       : PredictionReport(invocation.args, response, top_k));
+  return kExitOk;
+}
+
+int Models(const Invocation& invocation, const CommandEnvironment& env) {
+  v1::ListModelsResponse response;
+  ClientContext context;
+  SetDeadline(&context, invocation, kDefaultTimeoutSeconds);
+  const grpc::Status status =
+      env.classifier->ListModels(&context, v1::ListModelsRequest(), &response);
+  if (!status.ok()) return RpcFailed(env, status);
+  *env.out << (invocation.Bool("json") ? ToJsonLine(response) + "\n" : ModelsTable(response));
+  return kExitOk;
+}
+
+// Checks each chunk against the file so far; the file itself checks the final size and digest.
+absl::Status CheckChunk(const v1::WeightsChunk& chunk, int64_t written, int64_t total_size) {
+  if (chunk.offset() != written) {
+    return absl::DataLossError(
+        absl::StrFormat("chunk at offset %d, expected %d", chunk.offset(), written));
+  }
+  if (chunk.total_size() != total_size) {
+    return absl::DataLossError(
+        absl::StrFormat("total size changed from %d to %d bytes", total_size, chunk.total_size()));
+  }
+  if (written + static_cast<int64_t>(chunk.data().size()) > total_size) {
+    return absl::DataLossError(
+        absl::StrFormat("the server sent more than the %d bytes it announced", total_size));
+  }
+  return absl::OkStatus();
+}
+
+int Export(const Invocation& invocation, const CommandEnvironment& env) {
+  absl::StatusOr<v1::ExportWeightsRequest> request = BuildExportRequest(invocation);
+  if (!request.ok()) return UsageFailed(env, request.status());
+  ClientContext context;
+  std::unique_ptr<grpc::ClientReaderInterface<v1::WeightsChunk>> reader =
+      env.classifier->ExportWeights(&context, *request);
+
+  std::unique_ptr<AtomicFileWriter> file;  // Removes the temporary file unless committed.
+  int64_t total_size = 0;
+  std::string sha256;
+  std::string model_id;
+  absl::Status local;
+  v1::WeightsChunk chunk;
+  while (reader->Read(&chunk)) {
+    if (file == nullptr) {
+      // The first chunk names the file.
+      model_id = chunk.model_id();
+      total_size = chunk.total_size();
+      const std::string path = ResolveOutputPath(invocation.String("out"),
+                                                 SafeFileName(chunk.file_name(), chunk.model_id()));
+      absl::StatusOr<std::unique_ptr<AtomicFileWriter>> created = AtomicFileWriter::Create(path);
+      if (!created.ok()) {
+        local = created.status();
+        break;
+      }
+      file = *std::move(created);
+    }
+    local = CheckChunk(chunk, file->size(), total_size);
+    if (local.ok()) local = file->Append(chunk.data());
+    if (!local.ok()) break;
+    sha256 = chunk.sha256();  // Only the last chunk's counts.
+  }
+  if (!local.ok()) {
+    context.TryCancel();
+    while (reader->Read(&chunk)) {
+    }
+    (void)reader->Finish();
+    file.reset();
+    return LocalFailed(env, local);
+  }
+  const grpc::Status status = reader->Finish();
+  if (!status.ok()) {
+    file.reset();
+    return RpcFailed(env, status);
+  }
+  if (file == nullptr) {
+    *env.err << "error: the server sent no weights\n";
+    return kExitServerError;
+  }
+  if (absl::Status committed = file->Commit(total_size, sha256); !committed.ok()) {
+    return LocalFailed(env, committed);
+  }
+  *env.out << absl::StrFormat("saved %s (%d bytes, sha256 %s, model %s)\n", file->path(),
+                              file->size(), file->sha256(), model_id.empty() ? "-" : model_id);
+  return kExitOk;
+}
+
+}  // namespace
+
+std::string FormatRpcError(const grpc::Status& status) {
+  std::string out = absl::StrCat(
+      "error: ", absl::StatusCodeToString(static_cast<absl::StatusCode>(status.error_code())));
+  if (!status.error_message().empty()) absl::StrAppend(&out, ": ", status.error_message());
+  return out;
+}
+
+absl::StatusOr<v1::TrainRequest> BuildTrainRequest(const Invocation& invocation) {
+  v1::TrainRequest request;
+  request.set_dataset(invocation.String("dataset", "mnist"));
+  request.set_epochs(invocation.Int32("epochs"));
+  request.set_batch_size(invocation.Int32("batch_size"));
+  request.set_learning_rate(invocation.Double("learning_rate"));
+  request.set_seed(invocation.Uint64("seed"));
+  request.set_progress_reports_per_epoch(invocation.Int32("progress_reports"));
+  if (invocation.Has("optimizer")) {
+    const std::string optimizer = absl::AsciiStrToLower(invocation.String("optimizer"));
+    if (optimizer != "adam") {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "invalid value '", invocation.String("optimizer"), "' for --optimizer: expected adam"));
+    }
+    request.set_optimizer(v1::OPTIMIZER_KIND_ADAM);
+  }
+  return request;
+}
+
+absl::StatusOr<v1::EvaluateRequest> BuildEvaluateRequest(const Invocation& invocation) {
+  v1::EvaluateRequest request;
+  request.set_model_id(invocation.String("model"));
+  request.set_dataset(invocation.String("dataset", "mnist"));
+  const std::string split = absl::AsciiStrToLower(invocation.String("split", "test"));
+  if (split == "test") {
+    request.set_split(v1::DATASET_SPLIT_TEST);
+  } else if (split == "train") {
+    request.set_split(v1::DATASET_SPLIT_TRAIN);
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat("invalid value '", invocation.String("split"),
+                                                   "' for --split: expected test or train"));
+  }
+  return request;
+}
+
+absl::StatusOr<v1::ExportWeightsRequest> BuildExportRequest(const Invocation& invocation) {
+  v1::ExportWeightsRequest request;
+  request.set_model_id(invocation.String("model"));
+  const std::string format = absl::AsciiStrToLower(invocation.String("format", "pytorch"));
+  if (format == "pytorch" || format == "pytorch_state_dict") {
+    request.set_format(v1::PYTORCH_STATE_DICT);
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat("invalid value '", invocation.String("format"),
+                                                   "' for --format: expected pytorch"));
+  }
+  return request;
+}
+
+int RunCommand(const Invocation& invocation, const CommandEnvironment& environment) {
+  using Handler = int (*)(const Invocation&, const CommandEnvironment&);
+  static const auto* const handlers = new std::map<std::string, Handler, std::less<>>{
+      {"health", Health}, {"train", Train},   {"watch", Watch},       {"jobs", Jobs},
+      {"job", GetJob},    {"cancel", Cancel}, {"evaluate", Evaluate}, {"predict", Predict},
+      {"models", Models}, {"export", Export},
+  };
+  auto it = handlers->find(invocation.command);
+  if (it == handlers->end()) {
+    return UsageFailed(environment, absl::InvalidArgumentError(absl::StrCat(
+                                        "unknown command '", invocation.command, "'")));
+  }
+  return it->second(invocation, environment);
+}
+
+}  // namespace classifier::cli

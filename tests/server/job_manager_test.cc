@@ -1,0 +1,216 @@
+// The job queue and worker with a scripted executor: order, events,
+// cancellation, limits.
+#include "server/job_manager.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace classifier {
+namespace {
+
+using std::chrono_literals::operator""ms;
+
+// Runs a job as `epochs` epoch_end events; blocks while `hold` is set, so tests
+// can observe a running job; stops when the job is cancelled.
+class ScriptedExecutor : public JobExecutor {
+ public:
+  v1::JobEvent::Started Describe(const v1::TrainRequest& request) const override {
+    v1::JobEvent::Started started;
+    started.set_device("test-device");
+    started.set_epochs(request.epochs());
+    return started;
+  }
+
+  JobOutcome Execute(Job& job) override {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      order_.push_back(job.id());
+    }
+    for (int epoch = 1; epoch <= job.request().epochs(); ++epoch) {
+      while (hold_.load() && !job.cancel_requested()) std::this_thread::sleep_for(1ms);
+      if (job.cancel_requested()) return JobOutcome{v1::JOB_STATE_CANCELLED, "", {}, false, "stop"};
+      v1::JobEvent event;
+      event.mutable_epoch_end()->set_epoch(epoch);
+      job.Append(event);
+    }
+    return JobOutcome{v1::JOB_STATE_SUCCEEDED, "model-" + job.id(), {}, false, ""};
+  }
+
+  std::vector<std::string> order() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return order_;
+  }
+  std::atomic<bool> hold_{false};
+
+ private:
+  std::mutex mu_;
+  std::vector<std::string> order_;
+};
+
+// Collects events pushed by a job.
+class CollectingSink : public JobEventSink {
+ public:
+  void OnEvent(const v1::JobEvent& event) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    events_.push_back(event);
+    changed_.notify_all();
+  }
+  std::vector<v1::JobEvent> WaitForFinished() {
+    std::unique_lock<std::mutex> lock(mu_);
+    changed_.wait_for(lock, std::chrono::seconds(30),
+                      [this] { return !events_.empty() && events_.back().has_finished(); });
+    return events_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable changed_;
+  std::vector<v1::JobEvent> events_;
+};
+
+v1::TrainRequest Request(int epochs) {
+  v1::TrainRequest request;
+  request.set_dataset("mnist");
+  request.set_epochs(epochs);
+  return request;
+}
+
+void WaitForState(const Job& job, v1::JobState state) {
+  for (int i = 0; i < 5000 && job.state() != state; ++i) std::this_thread::sleep_for(1ms);
+  ASSERT_EQ(job.state(), state);
+}
+
+TEST(JobManagerTest, RunsJobsInOrderWithGapFreeEvents) {
+  ScriptedExecutor executor;
+  JobManager manager(&executor, /*max_queued_jobs=*/10);
+  std::vector<std::shared_ptr<Job>> jobs;
+  std::vector<std::unique_ptr<CollectingSink>> sinks;
+  executor.hold_ = true;
+  for (int i = 0; i < 3; ++i) {
+    auto job = manager.Submit(Request(2 + i));
+    ASSERT_TRUE(job.ok()) << job.status();
+    sinks.push_back(std::make_unique<CollectingSink>());
+    (*job)->Subscribe(sinks.back().get(), 1);
+    jobs.push_back(*job);
+  }
+  executor.hold_ = false;
+  for (size_t i = 0; i < jobs.size(); ++i) {
+    std::vector<v1::JobEvent> events = sinks[i]->WaitForFinished();
+    jobs[i]->Unsubscribe(sinks[i].get());
+    // queued, started, one epoch_end per epoch, finished.
+    ASSERT_EQ(events.size(), 2 + (2 + i) + 1);
+    for (size_t k = 0; k < events.size(); ++k) {
+      EXPECT_EQ(events[k].sequence(), static_cast<int64_t>(k + 1));
+      EXPECT_EQ(events[k].job_id(), jobs[i]->id());
+    }
+    EXPECT_TRUE(events.front().has_queued());
+    EXPECT_EQ(events.front().queued().position(), static_cast<int>(i));
+    EXPECT_TRUE(events[1].has_started());
+    EXPECT_EQ(events[1].started().device(), "test-device");
+    EXPECT_EQ(events.back().finished().state(), v1::JOB_STATE_SUCCEEDED);
+    EXPECT_EQ(events.back().finished().model_id(), "model-" + jobs[i]->id());
+    EXPECT_EQ(jobs[i]->Snapshot().state(), v1::JOB_STATE_SUCCEEDED);
+  }
+  EXPECT_EQ(executor.order(),
+            (std::vector<std::string>{jobs[0]->id(), jobs[1]->id(), jobs[2]->id()}));
+}
+
+TEST(JobManagerTest, SubscribeReplaysFromAnySequence) {
+  ScriptedExecutor executor;
+  JobManager manager(&executor, 10);
+  auto job = manager.Submit(Request(4));
+  ASSERT_TRUE(job.ok());
+  CollectingSink all;
+  (*job)->Subscribe(&all, 1);
+  const std::vector<v1::JobEvent> events = all.WaitForFinished();
+  (*job)->Unsubscribe(&all);
+  for (int64_t from = 1; from <= static_cast<int64_t>(events.size()) + 1; ++from) {
+    CollectingSink replay;
+    (*job)->Subscribe(&replay, from);
+    (*job)->Unsubscribe(&replay);
+    std::vector<v1::JobEvent> got = from <= static_cast<int64_t>(events.size())
+                                        ? replay.WaitForFinished()
+                                        : std::vector<v1::JobEvent>{};
+    ASSERT_EQ(got.size(), events.size() - (from - 1)) << "from " << from;
+    for (size_t k = 0; k < got.size(); ++k) {
+      EXPECT_EQ(got[k].SerializeAsString(), events[from - 1 + k].SerializeAsString());
+    }
+  }
+}
+
+TEST(JobManagerTest, CancelQueuedJobEndsAtOnceAndNeverRuns) {
+  ScriptedExecutor executor;
+  executor.hold_ = true;
+  JobManager manager(&executor, 10);
+  auto first = manager.Submit(Request(3));
+  auto second = manager.Submit(Request(3));
+  ASSERT_TRUE(first.ok() && second.ok());
+  WaitForState(**first, v1::JOB_STATE_RUNNING);
+  auto cancelled = manager.Cancel((*second)->id());
+  ASSERT_TRUE(cancelled.ok());
+  EXPECT_EQ(cancelled->state(), v1::JOB_STATE_CANCELLED);
+  executor.hold_ = false;
+  WaitForState(**first, v1::JOB_STATE_SUCCEEDED);
+  EXPECT_EQ(executor.order(), std::vector<std::string>{(*first)->id()});
+  EXPECT_EQ((*second)->Snapshot().last_sequence(),
+            2);  // queued, finished: never started.
+}
+
+TEST(JobManagerTest, CancelRunningJobStopsIt) {
+  ScriptedExecutor executor;
+  executor.hold_ = true;
+  JobManager manager(&executor, 10);
+  auto job = manager.Submit(Request(5));
+  ASSERT_TRUE(job.ok());
+  WaitForState(**job, v1::JOB_STATE_RUNNING);
+  auto snapshot = manager.Cancel((*job)->id());
+  ASSERT_TRUE(snapshot.ok());
+  WaitForState(**job, v1::JOB_STATE_CANCELLED);
+}
+
+TEST(JobManagerTest, FullQueueIsResourceExhausted) {
+  ScriptedExecutor executor;
+  executor.hold_ = true;
+  JobManager manager(&executor, /*max_queued_jobs=*/2);
+  auto running = manager.Submit(Request(1));
+  ASSERT_TRUE(running.ok());
+  WaitForState(**running, v1::JOB_STATE_RUNNING);
+  ASSERT_TRUE(manager.Submit(Request(1)).ok());
+  ASSERT_TRUE(manager.Submit(Request(1)).ok());
+  auto refused = manager.Submit(Request(1));
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_NE(refused.status().message().find("max_queued_jobs"), absl::string_view::npos);
+  executor.hold_ = false;
+}
+
+TEST(JobManagerTest, UnknownJobIsNotFound) {
+  ScriptedExecutor executor;
+  JobManager manager(&executor, 2);
+  EXPECT_EQ(manager.Get("job-nope").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(manager.Cancel("job-nope").status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST(JobManagerTest, ShutdownEndsEveryJobAndRefusesNewOnes) {
+  ScriptedExecutor executor;
+  executor.hold_ = true;
+  JobManager manager(&executor, 10);
+  auto running = manager.Submit(Request(3));
+  auto queued = manager.Submit(Request(3));
+  ASSERT_TRUE(running.ok() && queued.ok());
+  WaitForState(**running, v1::JOB_STATE_RUNNING);
+  manager.Shutdown("test shutdown");
+  EXPECT_EQ((*running)->state(), v1::JOB_STATE_CANCELLED);
+  EXPECT_EQ((*queued)->state(), v1::JOB_STATE_CANCELLED);
+  EXPECT_EQ((*queued)->Snapshot().error(), "test shutdown");
+  EXPECT_EQ(manager.Submit(Request(1)).status().code(), absl::StatusCode::kUnavailable);
+}
+
+}  // namespace
+}  // namespace classifier
