@@ -12,6 +12,9 @@ mode=${1:-build}
 runtime_packages=(
   libtorch1.13 libgrpc++1.51 libgrpc29 libprotobuf32 libabsl20220623 libspdlog1.10
   libpng16-16 libjpeg62-turbo zlib1g ca-certificates
+  # Data: the Fashion-MNIST the server falls back to (/usr/share/datasets/fashion-mnist), and
+  # curl for scripts/fetch-data.sh's official MNIST mirrors.
+  dataset-fashion-mnist curl
 )
 build_packages=(
   build-essential cmake ninja-build pkg-config
@@ -22,9 +25,10 @@ build_packages=(
 test_packages=(
   python3 python3-torch python3-numpy docker-compose clang-format
 )
-# Node.js with npm (for `buf curl`, the grpcurl peer the tests use): machines that already
-# carry a Node.js build with its own npm must not get Debian's npm, which conflicts with it.
-if ! command -v npm >/dev/null 2>&1; then test_packages+=(nodejs npm); fi
+# Node.js with npm (for `buf curl`, the grpcurl peer the tests use, and for the npm fallback of
+# scripts/fetch-data.sh, hence at run time too): machines that already carry a Node.js build
+# with its own npm must not get Debian's npm, which conflicts with it.
+if ! command -v npm >/dev/null 2>&1; then runtime_packages+=(nodejs npm); fi
 
 case "$mode" in
   runtime) wanted=("${runtime_packages[@]}") ;;

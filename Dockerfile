@@ -1,0 +1,39 @@
+# The classifier service on Debian 12, in two stages: a full Debian builds the server and the
+# CLI with scripts/build.sh; a slim Debian runs them as the unprivileged user `classifier`.
+# Both stages install their packages with scripts/install-deps.sh, the same script the README
+# and CI use.
+#
+#   docker build -t classifier .
+#   docker run -p 50051:50051 -v classifier-data:/var/lib/classifier/data classifier
+#
+# or docker/compose.yaml, which also has the one-shot `fetch-data` service that puts MNIST
+# into the data volume (Fashion-MNIST is in the image: Debian's dataset-fashion-mnist).
+
+FROM debian:bookworm AS build
+WORKDIR /src
+# Dependencies first, in their own layer: editing the sources does not reinstall them.
+COPY scripts/install-deps.sh scripts/install-deps.sh
+RUN scripts/install-deps.sh && rm -rf /var/lib/apt/lists/*
+COPY . .
+RUN scripts/build.sh -DCLASSIFIER_BUILD_TESTS=OFF
+
+FROM debian:bookworm-slim AS runtime
+COPY scripts/install-deps.sh /tmp/install-deps.sh
+RUN /tmp/install-deps.sh runtime && rm -rf /var/lib/apt/lists/* /tmp/install-deps.sh
+COPY --from=build /src/build/server/classifier-server /src/build/client/classifier-cli /usr/local/bin/
+# `classifier-fetch-data DATA_DIR` (see docker/compose.yaml); needs curl, node and npm, which
+# install-deps.sh's runtime mode installs.
+COPY scripts/fetch-data.sh /usr/local/bin/classifier-fetch-data
+# The volume folders exist, owned by `classifier`, before the VOLUME line, so that a fresh
+# named volume starts with that owner.
+RUN useradd --system --user-group --create-home --home-dir /home/classifier \
+      --shell /usr/sbin/nologin classifier \
+ && install -d -o classifier -g classifier /var/lib/classifier/state /var/lib/classifier/data
+USER classifier
+WORKDIR /home/classifier
+VOLUME ["/var/lib/classifier/state", "/var/lib/classifier/data"]
+EXPOSE 50051
+HEALTHCHECK --interval=30s --timeout=10s --start-period=60s --retries=3 \
+  CMD ["classifier-cli", "--server", "127.0.0.1:50051", "health"]
+CMD ["classifier-server", "--listen", "0.0.0.0:50051", \
+     "--state_dir", "/var/lib/classifier/state", "--data_dir", "/var/lib/classifier/data"]

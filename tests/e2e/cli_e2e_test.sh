@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# End to end, as a user runs it: the built classifier-server and classifier-cli binaries on
+# real MNIST data (a shared copy or the fetch script's own source), every CLI command, the
+# errors a user meets, the exported weights loaded by Python's torch, and a clean SIGTERM.
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+fetch_mnist "$work/data"
+start_server "$work/data" "$work/state"
+check "health answers SERVING" bash -c "[[ \$('$cli_bin' --server $server_addr health) == SERVING ]]"
+
+# Train two epochs, the tutorial's other settings, drawing one progress line per epoch.
+cli train --epochs 2 --seed 1 >"$work/train.txt" 2>&1 || true
+check "train draws a progress line per epoch" grep -q "^epoch 2/2 |" "$work/train.txt"
+check "train reports the model" grep -qE "^job job-[0-9a-f]+ succeeded: model model-[0-9a-f]+, test accuracy" "$work/train.txt"
+job=$(sed -n 's/^job \(job-[0-9a-f]*\) succeeded.*/\1/p' "$work/train.txt")
+model=$(sed -n 's/.*succeeded: model \(model-[0-9a-f]*\),.*/\1/p' "$work/train.txt")
+accuracy=$(sed -n 's/.*test accuracy \([0-9.]*\)%.*/\1/p' "$work/train.txt")
+check "two epochs reach > 90% test accuracy (got $accuracy%)" python3 -c "import sys; sys.exit(0 if float('$accuracy') > 90 else 1)"
+
+# --json: one event a line, gap-free, the contract's names; watch replays the same events.
+cli train --epochs 1 --seed 2 --json >"$work/events.json"
+check "train --json: gap-free events with the contract's fields" python3 - "$work/events.json" <<'PY'
+import json, sys
+events = [json.loads(line) for line in open(sys.argv[1])]
+seqs = [int(e["sequence"]) for e in events]
+assert seqs == list(range(1, len(events) + 1)), seqs
+ends = [e["epoch_end"] for e in events if "epoch_end" in e]
+assert len(ends) == 1 and all(k in ends[0] for k in ("epoch", "epochs", "train_loss", "train_accuracy", "images_per_second", "elapsed_seconds", "eta_seconds")), ends
+assert events[-1]["finished"]["state"] == "JOB_STATE_SUCCEEDED" and events[-1]["finished"]["model_id"]
+PY
+job2=$(python3 -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline())["job_id"])' "$work/events.json")
+cli watch "$job2" --from 3 --json >"$work/watch.json"
+check "watch --from 3 replays the same events" bash -c "diff <(tail -n +3 '$work/events.json') '$work/watch.json'"
+
+cli jobs >"$work/jobs.txt"
+check "jobs lists both jobs as succeeded" bash -c "grep -c succeeded '$work/jobs.txt' | grep -qx 2"
+cli job "$job" >"$work/job.txt"
+check "job shows the model it produced" grep -q "$model" "$work/job.txt"
+
+# Evaluate the newest model on the official test set.
+cli evaluate >"$work/evaluate.txt"
+check "evaluate prints accuracy and a per-class table" bash -c "grep -q '^accuracy: ' '$work/evaluate.txt' && grep -qE '^LABEL +PRECISION +RECALL +F1 +SUPPORT' '$work/evaluate.txt'"
+check "evaluate counts the 10,000 test images" grep -qE "^count: +10000$" "$work/evaluate.txt"
+
+# Predict real test digits, written as PNG files.
+"$idx_to_png_bin" "$work/data/mnist/t10k-images-idx3-ubyte.gz" "$work/data/mnist/t10k-labels-idx1-ubyte.gz" "$work/png" 8 >"$work/pngs.txt"
+mapfile -t pngs < <(cut -d' ' -f1 "$work/pngs.txt")
+cli predict "${pngs[@]}" >"$work/predict.txt"
+correct=0
+while read -r path label; do
+  grep -q "^$path: $label (p=" "$work/predict.txt" && correct=$((correct + 1))
+done <"$work/pngs.txt"
+check "predict labels at least 7 of 8 PNG digits right ($correct)" test "$correct" -ge 7
+
+# Export, then load the file into the tutorial's own CNN class with Python's torch.
+cli export --model "$model" --out "$work/MulticlassCNN.pth" >"$work/export.txt"
+sha=$(sed -n 's/.*sha256 \([0-9a-f]*\),.*/\1/p' "$work/export.txt")
+check "export writes the file with the announced SHA-256" bash -c "[[ -n '$sha' && \$(sha256sum '$work/MulticlassCNN.pth' | cut -d' ' -f1) == '$sha' ]]"
+cli predict --model "$model" --top_k 10 --json "${pngs[@]}" >"$work/probabilities.json"
+python3 - "$work/data/mnist/t10k-images-idx3-ubyte.gz" "$work/probabilities.json" "$work/interop.json" <<'PY'
+import gzip, json, sys
+raw = gzip.open(sys.argv[1]).read()[16:]
+response = json.loads(open(sys.argv[2]).read())
+images, probabilities = [], []
+for i, prediction in enumerate(response["predictions"]):
+    images.append([b / 255.0 for b in raw[i * 784:(i + 1) * 784]])
+    row = [0.0] * 10
+    for entry in prediction["top_k"]:
+        row[entry["label"]] = entry["probability"]
+    probabilities.append(row)
+json.dump({"images": images, "probabilities": probabilities}, open(sys.argv[3], "w"))
+PY
+if [[ -x /usr/bin/python3 ]] && /usr/bin/python3 -c "import torch" 2>/dev/null; then
+  check "Python's torch.load + the tutorial's CNN give the service's probabilities (< 1e-5)" \
+    /usr/bin/python3 "$CLASSIFIER_SOURCE_DIR/tests/interop/check_export.py" "$work/MulticlassCNN.pth" "$work/interop.json"
+else
+  bad "Debian's python3-torch is missing (scripts/install-deps.sh installs it)"
+fi
+
+# Cancel a long job through the CLI; watch then reports it cancelled (exit 4).
+long=$(cli train --epochs 1000 --batch_size 1 --detach)
+sleep 1
+cli cancel "$long" >"$work/cancel.txt"
+check "cancel answers for the job" grep -q "^job $long" "$work/cancel.txt"
+status=0; cli watch "$long" >"$work/watch-cancel.txt" 2>&1 || status=$?
+check "watch of a cancelled job exits 4 saying cancelled (exit $status)" bash -c "[[ $status == 4 ]] && grep -q cancelled '$work/watch-cancel.txt'"
+
+# Errors: the server's message, a non-zero exit, and the server stays up.
+status=0; cli train --epochs -1 >"$work/err1.txt" 2>&1 || status=$?
+check "train --epochs -1: INVALID_ARGUMENT naming epochs (exit $status)" bash -c "[[ $status == 1 ]] && grep -q 'error: INVALID_ARGUMENT: epochs' '$work/err1.txt'"
+status=0; cli train --dataset nope >"$work/err2.txt" 2>&1 || status=$?
+check "train --dataset nope: NOT_FOUND (exit $status)" bash -c "[[ $status == 1 ]] && grep -q 'error: NOT_FOUND: unknown dataset \"nope\"' '$work/err2.txt'"
+echo "not an image" >"$work/bad.png"
+status=0; cli predict "$work/bad.png" >"$work/err3.txt" 2>&1 || status=$?
+check "predict of a non-image: INVALID_ARGUMENT (exit $status)" bash -c "[[ $status == 1 ]] && grep -q 'error: INVALID_ARGUMENT: images\[0\].encoded' '$work/err3.txt'"
+status=0; cli job job-nope >"$work/err4.txt" 2>&1 || status=$?
+check "job job-nope: NOT_FOUND (exit $status)" bash -c "[[ $status == 1 ]] && grep -q 'error: NOT_FOUND' '$work/err4.txt'"
+check "still SERVING after the errors" bash -c "[[ \$('$cli_bin' --server $server_addr health) == SERVING ]]"
+
+# SIGTERM while a job runs: the job ends cancelled, the process exits 0.
+cli train --epochs 1000 --batch_size 1 --detach >/dev/null
+sleep 1
+status=0; stop_server || status=$?
+check "SIGTERM: exit status 0 (got $status)" test "$status" -eq 0
+check "SIGTERM: the log says shutdown complete" grep -q "shutdown complete" "$server_log"
+check "one log line per RPC" grep -q "rpc Predict from" "$server_log"
+check "one log line per epoch" grep -qE "job job-[0-9a-f]+ epoch 1/2: loss" "$server_log"
+finish

