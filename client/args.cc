@@ -125,7 +125,7 @@ const std::vector<CommandSpec>& Commands() {
        0,
        "measure a model on a dataset split: accuracy, loss, per-class metrics, confusion",
        {{"model", FlagType::kString, "ID", "model (default: the deployed, else the newest)"},
-        {"dataset", FlagType::kString, "NAME", "dataset (default mnist)"},
+        {"dataset", FlagType::kString, "NAME", "dataset (default: the one the model was trained on)"},
         {"split", FlagType::kString, "SPLIT", "test or train (default test)"},
         kJsonFlag}},
       {"predict",

@@ -326,7 +326,8 @@ absl::StatusOr<v1::TrainRequest> BuildTrainRequest(const Invocation& invocation)
 absl::StatusOr<v1::EvaluateRequest> BuildEvaluateRequest(const Invocation& invocation) {
   v1::EvaluateRequest request;
   request.set_model_id(invocation.String("model"));
-  request.set_dataset(invocation.String("dataset", "mnist"));
+  // Empty: the dataset the model was trained on (the server resolves it).
+  request.set_dataset(invocation.String("dataset"));
   const std::string split = absl::AsciiStrToLower(invocation.String("split", "test"));
   if (split == "test") {
     request.set_split(v1::DATASET_SPLIT_TEST);

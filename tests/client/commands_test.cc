@@ -460,7 +460,7 @@ TEST_F(ClientCommandsTest, Evaluate) {
   EXPECT_EQ(r.exit_code, kExitOk);
   EXPECT_THAT(r.out, HasSubstr("accuracy: 50.00%\n"));
   EXPECT_EQ(classifier_.evaluate_request.model_id(), "model-1");
-  EXPECT_EQ(classifier_.evaluate_request.dataset(), "mnist");
+  EXPECT_EQ(classifier_.evaluate_request.dataset(), "");  // The server uses the model's own.
   EXPECT_EQ(classifier_.evaluate_request.split(), v1::DATASET_SPLIT_TRAIN);
 
   r = Run({"evaluate", "--split", "validation"});
