@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "model/dataset.h"
 #include "model/metrics.h"
@@ -25,6 +26,22 @@ struct Architecture {
   int kernel_size = 3;
 };
 
+// Checks that the architecture is well formed and that its convolutions fit the image size
+// (each conv + maxpool 2 halves the side, which must stay at least 1). INVALID_ARGUMENT naming
+// the field (architecture.kernel_size, ...) otherwise.
+absl::Status ValidateArchitecture(const Architecture& architecture);
+
+// One tensor of the state dict: its key and shape.
+struct ParameterShape {
+  std::string name;
+  std::vector<int64_t> shape;
+};
+
+// The state dict's keys and shapes for `architecture`, in the network's order: for the defaults
+// conv1.weight {8,1,3,3}, conv1.bias {8}, conv2.weight {16,8,3,3}, conv2.bias {16},
+// fc1.weight {10,784}, fc1.bias {10}. INVALID_ARGUMENT when ValidateArchitecture fails.
+absl::StatusOr<std::vector<ParameterShape>> StateDictLayout(const Architecture& architecture);
+
 // Checks a device spec ("auto", "cpu", "cuda", "cuda:N") against this machine and returns the
 // concrete device ("cpu" or "cuda:N"). "auto" is CUDA when present, else CPU. Asking for CUDA
 // where there is none is FAILED_PRECONDITION; a malformed spec is INVALID_ARGUMENT.
@@ -38,7 +55,10 @@ void SetComputeThreads(int threads);
 class TrainedModel {
  public:
   // Loads a state dict in the format ToStateDictBytes writes (a pickled dict of tensors, as
-  // Python's torch.save of a plain dict). Wrong keys or shapes are INVALID_ARGUMENT naming them.
+  // Python's torch.save of a plain dict), or the file Python's
+  // torch.save(model.state_dict(), path) writes (pickle protocols 2-5, any floating dtype,
+  // converted to float32). Wrong keys or shapes are INVALID_ARGUMENT naming them; so is any
+  // file that is not such a state dict (never a crash, whatever the bytes).
   static absl::StatusOr<std::unique_ptr<TrainedModel>> FromStateDictBytes(
       const std::string& bytes, const Architecture& architecture, const std::string& device);
 

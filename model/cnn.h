@@ -1,0 +1,60 @@
+// Private to classifier_model (network.cc, trainer.cc): the LibTorch module behind
+// TrainedModel. Includes <torch/torch.h>, so never include it from a public header, server/
+// or client/.
+#ifndef CLASSIFIER_MODEL_CNN_H_
+#define CLASSIFIER_MODEL_CNN_H_
+
+#include <torch/torch.h>
+
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "model/network.h"
+
+namespace classifier {
+
+// The tutorial's CNN, generalised over Architecture: per entry of conv_channels a
+// conv<i> (kernel_size, padding kernel_size / 2), ReLU and 2x2 max-pool, then fc1 from the
+// flattened features (NCHW order, as Python's x.reshape(x.shape[0], -1)) to num_classes.
+class CnnImpl : public torch::nn::Module {
+ public:
+  // `architecture` must have passed ValidateArchitecture.
+  explicit CnnImpl(const Architecture& architecture);
+
+  // x: {N, input_channels, image_size, image_size} floats in [0, 1]. Returns {N, num_classes}
+  // logits.
+  torch::Tensor forward(torch::Tensor x);
+
+  // PyTorch's default initialisation of Conv2d and Linear (weight and bias both
+  // U(-1/sqrt(fan_in), 1/sqrt(fan_in))), drawn in order conv1.weight, conv1.bias, ... from
+  // `generator` (a CPU generator; the parameters must be on the CPU).
+  void Initialize(at::Generator& generator);
+
+  // Moves the module to `device`. On the CPU the conv weights are also stored channels-last,
+  // which makes oneDNN's convolutions and the max-pools that follow them two to three times
+  // faster for these small layers; the values, the flatten order and the state dict are
+  // unchanged.
+  void PlaceOn(const torch::Device& device);
+
+ private:
+  std::vector<torch::nn::Conv2d> convs_;
+  torch::nn::Linear fc1_{nullptr};
+};
+TORCH_MODULE(Cnn);
+
+struct TrainedModel::Impl {
+  // Constant after construction: the module is in eval mode on `device` and never modified,
+  // so concurrent forward passes are safe.
+  Architecture architecture;
+  std::string device_name;
+  torch::Device device;
+  Cnn module;
+};
+
+// Turns an exception thrown by LibTorch into a status; `what` says what was being done.
+absl::Status StatusFromException(const std::exception& e, const std::string& what);
+
+}  // namespace classifier
+
+#endif  // CLASSIFIER_MODEL_CNN_H_
