@@ -29,7 +29,7 @@ struct Dataset {
 
 // What an IDX file's header says, read without loading the body.
 struct IdxHeader {
-  uint8_t element_type = 0;  // 0x08 = unsigned byte, the only type MNIST uses.
+  uint8_t element_type = 0;         // 0x08 = unsigned byte, the only type MNIST uses.
   std::vector<int64_t> dimensions;  // {count, rows, cols} for images, {count} for labels.
 };
 

@@ -25,8 +25,7 @@ struct EvaluationResult {
 
 // Fills accuracy, count, per_class and confusion from `confusion` (square, rows = true class);
 // loss = loss_sum / count (0 when count is 0).
-EvaluationResult MetricsFromConfusion(std::vector<std::vector<int64_t>> confusion,
-                                      double loss_sum);
+EvaluationResult MetricsFromConfusion(std::vector<std::vector<int64_t>> confusion, double loss_sum);
 
 }  // namespace classifier
 
