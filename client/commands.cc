@@ -241,6 +241,7 @@ absl::Status CheckChunk(const v1::WeightsChunk& chunk, int64_t written, int64_t 
 int Export(const Invocation& invocation, const CommandEnvironment& env) {
   absl::StatusOr<v1::ExportWeightsRequest> request = BuildExportRequest(invocation);
   if (!request.ok()) return UsageFailed(env, request.status());
+  const bool onnx = request->format() == v1::ONNX;
   ClientContext context;
   std::unique_ptr<grpc::ClientReaderInterface<v1::WeightsChunk>> reader =
       env.classifier->ExportWeights(&context, *request);
@@ -256,8 +257,9 @@ int Export(const Invocation& invocation, const CommandEnvironment& env) {
       // The first chunk names the file.
       model_id = chunk.model_id();
       total_size = chunk.total_size();
-      const std::string path = ResolveOutputPath(invocation.String("out"),
-                                                 SafeFileName(chunk.file_name(), chunk.model_id()));
+      std::string name = SafeFileName(chunk.file_name(), chunk.model_id(), onnx ? ".onnx" : ".pth");
+      if (onnx) name = WithExtension(name, ".onnx");  // Only used when --out is not a file.
+      const std::string path = ResolveOutputPath(invocation.String("out"), name);
       absl::StatusOr<std::unique_ptr<AtomicFileWriter>> created = AtomicFileWriter::Create(path);
       if (!created.ok()) {
         local = created.status();
@@ -295,6 +297,78 @@ int Export(const Invocation& invocation, const CommandEnvironment& env) {
   return kExitOk;
 }
 
+int Import(const Invocation& invocation, const CommandEnvironment& env) {
+  const std::string& path = invocation.args[0];
+  // Read first: a missing file is a local error before any call. Weights files are small
+  // enough (megabytes) to hold whole, and the digest is then known.
+  absl::StatusOr<std::string> bytes = ReadWholeFile(path);
+  if (!bytes.ok()) return LocalFailed(env, bytes.status());
+
+  ClientContext context;
+  // A stream of unknown length: no deadline unless asked for.
+  if (invocation.timeout_seconds > 0) SetDeadline(&context, invocation, kDefaultTimeoutSeconds);
+  v1::ImportWeightsResponse response;
+  std::unique_ptr<grpc::ClientWriterInterface<v1::ImportWeightsRequest>> writer =
+      env.classifier->ImportWeights(&context, &response);
+  // The first message says what the bytes are; the following ones carry them.
+  v1::ImportWeightsRequest request;
+  request.set_format(v1::PYTORCH_STATE_DICT);
+  request.set_dataset(invocation.String("dataset"));
+  bool open = writer->Write(request);
+  for (size_t offset = 0; open && offset < bytes->size(); offset += kImportChunkBytes) {
+    request.Clear();
+    request.set_data(bytes->substr(offset, kImportChunkBytes));
+    // False once the server has ended the call (e.g. rejected the format): Finish says why.
+    open = writer->Write(request);
+  }
+  if (open) writer->WritesDone();
+  const grpc::Status status = writer->Finish();
+  if (!status.ok()) return RpcFailed(env, status);
+  if (invocation.Bool("json")) {
+    *env.out << ToJsonLine(response) << "\n";
+    return kExitOk;
+  }
+  // What the server registered (`models` lists the same); the file's own figures when it did
+  // not say.
+  const v1::Model& model = response.model();
+  *env.out << absl::StrFormat(
+      "imported %s (%d bytes, sha256 %s) from %s\n",
+      model.model_id().empty() ? "-" : model.model_id(),
+      model.size_bytes() > 0 ? model.size_bytes() : static_cast<int64_t>(bytes->size()),
+      model.sha256().empty() ? Sha256Hex(*bytes) : model.sha256(), path);
+  return kExitOk;
+}
+
+int Deploy(const Invocation& invocation, const CommandEnvironment& env) {
+  v1::DeployModelRequest request;
+  request.set_model_id(invocation.args[0]);
+  v1::Model model;
+  ClientContext context;
+  SetDeadline(&context, invocation, kDefaultTimeoutSeconds);
+  const grpc::Status status = env.classifier->DeployModel(&context, request, &model);
+  if (!status.ok()) return RpcFailed(env, status);
+  if (invocation.Bool("json")) {
+    *env.out << ToJsonLine(model) << "\n";
+  } else {
+    *env.out << "deployed " << (model.model_id().empty() ? request.model_id() : model.model_id())
+             << "\n";
+  }
+  return kExitOk;
+}
+
+int Delete(const Invocation& invocation, const CommandEnvironment& env) {
+  v1::DeleteModelRequest request;
+  request.set_model_id(invocation.args[0]);
+  v1::DeleteModelResponse response;
+  ClientContext context;
+  SetDeadline(&context, invocation, kDefaultTimeoutSeconds);
+  const grpc::Status status = env.classifier->DeleteModel(&context, request, &response);
+  if (!status.ok()) return RpcFailed(env, status);
+  *env.out << (invocation.Bool("json") ? ToJsonLine(response) : "deleted " + request.model_id())
+           << "\n";
+  return kExitOk;
+}
+
 }  // namespace
 
 std::string FormatRpcError(const grpc::Status& status) {
@@ -312,6 +386,7 @@ absl::StatusOr<v1::TrainRequest> BuildTrainRequest(const Invocation& invocation)
   request.set_learning_rate(invocation.Double("learning_rate"));
   request.set_seed(invocation.Uint64("seed"));
   request.set_progress_reports_per_epoch(invocation.Int32("progress_reports"));
+  request.set_deploy_when_done(invocation.Bool("deploy"));
   if (invocation.Has("optimizer")) {
     const std::string optimizer = absl::AsciiStrToLower(invocation.String("optimizer"));
     if (optimizer != "adam") {
@@ -346,9 +421,11 @@ absl::StatusOr<v1::ExportWeightsRequest> BuildExportRequest(const Invocation& in
   const std::string format = absl::AsciiStrToLower(invocation.String("format", "pytorch"));
   if (format == "pytorch" || format == "pytorch_state_dict") {
     request.set_format(v1::PYTORCH_STATE_DICT);
+  } else if (format == "onnx") {
+    request.set_format(v1::ONNX);
   } else {
     return absl::InvalidArgumentError(absl::StrCat("invalid value '", invocation.String("format"),
-                                                   "' for --format: expected pytorch"));
+                                                   "' for --format: expected pytorch or onnx"));
   }
   return request;
 }
@@ -358,7 +435,8 @@ int RunCommand(const Invocation& invocation, const CommandEnvironment& environme
   static const auto* const handlers = new std::map<std::string, Handler, std::less<>>{
       {"health", Health}, {"train", Train},   {"watch", Watch},       {"jobs", Jobs},
       {"job", GetJob},    {"cancel", Cancel}, {"evaluate", Evaluate}, {"predict", Predict},
-      {"models", Models}, {"export", Export},
+      {"models", Models}, {"export", Export}, {"import", Import},     {"deploy", Deploy},
+      {"delete", Delete},
   };
   auto it = handlers->find(invocation.command);
   if (it == handlers->end()) {

@@ -5,6 +5,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <cstddef>
 #include <ostream>
 #include <string>
 
@@ -19,6 +20,10 @@ namespace classifier::cli {
 inline constexpr double kDefaultTimeoutSeconds = 60;
 inline constexpr double kEvaluateTimeoutSeconds = 600;  // A whole split, possibly on a CPU.
 inline constexpr double kHealthTimeoutSeconds = 5;      // A healthcheck must answer fast.
+
+// `import` sends the file in messages of this many bytes: well under gRPC's default 4 MiB
+// message limit, big enough that the per-message overhead does not matter.
+inline constexpr size_t kImportChunkBytes = size_t{1} << 20;
 
 // What a command talks to and writes to. Not owned; all must outlive RunCommand.
 struct CommandEnvironment {
@@ -38,6 +43,7 @@ int RunCommand(const Invocation& invocation, const CommandEnvironment& environme
 // allowed words, e.g. --optimizer sgd.
 absl::StatusOr<v1::TrainRequest> BuildTrainRequest(const Invocation& invocation);
 absl::StatusOr<v1::EvaluateRequest> BuildEvaluateRequest(const Invocation& invocation);
+// --format pytorch (the default) or onnx.
 absl::StatusOr<v1::ExportWeightsRequest> BuildExportRequest(const Invocation& invocation);
 
 // "error: NOT_FOUND: no job \"x\"" (no newline).

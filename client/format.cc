@@ -212,6 +212,7 @@ std::string JobDetails(const v1::Job& job) {
       {"seed", absl::StrCat(request.seed())},
       {"optimizer", OptimizerName(request.optimizer())},
       {"progress_reports_per_epoch", absl::StrCat(request.progress_reports_per_epoch())},
+      {"deploy_when_done", request.deploy_when_done() ? "true" : "false"},
       {"created_time", FormatTimestamp(job.created_time())},
       {"start_time", FormatTimestamp(job.start_time())},
       {"end_time", FormatTimestamp(job.end_time())},
@@ -245,10 +246,11 @@ std::string ModelsTable(const v1::ListModelsResponse& models) {
             : "-",
         absl::StrCat(model.size_bytes()),
         OrDash(model.sha256().substr(0, kShortDigest)),
+        model.deployed() ? "*" : "-",
     });
   }
-  return FormatTable({"MODEL ID", "JOB ID", "DATASET", "CREATED", "TEST ACC", "SIZE", "SHA256"},
-                     rows);
+  return FormatTable(
+      {"MODEL ID", "JOB ID", "DATASET", "CREATED", "TEST ACC", "SIZE", "SHA256", "DEPLOYED"}, rows);
 }
 
 std::string EvaluationReport(const v1::EvaluateResponse& evaluation) {
@@ -331,6 +333,12 @@ void JobEventPrinter::Print(const v1::JobEvent& event) {
       break;
     case v1::JobEvent::kEpochEnd:
       line = EpochLine(event.epoch_end());
+      break;
+    case v1::JobEvent::kCheckpointSaved:
+      return;  // Bookkeeping of the server's: a log has no use for it (--json shows it).
+    case v1::JobEvent::kResumed:
+      line = absl::StrFormat("job %s resumed at epoch %d, batch %d", event.job_id(),
+                             event.resumed().epoch(), event.resumed().batch());
       break;
     case v1::JobEvent::kFinished: {
       const v1::JobEvent::Finished& finished = event.finished();

@@ -11,6 +11,7 @@
 #include <utility>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 
@@ -78,7 +79,8 @@ std::string Sha256Hex(absl::string_view data) {
   return HexDigest(context.get());
 }
 
-std::string SafeFileName(absl::string_view from_server, absl::string_view model_id) {
+std::string SafeFileName(absl::string_view from_server, absl::string_view model_id,
+                         absl::string_view extension) {
   const size_t slash = from_server.find_last_of("/\\");
   absl::string_view name =
       slash == absl::string_view::npos ? from_server : from_server.substr(slash + 1);
@@ -91,7 +93,18 @@ std::string SafeFileName(absl::string_view from_server, absl::string_view model_
   for (char c : model_id) {
     if (absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_') id += c;
   }
-  return absl::StrCat("model-", id.empty() ? "weights" : id, ".pth");
+  return absl::StrCat("model-", id.empty() ? "weights" : id, extension);
+}
+
+std::string WithExtension(absl::string_view name, absl::string_view extension) {
+  const std::string lower = absl::AsciiStrToLower(name);
+  if (absl::EndsWith(lower, absl::AsciiStrToLower(extension))) return std::string(name);
+  for (absl::string_view pytorch : {".pth", ".pt"}) {
+    if (absl::EndsWith(lower, pytorch) && name.size() > pytorch.size()) {
+      return absl::StrCat(name.substr(0, name.size() - pytorch.size()), extension);
+    }
+  }
+  return absl::StrCat(name, extension);
 }
 
 std::string ResolveOutputPath(const std::string& out, const std::string& file_name) {

@@ -19,8 +19,13 @@ namespace classifier::cli {
 std::string Sha256Hex(absl::string_view data);
 
 // The file name to save a server's weights under: the last path component of `from_server`
-// when that is a plain name (no "." / ".." / control characters), else `model-<id>.pth`.
-std::string SafeFileName(absl::string_view from_server, absl::string_view model_id);
+// when that is a plain name (no "." / ".." / control characters), else `model-<id><extension>`.
+std::string SafeFileName(absl::string_view from_server, absl::string_view model_id,
+                         absl::string_view extension = ".pth");
+
+// `name` ending in `extension` (e.g. ".onnx"): unchanged when it already does (any case), a
+// PyTorch extension (".pth", ".pt") replaced, else `extension` appended.
+std::string WithExtension(absl::string_view name, absl::string_view extension);
 
 // Where `export` writes: `out` itself, or `out`/`file_name` when `out` is an existing
 // directory, or `file_name` in the current directory when `out` is empty.

@@ -882,6 +882,23 @@ absl::StatusOr<std::string> TrainedModel::ToStateDictBytes() const {
   }
 }
 
+absl::StatusOr<std::vector<ParameterValues>> TrainedModel::Parameters() const {
+  try {
+    std::vector<ParameterValues> parameters;
+    for (const auto& item : impl_->module->named_parameters()) {
+      // contiguous() undoes the channels-last layout PlaceOn gives the conv weights on the CPU.
+      const at::Tensor tensor = item.value().detach().to(torch::kCPU, torch::kFloat).contiguous();
+      const float* data = tensor.data_ptr<float>();
+      parameters.push_back({item.key(),
+                            std::vector<int64_t>(tensor.sizes().begin(), tensor.sizes().end()),
+                            std::vector<float>(data, data + tensor.numel())});
+    }
+    return parameters;
+  } catch (const std::exception& e) {
+    return StatusFromException(e, "copying the parameters");
+  }
+}
+
 absl::StatusOr<std::vector<float>> TrainedModel::PredictProbabilities(
     const std::vector<float>& pixels, int64_t count) const {
   const Architecture& a = impl_->architecture;

@@ -42,6 +42,16 @@ struct ParameterShape {
 // fc1.weight {10,784}, fc1.bias {10}. INVALID_ARGUMENT when ValidateArchitecture fails.
 absl::StatusOr<std::vector<ParameterShape>> StateDictLayout(const Architecture& architecture);
 
+// One tensor of the state dict with its values, for writers of other formats (ONNX) that must
+// not depend on LibTorch.
+struct ParameterValues {
+  std::string name;            // The state dict key, e.g. "conv1.weight".
+  std::vector<int64_t> shape;  // e.g. {8, 1, 3, 3}.
+  // float32, row-major in `shape` (a conv weight is [out, in, kernel, kernel]), whatever the
+  // memory layout of the tensor behind it.
+  std::vector<float> values;
+};
+
 // Checks a device spec ("auto", "cpu", "cuda", "cuda:N") against this machine and returns the
 // concrete device ("cpu" or "cuda:N"). "auto" is CUDA when present, else CPU. Asking for CUDA
 // where there is none is FAILED_PRECONDITION; a malformed spec is INVALID_ARGUMENT.
@@ -69,6 +79,9 @@ class TrainedModel {
   // A file that Python's torch.load opens as a dict of tensors with the parameter names above,
   // which the tutorial's CNN accepts in load_state_dict. Tensors are written from the CPU.
   absl::StatusOr<std::string> ToStateDictBytes() const;
+
+  // A copy of every parameter, in the order and with the keys and shapes of StateDictLayout.
+  absl::StatusOr<std::vector<ParameterValues>> Parameters() const;
 
   // `pixels` holds count * image_size^2 grey values in [0, 1] (not checked here: the caller
   // validates). Returns count * num_classes softmax probabilities, image after image.

@@ -6,10 +6,18 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstring>
+#include <new>
+#include <optional>
+#include <sstream>
+#include <stdexcept>
+#include <type_traits>
 #include <utility>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "model/cnn.h"
 
 namespace classifier {
@@ -78,15 +86,221 @@ absl::Status CheckOptions(const Dataset& train, const TrainOptions& options) {
   return absl::OkStatus();
 }
 
+// ---------------------------------------------------------------------------------------------
+// Checkpoints.
+//
+// The bytes: kCheckpointMagic, the format version (4 bytes), the payload's length and its
+// digest (8 bytes each; all little-endian), then the payload: torch::pickle_save of a dict of
+// the TrainingState fields, the options and data it was written for, and its tensors on the
+// CPU. The digest is checked before LibTorch's unpickler sees a byte, so truncated or damaged
+// files are refused here and never reach a parser that was not written for hostile input.
+//
+// Adam's state is written per parameter name (step, exp_avg, exp_avg_sq; amsgrad is off, so
+// there is no max_exp_avg_sq), not with
+// Adam::save: that format keys the state by the address of each parameter, printed in hex by
+// LibTorch 1.x and in decimal by 2.x, so its files would not move between the two. Restoring it
+// here also puts each moment tensor in its parameter's memory format (channels-last for the
+// conv weights on the CPU), as Adam itself creates them, so that the steps after a restore run
+// the same kernels on the same layouts as an uninterrupted run.
+
+constexpr char kCheckpointMagic[8] = {'C', 'L', 'F', 'Y', 'C', 'K', 'P', 'T'};
+constexpr uint32_t kCheckpointVersion = 1;
+constexpr size_t kCheckpointHeaderSize = sizeof(kCheckpointMagic) + 4 + 8 + 8;
+
+void AppendLittleEndian(uint64_t value, int bytes, std::string& out) {
+  for (int i = 0; i < bytes; ++i) out.push_back(static_cast<char>((value >> (8 * i)) & 0xff));
+}
+
+uint64_t ReadLittleEndian(const char* data, int bytes) {
+  uint64_t value = 0;
+  for (int i = 0; i < bytes; ++i) {
+    value |= uint64_t{static_cast<unsigned char>(data[i])} << (8 * i);
+  }
+  return value;
+}
+
+uint64_t RotateLeft(uint64_t x, int r) { return (x << r) | (x >> (64 - r)); }
+
+// A fast 64-bit digest (four lanes of XXH64's round, then a final mix) that catches truncation
+// and corruption, not deliberate forgery. It reads words in the host's byte order: checkpoints
+// move between little-endian machines only.
+uint64_t Digest(const void* data, size_t size, uint64_t seed) {
+  constexpr uint64_t kPrime1 = 0x9E3779B185EBCA87ull;
+  constexpr uint64_t kPrime2 = 0xC2B2AE3D27D4EB4Full;
+  constexpr uint64_t kPrime3 = 0x165667B19E3779F9ull;
+  const auto* bytes = static_cast<const unsigned char*>(data);
+  uint64_t lanes[4] = {seed + kPrime1 + kPrime2, seed + kPrime2, seed, seed - kPrime1};
+  size_t i = 0;
+  for (; i + 32 <= size; i += 32) {
+    for (int lane = 0; lane < 4; ++lane) {
+      uint64_t word;
+      std::memcpy(&word, bytes + i + 8 * lane, sizeof(word));
+      lanes[lane] = RotateLeft(lanes[lane] + word * kPrime2, 31) * kPrime1;
+    }
+  }
+  uint64_t h = RotateLeft(lanes[0], 1) + RotateLeft(lanes[1], 7) + RotateLeft(lanes[2], 12) +
+               RotateLeft(lanes[3], 18);
+  for (; i < size; ++i) h = RotateLeft(h ^ (bytes[i] * kPrime3), 11) * kPrime1;
+  h ^= static_cast<uint64_t>(size) * kPrime3;
+  h ^= h >> 33;
+  h *= kPrime2;
+  h ^= h >> 29;
+  h *= kPrime3;
+  h ^= h >> 32;
+  return h;
+}
+
+// Thrown while reading a checkpoint's payload; LoadState turns it into INVALID_ARGUMENT.
+class CheckpointError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// The payload's fields by type: a missing key or another type is a CheckpointError naming it.
+c10::IValue Field(const c10::impl::GenericDict& dict, const std::string& key) {
+  const auto found = dict.find(c10::IValue(key));
+  if (found == dict.end()) throw CheckpointError(absl::StrCat("it lacks the field ", key));
+  return found->value();
+}
+
+int64_t IntField(const c10::impl::GenericDict& dict, const std::string& key) {
+  const c10::IValue value = Field(dict, key);
+  if (!value.isInt()) throw CheckpointError(absl::StrCat("its field ", key, " is not an int"));
+  return value.toInt();
+}
+
+double DoubleField(const c10::impl::GenericDict& dict, const std::string& key) {
+  const c10::IValue value = Field(dict, key);
+  if (!value.isDouble()) throw CheckpointError(absl::StrCat("its field ", key, " is not a float"));
+  return value.toDouble();
+}
+
+at::Tensor TensorField(const c10::impl::GenericDict& dict, const std::string& key) {
+  const c10::IValue value = Field(dict, key);
+  if (!value.isTensor()) throw CheckpointError(absl::StrCat("its field ", key, " is not a tensor"));
+  return value.toTensor();
+}
+
+c10::impl::GenericDict DictField(const c10::impl::GenericDict& dict, const std::string& key) {
+  const c10::IValue value = Field(dict, key);
+  if (!value.isGenericDict()) {
+    throw CheckpointError(absl::StrCat("its field ", key, " is not a dict"));
+  }
+  return value.toGenericDict();
+}
+
+std::vector<int64_t> IntListField(const c10::impl::GenericDict& dict, const std::string& key) {
+  const c10::IValue value = Field(dict, key);
+  if (!value.isIntList()) {
+    throw CheckpointError(absl::StrCat("its field ", key, " is not a list of ints"));
+  }
+  return value.toIntVector();
+}
+
+std::string ShapeString(c10::IntArrayRef shape) {
+  return absl::StrCat("[", absl::StrJoin(shape.begin(), shape.end(), ", "), "]");
+}
+
+// The tensor `key` of `dict`, which must have the dtype and shape of `like`.
+at::Tensor MatchingTensor(const c10::impl::GenericDict& dict, const std::string& key,
+                          const torch::Tensor& like) {
+  const at::Tensor tensor = TensorField(dict, key);
+  if (tensor.sizes() != like.sizes() || tensor.scalar_type() != like.scalar_type()) {
+    throw CheckpointError(
+        absl::StrCat("its tensor ", key, " is ", c10::toString(tensor.scalar_type()),
+                     ShapeString(tensor.sizes()), "; the network needs ",
+                     c10::toString(like.scalar_type()), ShapeString(like.sizes())));
+  }
+  return tensor;
+}
+
+// What pickle_save gets: detached, on the CPU, dense in the default memory format.
+at::Tensor ForSaving(const torch::Tensor& tensor) {
+  return tensor.detach().to(torch::kCPU).contiguous();
+}
+
+// The optimizer's state is keyed by the parameter's TensorImpl: by the string
+// c10::guts::to_string makes of the pointer in LibTorch 1.x, by the pointer itself in 2.x.
+template <typename StateMap>
+typename StateMap::key_type OptimizerStateKey(const torch::Tensor& parameter) {
+  if constexpr (std::is_same_v<typename StateMap::key_type, std::string>) {
+    std::ostringstream key;
+    key << parameter.unsafeGetTensorImpl();
+    return key.str();
+  } else {
+    return parameter.unsafeGetTensorImpl();
+  }
+}
+
+// Null before the parameter's first step.
+torch::optim::AdamParamState* FindAdamState(torch::optim::Adam& optimizer,
+                                            const torch::Tensor& parameter) {
+  auto& state = optimizer.state();
+  const auto found = state.find(OptimizerStateKey<std::decay_t<decltype(state)>>(parameter));
+  if (found == state.end()) return nullptr;
+  return static_cast<torch::optim::AdamParamState*>(found->second.get());
+}
+
+void SetAdamState(torch::optim::Adam& optimizer, const torch::Tensor& parameter,
+                  std::unique_ptr<torch::optim::AdamParamState> param_state) {
+  auto& state = optimizer.state();
+  state[OptimizerStateKey<std::decay_t<decltype(state)>>(parameter)] = std::move(param_state);
+}
+
+// A dict of str to anything, for the payload.
+c10::impl::GenericDict NewDict() {
+  return c10::impl::GenericDict(c10::StringType::get(), c10::AnyType::get());
+}
+
+// Everything that changes while training: what a checkpoint holds. Tensors live on the
+// trainer's device; the generator is a CPU generator and the run's only source of randomness.
+struct TrainingState {
+  Cnn module{nullptr};
+  std::unique_ptr<torch::optim::Adam> optimizer;
+  at::Generator generator;
+  int epochs_done = 0;
+  int64_t batches_done = 0;  // In epoch epochs_done + 1.
+  // That epoch's permutation, once drawn (always when batches_done > 0). Drawn just before the
+  // epoch's first batch, after the stop poll, so that the generator in a checkpoint taken before
+  // that batch is the generator at the end of the previous epoch.
+  torch::Tensor order;
+  double loss_sum = 0;  // Over the batches done: the sum of mean loss * batch size.
+  int64_t correct = 0;
+  int64_t seen = 0;
+  double epoch_seconds = 0;            // Spent on epoch epochs_done + 1 so far.
+  double finished_epochs_seconds = 0;  // Spent on the complete epochs, for the ETA.
+  double elapsed_seconds = 0;          // Since training started, over every run.
+};
+
 }  // namespace
 
 struct Trainer::Impl {
+  Impl(const Dataset& train, TrainOptions options, torch::Device device)
+      : train(train), options(std::move(options)), device(device) {}
+
   // Constant after construction.
   const Dataset& train;
-  TrainOptions options;
-  torch::Device device;
+  const TrainOptions options;
+  const torch::Device device;
+
+  // Set by Restore: every Run starts from it. Empty: from scratch.
+  std::string checkpoint;
+  // DataFingerprint's value, computed on first use.
+  std::optional<uint64_t> data_fingerprint;
 
   absl::StatusOr<std::unique_ptr<TrainedModel>> Run(TrainingObserver& observer);
+
+  // The last one may be partial.
+  int64_t BatchesPerEpoch() const {
+    return (train.size() + options.batch_size - 1) / options.batch_size;
+  }
+  // Identifies the training data, so that a checkpoint is not resumed on other data.
+  uint64_t DataFingerprint();
+  // Epoch 0: initialised weights, a fresh optimizer, the seeded generator.
+  TrainingState NewState() const;
+  // INVALID_ARGUMENT naming the problem when the bytes are not a checkpoint of this run.
+  absl::StatusOr<TrainingState> LoadState(const std::string& bytes);
+  TrainingCheckpoint SaveState(const TrainingState& state);
 };
 
 Trainer::Trainer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -104,7 +318,7 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const Dataset& train,
   resolved.device = *device;
   try {
     return std::unique_ptr<Trainer>(
-        new Trainer(std::make_unique<Impl>(Impl{train, resolved, torch::Device(*device)})));
+        new Trainer(std::make_unique<Impl>(train, resolved, torch::Device(*device))));
   } catch (const std::exception& e) {
     return StatusFromException(e, "creating the trainer");
   }
@@ -118,6 +332,253 @@ absl::StatusOr<std::unique_ptr<TrainedModel>> Trainer::Run(TrainingObserver& obs
   }
 }
 
+absl::Status Trainer::Restore(const std::string& checkpoint_bytes) {
+  try {
+    if (absl::StatusOr<TrainingState> state = impl_->LoadState(checkpoint_bytes); !state.ok()) {
+      return state.status();
+    }
+  } catch (const std::exception& e) {
+    return StatusFromException(e, "restoring a training checkpoint");
+  }
+  impl_->checkpoint = checkpoint_bytes;
+  return absl::OkStatus();
+}
+
+uint64_t Trainer::Impl::DataFingerprint() {
+  if (!data_fingerprint.has_value()) {
+    const uint64_t pixels = Digest(train.pixels.data(), train.pixels.size(), /*seed=*/0);
+    data_fingerprint = Digest(train.labels.data(), train.labels.size(), /*seed=*/pixels);
+  }
+  return *data_fingerprint;
+}
+
+TrainingState Trainer::Impl::NewState() const {
+  TrainingState state;
+  // Everything random comes from this generator: other threads using LibTorch's global one
+  // cannot disturb a run, and the same seed gives the same weights.
+  state.generator = at::detail::createCPUGenerator(options.seed);
+  state.module = Cnn(options.architecture);
+  state.module->Initialize(state.generator);
+  state.module->PlaceOn(device);
+  state.module->train();
+  state.optimizer = std::make_unique<torch::optim::Adam>(
+      state.module->parameters(), torch::optim::AdamOptions(options.learning_rate));
+  return state;
+}
+
+TrainingCheckpoint Trainer::Impl::SaveState(const TrainingState& state) {
+  const Architecture& a = options.architecture;
+  c10::impl::GenericDict run = NewDict();
+  run.insert("input_channels", int64_t{a.input_channels});
+  run.insert("image_size", int64_t{a.image_size});
+  run.insert("num_classes", int64_t{a.num_classes});
+  run.insert("conv_channels", c10::List<int64_t>(std::vector<int64_t>(a.conv_channels.begin(),
+                                                                      a.conv_channels.end())));
+  run.insert("kernel_size", int64_t{a.kernel_size});
+  run.insert("batch_size", int64_t{options.batch_size});
+  run.insert("learning_rate", options.learning_rate);
+  run.insert("seed", static_cast<int64_t>(options.seed));  // The same 64 bits.
+  run.insert("epochs", int64_t{options.epochs});
+  run.insert("dataset_size", train.size());
+  run.insert("dataset_fingerprint", static_cast<int64_t>(DataFingerprint()));
+
+  c10::Dict<std::string, at::Tensor> parameters;
+  c10::impl::GenericDict adam = NewDict();
+  for (const auto& item : state.module->named_parameters()) {
+    parameters.insert(item.key(), ForSaving(item.value()));
+    if (const torch::optim::AdamParamState* moments =
+            FindAdamState(*state.optimizer, item.value())) {
+      c10::impl::GenericDict entry = NewDict();
+      entry.insert("step", moments->step());
+      entry.insert("exp_avg", ForSaving(moments->exp_avg()));
+      entry.insert("exp_avg_sq", ForSaving(moments->exp_avg_sq()));
+      adam.insert(item.key(), entry);
+    }
+  }
+
+  c10::impl::GenericDict dict = NewDict();
+  dict.insert("run", run);
+  dict.insert("epoch", int64_t{state.epochs_done});
+  dict.insert("batch", state.batches_done);
+  dict.insert("loss_sum", state.loss_sum);
+  dict.insert("correct", state.correct);
+  dict.insert("seen", state.seen);
+  dict.insert("epoch_seconds", state.epoch_seconds);
+  dict.insert("finished_epochs_seconds", state.finished_epochs_seconds);
+  dict.insert("elapsed_seconds", state.elapsed_seconds);
+  dict.insert("parameters", parameters);
+  dict.insert("adam", adam);
+  dict.insert("generator", state.generator.get_state());
+  if (state.batches_done > 0) dict.insert("order", ForSaving(state.order));
+
+  const std::vector<char> payload = torch::pickle_save(c10::IValue(dict));
+  TrainingCheckpoint checkpoint;
+  checkpoint.epoch = state.epochs_done;
+  checkpoint.batch = state.batches_done;
+  std::string& bytes = checkpoint.bytes;
+  bytes.reserve(kCheckpointHeaderSize + payload.size());
+  bytes.append(kCheckpointMagic, sizeof(kCheckpointMagic));
+  AppendLittleEndian(kCheckpointVersion, 4, bytes);
+  AppendLittleEndian(payload.size(), 8, bytes);
+  AppendLittleEndian(Digest(payload.data(), payload.size(), /*seed=*/0), 8, bytes);
+  bytes.append(payload.data(), payload.size());
+  return checkpoint;
+}
+
+absl::StatusOr<TrainingState> Trainer::Impl::LoadState(const std::string& bytes) {
+  auto invalid = [](const std::string& why) {
+    return absl::InvalidArgumentError(absl::StrCat("training checkpoint: ", why));
+  };
+  if (bytes.empty() || std::memcmp(bytes.data(), kCheckpointMagic,
+                                   std::min(bytes.size(), sizeof(kCheckpointMagic))) != 0) {
+    return invalid("not a training checkpoint (no checkpoint header)");
+  }
+  if (bytes.size() < kCheckpointHeaderSize) {
+    return invalid(absl::StrCat("truncated: ", bytes.size(), " bytes, shorter than its header"));
+  }
+  const char* header = bytes.data() + sizeof(kCheckpointMagic);
+  const uint64_t version = ReadLittleEndian(header, 4);
+  if (version != kCheckpointVersion) {
+    return invalid(absl::StrCat("format version ", version, "; this build reads version ",
+                                kCheckpointVersion));
+  }
+  const uint64_t payload_size = ReadLittleEndian(header + 4, 8);
+  const uint64_t digest = ReadLittleEndian(header + 12, 8);
+  const uint64_t actual_size = bytes.size() - kCheckpointHeaderSize;
+  if (payload_size != actual_size) {
+    return invalid(absl::StrCat(payload_size > actual_size ? "truncated" : "trailing bytes",
+                                ": the header announces ", payload_size,
+                                " payload bytes, there are ", actual_size));
+  }
+  const char* payload = bytes.data() + kCheckpointHeaderSize;
+  if (Digest(payload, payload_size, /*seed=*/0) != digest) {
+    return invalid("corrupt: its checksum does not match its contents");
+  }
+
+  TrainingState state = NewState();
+  try {
+    const c10::IValue root = torch::pickle_load(std::vector<char>(payload, payload + payload_size));
+    if (!root.isGenericDict()) throw CheckpointError("its payload is not a dict");
+    const c10::impl::GenericDict dict = root.toGenericDict();
+
+    // The run it belongs to.
+    const c10::impl::GenericDict run = DictField(dict, "run");
+    auto expect = [](const std::string& field, const auto& here, const auto& saved) {
+      if (here != saved) {
+        throw CheckpointError(absl::StrCat("it was written with ", field, " = ", saved,
+                                           ", these options have ", here));
+      }
+    };
+    const Architecture& a = options.architecture;
+    expect("architecture.input_channels", int64_t{a.input_channels},
+           IntField(run, "input_channels"));
+    expect("architecture.image_size", int64_t{a.image_size}, IntField(run, "image_size"));
+    expect("architecture.num_classes", int64_t{a.num_classes}, IntField(run, "num_classes"));
+    const std::vector<int64_t> channels = IntListField(run, "conv_channels");
+    if (!std::equal(channels.begin(), channels.end(), a.conv_channels.begin(),
+                    a.conv_channels.end())) {
+      throw CheckpointError(absl::StrCat("it was written with architecture.conv_channels = [",
+                                         absl::StrJoin(channels, ", "), "], these options have [",
+                                         absl::StrJoin(a.conv_channels, ", "), "]"));
+    }
+    expect("architecture.kernel_size", int64_t{a.kernel_size}, IntField(run, "kernel_size"));
+    expect("batch_size", int64_t{options.batch_size}, IntField(run, "batch_size"));
+    expect("learning_rate", options.learning_rate, DoubleField(run, "learning_rate"));
+    expect("seed", options.seed, static_cast<uint64_t>(IntField(run, "seed")));
+    expect("epochs", int64_t{options.epochs}, IntField(run, "epochs"));
+    const int64_t n = train.size();
+    const int64_t dataset_size = IntField(run, "dataset_size");
+    if (dataset_size != n) {
+      throw CheckpointError(absl::StrCat("it was written for a training dataset of ", dataset_size,
+                                         " images, this one has ", n));
+    }
+    if (static_cast<uint64_t>(IntField(run, "dataset_fingerprint")) != DataFingerprint()) {
+      throw CheckpointError(
+          "it was written for other training data (same size, other images or labels)");
+    }
+
+    // The position and the sums so far.
+    const int64_t epoch = IntField(dict, "epoch");
+    const int64_t batch = IntField(dict, "batch");
+    const int64_t batches = BatchesPerEpoch();
+    if (epoch < 0 || epoch > options.epochs || batch < 0 || batch >= batches ||
+        (epoch == options.epochs && batch > 0)) {
+      throw CheckpointError(absl::StrCat("its position (epoch ", epoch, ", batch ", batch,
+                                         ") is outside a run of ", options.epochs, " epochs of ",
+                                         batches, " batches"));
+    }
+    state.epochs_done = static_cast<int>(epoch);
+    state.batches_done = batch;
+    state.loss_sum = DoubleField(dict, "loss_sum");
+    state.correct = IntField(dict, "correct");
+    state.seen = IntField(dict, "seen");
+    state.epoch_seconds = DoubleField(dict, "epoch_seconds");
+    state.finished_epochs_seconds = DoubleField(dict, "finished_epochs_seconds");
+    state.elapsed_seconds = DoubleField(dict, "elapsed_seconds");
+    if (state.seen != batch * options.batch_size || state.correct < 0 ||
+        state.correct > state.seen || !std::isfinite(state.loss_sum) || state.loss_sum < 0) {
+      throw CheckpointError("its running sums do not fit its position");
+    }
+    for (const double seconds :
+         {state.epoch_seconds, state.finished_epochs_seconds, state.elapsed_seconds}) {
+      if (!std::isfinite(seconds) || seconds < 0) throw CheckpointError("its times are invalid");
+    }
+
+    // Weights and optimizer, copied into the tensors NewState made (keeping their layouts).
+    torch::NoGradGuard no_grad;
+    const c10::impl::GenericDict parameters = DictField(dict, "parameters");
+    const c10::impl::GenericDict adam = DictField(dict, "adam");
+    const auto named = state.module->named_parameters();
+    if (parameters.size() != named.size() || adam.size() > named.size()) {
+      throw CheckpointError(absl::StrCat("it holds ", parameters.size(), " parameters and ",
+                                         adam.size(), " optimizer entries; the network has ",
+                                         named.size(), " parameters"));
+    }
+    for (const auto& item : named) {
+      torch::Tensor parameter = item.value();
+      parameter.copy_(MatchingTensor(parameters, item.key(), parameter));
+      if (!adam.contains(c10::IValue(item.key()))) continue;
+      const c10::impl::GenericDict entry = DictField(adam, item.key());
+      auto moments = std::make_unique<torch::optim::AdamParamState>();
+      moments->step(IntField(entry, "step"));
+      if (moments->step() < 1) throw CheckpointError("an optimizer step count is below 1");
+      // As Adam makes them: zeros_like(parameter, MemoryFormat::Preserve).
+      moments->exp_avg(torch::empty_like(parameter, torch::MemoryFormat::Preserve)
+                           .copy_(MatchingTensor(entry, "exp_avg", parameter)));
+      moments->exp_avg_sq(torch::empty_like(parameter, torch::MemoryFormat::Preserve)
+                              .copy_(MatchingTensor(entry, "exp_avg_sq", parameter)));
+      SetAdamState(*state.optimizer, parameter, std::move(moments));
+    }
+    if (state.optimizer->state().size() != adam.size()) {
+      throw CheckpointError("its optimizer entries do not name the network's parameters");
+    }
+
+    // The generator, and the current epoch's permutation.
+    const at::Tensor generator = TensorField(dict, "generator");
+    if (generator.scalar_type() != torch::kByte || generator.dim() != 1) {
+      throw CheckpointError("its generator state is not a byte vector");
+    }
+    state.generator.set_state(generator.contiguous());  // Checks the size.
+    if (batch > 0) {
+      const at::Tensor order = TensorField(dict, "order");
+      if (order.scalar_type() != torch::kLong || order.dim() != 1 || order.size(0) != n ||
+          !std::get<0>(order.sort()).equal(torch::arange(n, torch::kLong))) {
+        throw CheckpointError(absl::StrCat("its order is not a permutation of ", n, " images"));
+      }
+      state.order = order.to(device);
+    }
+  } catch (const CheckpointError& e) {
+    return invalid(e.what());
+  } catch (const c10::Error& e) {
+    return invalid(absl::StrCat("corrupt: ", e.what_without_backtrace()));
+  } catch (const std::bad_alloc&) {
+    return absl::ResourceExhaustedError("out of memory reading a training checkpoint");
+  } catch (const std::exception& e) {
+    return invalid(absl::StrCat("corrupt: ", e.what()));
+  }
+  return state;
+}
+
 absl::StatusOr<std::unique_ptr<TrainedModel>> Trainer::Impl::Run(TrainingObserver& observer) {
   const Clock::time_point run_start = Clock::now();
   // SetComputeThreads applies to the thread that called it; this is usually another one.
@@ -125,18 +586,14 @@ absl::StatusOr<std::unique_ptr<TrainedModel>> Trainer::Impl::Run(TrainingObserve
   const Architecture& a = options.architecture;
   const int64_t n = train.size();
   const int64_t batch_size = options.batch_size;
-  const int64_t batches = (n + batch_size - 1) / batch_size;  // The last one may be partial.
+  const int64_t batches = BatchesPerEpoch();
   const int reports = options.progress_reports_per_epoch;
 
-  // Everything random comes from this generator: other threads using LibTorch's global one
-  // cannot disturb a run, and the same seed gives the same weights.
-  at::Generator generator = at::detail::createCPUGenerator(options.seed);
-  Cnn module(a);
-  module->Initialize(generator);
-  module->PlaceOn(device);
-  module->train();
-  torch::optim::Adam optimizer(module->parameters(),
-                               torch::optim::AdamOptions(options.learning_rate));
+  absl::StatusOr<TrainingState> loaded = checkpoint.empty() ? NewState() : LoadState(checkpoint);
+  if (!loaded.ok()) return loaded.status();
+  TrainingState& state = *loaded;
+  const double earlier_seconds = state.elapsed_seconds;  // Of the runs before a restore.
+  auto elapsed = [&] { return earlier_seconds + SecondsSince(run_start); };
 
   // The whole set on the device once, as uint8: batches are gathered from it with
   // index_select and converted to float one batch at a time. On the CPU the tensor is a view of
@@ -148,17 +605,20 @@ absl::StatusOr<std::unique_ptr<TrainedModel>> Trainer::Impl::Run(TrainingObserve
       torch::from_blob(const_cast<uint8_t*>(train.labels.data()), {n}, torch::kUInt8)
           .to(device, torch::kLong);
 
-  double total_epoch_seconds = 0;
-  for (int epoch = 1; epoch <= options.epochs; ++epoch) {
+  for (int epoch = state.epochs_done + 1; epoch <= options.epochs; ++epoch) {
     const Clock::time_point epoch_start = Clock::now();
-    const torch::Tensor order =
-        torch::randperm(n, generator, torch::TensorOptions().dtype(torch::kLong)).to(device);
+    const double earlier_epoch_seconds = state.epoch_seconds;  // Of a resumed epoch.
+    auto epoch_seconds = [&] { return earlier_epoch_seconds + SecondsSince(epoch_start); };
     // Accumulated on the device and read only at report points, to spare a sync per batch.
     torch::Tensor correct =
-        torch::zeros({}, torch::TensorOptions().dtype(torch::kLong).device(device));
-    double loss_sum = 0;  // Sum over batches of mean loss * batch size.
-    int64_t seen = 0;
+        torch::full({}, state.correct, torch::TensorOptions().dtype(torch::kLong).device(device));
+    // Report k of `reports` falls after batch ceil(k * batches / reports).
     int next_report = 1;
+    auto report_due = [&](int64_t batch) {
+      return next_report <= reports &&
+             batch >= (int64_t{next_report} * batches + reports - 1) / reports;
+    };
+    while (report_due(state.batches_done)) ++next_report;  // Made before a restore.
     // The loss of batch b is checked after batch b + 1 has been queued, so that a GPU always
     // has work while the host waits for the value; on the CPU this costs nothing either.
     torch::Tensor pending_loss;
@@ -174,72 +634,88 @@ absl::StatusOr<std::unique_ptr<TrainedModel>> Trainer::Impl::Run(TrainingObserve
                                                 " (learning_rate ", options.learning_rate,
                                                 "); try a lower learning_rate"));
       }
-      loss_sum += value * static_cast<double>(pending_size);
+      state.loss_sum += value * static_cast<double>(pending_size);
       return absl::OkStatus();
     };
 
-    for (int64_t batch = 1; batch <= batches; ++batch) {
+    for (int64_t batch = state.batches_done + 1; batch <= batches; ++batch) {
       if (observer.StopRequested()) {
+        if (absl::Status status = check_pending(); !status.ok()) return status;
+        state.correct = correct.item<int64_t>();
+        state.epoch_seconds = epoch_seconds();
+        state.elapsed_seconds = elapsed();
+        observer.OnCheckpoint(SaveState(state));
         return absl::CancelledError(
             absl::StrCat("training cancelled at epoch ", epoch, ", batch ", batch));
       }
+      if (!state.order.defined()) {
+        state.order =
+            torch::randperm(n, state.generator, torch::TensorOptions().dtype(torch::kLong))
+                .to(device);
+      }
       const int64_t start = (batch - 1) * batch_size;
       const int64_t size = std::min(batch_size, n - start);
-      const torch::Tensor indices = order.slice(/*dim=*/0, start, start + size);
+      const torch::Tensor indices = state.order.slice(/*dim=*/0, start, start + size);
       const torch::Tensor x = images.index_select(0, indices).to(torch::kFloat).div_(kPixelScale);
       const torch::Tensor y = labels.index_select(0, indices);
 
-      const torch::Tensor logits = module->forward(x);
+      const torch::Tensor logits = state.module->forward(x);
       const torch::Tensor loss = torch::nn::functional::cross_entropy(logits, y);
-      optimizer.zero_grad();
+      state.optimizer->zero_grad();
       loss.backward();
-      optimizer.step();
+      state.optimizer->step();
       correct += logits.detach().argmax(/*dim=*/1).eq(y).sum();
 
       if (absl::Status status = check_pending(); !status.ok()) return status;
       pending_loss = loss.detach();
       pending_batch = batch;
       pending_size = size;
-      seen += size;
+      state.batches_done = batch;
+      state.seen += size;
 
-      // Report k of `reports` falls after batch ceil(k * batches / reports).
-      if (next_report <= reports &&
-          batch >= (int64_t{next_report} * batches + reports - 1) / reports) {
+      if (report_due(batch)) {
         if (absl::Status status = check_pending(); !status.ok()) return status;
-        while (next_report <= reports &&
-               batch >= (int64_t{next_report} * batches + reports - 1) / reports) {
-          ++next_report;
-        }
+        while (report_due(batch)) ++next_report;
         ProgressStats progress;
         progress.epoch = epoch;
         progress.epochs = options.epochs;
         progress.batch = batch;
         progress.batches = batches;
-        progress.train_loss = loss_sum / static_cast<double>(seen);
+        progress.train_loss = state.loss_sum / static_cast<double>(state.seen);
         progress.train_accuracy =
-            static_cast<double>(correct.item<int64_t>()) / static_cast<double>(seen);
-        progress.images_per_second = static_cast<double>(seen) / SecondsSince(epoch_start);
+            static_cast<double>(correct.item<int64_t>()) / static_cast<double>(state.seen);
+        progress.images_per_second = static_cast<double>(state.seen) / epoch_seconds();
         observer.OnProgress(progress);
       }
     }
     if (absl::Status status = check_pending(); !status.ok()) return status;
 
-    const double epoch_seconds = SecondsSince(epoch_start);
-    total_epoch_seconds += epoch_seconds;
+    const double seconds = epoch_seconds();
+    state.finished_epochs_seconds += seconds;
     EpochStats stats;
     stats.epoch = epoch;
     stats.epochs = options.epochs;
-    stats.train_loss = loss_sum / static_cast<double>(n);
+    stats.train_loss = state.loss_sum / static_cast<double>(n);
     stats.train_accuracy = static_cast<double>(correct.item<int64_t>()) / static_cast<double>(n);
-    stats.images_per_second = static_cast<double>(n) / epoch_seconds;
-    stats.elapsed_seconds = SecondsSince(run_start);
-    stats.eta_seconds = total_epoch_seconds / epoch * (options.epochs - epoch);
+    stats.images_per_second = static_cast<double>(n) / seconds;
+    stats.elapsed_seconds = elapsed();
+    stats.eta_seconds = state.finished_epochs_seconds / epoch * (options.epochs - epoch);
     observer.OnEpochEnd(stats);
+
+    state.epochs_done = epoch;
+    state.batches_done = 0;
+    state.order = torch::Tensor();
+    state.loss_sum = 0;
+    state.correct = 0;
+    state.seen = 0;
+    state.epoch_seconds = 0;
+    state.elapsed_seconds = elapsed();
+    observer.OnCheckpoint(SaveState(state));
   }
 
-  module->eval();
+  state.module->eval();
   return std::make_unique<TrainedModel>(std::make_unique<TrainedModel::Impl>(
-      TrainedModel::Impl{a, options.device, device, std::move(module)}));
+      TrainedModel::Impl{a, options.device, device, std::move(state.module)}));
 }
 
 }  // namespace classifier

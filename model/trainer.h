@@ -1,4 +1,5 @@
-// The training loop: shuffled batches, cross-entropy, Adam; reports through an observer.
+// The training loop: shuffled batches, cross-entropy, Adam; reports and checkpoints through an
+// observer, and resumes from a checkpoint.
 #ifndef CLASSIFIER_MODEL_TRAINER_H_
 #define CLASSIFIER_MODEL_TRAINER_H_
 
@@ -45,6 +46,18 @@ struct EpochStats {
   double eta_seconds = 0;      // Estimate for the remaining epochs.
 };
 
+// A self-contained snapshot of a training run: the weights, Adam's moments and step counts, the
+// shuffling generator's state, the position (and, mid-epoch, that epoch's permutation), the
+// running sums of the current epoch and the time spent so far. `bytes` is opaque and versioned
+// (a magic, a format version, the payload's length and a checksum, then the payload) and safe
+// to store in a file; Trainer::Restore reads it back. 119,624 bytes for the tutorial's network
+// at an epoch boundary; a mid-epoch one adds 8 bytes per training image for the permutation.
+struct TrainingCheckpoint {
+  int epoch = 0;      // Epochs complete.
+  int64_t batch = 0;  // Batches done in epoch `epoch + 1`; 0 at an epoch boundary.
+  std::string bytes;
+};
+
 // Receives reports on the training thread; implementations must be quick and must not throw.
 class TrainingObserver {
  public:
@@ -53,6 +66,11 @@ class TrainingObserver {
   virtual void OnEpochEnd(const EpochStats& stats) { (void)stats; }
   // Polled before every batch: true stops training at that batch boundary.
   virtual bool StopRequested() { return false; }
+  // Called after every completed epoch (after OnEpochEnd, the last epoch included) and, when Run
+  // stops because StopRequested() turned true, once more with the position where it stopped
+  // (usually mid-epoch). The observer decides whether to persist it; the bytes are only valid
+  // for the duration of the call unless copied.
+  virtual void OnCheckpoint(const TrainingCheckpoint& checkpoint) { (void)checkpoint; }
 };
 
 // Trains one network on one dataset. Not thread-safe: one thread runs it.
@@ -66,10 +84,25 @@ class Trainer {
   Trainer(const Trainer&) = delete;
   Trainer& operator=(const Trainer&) = delete;
 
-  // Runs every epoch. The same seed, data and options give bit-identical weights on CPU.
-  // Returns CANCELLED when the observer asked to stop, INTERNAL naming the epoch and batch
-  // when the loss becomes NaN or infinite.
+  // Runs every epoch, or, after Restore, the rest of the run from the checkpoint on. The same
+  // seed, data and options give bit-identical weights on CPU (with the same thread count), and
+  // so does a run stopped, checkpointed and resumed any number of times. Returns CANCELLED when
+  // the observer asked to stop (after OnCheckpoint with the position), INTERNAL naming the
+  // epoch and batch when the loss becomes NaN or infinite (no checkpoint is taken then).
   absl::StatusOr<std::unique_ptr<TrainedModel>> Run(TrainingObserver& observer);
+
+  // Makes every later Run continue from `checkpoint_bytes` (TrainingCheckpoint::bytes written by
+  // a Trainer with the same data and options): Run then starts where the checkpoint left off,
+  // reports only the epochs after it (a mid-epoch checkpoint's epoch finishes and is reported
+  // once, with the sums of its earlier batches), and ends with the weights an uninterrupted run
+  // would have produced, bit for bit on CPU. The options must match the checkpoint's exactly
+  // (architecture, batch_size, learning_rate, seed, epochs) except progress_reports_per_epoch
+  // and device (resuming on another device is allowed, but bit-identity holds only on the
+  // same one); so must the training data (its size and a fingerprint of its contents).
+  // INVALID_ARGUMENT naming the problem when the bytes are corrupt or truncated (a checksum
+  // catches damage before anything parses them), of another format version, or do not match;
+  // the trainer is then unchanged.
+  absl::Status Restore(const std::string& checkpoint_bytes);
 
   struct Impl;
 

@@ -11,7 +11,7 @@ mode=${1:-build}
 
 runtime_packages=(
   libtorch1.13 libgrpc++1.51 libgrpc29 libprotobuf32 libabsl20220623 libspdlog1.10
-  libpng16-16 libjpeg62-turbo zlib1g ca-certificates
+  libpng16-16 libjpeg62-turbo zlib1g libsqlite3-0 ca-certificates
   # Data: the Fashion-MNIST the server falls back to (/usr/share/datasets/fashion-mnist), and
   # curl for scripts/fetch-data.sh's official MNIST mirrors.
   dataset-fashion-mnist curl
@@ -20,10 +20,14 @@ build_packages=(
   build-essential cmake ninja-build pkg-config
   libtorch-dev libgrpc++-dev libgrpc-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   grpc-proto libabsl-dev libspdlog-dev libfmt-dev libgtest-dev libgmock-dev
-  libpng-dev libjpeg62-turbo-dev zlib1g-dev
+  libpng-dev libjpeg62-turbo-dev zlib1g-dev libsqlite3-dev libssl-dev
+  # ONNX export: the headers of libonnx_proto, the ONNX library LibTorch itself links.
+  libonnx-dev
 )
 test_packages=(
   python3 python3-torch python3-numpy docker-compose clang-format
+  # tests/interop/check_onnx.py: ONNX's checker and OpenCV's dnn module run our ONNX export.
+  python3-onnx python3-opencv
 )
 # Node.js with npm (for `buf curl`, the grpcurl peer the tests use, and for the npm fallback of
 # scripts/fetch-data.sh, hence at run time too): machines that already carry a Node.js build

@@ -13,6 +13,7 @@
 #include "absl/time/clock.h"
 #include "google/protobuf/util/time_util.h"
 #include "model/image.h"
+#include "model/onnx_export.h"
 #include "server/file_util.h"
 #include "server/status_util.h"
 #include "server/training_executor.h"
@@ -96,11 +97,22 @@ class JobEventStream : public ::grpc::ServerWriteReactor<v1::JobEvent>, public J
     MaybeWrite();
   }
 
+  void OnDetached(const std::string& reason) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    detached_ = true;
+    detach_reason_ = reason;
+    if (!writing_ && pending_.empty()) FinishDetached();
+  }
+
   void OnWriteDone(bool ok) override {
     std::lock_guard<std::mutex> lock(mu_);
     writing_ = false;
     if (!ok || cancelled_) {
       FinishOnce(::grpc::Status(::grpc::StatusCode::CANCELLED, "the client went away"));
+      return;
+    }
+    if (detached_ && pending_.empty()) {
+      FinishDetached();
       return;
     }
     if (current_.has_finished()) {
@@ -130,6 +142,7 @@ class JobEventStream : public ::grpc::ServerWriteReactor<v1::JobEvent>, public J
     if (writing_ || finished_ || pending_.empty()) return;
     current_ = std::move(pending_.front());
     pending_.pop_front();
+    last_sent_ = current_.sequence();
     writing_ = true;
     StartWrite(&current_);
   }
@@ -141,6 +154,15 @@ class JobEventStream : public ::grpc::ServerWriteReactor<v1::JobEvent>, public J
     Finish(status);
   }
 
+  // Every event so far has been sent; the job goes on after the server restarts.
+  void FinishDetached() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    FinishOnce(::grpc::Status(
+        ::grpc::StatusCode::UNAVAILABLE,
+        absl::StrCat(detach_reason_, "; job ", job_->id(),
+                     " continues when the server is back: WatchJob with from_sequence ",
+                     last_sent_ + 1)));
+  }
+
   const std::shared_ptr<Job> job_;
   const RpcLog log_;
   std::mutex mu_;
@@ -149,6 +171,72 @@ class JobEventStream : public ::grpc::ServerWriteReactor<v1::JobEvent>, public J
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  bool detached_ ABSL_GUARDED_BY(mu_) = false;
+  std::string detach_reason_ ABSL_GUARDED_BY(mu_);
+  int64_t last_sent_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+// Receives an uploaded weights file, then registers it on the inference queue.
+class ImportStream : public ::grpc::ServerReadReactor<v1::ImportWeightsRequest> {
+ public:
+  ImportStream(ClassifierService* service, ::grpc::CallbackServerContext* context,
+               v1::ImportWeightsResponse* response, int64_t max_bytes, RpcLog log)
+      : service_(service),
+        context_(context),
+        response_(response),
+        max_bytes_(max_bytes),
+        log_(std::move(log)) {
+    StartRead(&message_);
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {
+      // The upload ended: half-closed by the client, or cancelled (then nothing registers).
+      if (context_->IsCancelled()) {
+        Done(::grpc::Status(::grpc::StatusCode::CANCELLED, "the upload was cancelled"));
+        return;
+      }
+      service_->inference()->Submit(
+          [this] { Done(ToGrpcStatus(service_->DoImport(dataset_, bytes_, response_))); });
+      return;
+    }
+    if (first_) {
+      first_ = false;
+      dataset_ = message_.dataset();
+      if (message_.format() != v1::WEIGHTS_FORMAT_UNSPECIFIED &&
+          message_.format() != v1::PYTORCH_STATE_DICT) {
+        Done(ToGrpcStatus(absl::InvalidArgumentError(
+            absl::StrCat("format ", v1::WeightsFormat_Name(message_.format()),
+                         " cannot be imported; upload a PYTORCH_STATE_DICT file"))));
+        return;
+      }
+    }
+    if (static_cast<int64_t>(bytes_.size() + message_.data().size()) > max_bytes_) {
+      Done(ToGrpcStatus(absl::ResourceExhaustedError(
+          absl::StrCat("the upload is larger than the server's limit of ", max_bytes_, " bytes"))));
+      return;
+    }
+    bytes_ += message_.data();
+    StartRead(&message_);
+  }
+
+  void OnDone() override { delete this; }
+
+ private:
+  void Done(const ::grpc::Status& status) {
+    log_.Done(status);
+    Finish(status);
+  }
+
+  ClassifierService* const service_;
+  ::grpc::CallbackServerContext* const context_;
+  v1::ImportWeightsResponse* const response_;
+  const int64_t max_bytes_;
+  const RpcLog log_;
+  v1::ImportWeightsRequest message_;
+  bool first_ = true;
+  std::string dataset_;
+  std::string bytes_;
 };
 
 // Streams a file's bytes in chunks; the last chunk carries the SHA-256 of the
@@ -208,26 +296,6 @@ class ChunkStream : public ::grpc::ServerWriteReactor<v1::WeightsChunk> {
   size_t offset_ = 0;
   v1::WeightsChunk chunk_;
 };
-
-google::protobuf::Timestamp ToTimestamp(absl::Time time) {
-  return google::protobuf::util::TimeUtil::NanosecondsToTimestamp(absl::ToUnixNanos(time));
-}
-
-void FillMetrics(const EvaluationResult& result, v1::Metrics* metrics) {
-  metrics->set_accuracy(result.accuracy);
-  metrics->set_loss(result.loss);
-  metrics->set_count(result.count);
-}
-
-void FillModel(const ModelRecord& record, v1::Model* model) {
-  model->set_model_id(record.model_id);
-  model->set_job_id(record.job_id);
-  model->set_dataset(record.dataset);
-  *model->mutable_created_time() = ToTimestamp(record.created);
-  FillMetrics(record.test_metrics, model->mutable_test_metrics());
-  model->set_size_bytes(record.size_bytes);
-  model->set_sha256(record.sha256);
-}
 
 // Converts one request image to 28x28 grey values in [0, 1], appended to
 // `pixels`.
@@ -471,29 +539,41 @@ absl::Status ClassifierService::DoPredict(const v1::PredictRequest& request,
     ::grpc::CallbackServerContext* context, const v1::ExportWeightsRequest* request) {
   RpcLog log("ExportWeights", context);
   if (draining_.load()) return Refuse<v1::WeightsChunk>(log, DrainingError());
-  if (request->format() != v1::WEIGHTS_FORMAT_UNSPECIFIED &&
-      request->format() != v1::PYTORCH_STATE_DICT) {
+  const v1::WeightsFormat format = request->format();
+  if (format != v1::WEIGHTS_FORMAT_UNSPECIFIED && format != v1::PYTORCH_STATE_DICT &&
+      format != v1::ONNX) {
     return Refuse<v1::WeightsChunk>(
-        log, absl::InvalidArgumentError(absl::StrCat("format ", request->format(),
-                                                     " is not supported; use PYTORCH_STATE_DICT")));
+        log, absl::InvalidArgumentError(absl::StrCat(
+                 "format ", format, " is not supported; use PYTORCH_STATE_DICT or ONNX")));
   }
   absl::StatusOr<std::shared_ptr<const RegisteredModel>> model =
       models_->Resolve(request->model_id());
   if (!model.ok()) return Refuse<v1::WeightsChunk>(log, model.status());
   const ModelRecord& record = (*model)->record;
-  // A few tens of KB for these networks: read at once, checked against the
-  // registered hash.
-  absl::StatusOr<std::string> contents = ReadWholeFile(record.weights_path);
-  if (!contents.ok()) return Refuse<v1::WeightsChunk>(log, contents.status());
-  std::string sha256 = Sha256Hex(*contents);
-  if (sha256 != record.sha256) {
-    return Refuse<v1::WeightsChunk>(
-        log, absl::DataLossError(absl::StrCat("weights file ", record.weights_path,
-                                              " is corrupt: sha256 ", sha256, ", registered ",
-                                              record.sha256)));
+  std::string contents;
+  std::string file_name;
+  if (format == v1::ONNX) {
+    // Built from the loaded network, a few tens of KB for these models.
+    absl::StatusOr<std::string> onnx = ExportOnnx(*(*model)->network);
+    if (!onnx.ok()) return Refuse<v1::WeightsChunk>(log, onnx.status());
+    contents = *std::move(onnx);
+    file_name = absl::StrCat(record.model_id, ".onnx");
+  } else {
+    // The registered file itself, checked against the hash recorded when it was written.
+    absl::StatusOr<std::string> file = ReadWholeFile(record.weights_path);
+    if (!file.ok()) return Refuse<v1::WeightsChunk>(log, file.status());
+    if (Sha256Hex(*file) != record.sha256) {
+      return Refuse<v1::WeightsChunk>(
+          log, absl::DataLossError(absl::StrCat("weights file ", record.weights_path,
+                                                " is corrupt: its SHA-256 differs from the one "
+                                                "recorded when it was written")));
+    }
+    contents = *std::move(file);
+    file_name = absl::StrCat(record.model_id, ".pth");
   }
-  return new ChunkStream(*std::move(contents), std::move(sha256), record.model_id,
-                         absl::StrCat(record.model_id, ".pth"), std::move(log));
+  std::string sha256 = Sha256Hex(contents);
+  return new ChunkStream(std::move(contents), std::move(sha256), record.model_id,
+                         std::move(file_name), std::move(log));
 }
 
 ::grpc::ServerUnaryReactor* ClassifierService::ListModels(::grpc::CallbackServerContext* context,
@@ -501,8 +581,85 @@ absl::Status ClassifierService::DoPredict(const v1::PredictRequest& request,
                                                           v1::ListModelsResponse* response) {
   RpcLog log("ListModels", context);
   if (draining_.load()) return FinishUnary(context, log, DrainingError());
-  for (const auto& model : models_->List()) FillModel(model->record, response->add_models());
+  const std::string deployed = models_->deployed_model_id();
+  for (const auto& model : models_->List()) {
+    v1::Model* out = response->add_models();
+    *out = ToModelProto(model->record);
+    out->set_deployed(model->record.model_id == deployed);
+  }
   return FinishUnary(context, log, absl::OkStatus());
+}
+
+::grpc::ServerReadReactor<v1::ImportWeightsRequest>* ClassifierService::ImportWeights(
+    ::grpc::CallbackServerContext* context, v1::ImportWeightsResponse* response) {
+  RpcLog log("ImportWeights", context);
+  if (draining_.load()) {
+    class Refused : public ::grpc::ServerReadReactor<v1::ImportWeightsRequest> {
+     public:
+      explicit Refused(const ::grpc::Status& status) { Finish(status); }
+      void OnDone() override { delete this; }
+    };
+    ::grpc::Status status = ToGrpcStatus(DrainingError());
+    log.Done(status);
+    return new Refused(status);
+  }
+  return new ImportStream(this, context, response, limits_.max_import_bytes, std::move(log));
+}
+
+absl::Status ClassifierService::DoImport(const std::string& dataset, const std::string& bytes,
+                                         v1::ImportWeightsResponse* response) {
+  if (bytes.empty()) return absl::InvalidArgumentError("data: the upload is empty");
+  const std::string dataset_name = dataset.empty() ? kDefaultDataset : dataset;
+  if (absl::StatusOr<DatasetInfo> info = datasets_->Inspect(dataset_name); !info.ok()) {
+    return info.status();
+  }
+  absl::StatusOr<std::unique_ptr<TrainedModel>> network =
+      TrainedModel::FromStateDictBytes(bytes, Architecture{}, device_);
+  if (!network.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("data: not usable weights: ", network.status().message()));
+  }
+  ModelRecord record;
+  record.dataset = dataset_name;
+  record.created = absl::Now();
+  // Measured at once, so the registry shows how good the imported weights are.
+  if (absl::StatusOr<std::shared_ptr<const Dataset>> test =
+          datasets_->Load(dataset_name, Split::kTest);
+      test.ok()) {
+    if (absl::StatusOr<EvaluationResult> result = (*network)->Evaluate(**test); result.ok()) {
+      record.test_metrics = *result;
+    }
+  }
+  absl::StatusOr<std::shared_ptr<const RegisteredModel>> registered =
+      models_->Register(*std::move(network), std::move(record));
+  if (!registered.ok()) return registered.status();
+  *response->mutable_model() = ToModelProto((*registered)->record);
+  return absl::OkStatus();
+}
+
+::grpc::ServerUnaryReactor* ClassifierService::DeployModel(::grpc::CallbackServerContext* context,
+                                                           const v1::DeployModelRequest* request,
+                                                           v1::Model* response) {
+  RpcLog log("DeployModel", context);
+  if (draining_.load()) return FinishUnary(context, log, DrainingError());
+  absl::Status status = models_->Deploy(request->model_id());
+  if (status.ok()) {
+    absl::StatusOr<std::shared_ptr<const RegisteredModel>> model =
+        models_->Resolve(request->model_id());
+    if (model.ok()) {
+      *response = ToModelProto((*model)->record);
+      response->set_deployed(true);
+    }
+  }
+  return FinishUnary(context, log, status);
+}
+
+::grpc::ServerUnaryReactor* ClassifierService::DeleteModel(::grpc::CallbackServerContext* context,
+                                                           const v1::DeleteModelRequest* request,
+                                                           v1::DeleteModelResponse* /*response*/) {
+  RpcLog log("DeleteModel", context);
+  if (draining_.load()) return FinishUnary(context, log, DrainingError());
+  return FinishUnary(context, log, models_->Delete(request->model_id()));
 }
 
 }  // namespace classifier

@@ -19,6 +19,8 @@ namespace classifier {
 struct ServiceLimits {
   // Images in one Predict request; more is RESOURCE_EXHAUSTED.
   int max_predict_images = 10000;
+  // Bytes in one ImportWeights upload; more is RESOURCE_EXHAUSTED.
+  int64_t max_import_bytes = 256 << 20;
 };
 
 class ClassifierService : public v1::Classifier::CallbackService {
@@ -54,6 +56,19 @@ class ClassifierService : public v1::Classifier::CallbackService {
   ::grpc::ServerUnaryReactor* ListModels(::grpc::CallbackServerContext* context,
                                          const v1::ListModelsRequest* request,
                                          v1::ListModelsResponse* response) override;
+  ::grpc::ServerReadReactor<v1::ImportWeightsRequest>* ImportWeights(
+      ::grpc::CallbackServerContext* context, v1::ImportWeightsResponse* response) override;
+  ::grpc::ServerUnaryReactor* DeployModel(::grpc::CallbackServerContext* context,
+                                          const v1::DeployModelRequest* request,
+                                          v1::Model* response) override;
+  ::grpc::ServerUnaryReactor* DeleteModel(::grpc::CallbackServerContext* context,
+                                          const v1::DeleteModelRequest* request,
+                                          v1::DeleteModelResponse* response) override;
+
+  // Registers uploaded weights (see ImportWeights); runs on the inference queue.
+  absl::Status DoImport(const std::string& dataset, const std::string& bytes,
+                        v1::ImportWeightsResponse* response);
+  WorkQueue* inference() const { return inference_; }
 
  private:
   absl::Status DoEvaluate(const v1::EvaluateRequest& request, v1::EvaluateResponse* response);

@@ -5,6 +5,7 @@
 
 #include "absl/time/clock.h"
 #include "google/protobuf/util/time_util.h"
+#include "spdlog/spdlog.h"
 
 namespace classifier {
 namespace {
@@ -17,11 +18,23 @@ google::protobuf::Timestamp Now() {
 
 bool IsTerminal(v1::JobState state) {
   return state == v1::JOB_STATE_SUCCEEDED || state == v1::JOB_STATE_FAILED ||
-         state == v1::JOB_STATE_CANCELLED || state == v1::JOB_STATE_INTERRUPTED;
+         state == v1::JOB_STATE_CANCELLED;
 }
 
-Job::Job(std::string id, v1::TrainRequest request, int queue_position)
-    : id_(std::move(id)), request_(std::move(request)) {
+Job::Job(StoredJob stored, JobEventStore* store)
+    : id_(std::move(stored.job_id)), request_(std::move(stored.request)), store_(store) {
+  std::lock_guard<std::mutex> lock(mu_);
+  snapshot_.set_job_id(id_);
+  *snapshot_.mutable_request() = request_;
+  for (v1::JobEvent& event : stored.events) {
+    ApplyToSnapshot(event);
+    events_.push_back(std::move(event));
+  }
+  if (snapshot_.state() == v1::JOB_STATE_RUNNING) snapshot_.set_state(v1::JOB_STATE_INTERRUPTED);
+}
+
+Job::Job(std::string id, v1::TrainRequest request, int queue_position, JobEventStore* store)
+    : id_(std::move(id)), request_(std::move(request)), store_(store) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     snapshot_.set_job_id(id_);
@@ -42,6 +55,12 @@ int64_t Job::AppendLocked(v1::JobEvent event) {
   event.set_job_id(id_);
   event.set_sequence(static_cast<int64_t>(events_.size()) + 1);
   *event.mutable_time() = Now();
+  if (store_ != nullptr) {
+    // Durable before anyone sees it, so a watcher never sees an event a restart would lose.
+    if (absl::Status stored = store_->AppendEvent(event); !stored.ok()) {
+      spdlog::error("job {}: {}", id_, std::string(stored.message()));
+    }
+  }
   ApplyToSnapshot(event);
   events_.push_back(std::move(event));
   const v1::JobEvent& stored = events_.back();
@@ -60,6 +79,9 @@ void Job::ApplyToSnapshot(const v1::JobEvent& event) {
       snapshot_.set_state(v1::JOB_STATE_RUNNING);
       *snapshot_.mutable_start_time() = event.time();
       break;
+    case v1::JobEvent::kResumed:
+      snapshot_.set_state(v1::JOB_STATE_RUNNING);
+      break;
     case v1::JobEvent::kEpochEnd:
       *snapshot_.mutable_latest_epoch() = event.epoch_end();
       break;
@@ -73,6 +95,7 @@ void Job::ApplyToSnapshot(const v1::JobEvent& event) {
       break;
     }
     case v1::JobEvent::kProgress:
+    case v1::JobEvent::kCheckpointSaved:
     case v1::JobEvent::EVENT_NOT_SET:
       break;
   }
@@ -87,12 +110,32 @@ bool Job::BeginRunning(const v1::JobEvent::Started& started) {
   return true;
 }
 
+bool Job::BeginResuming(const v1::JobEvent::Resumed& resumed) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (snapshot_.state() != v1::JOB_STATE_INTERRUPTED) return false;
+  v1::JobEvent event;
+  *event.mutable_resumed() = resumed;
+  AppendLocked(std::move(event));
+  return true;
+}
+
+void Job::Interrupt() {
+  interrupting_.store(true);
+  cancel_requested_.store(true);
+}
+
+void Job::DetachWatchers(const std::string& reason) {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (JobEventSink* sink : sinks_) sink->OnDetached(reason);
+  sinks_.clear();
+}
+
 bool Job::Cancel(const std::string& reason) {
   std::lock_guard<std::mutex> lock(mu_);
   if (IsTerminal(snapshot_.state())) return false;
   if (!cancel_requested_.exchange(true)) cancel_reason_ = reason;
   if (snapshot_.state() == v1::JOB_STATE_RUNNING) return false;
-  // Still queued: end it now; the worker skips it since BeginRunning sees a
+  // Still queued (or waiting to resume): end it now; the worker skips it since BeginRunning sees a
   // terminal state.
   v1::JobEvent finished;
   finished.mutable_finished()->set_state(v1::JOB_STATE_CANCELLED);

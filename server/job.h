@@ -17,6 +17,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/time/time.h"
 #include "classifier/v1/classifier.pb.h"
+#include "server/store.h"
 
 namespace classifier {
 
@@ -26,12 +27,19 @@ class JobEventSink {
  public:
   virtual ~JobEventSink() = default;
   virtual void OnEvent(const v1::JobEvent& event) = 0;
+  // The server is stopping before the job ended: no more events will come through this sink
+  // (the job goes on after a restart; watchers re-attach with WatchJob).
+  virtual void OnDetached(const std::string& reason) = 0;
 };
 
 class Job {
  public:
-  // Appends the `queued` event (sequence 1).
-  Job(std::string id, v1::TrainRequest request, int queue_position);
+  // A new job: appends the `queued` event (sequence 1). Every event also goes to `store`
+  // when there is one (it must outlive the job).
+  Job(std::string id, v1::TrainRequest request, int queue_position, JobEventStore* store);
+  // A job read back from the store, its events replayed. One that was running when the
+  // server stopped is INTERRUPTED until the worker resumes it.
+  Job(StoredJob stored, JobEventStore* store);
   Job(const Job&) = delete;
   Job& operator=(const Job&) = delete;
 
@@ -39,20 +47,28 @@ class Job {
   // As the client sent it (defaults not applied).
   const v1::TrainRequest& request() const { return request_; }
 
-  // Stamps `event` with the job id, the next sequence number and the time,
+  // Stamps `event` with the job id, the next sequence number and the time, stores it,
   // records it, updates the derived state and publishes it to every sink.
   // Returns the sequence number. Events after the `finished` event are dropped
   // (returns 0).
   int64_t Append(v1::JobEvent event);
 
-  // QUEUED -> RUNNING, appending a `started` event. False when the job is no
-  // longer queued (cancelled while waiting).
+  // QUEUED -> RUNNING, appending a `started` event; INTERRUPTED -> RUNNING, appending a
+  // `resumed` event. False when the job is in neither state (cancelled while waiting).
   bool BeginRunning(const v1::JobEvent::Started& started);
+  bool BeginResuming(const v1::JobEvent::Resumed& resumed);
 
   // Cancels: a queued job ends at once (a `finished` CANCELLED event, returns
   // true); a running one is flagged so the worker stops at its next batch
   // boundary (returns false). Finished jobs are left alone.
   bool Cancel(const std::string& reason);
+  // Asks a running job to stop at its next batch and keep its place (the server is stopping;
+  // the job resumes after a restart). Its executor sees interrupting() and ends without a
+  // final event.
+  void Interrupt();
+  bool interrupting() const { return interrupting_.load(std::memory_order_relaxed); }
+  // Tells every sink the job's stream ends here without a final event, and drops them.
+  void DetachWatchers(const std::string& reason);
   bool cancel_requested() const { return cancel_requested_.load(std::memory_order_relaxed); }
   // Why the job was cancelled; empty when it was not.
   std::string cancel_reason() const;
@@ -76,7 +92,10 @@ class Job {
   const std::string id_;
   const v1::TrainRequest request_;
 
+  JobEventStore* const store_;  // May be null: events live in memory only.
+
   std::atomic<bool> cancel_requested_{false};
+  std::atomic<bool> interrupting_{false};
 
   mutable std::mutex mu_;
   std::vector<v1::JobEvent> events_ ABSL_GUARDED_BY(mu_);
@@ -85,6 +104,8 @@ class Job {
   std::string cancel_reason_ ABSL_GUARDED_BY(mu_);
 };
 
+// SUCCEEDED, FAILED, CANCELLED: the job has its final event. (INTERRUPTED is not: the job
+// resumes when the server starts again.)
 bool IsTerminal(v1::JobState state);
 
 }  // namespace classifier

@@ -8,11 +8,32 @@
 
 namespace classifier {
 
-JobManager::JobManager(JobExecutor* executor, int max_queued_jobs)
+JobManager::JobManager(JobExecutor* executor, Store* store, int max_queued_jobs,
+                       std::vector<StoredJob> recovered)
     : executor_(executor),
+      store_(store),
       max_queued_jobs_(max_queued_jobs),
-      id_generator_(std::random_device{}()),
-      worker_([this] { WorkerLoop(); }) {}
+      id_generator_(std::random_device{}()) {
+  std::vector<std::shared_ptr<Job>> waiting;
+  for (StoredJob& stored : recovered) {
+    auto job = std::make_shared<Job>(std::move(stored), store_);
+    jobs_in_order_.push_back(job);
+    jobs_by_id_[job->id()] = job;
+    const v1::JobState state = job->state();
+    if (state == v1::JOB_STATE_INTERRUPTED) {
+      queue_.push_back(job);  // Interrupted jobs first, in their order.
+      spdlog::info("job {} was running when the server stopped: it resumes first", job->id());
+    } else if (state == v1::JOB_STATE_QUEUED) {
+      waiting.push_back(job);
+    }
+  }
+  queue_.insert(queue_.end(), waiting.begin(), waiting.end());
+  if (!recovered.empty()) {
+    spdlog::info("recovered {} jobs from the store, {} to run", jobs_in_order_.size(),
+                 queue_.size());
+  }
+  worker_ = std::thread([this] { WorkerLoop(); });
+}
 
 JobManager::~JobManager() { Shutdown("server shutting down"); }
 
@@ -35,7 +56,11 @@ absl::StatusOr<std::shared_ptr<Job>> JobManager::Submit(const v1::TrainRequest& 
                      "when a job has finished"));
   }
   const int position = static_cast<int>(queue_.size()) + (running_ ? 1 : 0);
-  auto job = std::make_shared<Job>(NewJobId(), request, position);
+  const std::string job_id = NewJobId();
+  if (store_ != nullptr) {
+    if (absl::Status stored = store_->InsertJob(job_id, request); !stored.ok()) return stored;
+  }
+  auto job = std::make_shared<Job>(job_id, request, position, store_);
   queue_.push_back(job);
   jobs_in_order_.push_back(job);
   jobs_by_id_[job->id()] = job;
@@ -62,13 +87,18 @@ absl::StatusOr<v1::Job> JobManager::Cancel(const std::string& job_id) {
   absl::StatusOr<std::shared_ptr<Job>> job = Get(job_id);
   if (!job.ok()) return job.status();
   if ((*job)->Cancel("cancelled by request")) {
-    std::lock_guard<std::mutex> lock(mu_);
-    for (auto it = queue_.begin(); it != queue_.end(); ++it) {
-      if (*it == *job) {
-        queue_.erase(it);
-        break;
+    bool removed = false;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (auto it = queue_.begin(); it != queue_.end(); ++it) {
+        if (*it == *job) {
+          queue_.erase(it);
+          removed = true;
+          break;
+        }
       }
     }
+    if (removed) executor_->Discard(**job);
   }
   spdlog::info("job {} cancel requested", job_id);
   return (*job)->Snapshot();
@@ -84,9 +114,18 @@ void JobManager::Shutdown(const std::string& reason) {
     running = running_;
     work_available_.notify_all();
   }
-  for (const auto& job : queued) job->Cancel(reason);
-  if (running) running->Cancel(reason);
+  if (store_ == nullptr) {
+    for (const auto& job : queued) job->Cancel(reason);
+    if (running) running->Cancel(reason);
+    if (worker_.joinable()) worker_.join();
+    return;
+  }
+  if (running) running->Interrupt();
   if (worker_.joinable()) worker_.join();
+  // Jobs that go on after a restart: their streams end here, without a final event.
+  for (const auto& job : List()) {
+    if (!job->finished()) job->DetachWatchers(reason);
+  }
 }
 
 void JobManager::WorkerLoop() {
@@ -100,10 +139,29 @@ void JobManager::WorkerLoop() {
       queue_.pop_front();
       running_ = job;
     }
-    const v1::JobEvent::Started started = executor_->Describe(job->request());
-    if (job->BeginRunning(started)) {
-      spdlog::info("job {} started on {}", job->id(), started.device());
+    bool run = false;
+    if (job->state() == v1::JOB_STATE_INTERRUPTED) {
+      const v1::JobEvent::Resumed resumed = executor_->ResumePoint(*job);
+      run = job->BeginResuming(resumed);
+      if (run) {
+        spdlog::info("job {} resumed at epoch {}, batch {}", job->id(), resumed.epoch(),
+                     resumed.batch());
+      }
+    } else {
+      const v1::JobEvent::Started started = executor_->Describe(job->request());
+      run = job->BeginRunning(started);
+      if (run) spdlog::info("job {} started on {}", job->id(), started.device());
+    }
+    if (!run) executor_->Discard(*job);
+    if (run) {
       const JobOutcome outcome = executor_->Execute(*job);
+      if (outcome.state == v1::JOB_STATE_INTERRUPTED) {
+        spdlog::info("job {} interrupted; it resumes from its checkpoint after a restart",
+                     job->id());
+        std::lock_guard<std::mutex> lock(mu_);
+        running_.reset();
+        continue;
+      }
       v1::JobEvent finished;
       v1::JobEvent::Finished* final_event = finished.mutable_finished();
       final_event->set_state(outcome.state);

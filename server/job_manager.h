@@ -21,6 +21,7 @@
 #include "absl/status/statusor.h"
 #include "classifier/v1/classifier.pb.h"
 #include "server/job.h"
+#include "server/store.h"
 
 namespace classifier {
 
@@ -43,14 +44,23 @@ class JobExecutor {
   // epochs. Quick (no data loading): it runs on the worker thread just before
   // Execute.
   virtual v1::JobEvent::Started Describe(const v1::TrainRequest& request) const = 0;
+  // Where an interrupted job will continue from (its last checkpoint, or the start).
+  virtual v1::JobEvent::Resumed ResumePoint(const Job& job) = 0;
+  // Runs the job. An outcome of INTERRUPTED (the job was interrupted, see Job::Interrupt)
+  // means the job keeps its checkpoint and gets no final event.
   virtual JobOutcome Execute(Job& job) = 0;
+  // The job ended without running (cancelled while waiting): drop what it left behind.
+  virtual void Discard(const Job& job) = 0;
 };
 
 class JobManager {
  public:
-  // `executor` must outlive the manager. At most `max_queued_jobs` wait at
-  // once.
-  JobManager(JobExecutor* executor, int max_queued_jobs);
+  // `executor` and `store` must outlive the manager; with a null store jobs live in memory
+  // only. `recovered` are the jobs read back from the store: those that were running resume
+  // first, then the queued ones run, in their original order. At most `max_queued_jobs` new
+  // jobs wait at once.
+  JobManager(JobExecutor* executor, Store* store, int max_queued_jobs,
+             std::vector<StoredJob> recovered = {});
   // Shuts down (see Shutdown) and joins the worker.
   ~JobManager();
   JobManager(const JobManager&) = delete;
@@ -68,9 +78,10 @@ class JobManager {
   // afterwards.
   absl::StatusOr<v1::Job> Cancel(const std::string& job_id);
 
-  // Refuses new jobs, cancels the queued ones and the running one with
-  // `reason`, and waits for the worker to finish. Every job ends with a final
-  // event. Idempotent.
+  // Refuses new jobs and waits for the worker to stop. With a store, the running job is
+  // interrupted at its next batch (checkpointed; it resumes after a restart), queued jobs stay
+  // queued, and their watchers are detached. Without one, every job is cancelled with
+  // `reason` and ends with a final event. Idempotent.
   void Shutdown(const std::string& reason);
 
  private:
@@ -79,6 +90,7 @@ class JobManager {
 
   // Constant after construction.
   JobExecutor* const executor_;
+  Store* const store_;
   const int max_queued_jobs_;
 
   mutable std::mutex mu_;

@@ -1,20 +1,99 @@
 #include "server/model_registry.h"
 
+#include <algorithm>
+#include <filesystem>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "google/protobuf/util/time_util.h"
 #include "server/file_util.h"
 #include "spdlog/spdlog.h"
 
 namespace classifier {
+namespace {
 
-ModelRegistry::ModelRegistry(std::string models_dir)
-    : models_dir_(std::move(models_dir)), id_generator_(std::random_device{}()) {}
+ModelRecord FromModelProto(const v1::Model& model, std::string weights_path) {
+  ModelRecord record;
+  record.model_id = model.model_id();
+  record.job_id = model.job_id();
+  record.dataset = model.dataset();
+  record.created = absl::FromUnixNanos(
+      google::protobuf::util::TimeUtil::TimestampToNanoseconds(model.created_time()));
+  record.test_metrics.accuracy = model.test_metrics().accuracy();
+  record.test_metrics.loss = model.test_metrics().loss();
+  record.test_metrics.count = model.test_metrics().count();
+  record.weights_path = std::move(weights_path);
+  record.size_bytes = model.size_bytes();
+  record.sha256 = model.sha256();
+  return record;
+}
+
+}  // namespace
+
+v1::Model ToModelProto(const ModelRecord& record) {
+  v1::Model model;
+  model.set_model_id(record.model_id);
+  model.set_job_id(record.job_id);
+  model.set_dataset(record.dataset);
+  *model.mutable_created_time() =
+      google::protobuf::util::TimeUtil::NanosecondsToTimestamp(absl::ToUnixNanos(record.created));
+  model.mutable_test_metrics()->set_accuracy(record.test_metrics.accuracy);
+  model.mutable_test_metrics()->set_loss(record.test_metrics.loss);
+  model.mutable_test_metrics()->set_count(record.test_metrics.count);
+  model.set_size_bytes(record.size_bytes);
+  model.set_sha256(record.sha256);
+  return model;
+}
+
+ModelRegistry::ModelRegistry(std::string models_dir, Store* store, std::string device)
+    : models_dir_(std::move(models_dir)),
+      store_(store),
+      device_(std::move(device)),
+      id_generator_(std::random_device{}()) {}
+
+absl::Status ModelRegistry::LoadFromStore() {
+  if (store_ == nullptr) return absl::OkStatus();
+  absl::StatusOr<std::vector<StoredModel>> stored = store_->LoadModels();
+  if (!stored.ok()) return stored.status();
+  absl::StatusOr<std::string> deployed = store_->DeployedModelId();
+  if (!deployed.ok()) return deployed.status();
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const StoredModel& model : *stored) {
+    auto registered = std::make_shared<RegisteredModel>();
+    registered->record = FromModelProto(model.model, model.weights_path);
+    const std::string& path = registered->record.weights_path;
+    absl::StatusOr<std::string> bytes = ReadWholeFile(path);
+    if (!bytes.ok()) {
+      registered->load_error =
+          absl::StrCat("weights file ", path, " is unreadable: ", bytes.status().message());
+    } else if (Sha256Hex(*bytes) != registered->record.sha256) {
+      registered->load_error = absl::StrCat(
+          "weights file ", path, " is corrupt: its SHA-256 differs from the one recorded");
+    } else {
+      absl::StatusOr<std::unique_ptr<TrainedModel>> network =
+          TrainedModel::FromStateDictBytes(*bytes, Architecture{}, device_);
+      if (network.ok()) {
+        registered->network = *std::move(network);
+      } else {
+        registered->load_error =
+            absl::StrCat("weights file ", path, " does not load: ", network.status().message());
+      }
+    }
+    if (!registered->load_error.empty()) {
+      spdlog::error("model {}: {}", registered->record.model_id, registered->load_error);
+    }
+    models_.push_back(registered);
+    by_id_[registered->record.model_id] = registered;
+  }
+  deployed_id_ = by_id_.count(*deployed) != 0 ? *deployed : "";
+  spdlog::info("registry: {} models, deployed: {}", models_.size(),
+               deployed_id_.empty() ? "none (the newest serves)" : deployed_id_);
+  return absl::OkStatus();
+}
 
 std::string ModelRegistry::NewModelId() {
-  // Random rather than sequential, so a restarted server never overwrites an
-  // older file.
+  // Random rather than sequential, so a restarted server never overwrites an older file.
   std::string id;
   do {
     id = absl::StrFormat("model-%012x", id_generator_() & 0xffffffffffffULL);
@@ -36,8 +115,12 @@ absl::StatusOr<std::shared_ptr<const RegisteredModel>> ModelRegistry::Register(
   if (absl::Status written = WriteFileAtomically(record.weights_path, *weights); !written.ok()) {
     return written;
   }
-  auto registered = std::make_shared<const RegisteredModel>(
-      RegisteredModel{std::move(record), std::shared_ptr<const TrainedModel>(std::move(network))});
+  if (store_ != nullptr) {
+    absl::Status stored = store_->PutModel(StoredModel{ToModelProto(record), record.weights_path});
+    if (!stored.ok()) return stored;
+  }
+  auto registered = std::make_shared<const RegisteredModel>(RegisteredModel{
+      std::move(record), std::shared_ptr<const TrainedModel>(std::move(network)), ""});
   std::lock_guard<std::mutex> lock(mu_);
   models_.push_back(registered);
   by_id_[registered->record.model_id] = registered;
@@ -46,27 +129,78 @@ absl::StatusOr<std::shared_ptr<const RegisteredModel>> ModelRegistry::Register(
   return registered;
 }
 
-absl::StatusOr<std::shared_ptr<const RegisteredModel>> ModelRegistry::Resolve(
+absl::StatusOr<std::shared_ptr<const RegisteredModel>> ModelRegistry::Find(
     const std::string& model_id) const {
-  std::lock_guard<std::mutex> lock(mu_);
-  if (model_id.empty()) {
-    if (models_.empty()) {
-      return absl::FailedPreconditionError(
-          "no model exists yet: train one first (Train, or `classifier-cli "
-          "train`)");
-    }
-    return models_.back();
-  }
   auto it = by_id_.find(model_id);
   if (it == by_id_.end()) {
     return absl::NotFoundError(absl::StrCat("no model with model_id \"", model_id, "\""));
   }
+  if (it->second->network == nullptr) {
+    return absl::DataLossError(
+        absl::StrCat("model ", model_id, " cannot serve: ", it->second->load_error));
+  }
   return it->second;
+}
+
+absl::StatusOr<std::shared_ptr<const RegisteredModel>> ModelRegistry::Resolve(
+    const std::string& model_id) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!model_id.empty()) return Find(model_id);
+  if (!deployed_id_.empty()) return Find(deployed_id_);
+  if (models_.empty()) {
+    return absl::FailedPreconditionError(
+        "no model exists yet: train one first (Train, or `classifier-cli train`)");
+  }
+  return Find(models_.back()->record.model_id);
+}
+
+absl::Status ModelRegistry::Deploy(const std::string& model_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (absl::StatusOr<std::shared_ptr<const RegisteredModel>> model = Find(model_id); !model.ok()) {
+    return model.status();
+  }
+  if (store_ != nullptr) {
+    if (absl::Status stored = store_->SetDeployedModelId(model_id); !stored.ok()) return stored;
+  }
+  deployed_id_ = model_id;
+  spdlog::info("model {} deployed", model_id);
+  return absl::OkStatus();
+}
+
+absl::Status ModelRegistry::Delete(const std::string& model_id) {
+  std::shared_ptr<const RegisteredModel> removed;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = by_id_.find(model_id);
+    if (it == by_id_.end()) {
+      return absl::NotFoundError(absl::StrCat("no model with model_id \"", model_id, "\""));
+    }
+    if (model_id == deployed_id_) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "model ", model_id, " is deployed and cannot be deleted; deploy another one first"));
+    }
+    if (store_ != nullptr) {
+      if (absl::Status stored = store_->DeleteModel(model_id); !stored.ok()) return stored;
+    }
+    removed = it->second;
+    by_id_.erase(it);
+    models_.erase(std::remove(models_.begin(), models_.end(), removed), models_.end());
+  }
+  // Requests in flight keep their network; only the file goes.
+  std::error_code ignored;
+  std::filesystem::remove(removed->record.weights_path, ignored);
+  spdlog::info("model {} deleted", model_id);
+  return absl::OkStatus();
 }
 
 std::vector<std::shared_ptr<const RegisteredModel>> ModelRegistry::List() const {
   std::lock_guard<std::mutex> lock(mu_);
   return models_;
+}
+
+std::string ModelRegistry::deployed_model_id() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return deployed_id_;
 }
 
 }  // namespace classifier

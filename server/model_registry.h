@@ -1,6 +1,6 @@
-// The models the service has trained: their weight files under the state
-// directory, their metadata, and the loaded networks that Predict and Evaluate
-// share.
+// The models the service knows: their weight files under the state directory, their records
+// in the store, the loaded networks that Predict and Evaluate share, and which one is
+// deployed (the default of Predict and Evaluate).
 #ifndef CLASSIFIER_SERVER_MODEL_REGISTRY_H_
 #define CLASSIFIER_SERVER_MODEL_REGISTRY_H_
 
@@ -13,62 +13,87 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "model/metrics.h"
 #include "model/network.h"
+#include "server/store.h"
 
 namespace classifier {
 
 struct ModelRecord {
   std::string model_id;
-  std::string job_id;
+  std::string job_id;  // Empty for imported models.
   std::string dataset;
   absl::Time created;
-  EvaluationResult test_metrics;
-  std::string weights_path;  // A PyTorch state dict file.
+  EvaluationResult test_metrics;  // count == 0 when the model was never evaluated.
+  std::string weights_path;       // A PyTorch state dict file.
   int64_t size_bytes = 0;
   std::string sha256;
 };
 
-// A registered model with its network; immutable, shared by every request that
-// uses it.
+// A registered model with its network; immutable, shared by every request that uses it, so a
+// deploy or a delete never pulls a network from under a request in flight.
 struct RegisteredModel {
   ModelRecord record;
+  // Null when the weights file was missing or corrupt at start-up: `load_error` says why.
   std::shared_ptr<const TrainedModel> network;
+  std::string load_error;
 };
 
 class ModelRegistry {
  public:
-  // Weight files go to `models_dir`, created when needed.
-  explicit ModelRegistry(std::string models_dir);
+  // Weight files go to `models_dir`, records to `store` (may be null: memory only); both must
+  // outlive the registry. Networks are loaded onto `device`.
+  ModelRegistry(std::string models_dir, Store* store, std::string device);
   ModelRegistry(const ModelRegistry&) = delete;
   ModelRegistry& operator=(const ModelRegistry&) = delete;
 
-  // Writes the weights (temporary name, fsync, rename) and registers the model
-  // under a new id. `record`'s id, path, size and hash are filled in here.
-  // Thread-safe, like every method.
+  // Reads every stored model and checks its file (exists, SHA-256, loads). A bad file is
+  // logged by name and its model answers DATA_LOSS; the others serve as usual.
+  absl::Status LoadFromStore();
+
+  // Writes the weights (temporary name, fsync, rename), records them and registers the model
+  // under a new id; `record`'s id, path, size and hash are filled in here. Thread-safe, like
+  // every method.
   absl::StatusOr<std::shared_ptr<const RegisteredModel>> Register(
       std::unique_ptr<TrainedModel> network, ModelRecord record);
 
-  // The model named `model_id`, or the newest one when it is empty. NOT_FOUND
-  // for an unknown id, FAILED_PRECONDITION (saying to train one first) when
-  // there are none.
+  // The model named `model_id`; when it is empty, the deployed model, else the newest. NOT_FOUND
+  // for an unknown id, FAILED_PRECONDITION (saying to train one first) when there are none,
+  // DATA_LOSS naming the file when its weights could not be loaded.
   absl::StatusOr<std::shared_ptr<const RegisteredModel>> Resolve(const std::string& model_id) const;
+
+  // Makes `model_id` the default; persisted. NOT_FOUND / DATA_LOSS as Resolve.
+  absl::Status Deploy(const std::string& model_id);
+  // Removes a model and its file. FAILED_PRECONDITION for the deployed one.
+  absl::Status Delete(const std::string& model_id);
 
   // Oldest first.
   std::vector<std::shared_ptr<const RegisteredModel>> List() const;
+  // Empty when none was deployed.
+  std::string deployed_model_id() const;
 
  private:
   std::string NewModelId() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<std::shared_ptr<const RegisteredModel>> Find(const std::string& model_id) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
-  const std::string models_dir_;  // Constant after construction.
+  // Constant after construction.
+  const std::string models_dir_;
+  Store* const store_;
+  const std::string device_;
 
   mutable std::mutex mu_;
   std::vector<std::shared_ptr<const RegisteredModel>> models_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::shared_ptr<const RegisteredModel>> by_id_ ABSL_GUARDED_BY(mu_);
+  std::string deployed_id_ ABSL_GUARDED_BY(mu_);
   std::mt19937_64 id_generator_ ABSL_GUARDED_BY(mu_);
 };
+
+// The store's form of a record, and back.
+v1::Model ToModelProto(const ModelRecord& record);
 
 }  // namespace classifier
 

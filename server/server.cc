@@ -13,6 +13,7 @@
 #include "server/health_service.h"
 #include "server/job_manager.h"
 #include "server/model_registry.h"
+#include "server/store.h"
 #include "server/training_executor.h"
 #include "server/work_queue.h"
 #include "spdlog/spdlog.h"
@@ -25,6 +26,7 @@ struct ClassifierServer::Parts {
   ServerConfig config;
   std::string device;
   int port = 0;
+  std::unique_ptr<Store> store;
   std::unique_ptr<DatasetCatalog> datasets;
   std::unique_ptr<ModelRegistry> models;
   std::unique_ptr<TrainingExecutor> executor;
@@ -45,12 +47,22 @@ absl::StatusOr<std::unique_ptr<ClassifierServer>> ClassifierServer::Start(
   auto parts = std::make_unique<Parts>();
   parts->config = config;
   parts->device = *device;
+  absl::StatusOr<std::unique_ptr<Store>> store =
+      Store::Open(absl::StrCat(config.state_dir, "/classifier.db"));
+  if (!store.ok()) return store.status();
+  parts->store = *std::move(store);
+  absl::StatusOr<std::vector<StoredJob>> jobs = parts->store->LoadJobs();
+  if (!jobs.ok()) return jobs.status();
   parts->datasets = std::make_unique<DatasetCatalog>(config.data_dir, config.fashion_fallback_dir);
-  parts->models = std::make_unique<ModelRegistry>(absl::StrCat(config.state_dir, "/models"));
-  parts->executor =
-      std::make_unique<TrainingExecutor>(parts->datasets.get(), parts->models.get(), *device);
+  parts->models = std::make_unique<ModelRegistry>(absl::StrCat(config.state_dir, "/models"),
+                                                  parts->store.get(), *device);
+  if (absl::Status loaded = parts->models->LoadFromStore(); !loaded.ok()) return loaded;
+  parts->executor = std::make_unique<TrainingExecutor>(
+      parts->datasets.get(), parts->models.get(), parts->store.get(),
+      absl::StrCat(config.state_dir, "/checkpoints"), *device);
   parts->inference = std::make_unique<WorkQueue>(config.inference_threads);
-  parts->jobs = std::make_unique<JobManager>(parts->executor.get(), config.max_queued_jobs);
+  parts->jobs = std::make_unique<JobManager>(parts->executor.get(), parts->store.get(),
+                                             config.max_queued_jobs, *std::move(jobs));
   parts->health =
       std::make_unique<HealthService>(std::vector<std::string>{"classifier.v1.Classifier"});
   parts->service = std::make_unique<ClassifierService>(

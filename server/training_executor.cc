@@ -1,20 +1,26 @@
 #include "server/training_executor.h"
 
 #include <cmath>
+#include <filesystem>
 #include <memory>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "server/file_util.h"
 #include "spdlog/spdlog.h"
 
 namespace classifier {
-namespace {
 
-// Publishes the trainer's reports as job events and passes cancellation back to
-// it.
+// Publishes the trainer's reports as job events, saves its checkpoints and passes
+// cancellation back to it.
 class JobProgressObserver : public TrainingObserver {
  public:
-  explicit JobProgressObserver(Job& job) : job_(job) {}
+  JobProgressObserver(Job& job, TrainingExecutor& executor) : job_(job), executor_(executor) {}
+
+  void OnCheckpoint(const TrainingCheckpoint& checkpoint) override {
+    // Every epoch end; mid-epoch only when the server is stopping (a cancelled job is over).
+    if (checkpoint.batch == 0 || job_.interrupting()) executor_.SaveCheckpoint(job_, checkpoint);
+  }
 
   void OnProgress(const ProgressStats& stats) override {
     v1::JobEvent event;
@@ -51,7 +57,10 @@ class JobProgressObserver : public TrainingObserver {
 
  private:
   Job& job_;
+  TrainingExecutor& executor_;
 };
+
+namespace {
 
 v1::Metrics ToProto(const EvaluationResult& result) {
   v1::Metrics metrics;
@@ -111,9 +120,78 @@ absl::StatusOr<TrainPlan> PlanTraining(const v1::TrainRequest& request,
   return plan;
 }
 
-TrainingExecutor::TrainingExecutor(DatasetCatalog* catalog, ModelRegistry* registry,
-                                   std::string device)
-    : catalog_(catalog), registry_(registry), device_(std::move(device)) {}
+TrainingExecutor::TrainingExecutor(DatasetCatalog* catalog, ModelRegistry* registry, Store* store,
+                                   std::string checkpoint_dir, std::string device)
+    : catalog_(catalog),
+      registry_(registry),
+      store_(store),
+      checkpoint_dir_(std::move(checkpoint_dir)),
+      device_(std::move(device)) {}
+
+v1::JobEvent::Resumed TrainingExecutor::ResumePoint(const Job& job) {
+  v1::JobEvent::Resumed resumed;
+  if (store_ == nullptr) return resumed;
+  absl::StatusOr<std::optional<StoredCheckpoint>> checkpoint = store_->GetCheckpoint(job.id());
+  if (checkpoint.ok() && checkpoint->has_value()) {
+    resumed.set_epoch((*checkpoint)->epoch);
+    resumed.set_batch((*checkpoint)->batch);
+  }
+  return resumed;
+}
+
+std::optional<std::string> TrainingExecutor::LoadCheckpoint(const std::string& job_id) {
+  if (store_ == nullptr) return std::nullopt;
+  absl::StatusOr<std::optional<StoredCheckpoint>> checkpoint = store_->GetCheckpoint(job_id);
+  if (!checkpoint.ok()) {
+    spdlog::error("job {}: {}", job_id, std::string(checkpoint.status().message()));
+    return std::nullopt;
+  }
+  if (!checkpoint->has_value()) return std::nullopt;
+  absl::StatusOr<std::string> bytes = ReadWholeFile((*checkpoint)->path);
+  if (!bytes.ok()) {
+    spdlog::error("job {}: checkpoint {} unusable ({}); starting over", job_id, (*checkpoint)->path,
+                  std::string(bytes.status().message()));
+    return std::nullopt;
+  }
+  if (Sha256Hex(*bytes) != (*checkpoint)->sha256) {
+    spdlog::error("job {}: checkpoint {} is corrupt (SHA-256 mismatch); starting over", job_id,
+                  (*checkpoint)->path);
+    return std::nullopt;
+  }
+  return *std::move(bytes);
+}
+
+void TrainingExecutor::SaveCheckpoint(Job& job, const TrainingCheckpoint& checkpoint) {
+  if (store_ == nullptr) return;
+  StoredCheckpoint stored;
+  stored.job_id = job.id();
+  stored.epoch = checkpoint.epoch;
+  stored.batch = checkpoint.batch;
+  stored.path = absl::StrCat(checkpoint_dir_, "/", job.id(), ".ckpt");
+  stored.sha256 = Sha256Hex(checkpoint.bytes);
+  absl::Status status = WriteFileAtomically(stored.path, checkpoint.bytes);
+  if (status.ok()) status = store_->PutCheckpoint(stored);
+  if (!status.ok()) {
+    spdlog::error("job {}: cannot save its checkpoint: {}", job.id(),
+                  std::string(status.message()));
+    return;
+  }
+  v1::JobEvent event;
+  event.mutable_checkpoint_saved()->set_epoch(checkpoint.epoch);
+  event.mutable_checkpoint_saved()->set_batch(checkpoint.batch);
+  job.Append(std::move(event));
+}
+
+void TrainingExecutor::Discard(const Job& job) {
+  if (store_ == nullptr) return;
+  absl::StatusOr<std::optional<StoredCheckpoint>> checkpoint = store_->GetCheckpoint(job.id());
+  if (!checkpoint.ok() || !checkpoint->has_value()) return;
+  std::error_code ignored;
+  std::filesystem::remove((*checkpoint)->path, ignored);
+  if (absl::Status status = store_->DeleteCheckpoint(job.id()); !status.ok()) {
+    spdlog::error("job {}: {}", job.id(), std::string(status.message()));
+  }
+}
 
 v1::JobEvent::Started TrainingExecutor::Describe(const v1::TrainRequest& request) const {
   v1::JobEvent::Started started;
@@ -128,9 +206,20 @@ v1::JobEvent::Started TrainingExecutor::Describe(const v1::TrainRequest& request
 }
 
 JobOutcome TrainingExecutor::Execute(Job& job) {
+  JobOutcome outcome = Train(job);
+  // A job that ended keeps no checkpoint; an interrupted one resumes from it.
+  if (outcome.state != v1::JOB_STATE_INTERRUPTED) Discard(job);
+  return outcome;
+}
+
+JobOutcome TrainingExecutor::Train(Job& job) {
   JobOutcome outcome;
-  auto fail = [&outcome](const absl::Status& status) {
-    outcome.state = absl::IsCancelled(status) ? v1::JOB_STATE_CANCELLED : v1::JOB_STATE_FAILED;
+  auto fail = [&outcome, &job](const absl::Status& status) {
+    if (absl::IsCancelled(status)) {
+      outcome.state = job.interrupting() ? v1::JOB_STATE_INTERRUPTED : v1::JOB_STATE_CANCELLED;
+    } else {
+      outcome.state = v1::JOB_STATE_FAILED;
+    }
     outcome.error = std::string(status.message());
     return outcome;
   };
@@ -144,7 +233,15 @@ JobOutcome TrainingExecutor::Execute(Job& job) {
 
   absl::StatusOr<std::unique_ptr<Trainer>> trainer = Trainer::Create(**train, plan->options);
   if (!trainer.ok()) return fail(trainer.status());
-  JobProgressObserver observer(job);
+  if (std::optional<std::string> checkpoint = LoadCheckpoint(job.id())) {
+    if (absl::Status restored = (*trainer)->Restore(*checkpoint); !restored.ok()) {
+      spdlog::error("job {}: cannot resume from its checkpoint ({}); starting over", job.id(),
+                    std::string(restored.message()));
+      trainer = Trainer::Create(**train, plan->options);
+      if (!trainer.ok()) return fail(trainer.status());
+    }
+  }
+  JobProgressObserver observer(job, *this);
   absl::StatusOr<std::unique_ptr<TrainedModel>> network = (*trainer)->Run(observer);
   if (!network.ok()) return fail(network.status());
 
@@ -159,6 +256,11 @@ JobOutcome TrainingExecutor::Execute(Job& job) {
   absl::StatusOr<std::shared_ptr<const RegisteredModel>> registered =
       registry_->Register(*std::move(network), std::move(record));
   if (!registered.ok()) return fail(registered.status());
+  if (job.request().deploy_when_done()) {
+    if (absl::Status deployed = registry_->Deploy((*registered)->record.model_id); !deployed.ok()) {
+      return fail(deployed);
+    }
+  }
 
   outcome.state = v1::JOB_STATE_SUCCEEDED;
   outcome.model_id = (*registered)->record.model_id;

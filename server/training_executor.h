@@ -4,6 +4,7 @@
 #ifndef CLASSIFIER_SERVER_TRAINING_EXECUTOR_H_
 #define CLASSIFIER_SERVER_TRAINING_EXECUTOR_H_
 
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -12,6 +13,7 @@
 #include "server/dataset_catalog.h"
 #include "server/job_manager.h"
 #include "server/model_registry.h"
+#include "server/store.h"
 
 namespace classifier {
 
@@ -36,16 +38,31 @@ absl::StatusOr<TrainPlan> PlanTraining(const v1::TrainRequest& request,
 
 class TrainingExecutor : public JobExecutor {
  public:
-  // Every pointer must outlive the executor.
-  TrainingExecutor(DatasetCatalog* catalog, ModelRegistry* registry, std::string device);
+  // Every pointer must outlive the executor. With a store, checkpoints are written to
+  // `checkpoint_dir` after every epoch (and where an interrupted job stopped) and recorded in
+  // the store; without one, jobs cannot resume.
+  TrainingExecutor(DatasetCatalog* catalog, ModelRegistry* registry, Store* store,
+                   std::string checkpoint_dir, std::string device);
 
   v1::JobEvent::Started Describe(const v1::TrainRequest& request) const override;
+  v1::JobEvent::Resumed ResumePoint(const Job& job) override;
   JobOutcome Execute(Job& job) override;
+  void Discard(const Job& job) override;
 
  private:
+  // The job's checkpoint bytes, verified against their recorded SHA-256; nullopt when there
+  // is none or it cannot be used (logged, naming the file).
+  std::optional<std::string> LoadCheckpoint(const std::string& job_id);
+  void SaveCheckpoint(Job& job, const TrainingCheckpoint& checkpoint);
+  JobOutcome Train(Job& job);
+
   DatasetCatalog* const catalog_;
   ModelRegistry* const registry_;
+  Store* const store_;
+  const std::string checkpoint_dir_;
   const std::string device_;
+
+  friend class JobProgressObserver;
 };
 
 }  // namespace classifier

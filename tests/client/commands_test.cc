@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <fstream>
 #include <memory>
@@ -25,6 +26,7 @@ namespace classifier::cli {
 namespace {
 
 using ::testing::ElementsAre;
+using ::testing::EndsWith;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using ::testing::StartsWith;
@@ -48,6 +50,17 @@ class FakeClassifier final : public v1::Classifier::Service {
   v1::PredictRequest predict_request;
   v1::ExportWeightsRequest export_request;
   bool client_cancelled = false;
+  // ImportWeights: every message received, and the answer. The answer's model gets the
+  // received bytes' size and digest unless `import_model` sets them.
+  std::vector<v1::ImportWeightsRequest> import_messages;
+  v1::Model import_model;
+  bool import_fill_figures = true;
+  grpc::Status import_status = grpc::Status::OK;
+  // DeployModel / DeleteModel: the models that exist, which one is deployed, what was asked.
+  std::vector<std::string> model_ids = {"model-1", "model-2"};
+  std::string deployed_id = "model-1";
+  std::string deploy_request_id;
+  std::string delete_request_id;
 
   grpc::Status Train(grpc::ServerContext* context, const v1::TrainRequest* request,
                      grpc::ServerWriter<v1::JobEvent>* writer) override {
@@ -114,6 +127,50 @@ class FakeClassifier final : public v1::Classifier::Service {
   grpc::Status ListModels(grpc::ServerContext*, const v1::ListModelsRequest*,
                           v1::ListModelsResponse* response) override {
     *response = models;
+    return grpc::Status::OK;
+  }
+  grpc::Status ImportWeights(grpc::ServerContext*,
+                             grpc::ServerReader<v1::ImportWeightsRequest>* reader,
+                             v1::ImportWeightsResponse* response) override {
+    // A rejection arrives before the upload ends, as a server that checks the first message.
+    if (!import_status.ok()) return import_status;
+    std::string bytes;
+    v1::ImportWeightsRequest request;
+    while (reader->Read(&request)) {
+      import_messages.push_back(request);
+      bytes += request.data();
+    }
+    *response->mutable_model() = import_model;
+    if (import_fill_figures) {
+      response->mutable_model()->set_size_bytes(static_cast<int64_t>(bytes.size()));
+      response->mutable_model()->set_sha256(Sha256Hex(bytes));
+    }
+    return grpc::Status::OK;
+  }
+  grpc::Status DeployModel(grpc::ServerContext*, const v1::DeployModelRequest* request,
+                           v1::Model* model) override {
+    deploy_request_id = request->model_id();
+    if (std::find(model_ids.begin(), model_ids.end(), request->model_id()) == model_ids.end()) {
+      return grpc::Status(grpc::StatusCode::NOT_FOUND, "no model \"" + request->model_id() + "\"");
+    }
+    deployed_id = request->model_id();
+    model->set_model_id(request->model_id());
+    model->set_deployed(true);
+    return grpc::Status::OK;
+  }
+  grpc::Status DeleteModel(grpc::ServerContext*, const v1::DeleteModelRequest* request,
+                           v1::DeleteModelResponse*) override {
+    delete_request_id = request->model_id();
+    const auto it = std::find(model_ids.begin(), model_ids.end(), request->model_id());
+    if (it == model_ids.end()) {
+      return grpc::Status(grpc::StatusCode::NOT_FOUND, "no model \"" + request->model_id() + "\"");
+    }
+    if (request->model_id() == deployed_id) {
+      return grpc::Status(
+          grpc::StatusCode::FAILED_PRECONDITION,
+          "model \"" + request->model_id() + "\" is deployed; deploy another first");
+    }
+    model_ids.erase(it);
     return grpc::Status::OK;
   }
 
@@ -332,6 +389,47 @@ TEST_F(ClientCommandsTest, TrainSendsEveryFlagAndPrintsALog) {
   EXPECT_EQ(request.seed(), 42u);
   EXPECT_EQ(request.optimizer(), v1::OPTIMIZER_KIND_ADAM);
   EXPECT_EQ(request.progress_reports_per_epoch(), 4);
+  EXPECT_FALSE(request.deploy_when_done());
+}
+
+TEST_F(ClientCommandsTest, TrainDeploySetsDeployWhenDone) {
+  CannedJob(v1::JOB_STATE_SUCCEEDED);
+  EXPECT_EQ(Run({"train", "--deploy"}).exit_code, kExitOk);
+  EXPECT_TRUE(classifier_.train_request.deploy_when_done());
+  EXPECT_EQ(Run({"train", "--deploy=false"}).exit_code, kExitOk);
+  EXPECT_FALSE(classifier_.train_request.deploy_when_done());
+}
+
+// A job the server resumed after a restart: the resume shows, checkpoints do not (--json has
+// every event).
+TEST_F(ClientCommandsTest, WatchShowsAResumeButNotCheckpoints) {
+  CannedJob(v1::JOB_STATE_SUCCEEDED);
+  v1::JobEvent checkpoint = Event(3);
+  checkpoint.mutable_checkpoint_saved()->set_epoch(0);
+  checkpoint.mutable_checkpoint_saved()->set_batch(500);
+  v1::JobEvent resumed = Event(4);
+  resumed.mutable_resumed()->set_epoch(0);
+  resumed.mutable_resumed()->set_batch(500);
+  classifier_.events.insert(classifier_.events.begin() + 3, {checkpoint, resumed});
+  for (int i = 0; i < static_cast<int>(classifier_.events.size()); ++i) {
+    classifier_.events[i].set_sequence(i + 1);
+  }
+  Result r = Run({"watch", "job-1"});
+  EXPECT_EQ(r.exit_code, kExitOk) << r.err;
+  EXPECT_EQ(r.out,
+            "job job-1 queued (position 0)\n"
+            "job job-1 started on cpu: 60000 training images, 1 epochs\n"
+            "job job-1 resumed at epoch 0, batch 500\n"
+            "epoch 1/1 |████████████████████| 100% loss 0.0712 acc 97.85% 18234 img/s "
+            "elapsed 4.1s eta 0.0s\n"
+            "job job-1 succeeded: model model-1, test accuracy 98.91% (loss 0.0345, 10000 "
+            "images)\n");
+
+  r = Run({"watch", "job-1", "--json"});
+  EXPECT_EQ(r.exit_code, kExitOk);
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 7);
+  EXPECT_THAT(r.out, HasSubstr("\"checkpoint_saved\":{\"epoch\":0,\"batch\":\"500\"}"));
+  EXPECT_THAT(r.out, HasSubstr("\"resumed\":{\"epoch\":0,\"batch\":\"500\"}"));
 }
 
 TEST_F(ClientCommandsTest, TrainDefaults) {
@@ -499,10 +597,140 @@ TEST_F(ClientCommandsTest, PredictSendsFileBytes) {
 TEST_F(ClientCommandsTest, Models) {
   v1::Model* model = classifier_.models.add_models();
   model->set_model_id("model-1");
+  model->set_deployed(true);
+  classifier_.models.add_models()->set_model_id("model-2");
   Result r = Run({"models"});
   EXPECT_EQ(r.exit_code, kExitOk);
   EXPECT_THAT(r.out, StartsWith("MODEL ID  JOB ID"));
+  EXPECT_THAT(r.out, HasSubstr("  SHA256  DEPLOYED\n"));
   EXPECT_THAT(r.out, HasSubstr("\nmodel-1 "));
+  EXPECT_THAT(r.out, HasSubstr("  *\nmodel-2 "));
+  EXPECT_THAT(r.out, EndsWith("  -\n"));
+
+  r = Run({"models", "--json"});
+  EXPECT_THAT(r.out, HasSubstr("\"deployed\":true"));
+  EXPECT_THAT(r.out, HasSubstr("\"deployed\":false"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// import, deploy, delete
+
+TEST_F(ClientCommandsTest, ImportSendsTheFormatThenTheFileInMebibyteChunks) {
+  const std::string dir = MakeTempDir();
+  std::string file(2 * kImportChunkBytes + 12345, '\0');
+  for (size_t i = 0; i < file.size(); ++i) file[i] = static_cast<char>(i * 7 % 251);
+  std::ofstream(dir + "/MulticlassCNN.pth", std::ios::binary) << file;
+  classifier_.import_model.set_model_id("model-9");
+  Result r = Run({"import", dir + "/MulticlassCNN.pth", "--dataset", "fashion-mnist"});
+  EXPECT_EQ(r.exit_code, kExitOk) << r.err;
+  EXPECT_EQ(r.err, "");
+  EXPECT_EQ(r.out, "imported model-9 (" + std::to_string(file.size()) + " bytes, sha256 " +
+                       Sha256Hex(file) + ") from " + dir + "/MulticlassCNN.pth\n");
+
+  const std::vector<v1::ImportWeightsRequest>& messages = classifier_.import_messages;
+  ASSERT_EQ(messages.size(), 4u);
+  EXPECT_EQ(messages[0].format(), v1::PYTORCH_STATE_DICT);
+  EXPECT_EQ(messages[0].dataset(), "fashion-mnist");
+  EXPECT_EQ(messages[0].data(), "");
+  std::string received;
+  for (size_t i = 1; i < messages.size(); ++i) {
+    EXPECT_EQ(messages[i].format(), v1::WEIGHTS_FORMAT_UNSPECIFIED);
+    EXPECT_EQ(messages[i].dataset(), "");
+    EXPECT_EQ(messages[i].data().size(), i < 3 ? kImportChunkBytes : 12345u);
+    received += messages[i].data();
+  }
+  EXPECT_EQ(received, file);
+}
+
+TEST_F(ClientCommandsTest, ImportPrintsTheFilesFiguresWhenTheServerGivesNone) {
+  const std::string dir = MakeTempDir();
+  std::ofstream(dir + "/w.pth", std::ios::binary) << "tiny";
+  classifier_.import_model.set_model_id("model-3");
+  classifier_.import_fill_figures = false;
+  Result r = Run({"import", dir + "/w.pth"});
+  EXPECT_EQ(r.exit_code, kExitOk) << r.err;
+  EXPECT_EQ(r.out, "imported model-3 (4 bytes, sha256 " + Sha256Hex("tiny") + ") from " + dir +
+                       "/w.pth\n");
+  ASSERT_EQ(classifier_.import_messages.size(), 2u);
+  EXPECT_EQ(classifier_.import_messages[0].dataset(), "");  // The server's default.
+  EXPECT_EQ(classifier_.import_messages[1].data(), "tiny");
+
+  r = Run({"import", dir + "/w.pth", "--json"});
+  EXPECT_EQ(r.exit_code, kExitOk);
+  EXPECT_THAT(r.out, StartsWith("{\"model\":{\"model_id\":\"model-3\""));
+}
+
+TEST_F(ClientCommandsTest, ImportOfAnEmptyFileSendsOnlyTheFormat) {
+  const std::string dir = MakeTempDir();
+  std::ofstream(dir + "/empty.pth", std::ios::binary) << "";
+  classifier_.import_model.set_model_id("model-4");
+  EXPECT_EQ(Run({"import", dir + "/empty.pth"}).exit_code, kExitOk);
+  ASSERT_EQ(classifier_.import_messages.size(), 1u);
+  EXPECT_EQ(classifier_.import_messages[0].format(), v1::PYTORCH_STATE_DICT);
+}
+
+TEST_F(ClientCommandsTest, ImportOfAMissingFileSendsNothing) {
+  const std::string dir = MakeTempDir();
+  Result r = Run({"import", dir + "/missing.pth"});
+  EXPECT_EQ(r.exit_code, kExitLocalError);
+  EXPECT_THAT(r.err, StartsWith("error: cannot read " + dir + "/missing.pth: "));
+  EXPECT_EQ(r.out, "");
+  EXPECT_THAT(classifier_.import_messages, IsEmpty());
+}
+
+TEST_F(ClientCommandsTest, ImportRejectedByTheServer) {
+  const std::string dir = MakeTempDir();
+  // Big enough that the server answers while the upload is still going.
+  std::ofstream(dir + "/big.pth", std::ios::binary) << std::string(3 * kImportChunkBytes, 'x');
+  std::ofstream(dir + "/small.pth", std::ios::binary) << "not a state dict";
+  classifier_.import_status =
+      grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "not a PyTorch state dict");
+  for (const std::string name : {"big.pth", "small.pth"}) {
+    Result r = Run({"import", dir + "/" + name});
+    EXPECT_EQ(r.exit_code, kExitServerError) << name;
+    EXPECT_EQ(r.err, "error: INVALID_ARGUMENT: not a PyTorch state dict\n") << name;
+    EXPECT_EQ(r.out, "") << name;
+  }
+}
+
+TEST_F(ClientCommandsTest, ImportTakesExactlyOneFile) {
+  EXPECT_FALSE(ParseArgs({"import"}, address_).ok());
+  EXPECT_FALSE(ParseArgs({"import", "a.pth", "b.pth"}, address_).ok());
+}
+
+TEST_F(ClientCommandsTest, DeployAndDelete) {
+  Result r = Run({"deploy", "model-2"});
+  EXPECT_EQ(r.exit_code, kExitOk) << r.err;
+  EXPECT_EQ(r.out, "deployed model-2\n");
+  EXPECT_EQ(classifier_.deploy_request_id, "model-2");
+
+  r = Run({"deploy", "nope"});
+  EXPECT_EQ(r.exit_code, kExitServerError);
+  EXPECT_EQ(r.err, "error: NOT_FOUND: no model \"nope\"\n");
+
+  r = Run({"delete", "model-2"});  // The deployed one.
+  EXPECT_EQ(r.exit_code, kExitServerError);
+  EXPECT_EQ(r.err,
+            "error: FAILED_PRECONDITION: model \"model-2\" is deployed; deploy another first\n");
+
+  r = Run({"delete", "model-1"});
+  EXPECT_EQ(r.exit_code, kExitOk) << r.err;
+  EXPECT_EQ(r.out, "deleted model-1\n");
+  EXPECT_EQ(classifier_.delete_request_id, "model-1");
+
+  r = Run({"delete", "model-1"});
+  EXPECT_EQ(r.exit_code, kExitServerError);
+  EXPECT_EQ(r.err, "error: NOT_FOUND: no model \"model-1\"\n");
+}
+
+TEST_F(ClientCommandsTest, DeployAndDeleteJson) {
+  Result r = Run({"deploy", "model-1", "--json"});
+  EXPECT_EQ(r.exit_code, kExitOk);
+  EXPECT_THAT(r.out, StartsWith("{\"model_id\":\"model-1\""));
+  EXPECT_THAT(r.out, HasSubstr("\"deployed\":true"));
+  r = Run({"delete", "model-2", "--json"});
+  EXPECT_EQ(r.exit_code, kExitOk);
+  EXPECT_EQ(r.out, "{}\n");
 }
 
 // The file split in chunks of `chunk_size`, the digest on the last one only.
@@ -585,9 +813,50 @@ TEST_F(ClientCommandsTest, ExportStreamErrorRemovesTheTemporaryFile) {
 }
 
 TEST_F(ClientCommandsTest, ExportFormatIsChecked) {
-  Result r = Run({"export", "--format", "onnx"});
+  Result r = Run({"export", "--format", "tflite"});
   EXPECT_EQ(r.exit_code, kExitUsage);
-  EXPECT_THAT(r.err, HasSubstr("for --format: expected pytorch"));
+  EXPECT_EQ(r.err, "error: invalid value 'tflite' for --format: expected pytorch or onnx\n");
+}
+
+TEST_F(ClientCommandsTest, ExportOnnx) {
+  const std::string dir = MakeTempDir();
+  const std::string file(5000, 'o');
+  classifier_.chunks = Chunks(file, 4096, "model-1.onnx");
+  Result r = Run({"export", "--format", "onnx", "--out", dir, "--model", "model-1"});
+  EXPECT_EQ(r.exit_code, kExitOk) << r.err;
+  EXPECT_EQ(classifier_.export_request.format(), v1::ONNX);
+  EXPECT_EQ(classifier_.export_request.model_id(), "model-1");
+  EXPECT_EQ(r.out, "saved " + dir + "/model-1.onnx (5000 bytes, sha256 " + Sha256Hex(file) +
+                       ", model model-1)\n");
+  EXPECT_EQ(ReadFile(dir + "/model-1.onnx"), file);
+
+  // The server's name always gets the .onnx extension; a name of the user's is kept.
+  classifier_.chunks = Chunks(file, 4096, "model-2.pth");
+  EXPECT_EQ(Run({"export", "--format", "ONNX", "--out", dir}).exit_code, kExitOk);
+  classifier_.chunks = Chunks(file, 4096, "");
+  EXPECT_EQ(Run({"export", "--format", "onnx", "--out", dir}).exit_code, kExitOk);
+  EXPECT_EQ(Run({"export", "--format", "onnx", "--out", dir + "/mine.bin"}).exit_code, kExitOk);
+  EXPECT_THAT(ListDir(dir),
+              ElementsAre("mine.bin", "model-1.onnx", "model-2.onnx", "model-model-1.onnx"));
+
+  // Without --out: the current directory.
+  char cwd[4096];
+  ASSERT_NE(getcwd(cwd, sizeof(cwd)), nullptr);
+  const std::string other = MakeTempDir();
+  ASSERT_EQ(chdir(other.c_str()), 0);
+  classifier_.chunks = Chunks(file, 4096, "model-3.pth");
+  r = Run({"export", "--format", "onnx"});
+  ASSERT_EQ(chdir(cwd), 0);
+  EXPECT_EQ(r.exit_code, kExitOk) << r.err;
+  EXPECT_EQ(r.out,
+            "saved model-3.onnx (5000 bytes, sha256 " + Sha256Hex(file) + ", model model-1)\n");
+  EXPECT_THAT(ListDir(other), ElementsAre("model-3.onnx"));
+
+  // pytorch keeps the server's name as it is.
+  classifier_.chunks = Chunks(file, 4096, "model-4.pth");
+  EXPECT_EQ(Run({"export", "--format", "pytorch", "--out", other}).exit_code, kExitOk);
+  EXPECT_EQ(classifier_.export_request.format(), v1::PYTORCH_STATE_DICT);
+  EXPECT_THAT(ListDir(other), ElementsAre("model-3.onnx", "model-4.pth"));
 }
 
 }  // namespace

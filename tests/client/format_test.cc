@@ -122,6 +122,7 @@ TEST(ClientFormatTest, JobDetails) {
   EXPECT_THAT(details, HasSubstr("epochs:                     3\n"));
   EXPECT_THAT(details, HasSubstr("batch_size:                 default\n"));
   EXPECT_THAT(details, HasSubstr("optimizer:                  default\n"));
+  EXPECT_THAT(details, HasSubstr("deploy_when_done:           false\n"));
   EXPECT_THAT(details, HasSubstr("created_time:               2024-05-01T12:00:03Z\n"));
   EXPECT_THAT(details, HasSubstr("start_time:                 -\n"));
   EXPECT_THAT(details, HasSubstr("latest_epoch:               -\n"));
@@ -140,9 +141,19 @@ TEST(ClientFormatTest, ModelsTable) {
   model->mutable_test_metrics()->set_count(10000);
   model->set_size_bytes(1234);
   model->set_sha256("0123456789abcdef0123");
-  EXPECT_EQ(ModelsTable(models),
-            "MODEL ID  JOB ID  DATASET  CREATED               TEST ACC  SIZE  SHA256\n"
-            "model-1   job-1   mnist    2024-05-01T12:00:03Z  98.91%    1234  0123456789ab\n");
+  model->set_deployed(true);
+  v1::Model* imported = models.add_models();
+  imported->set_model_id("model-2");
+  imported->set_dataset("mnist");
+  imported->set_size_bytes(1234);
+  imported->set_sha256("fedcba98765432100123");
+  EXPECT_EQ(
+      ModelsTable(models),
+      "MODEL ID  JOB ID  DATASET  CREATED               TEST ACC  SIZE  SHA256        DEPLOYED\n"
+      "model-1   job-1   mnist    2024-05-01T12:00:03Z  98.91%    1234  0123456789ab  *\n"
+      "model-2   -       mnist    -                     -         1234  fedcba987654  -\n");
+  EXPECT_EQ(ModelsTable(v1::ListModelsResponse()),
+            "MODEL ID  JOB ID  DATASET  CREATED  TEST ACC  SIZE  SHA256  DEPLOYED\n");
 }
 
 TEST(ClientFormatTest, EvaluationReport) {
@@ -254,6 +265,60 @@ TEST(ClientJobEventPrinterTest, LogOutputSkipsProgress) {
             "eta 0.0s\n"
             "job job-1 succeeded: model model-1, test accuracy 98.91% (loss 0.0345, 10000 "
             "images)\n");
+}
+
+// A checkpoint is the server's bookkeeping: no line; a resumed job says where it continues.
+TEST(ClientJobEventPrinterTest, CheckpointsArePrivateResumesAreShown) {
+  std::ostringstream out;
+  {
+    JobEventPrinter printer(out, /*terminal=*/false, /*json=*/false);
+    v1::JobEvent checkpoint = Event(1);
+    checkpoint.mutable_checkpoint_saved()->set_epoch(2);
+    checkpoint.mutable_checkpoint_saved()->set_batch(0);
+    printer.Print(checkpoint);
+    v1::JobEvent resumed = Event(2);
+    resumed.mutable_resumed()->set_epoch(3);
+    resumed.mutable_resumed()->set_batch(250);
+    printer.Print(resumed);
+  }
+  EXPECT_EQ(out.str(), "job job-1 resumed at epoch 3, batch 250\n");
+
+  // On a terminal, a resume ends a progress line still being redrawn; a checkpoint leaves it.
+  out.str("");
+  {
+    JobEventPrinter printer(out, /*terminal=*/true, /*json=*/false);
+    v1::JobEvent progress = Event(1);
+    progress.mutable_progress()->set_batches(2);
+    printer.Print(progress);
+    v1::JobEvent checkpoint = Event(2);
+    checkpoint.mutable_checkpoint_saved()->set_epoch(1);
+    printer.Print(checkpoint);
+    EXPECT_EQ(out.str().find('\n'), std::string::npos);
+    v1::JobEvent resumed = Event(3);
+    resumed.mutable_resumed()->set_epoch(1);
+    resumed.mutable_resumed()->set_batch(1);
+    printer.Print(resumed);
+  }
+  EXPECT_THAT(out.str(), HasSubstr("\rjob job-1 resumed at epoch 1, batch 1\x1b[K\n"));
+}
+
+TEST(ClientJobEventPrinterTest, JsonShowsCheckpointsAndResumes) {
+  std::ostringstream out;
+  {
+    JobEventPrinter printer(out, /*terminal=*/false, /*json=*/true);
+    v1::JobEvent checkpoint = Event(1);
+    checkpoint.mutable_checkpoint_saved()->set_epoch(2);
+    checkpoint.mutable_checkpoint_saved()->set_batch(40);
+    printer.Print(checkpoint);
+    v1::JobEvent resumed = Event(2);
+    resumed.mutable_resumed()->set_epoch(2);
+    resumed.mutable_resumed()->set_batch(40);
+    printer.Print(resumed);
+  }
+  const std::string text = out.str();
+  ASSERT_EQ(std::count(text.begin(), text.end(), '\n'), 2);
+  EXPECT_THAT(text, HasSubstr("\"checkpoint_saved\":{\"epoch\":2,\"batch\":\"40\"}"));
+  EXPECT_THAT(text, HasSubstr("\"resumed\":{\"epoch\":2,\"batch\":\"40\"}"));
 }
 
 TEST(ClientJobEventPrinterTest, TerminalRedrawsProgressInPlace) {

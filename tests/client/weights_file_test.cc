@@ -59,6 +59,18 @@ TEST(ClientSafeFileNameTest, KeepsPlainNamesOnly) {
   EXPECT_EQ(SafeFileName("..", "m-1"), "model-m-1.pth");
   EXPECT_EQ(SafeFileName("", "m/1"), "model-m1.pth");
   EXPECT_EQ(SafeFileName("bad\nname", ""), "model-weights.pth");
+  EXPECT_EQ(SafeFileName("", "m-1", ".onnx"), "model-m-1.onnx");
+  EXPECT_EQ(SafeFileName("w.onnx", "m-1", ".onnx"), "w.onnx");
+}
+
+TEST(ClientWithExtensionTest, KeepsReplacesOrAppends) {
+  EXPECT_EQ(WithExtension("model-1.onnx", ".onnx"), "model-1.onnx");
+  EXPECT_EQ(WithExtension("MODEL.ONNX", ".onnx"), "MODEL.ONNX");
+  EXPECT_EQ(WithExtension("model-1.pth", ".onnx"), "model-1.onnx");
+  EXPECT_EQ(WithExtension("model-1.PT", ".onnx"), "model-1.onnx");
+  EXPECT_EQ(WithExtension("model-1", ".onnx"), "model-1.onnx");
+  EXPECT_EQ(WithExtension("model-1.bin", ".onnx"), "model-1.bin.onnx");
+  EXPECT_EQ(WithExtension(".pth", ".onnx"), ".pth.onnx");
 }
 
 TEST(ClientResolveOutputPathTest, FileDirectoryOrDefault) {

@@ -1,9 +1,11 @@
 #include "model/trainer.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <limits>
 #include <memory>
@@ -69,9 +71,23 @@ class RecordingObserver : public TrainingObserver {
   void OnProgress(const ProgressStats& stats) override { progress.push_back(stats); }
   void OnEpochEnd(const EpochStats& stats) override { epochs.push_back(stats); }
   bool StopRequested() override { return stop_after_ >= 0 && polls++ >= stop_after_; }
+  void OnCheckpoint(const TrainingCheckpoint& checkpoint) override {
+    checkpoints.push_back(checkpoint);
+  }
+
+  // The last checkpoint at an epoch boundary: what a process killed with SIGKILL mid-epoch
+  // would have on disk if it persisted those only.
+  const TrainingCheckpoint& LastEpochCheckpoint() const {
+    for (auto it = checkpoints.rbegin(); it != checkpoints.rend(); ++it) {
+      if (it->batch == 0) return *it;
+    }
+    ADD_FAILURE() << "no epoch-boundary checkpoint";
+    return checkpoints.front();
+  }
 
   std::vector<ProgressStats> progress;
   std::vector<EpochStats> epochs;
+  std::vector<TrainingCheckpoint> checkpoints;
   int64_t polls = 0;
 
  private:
@@ -86,10 +102,47 @@ absl::StatusOr<std::unique_ptr<TrainedModel>> Train(const Dataset& data,
   return (*trainer)->Run(observer);
 }
 
+// A new trainer restored from `checkpoint` (none when empty), run with `observer`.
+absl::StatusOr<std::unique_ptr<TrainedModel>> Resume(const Dataset& data,
+                                                     const TrainOptions& options,
+                                                     const std::string& checkpoint,
+                                                     TrainingObserver& observer) {
+  absl::StatusOr<std::unique_ptr<Trainer>> trainer = Trainer::Create(data, options);
+  if (!trainer.ok()) return trainer.status();
+  if (!checkpoint.empty()) {
+    if (absl::Status status = (*trainer)->Restore(checkpoint); !status.ok()) return status;
+  }
+  return (*trainer)->Run(observer);
+}
+
 std::string StateDict(const TrainedModel& model) {
   absl::StatusOr<std::string> bytes = model.ToStateDictBytes();
   EXPECT_TRUE(bytes.ok()) << bytes.status();
   return bytes.ok() ? *bytes : std::string();
+}
+
+// Reports must match bit for bit (times aside): same epochs, same sums.
+void ExpectSameEpochs(const std::vector<EpochStats>& actual,
+                      const std::vector<EpochStats>& expected) {
+  ASSERT_EQ(actual.size(), expected.size());
+  for (size_t i = 0; i < actual.size(); ++i) {
+    EXPECT_EQ(actual[i].epoch, expected[i].epoch);
+    EXPECT_EQ(actual[i].epochs, expected[i].epochs);
+    EXPECT_EQ(actual[i].train_loss, expected[i].train_loss) << "epoch " << expected[i].epoch;
+    EXPECT_EQ(actual[i].train_accuracy, expected[i].train_accuracy)
+        << "epoch " << expected[i].epoch;
+  }
+}
+
+void ExpectSameProgress(const std::vector<ProgressStats>& actual,
+                        const std::vector<ProgressStats>& expected) {
+  ASSERT_EQ(actual.size(), expected.size());
+  for (size_t i = 0; i < actual.size(); ++i) {
+    EXPECT_EQ(actual[i].epoch, expected[i].epoch);
+    EXPECT_EQ(actual[i].batch, expected[i].batch);
+    EXPECT_EQ(actual[i].train_loss, expected[i].train_loss) << "report " << i;
+    EXPECT_EQ(actual[i].train_accuracy, expected[i].train_accuracy) << "report " << i;
+  }
 }
 
 class TrainerTest : public ::testing::Test {
@@ -303,6 +356,315 @@ TEST_F(TrainerTest, TrainsAGeneralisedArchitecture) {
   const std::string bytes = StateDict(**model);
   EXPECT_TRUE(TrainedModel::FromStateDictBytes(bytes, options.architecture, "cpu").ok());
   EXPECT_FALSE(TrainedModel::FromStateDictBytes(bytes, Architecture(), "cpu").ok());
+}
+
+// SmallOptions: 10 batches an epoch, 3 epochs. Stopping after 13 polls stops before batch 4 of
+// epoch 2, with 3 of its batches done.
+constexpr int64_t kStopInEpoch2 = 13;
+
+TEST_F(TrainerTest, CheckpointsAfterEveryEpochAndWhereItStopped) {
+  RecordingObserver complete;
+  ASSERT_TRUE(Train(*data_, SmallOptions(), complete).ok());
+  ASSERT_EQ(complete.checkpoints.size(), 3u);
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(complete.checkpoints[i].epoch, i + 1);
+    EXPECT_EQ(complete.checkpoints[i].batch, 0);
+    EXPECT_FALSE(complete.checkpoints[i].bytes.empty());
+  }
+
+  RecordingObserver stopped(kStopInEpoch2);
+  EXPECT_EQ(Train(*data_, SmallOptions(), stopped).status().code(), absl::StatusCode::kCancelled);
+  ASSERT_EQ(stopped.checkpoints.size(), 2u);
+  EXPECT_EQ(stopped.checkpoints[0].epoch, 1);
+  EXPECT_EQ(stopped.checkpoints[0].batch, 0);
+  EXPECT_EQ(stopped.checkpoints[1].epoch, 1);
+  EXPECT_EQ(stopped.checkpoints[1].batch, 3);
+  // Mid-epoch, the checkpoint also holds the epoch's permutation: 8 bytes an image.
+  EXPECT_GE(stopped.checkpoints[1].bytes.size(),
+            stopped.checkpoints[0].bytes.size() + 8 * data_->size());
+}
+
+// A server killed with SIGKILL in epoch 2 restarts from its last epoch checkpoint, replays
+// epoch 2 and ends with the uninterrupted run's weights.
+TEST_F(TrainerTest, ResumingFromTheLastEpochCheckpointGivesBitIdenticalWeights) {
+  const TrainOptions options = SmallOptions();
+  RecordingObserver reference;
+  absl::StatusOr<std::unique_ptr<TrainedModel>> uninterrupted = Train(*data_, options, reference);
+  ASSERT_TRUE(uninterrupted.ok()) << uninterrupted.status();
+
+  RecordingObserver killed(kStopInEpoch2);
+  ASSERT_EQ(Train(*data_, options, killed).status().code(), absl::StatusCode::kCancelled);
+  const TrainingCheckpoint& saved = killed.LastEpochCheckpoint();
+  ASSERT_EQ(saved.epoch, 1);
+
+  absl::StatusOr<std::unique_ptr<Trainer>> trainer = Trainer::Create(*data_, options);
+  ASSERT_TRUE(trainer.ok());
+  ASSERT_TRUE((*trainer)->Restore(saved.bytes).ok());
+  RecordingObserver resumed;
+  absl::StatusOr<std::unique_ptr<TrainedModel>> model = (*trainer)->Run(resumed);
+  ASSERT_TRUE(model.ok()) << model.status();
+  EXPECT_EQ(StateDict(**model), StateDict(**uninterrupted));
+
+  // Epochs 2 and 3, each once, with the uninterrupted run's figures.
+  ExpectSameEpochs(resumed.epochs, {reference.epochs[1], reference.epochs[2]});
+  EXPECT_GT(resumed.epochs[0].elapsed_seconds, killed.epochs[0].elapsed_seconds);
+  EXPECT_EQ(resumed.epochs[1].eta_seconds, 0);
+  ASSERT_EQ(resumed.checkpoints.size(), 2u);
+  EXPECT_EQ(resumed.checkpoints[0].epoch, 2);
+  EXPECT_EQ(resumed.checkpoints[1].epoch, 3);
+
+  // Every Run of a restored trainer starts from the checkpoint.
+  RecordingObserver again;
+  absl::StatusOr<std::unique_ptr<TrainedModel>> second = (*trainer)->Run(again);
+  ASSERT_TRUE(second.ok());
+  EXPECT_EQ(StateDict(**second), StateDict(**uninterrupted));
+}
+
+// A server stopped with SIGTERM persists the checkpoint taken where it stopped, mid-epoch: the
+// resumed run finishes that epoch (reported once, with the sums of the batches before the
+// stop) and ends with the uninterrupted run's weights.
+TEST_F(TrainerTest, ResumingFromTheMidEpochCheckpointGivesBitIdenticalWeights) {
+  TrainOptions options = SmallOptions();
+  options.progress_reports_per_epoch = 5;  // After batches 2, 4, 6, 8, 10.
+  RecordingObserver reference;
+  absl::StatusOr<std::unique_ptr<TrainedModel>> uninterrupted = Train(*data_, options, reference);
+  ASSERT_TRUE(uninterrupted.ok()) << uninterrupted.status();
+
+  RecordingObserver stopped(kStopInEpoch2);
+  ASSERT_EQ(Train(*data_, options, stopped).status().code(), absl::StatusCode::kCancelled);
+  ASSERT_EQ(stopped.checkpoints.back().batch, 3);
+  ASSERT_EQ(stopped.progress.size(), 6u);  // Epoch 1's five, epoch 2's first.
+
+  RecordingObserver resumed;
+  absl::StatusOr<std::unique_ptr<TrainedModel>> model =
+      Resume(*data_, options, stopped.checkpoints.back().bytes, resumed);
+  ASSERT_TRUE(model.ok()) << model.status();
+  EXPECT_EQ(StateDict(**model), StateDict(**uninterrupted));
+
+  ExpectSameEpochs(resumed.epochs, {reference.epochs[1], reference.epochs[2]});
+  // Epoch 2's reports after batch 4, 6, 8 and 10, then epoch 3's: none repeated, none missing.
+  ExpectSameProgress(resumed.progress, std::vector<ProgressStats>(reference.progress.begin() + 6,
+                                                                  reference.progress.end()));
+  EXPECT_EQ(resumed.progress.front().batch, 4);
+  EXPECT_GT(resumed.epochs[0].elapsed_seconds, stopped.epochs[0].elapsed_seconds);
+
+  // The same predictions, bit for bit.
+  std::vector<float> pixels(4 * kPixels);
+  for (size_t i = 0; i < pixels.size(); ++i) pixels[i] = data_->pixels[i] / 255.0f;
+  absl::StatusOr<std::vector<float>> expected = (*uninterrupted)->PredictProbabilities(pixels, 4);
+  absl::StatusOr<std::vector<float>> actual = (*model)->PredictProbabilities(pixels, 4);
+  ASSERT_TRUE(expected.ok() && actual.ok());
+  ASSERT_EQ(actual->size(), expected->size());
+  EXPECT_EQ(std::memcmp(actual->data(), expected->data(), sizeof(float) * actual->size()), 0);
+}
+
+// Stops before the first batch, at an epoch boundary (before the epoch's permutation is drawn),
+// and mid-epoch, each time resuming a resumed run: still the uninterrupted run, report for
+// report.
+TEST_F(TrainerTest, AnyChainOfStopsAndRestoresGivesBitIdenticalWeights) {
+  TrainOptions options = SmallOptions();
+  options.progress_reports_per_epoch = 4;  // After batches 3, 5, 8, 10.
+  RecordingObserver reference;
+  absl::StatusOr<std::unique_ptr<TrainedModel>> uninterrupted = Train(*data_, options, reference);
+  ASSERT_TRUE(uninterrupted.ok()) << uninterrupted.status();
+
+  std::string checkpoint;
+  std::vector<EpochStats> epochs;
+  std::vector<ProgressStats> progress;
+  // Polls before each stop: (epoch, batch) positions (0, 0), (1, 0), (1, 3), (2, 5), (2, 6).
+  for (const int64_t stop_after : {0, 10, 3, 12, 1}) {
+    RecordingObserver observer(stop_after);
+    absl::StatusOr<std::unique_ptr<TrainedModel>> model =
+        Resume(*data_, options, checkpoint, observer);
+    ASSERT_EQ(model.status().code(), absl::StatusCode::kCancelled) << model.status();
+    ASSERT_FALSE(observer.checkpoints.empty());
+    checkpoint = observer.checkpoints.back().bytes;
+    epochs.insert(epochs.end(), observer.epochs.begin(), observer.epochs.end());
+    progress.insert(progress.end(), observer.progress.begin(), observer.progress.end());
+  }
+  RecordingObserver last;
+  absl::StatusOr<std::unique_ptr<TrainedModel>> model = Resume(*data_, options, checkpoint, last);
+  ASSERT_TRUE(model.ok()) << model.status();
+  epochs.insert(epochs.end(), last.epochs.begin(), last.epochs.end());
+  progress.insert(progress.end(), last.progress.begin(), last.progress.end());
+
+  EXPECT_EQ(StateDict(**model), StateDict(**uninterrupted));
+  ExpectSameEpochs(epochs, reference.epochs);
+  ExpectSameProgress(progress, reference.progress);
+}
+
+TEST_F(TrainerTest, RestoringAFinishedRunReturnsItsModel) {
+  RecordingObserver complete;
+  absl::StatusOr<std::unique_ptr<TrainedModel>> trained = Train(*data_, SmallOptions(), complete);
+  ASSERT_TRUE(trained.ok());
+  RecordingObserver observer;
+  absl::StatusOr<std::unique_ptr<TrainedModel>> model =
+      Resume(*data_, SmallOptions(), complete.checkpoints.back().bytes, observer);
+  ASSERT_TRUE(model.ok()) << model.status();
+  EXPECT_EQ(StateDict(**model), StateDict(**trained));
+  EXPECT_TRUE(observer.epochs.empty());
+  EXPECT_TRUE(observer.checkpoints.empty());
+}
+
+TEST_F(TrainerTest, ProgressReportsMayChangeOnRestore) {
+  RecordingObserver stopped(kStopInEpoch2);
+  ASSERT_EQ(Train(*data_, SmallOptions(), stopped).status().code(), absl::StatusCode::kCancelled);
+  TrainOptions options = SmallOptions();
+  options.progress_reports_per_epoch = 2;  // After batches 5 and 10.
+  RecordingObserver resumed;
+  ASSERT_TRUE(Resume(*data_, options, stopped.checkpoints.back().bytes, resumed).ok());
+  std::vector<int64_t> batches;
+  for (const ProgressStats& p : resumed.progress) batches.push_back(p.batch);
+  EXPECT_THAT(batches, ElementsAre(5, 10, 5, 10));
+}
+
+TEST_F(TrainerTest, RestoreRejectsBadBytesNamingTheProblem) {
+  RecordingObserver stopped(kStopInEpoch2);
+  ASSERT_EQ(Train(*data_, SmallOptions(), stopped).status().code(), absl::StatusCode::kCancelled);
+  const std::string good = stopped.checkpoints.back().bytes;
+
+  struct Case {
+    std::string bytes;
+    std::string message;
+  };
+  std::string flipped = good;
+  flipped[flipped.size() / 2] ^= 0x10;
+  std::string other_version = good;
+  other_version[8] = 2;
+  std::string zero_payload = good;  // Header intact, payload zeroed: the checksum catches it.
+  std::fill(zero_payload.begin() + 28, zero_payload.end(), '\0');
+  const std::vector<Case> cases = {
+      {"", "not a training checkpoint"},
+      {"garbage, not a checkpoint at all", "not a training checkpoint"},
+      {std::string(4096, '\xff'), "not a training checkpoint"},
+      {good.substr(0, 12), "truncated"},
+      {good.substr(0, good.size() / 2), "truncated"},
+      {good.substr(0, good.size() - 1), "truncated"},
+      {good + "x", "trailing bytes"},
+      {flipped, "checksum"},
+      {zero_payload, "checksum"},
+      {other_version, "version 2"},
+  };
+  for (const Case& c : cases) {
+    absl::StatusOr<std::unique_ptr<Trainer>> trainer = Trainer::Create(*data_, SmallOptions());
+    ASSERT_TRUE(trainer.ok());
+    const absl::Status status = (*trainer)->Restore(c.bytes);
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << c.message;
+    EXPECT_THAT(status.message(), HasSubstr(c.message));
+    EXPECT_THAT(status.message(), HasSubstr("training checkpoint"));
+  }
+}
+
+TEST_F(TrainerTest, RestoreRejectsACheckpointOfOtherOptionsOrData) {
+  RecordingObserver stopped(kStopInEpoch2);
+  ASSERT_EQ(Train(*data_, SmallOptions(), stopped).status().code(), absl::StatusCode::kCancelled);
+  const std::string checkpoint = stopped.checkpoints.back().bytes;
+
+  struct Case {
+    TrainOptions options;
+    std::string message;
+  };
+  std::vector<Case> cases;
+  auto add = [&cases](const std::string& message, auto change) {
+    TrainOptions options = SmallOptions();
+    change(options);
+    cases.push_back({options, message});
+  };
+  add("batch_size = 20, these options have 25", [](TrainOptions& o) { o.batch_size = 25; });
+  add("seed = 11, these options have 12", [](TrainOptions& o) { o.seed = 12; });
+  add("epochs = 3, these options have 4", [](TrainOptions& o) { o.epochs = 4; });
+  add("learning_rate", [](TrainOptions& o) { o.learning_rate = 1e-3; });
+  add("architecture.conv_channels = [8, 16], these options have [8, 8]", [](TrainOptions& o) {
+    o.architecture.conv_channels = {8, 8};
+  });
+  add("architecture.kernel_size", [](TrainOptions& o) { o.architecture.kernel_size = 5; });
+  add("architecture.num_classes", [](TrainOptions& o) { o.architecture.num_classes = 10; });
+  for (const Case& c : cases) {
+    absl::StatusOr<std::unique_ptr<Trainer>> trainer = Trainer::Create(*data_, c.options);
+    ASSERT_TRUE(trainer.ok()) << c.message;
+    const absl::Status status = (*trainer)->Restore(checkpoint);
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << c.message;
+    EXPECT_THAT(status.message(), HasSubstr(c.message));
+  }
+
+  const Dataset smaller = MakeQuadrants(100, 5);
+  absl::StatusOr<std::unique_ptr<Trainer>> trainer = Trainer::Create(smaller, SmallOptions());
+  ASSERT_TRUE(trainer.ok());
+  absl::Status status = (*trainer)->Restore(checkpoint);
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(status.message(), HasSubstr("training dataset of 200 images, this one has 100"));
+
+  const Dataset other = MakeQuadrants(200, 6);
+  trainer = Trainer::Create(other, SmallOptions());
+  ASSERT_TRUE(trainer.ok());
+  status = (*trainer)->Restore(checkpoint);
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(status.message(), HasSubstr("other training data"));
+
+  // A failed Restore leaves the trainer as it was: this one still starts from scratch.
+  trainer = Trainer::Create(*data_, SmallOptions());
+  ASSERT_TRUE(trainer.ok());
+  EXPECT_FALSE((*trainer)->Restore("garbage").ok());
+  RecordingObserver observer;
+  ASSERT_TRUE((*trainer)->Run(observer).ok());
+  EXPECT_EQ(observer.epochs.size(), 3u);
+}
+
+TEST_F(TrainerTest, StoppingAfterDivergenceIsTheDivergenceWithoutACheckpoint) {
+  TrainOptions options = SmallOptions();
+  options.learning_rate = 1e30;
+  RecordingObserver diverged;
+  absl::StatusOr<std::unique_ptr<TrainedModel>> model = Train(*data_, options, diverged);
+  ASSERT_EQ(model.status().code(), absl::StatusCode::kInternal);
+  // The loss of batch b is found non-finite after batch b + 1 is queued; a stop polled before
+  // batch b + 1 must find it too, rather than checkpoint a diverged network.
+  const std::string message(model.status().message());
+  const size_t at = message.find(", batch ");
+  ASSERT_NE(at, std::string::npos);
+  const int64_t batch = std::stoll(message.substr(at + 8));
+  RecordingObserver stopped(/*stop_after_polls=*/batch);
+  model = Train(*data_, options, stopped);
+  EXPECT_EQ(model.status().code(), absl::StatusCode::kInternal) << model.status();
+  EXPECT_EQ(model.status().message(), message);
+  EXPECT_TRUE(stopped.checkpoints.empty());
+}
+
+// The tutorial's network (the default Architecture): prints the checkpoint's size and the
+// time to write and to restore one.
+TEST_F(TrainerTest, TutorialNetworkCheckpointIsSmallAndQuick) {
+  TrainOptions options;
+  options.epochs = 1;
+  options.architecture.num_classes = 10;
+  class Timer : public RecordingObserver {
+   public:
+    void OnEpochEnd(const EpochStats& stats) override {
+      RecordingObserver::OnEpochEnd(stats);
+      epoch_end = std::chrono::steady_clock::now();
+    }
+    void OnCheckpoint(const TrainingCheckpoint& checkpoint) override {
+      write_seconds =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - epoch_end).count();
+      RecordingObserver::OnCheckpoint(checkpoint);
+    }
+    std::chrono::steady_clock::time_point epoch_end;
+    double write_seconds = 0;
+  } timer;
+  ASSERT_TRUE(Train(*data_, options, timer).ok());
+  ASSERT_EQ(timer.checkpoints.size(), 1u);
+  const size_t size = timer.checkpoints[0].bytes.size();
+  // Weights and Adam's two moments: 3 x 9,098 floats = 109,176 bytes, plus the generator's
+  // state and the pickle's framing.
+  EXPECT_GT(size, 109176u);
+  EXPECT_LT(size, 140000u);
+
+  absl::StatusOr<std::unique_ptr<Trainer>> trainer = Trainer::Create(*data_, options);
+  ASSERT_TRUE(trainer.ok());
+  const auto start = std::chrono::steady_clock::now();
+  ASSERT_TRUE((*trainer)->Restore(timer.checkpoints[0].bytes).ok());
+  const double restore_seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::printf("tutorial network checkpoint: %zu bytes, written in %.2f ms, restored in %.2f ms\n",
+              size, 1e3 * timer.write_seconds, 1e3 * restore_seconds);
 }
 
 // The measurement against the tutorial, by hand (slow, and it needs the real data):

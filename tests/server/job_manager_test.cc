@@ -28,6 +28,9 @@ class ScriptedExecutor : public JobExecutor {
     return started;
   }
 
+  v1::JobEvent::Resumed ResumePoint(const Job& /*job*/) override { return {}; }
+  void Discard(const Job& /*job*/) override {}
+
   JobOutcome Execute(Job& job) override {
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -62,6 +65,7 @@ class CollectingSink : public JobEventSink {
     events_.push_back(event);
     changed_.notify_all();
   }
+  void OnDetached(const std::string& /*reason*/) override {}
   std::vector<v1::JobEvent> WaitForFinished() {
     std::unique_lock<std::mutex> lock(mu_);
     changed_.wait_for(lock, std::chrono::seconds(30),
@@ -89,7 +93,7 @@ void WaitForState(const Job& job, v1::JobState state) {
 
 TEST(JobManagerTest, RunsJobsInOrderWithGapFreeEvents) {
   ScriptedExecutor executor;
-  JobManager manager(&executor, /*max_queued_jobs=*/10);
+  JobManager manager(&executor, /*store=*/nullptr, /*max_queued_jobs=*/10);
   std::vector<std::shared_ptr<Job>> jobs;
   std::vector<std::unique_ptr<CollectingSink>> sinks;
   executor.hold_ = true;
@@ -124,7 +128,7 @@ TEST(JobManagerTest, RunsJobsInOrderWithGapFreeEvents) {
 
 TEST(JobManagerTest, SubscribeReplaysFromAnySequence) {
   ScriptedExecutor executor;
-  JobManager manager(&executor, 10);
+  JobManager manager(&executor, /*store=*/nullptr, 10);
   auto job = manager.Submit(Request(4));
   ASSERT_TRUE(job.ok());
   CollectingSink all;
@@ -148,7 +152,7 @@ TEST(JobManagerTest, SubscribeReplaysFromAnySequence) {
 TEST(JobManagerTest, CancelQueuedJobEndsAtOnceAndNeverRuns) {
   ScriptedExecutor executor;
   executor.hold_ = true;
-  JobManager manager(&executor, 10);
+  JobManager manager(&executor, /*store=*/nullptr, 10);
   auto first = manager.Submit(Request(3));
   auto second = manager.Submit(Request(3));
   ASSERT_TRUE(first.ok() && second.ok());
@@ -166,7 +170,7 @@ TEST(JobManagerTest, CancelQueuedJobEndsAtOnceAndNeverRuns) {
 TEST(JobManagerTest, CancelRunningJobStopsIt) {
   ScriptedExecutor executor;
   executor.hold_ = true;
-  JobManager manager(&executor, 10);
+  JobManager manager(&executor, /*store=*/nullptr, 10);
   auto job = manager.Submit(Request(5));
   ASSERT_TRUE(job.ok());
   WaitForState(**job, v1::JOB_STATE_RUNNING);
@@ -178,7 +182,7 @@ TEST(JobManagerTest, CancelRunningJobStopsIt) {
 TEST(JobManagerTest, FullQueueIsResourceExhausted) {
   ScriptedExecutor executor;
   executor.hold_ = true;
-  JobManager manager(&executor, /*max_queued_jobs=*/2);
+  JobManager manager(&executor, /*store=*/nullptr, /*max_queued_jobs=*/2);
   auto running = manager.Submit(Request(1));
   ASSERT_TRUE(running.ok());
   WaitForState(**running, v1::JOB_STATE_RUNNING);
@@ -192,7 +196,7 @@ TEST(JobManagerTest, FullQueueIsResourceExhausted) {
 
 TEST(JobManagerTest, UnknownJobIsNotFound) {
   ScriptedExecutor executor;
-  JobManager manager(&executor, 2);
+  JobManager manager(&executor, /*store=*/nullptr, 2);
   EXPECT_EQ(manager.Get("job-nope").status().code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(manager.Cancel("job-nope").status().code(), absl::StatusCode::kNotFound);
 }
@@ -200,7 +204,7 @@ TEST(JobManagerTest, UnknownJobIsNotFound) {
 TEST(JobManagerTest, ShutdownEndsEveryJobAndRefusesNewOnes) {
   ScriptedExecutor executor;
   executor.hold_ = true;
-  JobManager manager(&executor, 10);
+  JobManager manager(&executor, /*store=*/nullptr, 10);
   auto running = manager.Submit(Request(3));
   auto queued = manager.Submit(Request(3));
   ASSERT_TRUE(running.ok() && queued.ok());

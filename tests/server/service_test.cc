@@ -17,6 +17,7 @@
 #include "model/network.h"
 #include "server/file_util.h"
 #include "server/server.h"
+#include "tests/server/server_fixture.h"
 #include "tests/testing/synthetic_data.h"
 
 namespace classifier {
@@ -24,123 +25,11 @@ namespace {
 
 using ::grpc::ClientContext;
 using ::grpc::StatusCode;
-using testing::MakeSyntheticDataset;
-using testing::TempDir;
-using testing::WriteDatasetFiles;
 
-constexpr int kTrainImages = 600;
-constexpr int kTestImages = 200;
-
-class ServiceTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    train_ = MakeSyntheticDataset(kTrainImages, 10, /*seed=*/1);
-    test_ = MakeSyntheticDataset(kTestImages, 10, /*seed=*/2);
-    WriteDatasetFiles(dir_.path() + "/data/mnist", train_, test_,
-                      /*gzip=*/true);
-    StartServer(ServerConfig{});
-  }
-
-  void StartServer(ServerConfig config) {
-    server_.reset();
-    config.listen_address = "127.0.0.1:0";
-    config.data_dir = dir_.path() + "/data";
-    config.fashion_fallback_dir = dir_.path() + "/no-fashion";
-    config.state_dir = dir_.path() + "/state";
-    config.device = "cpu";
-    config.compute_threads = 1;
-    auto server = ClassifierServer::Start(config);
-    ASSERT_TRUE(server.ok()) << server.status();
-    server_ = *std::move(server);
-    channel_ = ::grpc::CreateChannel("127.0.0.1:" + std::to_string(server_->port()),
-                                     ::grpc::InsecureChannelCredentials());
-    stub_ = v1::Classifier::NewStub(channel_);
-  }
-
-  static v1::TrainRequest QuickTraining(int epochs = 3) {
-    v1::TrainRequest request;
-    request.set_dataset("mnist");
-    request.set_epochs(epochs);
-    request.set_batch_size(30);
-    request.set_learning_rate(3e-3);
-    request.set_seed(7);
-    return request;
-  }
-
-  // Runs Train to the end; returns every event.
-  std::vector<v1::JobEvent> TrainToEnd(const v1::TrainRequest& request,
-                                       ::grpc::Status* status = nullptr) {
-    ClientContext context;
-    auto reader = stub_->Train(&context, request);
-    std::vector<v1::JobEvent> events;
-    v1::JobEvent event;
-    while (reader->Read(&event)) events.push_back(event);
-    ::grpc::Status finish = reader->Finish();
-    if (status != nullptr) *status = finish;
-    EXPECT_TRUE(status != nullptr || finish.ok()) << finish.error_message();
-    return events;
-  }
-
-  std::string TrainModel() {
-    std::vector<v1::JobEvent> events = TrainToEnd(QuickTraining());
-    EXPECT_FALSE(events.empty());
-    if (events.empty()) return "";
-    EXPECT_EQ(events.back().finished().state(), v1::JOB_STATE_SUCCEEDED)
-        << events.back().finished().error();
-    return events.back().finished().model_id();
-  }
-
-  std::vector<v1::JobEvent> Watch(const std::string& job_id, int64_t from) {
-    ClientContext context;
-    v1::WatchJobRequest request;
-    request.set_job_id(job_id);
-    request.set_from_sequence(from);
-    auto reader = stub_->WatchJob(&context, request);
-    std::vector<v1::JobEvent> events;
-    v1::JobEvent event;
-    while (reader->Read(&event)) events.push_back(event);
-    EXPECT_TRUE(reader->Finish().ok());
-    return events;
-  }
-
-  v1::Image RawImage(const Dataset& dataset, int64_t index) const {
-    v1::Image image;
-    image.set_raw_pixels(std::string(
-        reinterpret_cast<const char*>(dataset.pixels.data() + index * dataset.image_size()),
-        dataset.image_size()));
-    return image;
-  }
-
-  ::grpc::Status Predict(const v1::PredictRequest& request, v1::PredictResponse* response) {
-    ClientContext context;
-    return stub_->Predict(&context, request, response);
-  }
-
-  v1::JobState WaitForJobState(const std::string& job_id, v1::JobState want) {
-    v1::Job job;
-    for (int i = 0; i < 3000; ++i) {
-      ClientContext context;
-      v1::GetJobRequest request;
-      request.set_job_id(job_id);
-      EXPECT_TRUE(stub_->GetJob(&context, request, &job).ok());
-      if (job.state() == want) break;
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-    return job.state();
-  }
-
-  TempDir dir_;
-  Dataset train_, test_;
-  std::unique_ptr<ClassifierServer> server_;
-  std::shared_ptr<::grpc::Channel> channel_;
-  std::unique_ptr<v1::Classifier::Stub> stub_;
-};
-
-void ExpectStatus(const ::grpc::Status& status, StatusCode code, const std::string& mention) {
-  EXPECT_EQ(status.error_code(), code) << status.error_message();
-  EXPECT_NE(status.error_message().find(mention), std::string::npos)
-      << "message \"" << status.error_message() << "\" should mention \"" << mention << "\"";
-}
+class ServiceTest : public testing::ServerFixture {};
+using testing::ExpectStatus;
+constexpr int kTrainImages = testing::ServerFixture::kTrainImages;
+constexpr int kTestImages = testing::ServerFixture::kTestImages;
 
 TEST_F(ServiceTest, HealthIsServing) {
   auto health = ::grpc::health::v1::Health::NewStub(channel_);
@@ -281,11 +170,12 @@ TEST_F(ServiceTest, CancelStopsARunningJobAndAQueuedOne) {
   v1::TrainRequest slow = QuickTraining(/*epochs=*/1000);
   slow.set_batch_size(1);
   ClientContext running_context, queued_context;
+  // One after the other: two calls in flight at once may reach the queue in either order.
   auto running = stub_->Train(&running_context, slow);
-  auto queued = stub_->Train(&queued_context, slow);
   v1::JobEvent event;
   ASSERT_TRUE(running->Read(&event));
   const std::string running_id = event.job_id();
+  auto queued = stub_->Train(&queued_context, slow);
   ASSERT_TRUE(queued->Read(&event));
   const std::string queued_id = event.job_id();
   ASSERT_EQ(WaitForJobState(running_id, v1::JOB_STATE_RUNNING), v1::JOB_STATE_RUNNING);
@@ -443,6 +333,33 @@ TEST_F(ServiceTest, ExportedWeightsAreWholeAndGiveTheSamePredictions) {
       EXPECT_NEAR(entry.probability(), (*local)[i * 10 + entry.label()], 1e-6);
     }
   }
+}
+
+TEST_F(ServiceTest, ExportsOnnxToo) {
+  const std::string model_id = TrainModel();
+  ClientContext context;
+  v1::ExportWeightsRequest request;
+  request.set_format(v1::ONNX);
+  auto reader = stub_->ExportWeights(&context, request);
+  std::string file, sha256, name;
+  v1::WeightsChunk chunk;
+  while (reader->Read(&chunk)) {
+    file += chunk.data();
+    name = chunk.file_name();
+    if (!chunk.sha256().empty()) sha256 = chunk.sha256();
+  }
+  ASSERT_TRUE(reader->Finish().ok());
+  EXPECT_EQ(name, model_id + ".onnx");
+  EXPECT_EQ(sha256, Sha256Hex(file));
+  // An ONNX ModelProto names its producer and its operators in plain bytes.
+  EXPECT_NE(file.find("Conv"), std::string::npos);
+  EXPECT_NE(file.find("Gemm"), std::string::npos);
+
+  ClientContext bad_context;
+  request.set_format(static_cast<v1::WeightsFormat>(42));
+  auto bad = stub_->ExportWeights(&bad_context, request);
+  EXPECT_FALSE(bad->Read(&chunk));
+  ExpectStatus(bad->Finish(), StatusCode::INVALID_ARGUMENT, "format");
 }
 
 TEST_F(ServiceTest, BadTrainRequestsAreRefusedWithTheField) {
@@ -626,23 +543,6 @@ TEST_F(ServiceTest, BadPredictRequestsAreRefusedWithTheField) {
   *bad_top_k.add_images() = RawImage(test_, 0);
   bad_top_k.set_top_k(11);
   expect(bad_top_k, StatusCode::INVALID_ARGUMENT, "top_k");
-}
-
-TEST_F(ServiceTest, ShutdownEndsRunningStreamsWithAFinalEvent) {
-  v1::TrainRequest slow = QuickTraining(/*epochs=*/1000);
-  slow.set_batch_size(1);
-  ClientContext context;
-  auto train = stub_->Train(&context, slow);
-  v1::JobEvent event;
-  ASSERT_TRUE(train->Read(&event));
-  ASSERT_EQ(WaitForJobState(event.job_id(), v1::JOB_STATE_RUNNING), v1::JOB_STATE_RUNNING);
-  std::thread stopper([this] { server_->Shutdown(); });
-  v1::JobEvent last;
-  while (train->Read(&event)) last = event;
-  EXPECT_TRUE(train->Finish().ok());
-  stopper.join();
-  EXPECT_EQ(last.finished().state(), v1::JOB_STATE_CANCELLED);
-  EXPECT_NE(last.finished().error().find("shutting down"), std::string::npos);
 }
 
 }  // namespace

@@ -1,0 +1,301 @@
+#include "server/store.h"
+
+#include <sqlite3.h>
+
+#include <filesystem>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+
+namespace classifier {
+namespace {
+
+constexpr char kSchema[] = R"sql(
+CREATE TABLE IF NOT EXISTS jobs (
+  position INTEGER PRIMARY KEY AUTOINCREMENT,
+  job_id TEXT NOT NULL UNIQUE,
+  request BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS job_events (
+  job_id TEXT NOT NULL,
+  sequence INTEGER NOT NULL,
+  event BLOB NOT NULL,
+  PRIMARY KEY (job_id, sequence)
+);
+CREATE TABLE IF NOT EXISTS models (
+  position INTEGER PRIMARY KEY AUTOINCREMENT,
+  model_id TEXT NOT NULL UNIQUE,
+  model BLOB NOT NULL,
+  weights_path TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS settings (
+  key TEXT PRIMARY KEY,
+  value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS checkpoints (
+  job_id TEXT PRIMARY KEY,
+  epoch INTEGER NOT NULL,
+  batch INTEGER NOT NULL,
+  path TEXT NOT NULL,
+  sha256 TEXT NOT NULL
+);
+)sql";
+
+constexpr char kDeployedModelKey[] = "deployed_model_id";
+
+// A prepared statement, finalized when it goes out of scope.
+class Statement {
+ public:
+  Statement(sqlite3* db, const char* sql) {
+    rc_ = sqlite3_prepare_v2(db, sql, -1, &stmt_, nullptr);
+  }
+  ~Statement() { sqlite3_finalize(stmt_); }
+  Statement(const Statement&) = delete;
+  Statement& operator=(const Statement&) = delete;
+
+  bool ok() const { return rc_ == SQLITE_OK; }
+  Statement& Bind(int index, const std::string& text) {
+    sqlite3_bind_text(stmt_, index, text.data(), static_cast<int>(text.size()), SQLITE_TRANSIENT);
+    return *this;
+  }
+  Statement& BindBlob(int index, const std::string& bytes) {
+    sqlite3_bind_blob(stmt_, index, bytes.data(), static_cast<int>(bytes.size()), SQLITE_TRANSIENT);
+    return *this;
+  }
+  Statement& Bind(int index, int64_t value) {
+    sqlite3_bind_int64(stmt_, index, value);
+    return *this;
+  }
+  // SQLITE_ROW, SQLITE_DONE or an error code.
+  int Step() { return sqlite3_step(stmt_); }
+  std::string Text(int column) const {
+    const auto* text = reinterpret_cast<const char*>(sqlite3_column_text(stmt_, column));
+    return text == nullptr ? std::string() : std::string(text, sqlite3_column_bytes(stmt_, column));
+  }
+  std::string Blob(int column) const {
+    const auto* blob = static_cast<const char*>(sqlite3_column_blob(stmt_, column));
+    return blob == nullptr ? std::string() : std::string(blob, sqlite3_column_bytes(stmt_, column));
+  }
+  int64_t Int(int column) const { return sqlite3_column_int64(stmt_, column); }
+
+ private:
+  sqlite3_stmt* stmt_ = nullptr;
+  int rc_ = SQLITE_ERROR;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Store>> Store::Open(const std::string& path) {
+  std::error_code error;
+  std::filesystem::create_directories(std::filesystem::path(path).parent_path(), error);
+  sqlite3* db = nullptr;
+  if (sqlite3_open_v2(path.c_str(), &db,
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
+                      nullptr) != SQLITE_OK) {
+    std::string message = db == nullptr ? "out of memory" : sqlite3_errmsg(db);
+    sqlite3_close(db);
+    return absl::UnavailableError(absl::StrCat("cannot open the database ", path, ": ", message));
+  }
+  sqlite3_busy_timeout(db, 5000);
+  std::unique_ptr<Store> store(new Store(db, path));
+  std::lock_guard<std::mutex> lock(store->mu_);
+  // WAL: readers never block the writer; FULL: a committed write survives a power cut.
+  for (const char* sql : {"PRAGMA journal_mode=WAL;", "PRAGMA synchronous=FULL;", kSchema}) {
+    if (absl::Status status = store->Exec(sql); !status.ok()) {
+      return absl::DataLossError(
+          absl::StrCat("cannot use the database ", path, ": ", status.message()));
+    }
+  }
+  return store;
+}
+
+Store::Store(sqlite3* db, std::string path) : path_(std::move(path)), db_(db) {}
+
+Store::~Store() {
+  std::lock_guard<std::mutex> lock(mu_);
+  sqlite3_close(db_);
+}
+
+absl::Status Store::Exec(const std::string& sql) {
+  char* message = nullptr;
+  if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &message) != SQLITE_OK) {
+    std::string text = message == nullptr ? "unknown error" : message;
+    sqlite3_free(message);
+    return absl::InternalError(absl::StrCat("sqlite: ", text));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Store::Error(const std::string& what) {
+  return absl::InternalError(absl::StrCat(what, " in ", path_, ": ", sqlite3_errmsg(db_)));
+}
+
+absl::Status Store::InsertJob(const std::string& job_id, const v1::TrainRequest& request) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Statement insert(db_, "INSERT INTO jobs (job_id, request) VALUES (?, ?)");
+  if (!insert.ok() ||
+      insert.Bind(1, job_id).BindBlob(2, request.SerializeAsString()).Step() != SQLITE_DONE) {
+    return Error(absl::StrCat("cannot store job ", job_id));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Store::AppendEvent(const v1::JobEvent& event) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Statement insert(db_, "INSERT INTO job_events (job_id, sequence, event) VALUES (?, ?, ?)");
+  if (!insert.ok() || insert.Bind(1, event.job_id())
+                              .Bind(2, event.sequence())
+                              .BindBlob(3, event.SerializeAsString())
+                              .Step() != SQLITE_DONE) {
+    return Error(absl::StrCat("cannot store event ", event.sequence(), " of job ", event.job_id()));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<StoredJob>> Store::LoadJobs() {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<StoredJob> jobs;
+  Statement select(db_, "SELECT job_id, request FROM jobs ORDER BY position");
+  if (!select.ok()) return Error("cannot read jobs");
+  int rc;
+  while ((rc = select.Step()) == SQLITE_ROW) {
+    StoredJob job;
+    job.job_id = select.Text(0);
+    if (!job.request.ParseFromString(select.Blob(1))) {
+      return absl::DataLossError(
+          absl::StrCat("job ", job.job_id, " in ", path_, " has a corrupt request"));
+    }
+    jobs.push_back(std::move(job));
+  }
+  if (rc != SQLITE_DONE) return Error("cannot read jobs");
+  for (StoredJob& job : jobs) {
+    Statement events(db_,
+                     "SELECT sequence, event FROM job_events WHERE job_id = ? ORDER BY sequence");
+    if (!events.ok()) return Error("cannot read events");
+    events.Bind(1, job.job_id);
+    while ((rc = events.Step()) == SQLITE_ROW) {
+      v1::JobEvent event;
+      // Stop at a gap or a corrupt row: the log is only ever replayed as a prefix.
+      if (!event.ParseFromString(events.Blob(1)) ||
+          events.Int(0) != static_cast<int64_t>(job.events.size()) + 1) {
+        break;
+      }
+      job.events.push_back(std::move(event));
+    }
+  }
+  return jobs;
+}
+
+absl::Status Store::PutModel(const StoredModel& model) {
+  std::lock_guard<std::mutex> lock(mu_);
+  v1::Model stored = model.model;
+  stored.set_deployed(false);
+  Statement insert(db_,
+                   "INSERT INTO models (model_id, model, weights_path) VALUES (?, ?, ?) "
+                   "ON CONFLICT(model_id) DO UPDATE SET model = excluded.model, "
+                   "weights_path = excluded.weights_path");
+  if (!insert.ok() || insert.Bind(1, stored.model_id())
+                              .BindBlob(2, stored.SerializeAsString())
+                              .Bind(3, model.weights_path)
+                              .Step() != SQLITE_DONE) {
+    return Error(absl::StrCat("cannot store model ", stored.model_id()));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Store::DeleteModel(const std::string& model_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Statement remove(db_, "DELETE FROM models WHERE model_id = ?");
+  if (!remove.ok() || remove.Bind(1, model_id).Step() != SQLITE_DONE) {
+    return Error(absl::StrCat("cannot delete model ", model_id));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<StoredModel>> Store::LoadModels() {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<StoredModel> models;
+  Statement select(db_, "SELECT model_id, model, weights_path FROM models ORDER BY position");
+  if (!select.ok()) return Error("cannot read models");
+  int rc;
+  while ((rc = select.Step()) == SQLITE_ROW) {
+    StoredModel model;
+    if (!model.model.ParseFromString(select.Blob(1))) {
+      return absl::DataLossError(
+          absl::StrCat("model ", select.Text(0), " in ", path_, " is corrupt"));
+    }
+    model.weights_path = select.Text(2);
+    models.push_back(std::move(model));
+  }
+  if (rc != SQLITE_DONE) return Error("cannot read models");
+  return models;
+}
+
+absl::Status Store::SetDeployedModelId(const std::string& model_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Statement upsert(db_,
+                   "INSERT INTO settings (key, value) VALUES (?, ?) "
+                   "ON CONFLICT(key) DO UPDATE SET value = excluded.value");
+  if (!upsert.ok() ||
+      upsert.Bind(1, std::string(kDeployedModelKey)).Bind(2, model_id).Step() != SQLITE_DONE) {
+    return Error("cannot store the deployed model");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> Store::DeployedModelId() {
+  std::lock_guard<std::mutex> lock(mu_);
+  Statement select(db_, "SELECT value FROM settings WHERE key = ?");
+  if (!select.ok()) return Error("cannot read settings");
+  select.Bind(1, std::string(kDeployedModelKey));
+  const int rc = select.Step();
+  if (rc == SQLITE_ROW) return select.Text(0);
+  if (rc == SQLITE_DONE) return std::string();
+  return Error("cannot read settings");
+}
+
+absl::Status Store::PutCheckpoint(const StoredCheckpoint& checkpoint) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Statement upsert(
+      db_,
+      "INSERT INTO checkpoints (job_id, epoch, batch, path, sha256) VALUES (?, ?, ?, ?, ?) "
+      "ON CONFLICT(job_id) DO UPDATE SET epoch = excluded.epoch, batch = excluded.batch, "
+      "path = excluded.path, sha256 = excluded.sha256");
+  if (!upsert.ok() || upsert.Bind(1, checkpoint.job_id)
+                              .Bind(2, static_cast<int64_t>(checkpoint.epoch))
+                              .Bind(3, checkpoint.batch)
+                              .Bind(4, checkpoint.path)
+                              .Bind(5, checkpoint.sha256)
+                              .Step() != SQLITE_DONE) {
+    return Error(absl::StrCat("cannot store the checkpoint of job ", checkpoint.job_id));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::optional<StoredCheckpoint>> Store::GetCheckpoint(const std::string& job_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Statement select(db_, "SELECT epoch, batch, path, sha256 FROM checkpoints WHERE job_id = ?");
+  if (!select.ok()) return Error("cannot read checkpoints");
+  select.Bind(1, job_id);
+  const int rc = select.Step();
+  if (rc == SQLITE_DONE) return std::optional<StoredCheckpoint>();
+  if (rc != SQLITE_ROW) return Error("cannot read checkpoints");
+  StoredCheckpoint checkpoint;
+  checkpoint.job_id = job_id;
+  checkpoint.epoch = static_cast<int>(select.Int(0));
+  checkpoint.batch = select.Int(1);
+  checkpoint.path = select.Text(2);
+  checkpoint.sha256 = select.Text(3);
+  return std::optional<StoredCheckpoint>(std::move(checkpoint));
+}
+
+absl::Status Store::DeleteCheckpoint(const std::string& job_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Statement remove(db_, "DELETE FROM checkpoints WHERE job_id = ?");
+  if (!remove.ok() || remove.Bind(1, job_id).Step() != SQLITE_DONE) {
+    return Error(absl::StrCat("cannot delete the checkpoint of job ", job_id));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace classifier

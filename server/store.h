@@ -1,0 +1,91 @@
+// The service's durable state in one SQLite database (WAL mode) under --state_dir: every job
+// (its request and every event, so WatchJob can replay after a restart), the model registry,
+// the deployed model and the jobs' latest checkpoints. Weight and checkpoint files live beside
+// it; the database holds their paths and SHA-256.
+//
+// Thread-safe: one connection, guarded by a mutex. Every write is one transaction, durable
+// when the call returns (synchronous=FULL).
+#ifndef CLASSIFIER_SERVER_STORE_H_
+#define CLASSIFIER_SERVER_STORE_H_
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "classifier/v1/classifier.pb.h"
+
+struct sqlite3;
+
+namespace classifier {
+
+struct StoredJob {
+  std::string job_id;
+  v1::TrainRequest request;
+  std::vector<v1::JobEvent> events;  // In sequence order.
+};
+
+struct StoredModel {
+  v1::Model model;  // deployed is not stored here: see DeployedModelId.
+  std::string weights_path;
+};
+
+struct StoredCheckpoint {
+  std::string job_id;
+  int epoch = 0;
+  int64_t batch = 0;
+  std::string path;
+  std::string sha256;
+};
+
+// Where jobs put their events; the Store is the durable one.
+class JobEventStore {
+ public:
+  virtual ~JobEventStore() = default;
+  virtual absl::Status AppendEvent(const v1::JobEvent& event) = 0;
+};
+
+class Store : public JobEventStore {
+ public:
+  // Opens or creates the database at `path` (its directory is created). A database that
+  // cannot be opened or read is an error naming the path.
+  static absl::StatusOr<std::unique_ptr<Store>> Open(const std::string& path);
+  ~Store() override;
+  Store(const Store&) = delete;
+  Store& operator=(const Store&) = delete;
+
+  absl::Status InsertJob(const std::string& job_id, const v1::TrainRequest& request);
+  absl::Status AppendEvent(const v1::JobEvent& event) override;
+  // Every job, in submission order, with all its events.
+  absl::StatusOr<std::vector<StoredJob>> LoadJobs();
+
+  absl::Status PutModel(const StoredModel& model);
+  absl::Status DeleteModel(const std::string& model_id);
+  // Oldest first.
+  absl::StatusOr<std::vector<StoredModel>> LoadModels();
+  absl::Status SetDeployedModelId(const std::string& model_id);
+  // Empty when none was deployed.
+  absl::StatusOr<std::string> DeployedModelId();
+
+  absl::Status PutCheckpoint(const StoredCheckpoint& checkpoint);
+  absl::StatusOr<std::optional<StoredCheckpoint>> GetCheckpoint(const std::string& job_id);
+  absl::Status DeleteCheckpoint(const std::string& job_id);
+
+ private:
+  explicit Store(sqlite3* db, std::string path);
+  absl::Status Exec(const std::string& sql) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status Error(const std::string& what) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const std::string path_;
+  std::mutex mu_;
+  sqlite3* const db_ ABSL_GUARDED_BY(mu_);  // Owned; closed by the destructor.
+};
+
+}  // namespace classifier
+
+#endif  // CLASSIFIER_SERVER_STORE_H_

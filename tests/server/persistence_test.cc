@@ -1,0 +1,323 @@
+// Jobs, events and models survive restarts; interrupted jobs resume; the registry deploys
+// without failing a request; imports are checked. The real server on loopback, restarted on
+// the same state directory.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "server/file_util.h"
+#include "tests/server/server_fixture.h"
+
+namespace classifier {
+namespace {
+
+using ::grpc::ClientContext;
+using ::grpc::StatusCode;
+using testing::ExpectStatus;
+
+class PersistenceTest : public testing::ServerFixture {
+ protected:
+  // Probabilities of every test image, all classes, from `model_id`.
+  std::vector<float> Probabilities(const std::string& model_id) {
+    v1::PredictRequest request;
+    request.set_model_id(model_id);
+    request.set_top_k(10);
+    for (int i = 0; i < 20; ++i) *request.add_images() = RawImage(test_, i);
+    v1::PredictResponse response;
+    EXPECT_TRUE(Predict(request, &response).ok());
+    std::vector<float> probabilities(200);
+    for (int i = 0; i < response.predictions_size(); ++i) {
+      for (const auto& entry : response.predictions(i).top_k()) {
+        probabilities[i * 10 + entry.label()] = entry.probability();
+      }
+    }
+    return probabilities;
+  }
+
+  std::string ExportBytes(const std::string& model_id) {
+    ClientContext context;
+    v1::ExportWeightsRequest request;
+    request.set_model_id(model_id);
+    auto reader = stub_->ExportWeights(&context, request);
+    std::string file;
+    v1::WeightsChunk chunk;
+    while (reader->Read(&chunk)) file += chunk.data();
+    EXPECT_TRUE(reader->Finish().ok());
+    return file;
+  }
+
+  ::grpc::Status Import(const std::string& bytes, v1::ImportWeightsResponse* response,
+                        size_t chunk_size = 1000) {
+    ClientContext context;
+    auto writer = stub_->ImportWeights(&context, response);
+    v1::ImportWeightsRequest message;
+    message.set_format(v1::PYTORCH_STATE_DICT);
+    message.set_dataset("mnist");
+    size_t offset = 0;
+    do {
+      message.set_data(bytes.substr(offset, chunk_size));
+      offset += chunk_size;
+      if (!writer->Write(message)) break;
+      message.clear_format();
+      message.clear_dataset();
+    } while (offset < bytes.size());
+    writer->WritesDone();
+    return writer->Finish();
+  }
+
+  std::vector<v1::Model> ListModels() {
+    ClientContext context;
+    v1::ListModelsResponse response;
+    EXPECT_TRUE(stub_->ListModels(&context, v1::ListModelsRequest(), &response).ok());
+    return {response.models().begin(), response.models().end()};
+  }
+
+  ::grpc::Status Deploy(const std::string& model_id) {
+    ClientContext context;
+    v1::DeployModelRequest request;
+    request.set_model_id(model_id);
+    v1::Model model;
+    return stub_->DeployModel(&context, request, &model);
+  }
+};
+
+TEST_F(PersistenceTest, JobsEventsAndModelsSurviveARestart) {
+  std::vector<v1::JobEvent> events = TrainToEnd(QuickTraining());
+  ASSERT_FALSE(events.empty());
+  const std::string job_id = events.front().job_id();
+  const std::string model_id = events.back().finished().model_id();
+  const std::vector<float> before = Probabilities(model_id);
+
+  StartServer(ServerConfig{});
+  std::vector<v1::JobEvent> replay = Watch(job_id, 1);
+  ASSERT_EQ(replay.size(), events.size());
+  for (size_t i = 0; i < events.size(); ++i) {
+    EXPECT_EQ(replay[i].SerializeAsString(), events[i].SerializeAsString());
+  }
+  v1::Job job = GetJob(job_id);
+  EXPECT_EQ(job.state(), v1::JOB_STATE_SUCCEEDED);
+  EXPECT_EQ(job.model_id(), model_id);
+  std::vector<v1::Model> models = ListModels();
+  ASSERT_EQ(models.size(), 1u);
+  EXPECT_EQ(models[0].model_id(), model_id);
+  EXPECT_EQ(models[0].job_id(), job_id);
+  EXPECT_EQ(models[0].sha256(), Sha256Hex(ExportBytes(model_id)));
+  EXPECT_EQ(Probabilities(""), before);  // The newest model serves, unchanged.
+}
+
+TEST_F(PersistenceTest, AnInterruptedJobResumesAfterARestartWithIdenticalWeights) {
+  // The reference: the same job, never interrupted.
+  v1::TrainRequest request = QuickTraining(/*epochs=*/4);
+  request.set_batch_size(2);
+  const std::vector<float> reference = Probabilities(TrainModel(request));
+
+  ClientContext context;
+  auto train = stub_->Train(&context, request);
+  v1::JobEvent event;
+  std::vector<v1::JobEvent> seen;
+  // Stop the server once the job has checkpointed its first epoch, mid-way through the next.
+  while (train->Read(&event)) {
+    seen.push_back(event);
+    if (event.has_checkpoint_saved() && event.checkpoint_saved().epoch() == 1) break;
+  }
+  ASSERT_FALSE(seen.empty());
+  const std::string job_id = seen.front().job_id();
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  server_->Shutdown();
+  while (train->Read(&event)) seen.push_back(event);
+  ::grpc::Status status = train->Finish();
+  ExpectStatus(status, StatusCode::UNAVAILABLE, "from_sequence");
+  EXPECT_FALSE(seen.back().has_finished());
+
+  StartServer(ServerConfig{});
+  std::vector<v1::JobEvent> rest = Watch(job_id, static_cast<int64_t>(seen.size()) + 1);
+  ASSERT_FALSE(rest.empty());
+  // Gap-free across the restart, and the first new event says where it resumed.
+  EXPECT_EQ(rest.front().sequence(), static_cast<int64_t>(seen.size()) + 1);
+  for (size_t i = 1; i < rest.size(); ++i)
+    EXPECT_EQ(rest[i].sequence(), rest[i - 1].sequence() + 1);
+  int resumed = 0;
+  for (const auto& e : rest) resumed += e.has_resumed();
+  EXPECT_EQ(resumed, 1);
+  ASSERT_TRUE(rest.back().has_finished());
+  ASSERT_EQ(rest.back().finished().state(), v1::JOB_STATE_SUCCEEDED)
+      << rest.back().finished().error();
+  // Every epoch reported, none twice.
+  std::vector<int> epochs;
+  for (const auto& e : seen)
+    if (e.has_epoch_end()) epochs.push_back(e.epoch_end().epoch());
+  for (const auto& e : rest)
+    if (e.has_epoch_end()) epochs.push_back(e.epoch_end().epoch());
+  EXPECT_EQ(epochs, (std::vector<int>{1, 2, 3, 4}));
+  EXPECT_EQ(Probabilities(rest.back().finished().model_id()), reference);
+  EXPECT_FALSE(std::filesystem::exists(dir_.path() + "/state/checkpoints/" + job_id + ".ckpt"));
+}
+
+TEST_F(PersistenceTest, QueuedJobsStayQueuedInOrderAcrossARestart) {
+  v1::TrainRequest slow = QuickTraining(/*epochs=*/50);
+  slow.set_batch_size(1);
+  std::vector<std::string> ids;
+  std::vector<std::unique_ptr<ClientContext>> contexts;
+  std::vector<std::unique_ptr<::grpc::ClientReader<v1::JobEvent>>> streams;
+  for (int i = 0; i < 3; ++i) {
+    contexts.push_back(std::make_unique<ClientContext>());
+    streams.push_back(stub_->Train(contexts.back().get(), i == 0 ? slow : QuickTraining(1)));
+    v1::JobEvent event;
+    ASSERT_TRUE(streams.back()->Read(&event));
+    ids.push_back(event.job_id());
+  }
+  ASSERT_EQ(WaitForJobState(ids[0], v1::JOB_STATE_RUNNING), v1::JOB_STATE_RUNNING);
+  server_->Shutdown();
+  for (auto& stream : streams) {
+    v1::JobEvent event;
+    while (stream->Read(&event)) {
+    }
+    EXPECT_EQ(stream->Finish().error_code(), StatusCode::UNAVAILABLE);
+  }
+  StartServer(ServerConfig{});
+  EXPECT_EQ(GetJob(ids[1]).state(), v1::JOB_STATE_QUEUED);
+  EXPECT_EQ(GetJob(ids[2]).state(), v1::JOB_STATE_QUEUED);
+  ClientContext cancel_context;
+  v1::CancelJobRequest cancel;
+  cancel.set_job_id(ids[0]);
+  v1::Job cancelled;
+  ASSERT_TRUE(stub_->CancelJob(&cancel_context, cancel, &cancelled).ok());
+  ASSERT_EQ(WaitForJobState(ids[2], v1::JOB_STATE_SUCCEEDED), v1::JOB_STATE_SUCCEEDED);
+  EXPECT_EQ(GetJob(ids[0]).state(), v1::JOB_STATE_CANCELLED);
+  v1::Job second = GetJob(ids[1]), third = GetJob(ids[2]);
+  EXPECT_EQ(second.state(), v1::JOB_STATE_SUCCEEDED);
+  // In order: the second ended before the third started.
+  EXPECT_LE(second.end_time().seconds() * 1000000000LL + second.end_time().nanos(),
+            third.start_time().seconds() * 1000000000LL + third.start_time().nanos());
+}
+
+TEST_F(PersistenceTest, DeployPersistsAndTheDeployedModelCannotBeDeleted) {
+  const std::string first = TrainModel();
+  v1::TrainRequest other = QuickTraining();
+  other.set_seed(99);
+  other.set_deploy_when_done(true);
+  const std::string second = TrainModel(other);
+  ASSERT_NE(first, second);
+
+  v1::PredictRequest request;
+  *request.add_images() = RawImage(test_, 0);
+  v1::PredictResponse response;
+  ASSERT_TRUE(Predict(request, &response).ok());
+  EXPECT_EQ(response.model_id(), second);  // deploy_when_done.
+
+  ASSERT_TRUE(Deploy(first).ok());
+  ASSERT_TRUE(Predict(request, &response).ok());
+  EXPECT_EQ(response.model_id(), first);
+  StartServer(ServerConfig{});
+  ASSERT_TRUE(Predict(request, &response).ok());
+  EXPECT_EQ(response.model_id(), first);  // The choice survives the restart.
+  for (const v1::Model& model : ListModels())
+    EXPECT_EQ(model.deployed(), model.model_id() == first);
+
+  ClientContext context;
+  v1::DeleteModelRequest remove;
+  remove.set_model_id(first);
+  v1::DeleteModelResponse removed;
+  ExpectStatus(stub_->DeleteModel(&context, remove, &removed), StatusCode::FAILED_PRECONDITION,
+               "deployed");
+  ClientContext context2;
+  remove.set_model_id(second);
+  ASSERT_TRUE(stub_->DeleteModel(&context2, remove, &removed).ok());
+  EXPECT_EQ(ListModels().size(), 1u);
+  EXPECT_FALSE(std::filesystem::exists(dir_.path() + "/state/models/" + second + ".pth"));
+  ExpectStatus(Deploy(second), StatusCode::NOT_FOUND, second);
+}
+
+TEST_F(PersistenceTest, DeployingBackAndForthNeverFailsARequest) {
+  const std::string a = TrainModel();
+  v1::TrainRequest other = QuickTraining();
+  other.set_seed(5);
+  const std::string b = TrainModel(other);
+  const std::vector<float> expected_a = Probabilities(a), expected_b = Probabilities(b);
+  ASSERT_NE(expected_a, expected_b);
+
+  std::atomic<bool> stop{false};
+  std::atomic<int> requests{0}, errors{0}, wrong{0};
+  std::vector<std::thread> callers;
+  for (int t = 0; t < 4; ++t) {
+    callers.emplace_back([&] {
+      while (!stop.load()) {
+        std::vector<float> got = Probabilities("");
+        ++requests;
+        if (got == std::vector<float>(200)) {
+          ++errors;
+        } else if (got != expected_a && got != expected_b) {
+          ++wrong;
+        }
+      }
+    });
+  }
+  for (int i = 0; i < 60; ++i) {
+    EXPECT_TRUE(Deploy(i % 2 == 0 ? a : b).ok());
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  stop = true;
+  for (auto& caller : callers) caller.join();
+  std::cout << "deploy test: " << requests << " requests, " << errors << " errors, 60 deploys\n";
+  EXPECT_GT(requests.load(), 60);
+  EXPECT_EQ(errors.load(), 0);
+  EXPECT_EQ(wrong.load(), 0);
+}
+
+TEST_F(PersistenceTest, ACorruptOrMissingModelFileDoesNotStopTheServer) {
+  const std::string corrupt = TrainModel();
+  v1::TrainRequest other = QuickTraining();
+  other.set_seed(3);
+  const std::string missing = TrainModel(other);
+  other.set_seed(4);
+  const std::string good = TrainModel(other);
+  server_.reset();
+  const std::string corrupt_path = dir_.path() + "/state/models/" + corrupt + ".pth";
+  {
+    std::fstream file(corrupt_path, std::ios::in | std::ios::out | std::ios::binary);
+    file.seekp(100);
+    file.put('\x5a');
+  }
+  std::filesystem::remove(dir_.path() + "/state/models/" + missing + ".pth");
+  StartServer(ServerConfig{});
+
+  v1::PredictRequest request;
+  *request.add_images() = RawImage(test_, 0);
+  v1::PredictResponse response;
+  request.set_model_id(corrupt);
+  ExpectStatus(Predict(request, &response), StatusCode::DATA_LOSS, corrupt_path);
+  request.set_model_id(missing);
+  ExpectStatus(Predict(request, &response), StatusCode::DATA_LOSS, missing + ".pth");
+  request.set_model_id(good);
+  EXPECT_TRUE(Predict(request, &response).ok());
+  EXPECT_EQ(ListModels().size(), 3u);
+}
+
+TEST_F(PersistenceTest, ImportRegistersExportedWeightsAndRefusesBadUploads) {
+  const std::string model_id = TrainModel();
+  const std::string bytes = ExportBytes(model_id);
+  v1::ImportWeightsResponse response;
+  ASSERT_TRUE(Import(bytes, &response).ok());
+  const std::string imported = response.model().model_id();
+  EXPECT_NE(imported, model_id);
+  EXPECT_EQ(response.model().dataset(), "mnist");
+  EXPECT_EQ(response.model().test_metrics().count(), kTestImages);
+  EXPECT_EQ(Probabilities(imported), Probabilities(model_id));
+
+  const size_t models = ListModels().size();
+  ExpectStatus(Import("definitely not a weights file", &response), StatusCode::INVALID_ARGUMENT,
+               "data");
+  ExpectStatus(Import(bytes.substr(0, bytes.size() / 2), &response), StatusCode::INVALID_ARGUMENT,
+               "data");
+  ExpectStatus(Import("", &response), StatusCode::INVALID_ARGUMENT, "empty");
+  EXPECT_EQ(ListModels().size(), models);  // Nothing registered by a bad upload.
+}
+
+}  // namespace
+}  // namespace classifier
