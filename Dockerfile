@@ -13,7 +13,7 @@ FROM debian:bookworm AS build
 WORKDIR /src
 # Dependencies first, in their own layer: editing the sources does not reinstall them.
 COPY scripts/install-deps.sh scripts/install-deps.sh
-RUN scripts/install-deps.sh && rm -rf /var/lib/apt/lists/*
+RUN scripts/install-deps.sh build && rm -rf /var/lib/apt/lists/*
 COPY . .
 RUN scripts/build.sh -DCLASSIFIER_BUILD_TESTS=OFF
 

@@ -3,11 +3,12 @@
 # second run installs nothing. Used by the README, .ci/run and the Dockerfile so the three
 # can never disagree.
 #
-#   scripts/install-deps.sh          build + test dependencies (default)
+#   scripts/install-deps.sh          everything: run, build and test (default)
+#   scripts/install-deps.sh build    what building the server and CLI needs (the Dockerfile)
 #   scripts/install-deps.sh runtime  only what the server and CLI need at run time
 set -euo pipefail
 
-mode=${1:-build}
+mode=${1:-all}
 
 runtime_packages=(
   libtorch1.13 libgrpc++1.51 libgrpc29 libprotobuf32 libabsl20220623 libspdlog1.10
@@ -36,8 +37,9 @@ if ! command -v npm >/dev/null 2>&1; then runtime_packages+=(nodejs npm); fi
 
 case "$mode" in
   runtime) wanted=("${runtime_packages[@]}") ;;
-  build) wanted=("${runtime_packages[@]}" "${build_packages[@]}" "${test_packages[@]}") ;;
-  *) echo "usage: $0 [build|runtime]" >&2; exit 2 ;;
+  build) wanted=("${runtime_packages[@]}" "${build_packages[@]}") ;;
+  all) wanted=("${runtime_packages[@]}" "${build_packages[@]}" "${test_packages[@]}") ;;
+  *) echo "usage: $0 [all|build|runtime]" >&2; exit 2 ;;
 esac
 
 missing=()

@@ -1,0 +1,518 @@
+// predict_bench: Predict throughput and latency of a running classifier-server, each beside
+// the figure it is judged against, measured in the same run and alternated (A B A B):
+//
+//   1. throughput per batch size: TrainedModel::PredictProbabilities in this process vs the
+//      same batch over gRPC (raw_pixels images), images/s and the ratio gRPC / in-process;
+//   2. latency, one caller, one image per request: gRPC Predict vs a gRPC health Check round
+//      trip (the transport's "echo") and the in-process batch-1 forward, p50 / p99;
+//   3. concurrency: N callers (default 64) each sending one image, closed loop, vs 1 caller:
+//      requests/s, p50 / p99;
+//   4. serving while training: the one-caller latency while a training job runs, vs idle.
+//
+// The model: a tutorial CNN trained here for one epoch on synthetic images, uploaded with
+// ImportWeights and deployed, so that both sides run the very same weights. Images are
+// synthetic too (the forward pass costs the same whatever the pixels). bench/predict_bench.sh
+// starts a server and runs this; see bench/README.md. Prints figures; never a test.
+#include <grpcpp/grpcpp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
+#include <memory>
+#include <random>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "classifier/v1/classifier.grpc.pb.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "model/dataset.h"
+#include "model/network.h"
+#include "model/trainer.h"
+
+ABSL_FLAG(std::string, server, "127.0.0.1:50051", "the classifier-server to measure");
+ABSL_FLAG(int, threads, 1,
+          "LibTorch compute threads in this process: the server's --threads, for a fair ratio");
+ABSL_FLAG(std::string, batches, "1,16,64,256,1024,10000", "batch sizes for throughput");
+ABSL_FLAG(int, rounds, 3, "alternating in-process / gRPC rounds per batch size");
+ABSL_FLAG(double, min_seconds, 0.5, "shortest measurement of one throughput figure");
+ABSL_FLAG(int, latency_requests, 2000, "requests per kind for the latency percentiles");
+ABSL_FLAG(int, callers, 64, "concurrent callers for the concurrency figure");
+ABSL_FLAG(double, concurrency_seconds, 3, "length of one concurrency measurement");
+ABSL_FLAG(std::string, dataset, "fashion-mnist",
+          "dataset the imported model is registered for and the serving-while-training job "
+          "trains on (the server must have it)");
+ABSL_FLAG(std::string, sections, "throughput,latency,concurrency,training",
+          "which measurements to run, comma-separated");
+
+namespace classifier {
+namespace {
+
+namespace v1 = ::classifier::v1;
+using Clock = std::chrono::steady_clock;
+
+constexpr int kSide = 28;
+constexpr int kImagePixels = kSide * kSide;
+constexpr double kPixelScale = 255.0;
+constexpr auto kDeadline = std::chrono::seconds(120);
+
+double SecondsSince(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+[[noreturn]] void Fail(const std::string& what) {
+  std::fprintf(stderr, "predict_bench: %s\n", what.c_str());
+  std::exit(EXIT_FAILURE);
+}
+
+void Check(const ::grpc::Status& status, const std::string& what) {
+  if (!status.ok()) {
+    Fail(absl::StrCat(what, ": gRPC code ", static_cast<int>(status.error_code()), ": ",
+                      status.error_message()));
+  }
+}
+
+void SetDeadline(::grpc::ClientContext& context) {
+  context.set_deadline(std::chrono::system_clock::now() + kDeadline);
+}
+
+// Nearest-rank percentile of `samples` (seconds), in microseconds.
+double PercentileMicros(std::vector<double> samples, double percentile) {
+  if (samples.empty()) return 0;
+  std::sort(samples.begin(), samples.end());
+  const size_t rank = static_cast<size_t>(
+      std::max(1.0, std::ceil(percentile / 100 * static_cast<double>(samples.size()))));
+  return 1e6 * samples[std::min(rank, samples.size()) - 1];
+}
+
+double Median(std::vector<double> values) {
+  std::sort(values.begin(), values.end());
+  const size_t n = values.size();
+  return n == 0 ? 0 : (n % 2 == 1 ? values[n / 2] : (values[n / 2 - 1] + values[n / 2]) / 2);
+}
+
+std::string LatencySummary(const std::vector<double>& samples) {
+  return absl::StrFormat("%.0f / %.0f us", PercentileMicros(samples, 50),
+                         PercentileMicros(samples, 99));
+}
+
+// Seeded uint8 images, `count` of them.
+std::vector<uint8_t> SyntheticPixels(int64_t count, uint32_t seed) {
+  std::mt19937 generator(seed);
+  std::uniform_int_distribution<int> byte(0, 255);
+  std::vector<uint8_t> pixels(static_cast<size_t>(count) * kImagePixels);
+  for (uint8_t& p : pixels) p = static_cast<uint8_t>(byte(generator));
+  return pixels;
+}
+
+// A tutorial CNN trained for one epoch on 1,200 synthetic images: real weights, in a second.
+std::unique_ptr<TrainedModel> MakeModel() {
+  constexpr int kTrainImages = 1200;
+  Dataset data;
+  data.rows = kSide;
+  data.cols = kSide;
+  data.num_classes = 10;
+  data.pixels = SyntheticPixels(kTrainImages, /*seed=*/1);
+  std::mt19937 generator(2);
+  for (int i = 0; i < kTrainImages; ++i) data.labels.push_back(generator() % 10);
+  TrainOptions options;
+  options.epochs = 1;
+  options.device = "cpu";
+  absl::StatusOr<std::unique_ptr<Trainer>> trainer = Trainer::Create(data, options);
+  if (!trainer.ok()) Fail(trainer.status().ToString());
+  TrainingObserver observer;
+  absl::StatusOr<std::unique_ptr<TrainedModel>> model = (*trainer)->Run(observer);
+  if (!model.ok()) Fail(model.status().ToString());
+  return *std::move(model);
+}
+
+// Uploads the model's weights and deploys them; returns the server's model id.
+std::string ImportAndDeploy(v1::Classifier::Stub& stub, const TrainedModel& model,
+                            const std::string& dataset) {
+  absl::StatusOr<std::string> bytes = model.ToStateDictBytes();
+  if (!bytes.ok()) Fail(bytes.status().ToString());
+  ::grpc::ClientContext context;
+  SetDeadline(context);
+  v1::ImportWeightsResponse response;
+  std::unique_ptr<::grpc::ClientWriter<v1::ImportWeightsRequest>> writer =
+      stub.ImportWeights(&context, &response);
+  v1::ImportWeightsRequest request;
+  request.set_format(v1::PYTORCH_STATE_DICT);
+  request.set_dataset(dataset);
+  request.set_data(*bytes);  // Tens of KB: one message.
+  writer->Write(request);
+  writer->WritesDone();
+  Check(writer->Finish(), "ImportWeights");
+  const std::string model_id = response.model().model_id();
+  ::grpc::ClientContext deploy_context;
+  SetDeadline(deploy_context);
+  v1::DeployModelRequest deploy;
+  deploy.set_model_id(model_id);
+  v1::Model deployed;
+  Check(stub.DeployModel(&deploy_context, deploy, &deployed), "DeployModel");
+  return model_id;
+}
+
+v1::PredictRequest MakeRequest(const std::vector<uint8_t>& pool, int64_t count,
+                               const std::string& model_id) {
+  v1::PredictRequest request;
+  request.set_model_id(model_id);
+  for (int64_t i = 0; i < count; ++i) {
+    request.add_images()->set_raw_pixels(
+        reinterpret_cast<const char*>(pool.data()) + i * kImagePixels, kImagePixels);
+  }
+  return request;
+}
+
+std::vector<float> ToFloats(const std::vector<uint8_t>& pool, int64_t count) {
+  std::vector<float> pixels(static_cast<size_t>(count) * kImagePixels);
+  for (size_t i = 0; i < pixels.size(); ++i) pixels[i] = static_cast<float>(pool[i] / kPixelScale);
+  return pixels;
+}
+
+// What one benchmark step calls: a Predict over gRPC, a health Check, a forward in-process.
+class Calls {
+ public:
+  Calls(std::shared_ptr<::grpc::Channel> channel, const TrainedModel& model)
+      : stub_(v1::Classifier::NewStub(channel)),
+        health_(::grpc::health::v1::Health::NewStub(channel)),
+        model_(model) {}
+
+  v1::Classifier::Stub& stub() { return *stub_; }
+
+  void Predict(const v1::PredictRequest& request) {
+    ::grpc::ClientContext context;
+    SetDeadline(context);
+    v1::PredictResponse response;
+    Check(stub_->Predict(&context, request, &response), "Predict");
+    if (response.predictions_size() != request.images_size()) {
+      Fail(absl::StrCat("Predict answered ", response.predictions_size(), " predictions for ",
+                        request.images_size(), " images"));
+    }
+  }
+
+  void Echo() {
+    ::grpc::ClientContext context;
+    SetDeadline(context);
+    ::grpc::health::v1::HealthCheckRequest request;
+    ::grpc::health::v1::HealthCheckResponse response;
+    Check(health_->Check(&context, request, &response), "Health.Check");
+  }
+
+  void Forward(const std::vector<float>& pixels, int64_t count) {
+    absl::StatusOr<std::vector<float>> probabilities = model_.PredictProbabilities(pixels, count);
+    if (!probabilities.ok()) Fail(probabilities.status().ToString());
+  }
+
+ private:
+  std::unique_ptr<v1::Classifier::Stub> stub_;
+  std::unique_ptr<::grpc::health::v1::Health::Stub> health_;
+  const TrainedModel& model_;
+};
+
+// Calls `call` (one batch of `batch` images) for at least `min_seconds` and twice; images/s.
+double ImagesPerSecond(int64_t batch, double min_seconds, const std::function<void()>& call) {
+  const Clock::time_point start = Clock::now();
+  int64_t calls = 0;
+  double seconds = 0;
+  do {
+    call();
+    ++calls;
+    seconds = SecondsSince(start);
+  } while (seconds < min_seconds || calls < 2);
+  return static_cast<double>(calls * batch) / seconds;
+}
+
+void Throughput(Calls& calls, const std::string& model_id, const std::vector<uint8_t>& pool) {
+  std::vector<int64_t> batches;
+  for (absl::string_view text : absl::StrSplit(absl::GetFlag(FLAGS_batches), ',')) {
+    int64_t batch = 0;
+    if (!absl::SimpleAtoi(text, &batch) || batch < 1 ||
+        batch > static_cast<int64_t>(pool.size() / kImagePixels)) {
+      Fail(absl::StrCat("bad --batches entry '", text, "'"));
+    }
+    batches.push_back(batch);
+  }
+  const int rounds = absl::GetFlag(FLAGS_rounds);
+  const double min_seconds = absl::GetFlag(FLAGS_min_seconds);
+  std::printf("\n== 1. throughput: in-process PredictProbabilities vs gRPC Predict (raw_pixels)\n");
+  std::printf("%8s  %14s  %14s  %9s  %s\n", "batch", "in-process/s", "gRPC img/s", "gRPC/in",
+              "per-round ratios");
+  for (const int64_t batch : batches) {
+    const v1::PredictRequest request = MakeRequest(pool, batch, model_id);
+    const std::vector<float> pixels = ToFloats(pool, batch);
+    calls.Forward(pixels, batch);  // Warm-up: allocator, oneDNN primitives, connection.
+    calls.Predict(request);
+    std::vector<double> local;
+    std::vector<double> remote;
+    std::string ratios;
+    for (int round = 0; round < rounds; ++round) {
+      local.push_back(ImagesPerSecond(batch, min_seconds, [&] { calls.Forward(pixels, batch); }));
+      remote.push_back(ImagesPerSecond(batch, min_seconds, [&] { calls.Predict(request); }));
+      absl::StrAppend(&ratios, round == 0 ? "" : " ",
+                      absl::StrFormat("%.2f", remote.back() / local.back()));
+    }
+    const double local_median = Median(local);
+    const double remote_median = Median(remote);
+    std::printf("%8lld  %14.0f  %14.0f  %9.2f  %s\n", static_cast<long long>(batch),
+                local_median, remote_median, remote_median / local_median, ratios.c_str());
+    std::fflush(stdout);
+  }
+}
+
+struct LatencySamples {
+  std::vector<double> echo;
+  std::vector<double> predict;
+  std::vector<double> forward;
+};
+
+// One image per call, one caller; the three kinds alternate in blocks of 100.
+LatencySamples MeasureLatency(Calls& calls, const v1::PredictRequest& one,
+                              const std::vector<float>& one_pixels, int requests,
+                              bool with_forward) {
+  constexpr int kBlock = 100;
+  LatencySamples samples;
+  auto time_block = [](int n, std::vector<double>& out, const std::function<void()>& call) {
+    for (int i = 0; i < n; ++i) {
+      const Clock::time_point start = Clock::now();
+      call();
+      out.push_back(SecondsSince(start));
+    }
+  };
+  for (int done = 0; done < requests; done += kBlock) {
+    const int n = std::min(kBlock, requests - done);
+    time_block(n, samples.echo, [&] { calls.Echo(); });
+    time_block(n, samples.predict, [&] { calls.Predict(one); });
+    if (with_forward) time_block(n, samples.forward, [&] { calls.Forward(one_pixels, 1); });
+  }
+  return samples;
+}
+
+void Latency(Calls& calls, const v1::PredictRequest& one, const std::vector<float>& one_pixels) {
+  const int requests = absl::GetFlag(FLAGS_latency_requests);
+  MeasureLatency(calls, one, one_pixels, 200, true);  // Warm-up.
+  const LatencySamples s = MeasureLatency(calls, one, one_pixels, requests, true);
+  std::printf("\n== 2. latency, one caller, one image per request (%d requests each, p50 / p99)\n",
+              requests);
+  std::printf("gRPC health Check (echo):     %s\n", LatencySummary(s.echo).c_str());
+  std::printf("in-process forward, batch 1:  %s\n", LatencySummary(s.forward).c_str());
+  std::printf("gRPC Predict, 1 image:        %s\n", LatencySummary(s.predict).c_str());
+  const double echo50 = PercentileMicros(s.echo, 50);
+  const double forward50 = PercentileMicros(s.forward, 50);
+  const double predict50 = PercentileMicros(s.predict, 50);
+  const double predict99 = PercentileMicros(s.predict, 99);
+  std::printf(
+      "ratio: Predict p50 / (echo p50 + forward p50) = %.0f / (%.0f + %.0f) = %.2f "
+      "(target <= 1.3); Predict p99 %.0f us (target < 1000)\n",
+      predict50, echo50, forward50, predict50 / (echo50 + forward50), predict99);
+  std::fflush(stdout);
+}
+
+struct LoadResult {
+  double requests_per_second = 0;
+  std::vector<double> latencies;
+};
+
+// `callers` Predict calls always in flight on one completion queue (a closed loop, as
+// `callers` clients that each send the next request when the answer arrives). Counts the
+// calls that finish within `seconds` after a warm-up of a fifth of that.
+LoadResult ClosedLoop(v1::Classifier::Stub& stub, const v1::PredictRequest& request, int callers,
+                      double seconds) {
+  struct Slot {
+    std::unique_ptr<::grpc::ClientContext> context;
+    std::unique_ptr<::grpc::ClientAsyncResponseReader<v1::PredictResponse>> reader;
+    v1::PredictResponse response;
+    ::grpc::Status status;
+    Clock::time_point start;
+  };
+  ::grpc::CompletionQueue queue;
+  std::vector<Slot> slots(static_cast<size_t>(callers));
+  auto start_call = [&](size_t i) {
+    Slot& slot = slots[i];
+    slot.context = std::make_unique<::grpc::ClientContext>();
+    SetDeadline(*slot.context);
+    slot.response.Clear();
+    slot.start = Clock::now();
+    slot.reader = stub.AsyncPredict(slot.context.get(), request, &queue);
+    slot.reader->Finish(&slot.response, &slot.status, reinterpret_cast<void*>(i));
+  };
+  const Clock::time_point begin = Clock::now();
+  const auto to_duration = [](double s) {
+    return std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(s));
+  };
+  const Clock::time_point measure_from = begin + to_duration(seconds / 5);
+  const Clock::time_point measure_until = measure_from + to_duration(seconds);
+  for (size_t i = 0; i < slots.size(); ++i) start_call(i);
+  size_t in_flight = slots.size();
+  LoadResult result;
+  int64_t done = 0;
+  void* tag = nullptr;
+  bool ok = false;
+  while (in_flight > 0 && queue.Next(&tag, &ok)) {
+    const size_t i = reinterpret_cast<size_t>(tag);
+    Slot& slot = slots[i];
+    const Clock::time_point now = Clock::now();
+    Check(slot.status, "Predict (concurrent)");
+    if (slot.response.predictions_size() != request.images_size()) Fail("wrong answer count");
+    if (now >= measure_from && now < measure_until) {
+      ++done;
+      result.latencies.push_back(std::chrono::duration<double>(now - slot.start).count());
+    }
+    if (now < measure_until) {
+      start_call(i);
+    } else {
+      --in_flight;
+    }
+  }
+  queue.Shutdown();
+  while (queue.Next(&tag, &ok)) {
+  }
+  result.requests_per_second = static_cast<double>(done) / seconds;
+  return result;
+}
+
+void Concurrency(Calls& calls, const v1::PredictRequest& one) {
+  const int callers = absl::GetFlag(FLAGS_callers);
+  const double seconds = absl::GetFlag(FLAGS_concurrency_seconds);
+  std::printf("\n== 3. concurrency: one image per request, %d callers vs 1 (%.1f s each, A B A B)\n",
+              callers, seconds);
+  std::vector<double> single_rps, many_rps, single_latency, many_latency;
+  for (int round = 0; round < 2; ++round) {
+    LoadResult single = ClosedLoop(calls.stub(), one, 1, seconds);
+    LoadResult many = ClosedLoop(calls.stub(), one, callers, seconds);
+    single_rps.push_back(single.requests_per_second);
+    many_rps.push_back(many.requests_per_second);
+    single_latency.insert(single_latency.end(), single.latencies.begin(), single.latencies.end());
+    many_latency.insert(many_latency.end(), many.latencies.begin(), many.latencies.end());
+  }
+  std::printf("1 caller:    %8.0f requests/s (rounds %.0f, %.0f), p50 / p99 %s\n",
+              Median(single_rps), single_rps[0], single_rps[1],
+              LatencySummary(single_latency).c_str());
+  std::printf("%d callers: %8.0f requests/s (rounds %.0f, %.0f), p50 / p99 %s\n", callers,
+              Median(many_rps), many_rps[0], many_rps[1], LatencySummary(many_latency).c_str());
+  std::printf(
+      "ratio: %d callers / 1 caller = %.2f requests/s (target with dynamic batching: >= 2.5x "
+      "batch-1 serving, p99 < 20 ms)\n",
+      callers, Median(many_rps) / Median(single_rps));
+  std::fflush(stdout);
+}
+
+void WhileTraining(Calls& calls, const v1::PredictRequest& one,
+                   const std::vector<float>& one_pixels) {
+  const std::string dataset = absl::GetFlag(FLAGS_dataset);
+  const int requests = absl::GetFlag(FLAGS_latency_requests);
+  std::printf("\n== 4. serving while training: one caller, one image, idle / training / idle\n");
+  const LatencySamples before = MeasureLatency(calls, one, one_pixels, requests / 2, false);
+
+  ::grpc::ClientContext train_context;
+  v1::TrainRequest train;
+  train.set_dataset(dataset);
+  train.set_epochs(100);  // Cancelled once measured.
+  std::unique_ptr<::grpc::ClientReader<v1::JobEvent>> reader =
+      calls.stub().Train(&train_context, train);
+  v1::JobEvent event;
+  std::string job_id;
+  bool started = false;
+  while (!started && reader->Read(&event)) {
+    job_id = event.job_id();
+    started = event.has_started();
+    if (event.has_finished()) Fail("the training job ended before it started");
+  }
+  if (!started) {
+    Check(reader->Finish(), "Train");
+    Fail("the Train stream ended before the job started");
+  }
+  std::thread drain([&reader] {
+    v1::JobEvent ignored;
+    while (reader->Read(&ignored)) {
+    }
+  });
+  std::this_thread::sleep_for(std::chrono::seconds(1));  // Into the epoch proper.
+  const LatencySamples during = MeasureLatency(calls, one, one_pixels, requests, false);
+  ::grpc::ClientContext cancel_context;
+  SetDeadline(cancel_context);
+  v1::CancelJobRequest cancel;
+  cancel.set_job_id(job_id);
+  v1::Job job;
+  Check(calls.stub().CancelJob(&cancel_context, cancel, &job), "CancelJob");
+  drain.join();
+  reader->Finish();  // CANCELLED or OK: the job's end is all that matters here.
+  const LatencySamples after = MeasureLatency(calls, one, one_pixels, requests / 2, false);
+
+  std::vector<double> idle = before.predict;
+  idle.insert(idle.end(), after.predict.begin(), after.predict.end());
+  std::printf("idle:             Predict p50 / p99 %s\n", LatencySummary(idle).c_str());
+  std::printf("while training:   Predict p50 / p99 %s (job %s on %s; echo %s)\n",
+              LatencySummary(during.predict).c_str(), job_id.c_str(), dataset.c_str(),
+              LatencySummary(during.echo).c_str());
+  std::printf("ratio: p99 training / idle = %.2f; p99 while training %.0f us (target < 5000)\n",
+              PercentileMicros(during.predict, 99) / PercentileMicros(idle, 99),
+              PercentileMicros(during.predict, 99));
+  std::fflush(stdout);
+}
+
+int Main() {
+  const int threads = absl::GetFlag(FLAGS_threads);
+  SetComputeThreads(threads);
+  const std::string sections = absl::GetFlag(FLAGS_sections);
+  auto wanted = [&sections](absl::string_view name) {
+    for (absl::string_view s : absl::StrSplit(sections, ',')) {
+      if (s == name) return true;
+    }
+    return false;
+  };
+
+  ::grpc::ChannelArguments arguments;
+  arguments.SetMaxReceiveMessageSize(64 << 20);
+  arguments.SetMaxSendMessageSize(64 << 20);
+  const std::string target = absl::GetFlag(FLAGS_server);
+  std::shared_ptr<::grpc::Channel> channel =
+      ::grpc::CreateCustomChannel(target, ::grpc::InsecureChannelCredentials(), arguments);
+  if (!channel->WaitForConnected(std::chrono::system_clock::now() + std::chrono::seconds(10))) {
+    Fail(absl::StrCat("cannot connect to ", target));
+  }
+
+  const std::unique_ptr<TrainedModel> model = MakeModel();
+  Calls calls(channel, *model);
+  const std::string model_id =
+      ImportAndDeploy(calls.stub(), *model, absl::GetFlag(FLAGS_dataset));
+  std::printf("predict_bench: server %s, model %s (imported), in-process threads %d\n",
+              target.c_str(), model_id.c_str(), threads);
+  std::fflush(stdout);
+
+  constexpr int64_t kPoolImages = 10000;
+  const std::vector<uint8_t> pool = SyntheticPixels(kPoolImages, /*seed=*/3);
+  const v1::PredictRequest one = MakeRequest(pool, 1, model_id);
+  const std::vector<float> one_pixels = ToFloats(pool, 1);
+
+  if (wanted("throughput")) Throughput(calls, model_id, pool);
+  if (wanted("latency")) Latency(calls, one, one_pixels);
+  if (wanted("concurrency")) Concurrency(calls, one);
+  if (wanted("training")) WhileTraining(calls, one, one_pixels);
+  return EXIT_SUCCESS;
+}
+
+}  // namespace
+}  // namespace classifier
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "Predict throughput and latency, in-process vs a running classifier-server.\n"
+      "  predict_bench --server=127.0.0.1:PORT [--threads=1] (see bench/README.md)");
+  absl::ParseCommandLine(argc, argv);
+  return classifier::Main();
+}

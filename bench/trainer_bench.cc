@@ -1,0 +1,122 @@
+// trainer_bench: the service's training loop (model/'s Trainer) run in-process, without gRPC,
+// the job queue or the event log: seconds per epoch and test accuracy. bench/train_bench.sh
+// runs it beside seed_train.py and the real server; it is also the short program to profile
+// (perf record -g -- trainer_bench --limit=12000). Prints figures; never a test.
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <string>
+#include <unistd.h>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/status/statusor.h"
+#include "model/dataset.h"
+#include "model/network.h"
+#include "model/trainer.h"
+
+ABSL_FLAG(std::string, data_dir, "/usr/share/datasets/fashion-mnist",
+          "folder holding the four official IDX files (train-images-idx3-ubyte, ...), plain or .gz");
+ABSL_FLAG(int, epochs, 1, "epochs to train");
+ABSL_FLAG(int, batch_size, 60, "images per batch (the tutorial's 60)");
+ABSL_FLAG(double, learning_rate, 1e-3, "Adam's learning rate (the tutorial's 1e-3)");
+ABSL_FLAG(uint64_t, seed, 0, "shuffling and initialisation seed");
+ABSL_FLAG(int, threads, 1, "LibTorch compute threads (0 = LibTorch's default)");
+ABSL_FLAG(int64_t, limit, 0, "train on the first N images only (0 = all): short profiles");
+ABSL_FLAG(bool, evaluate, true, "measure test accuracy after training");
+
+namespace classifier {
+namespace {
+
+// Prints one line per epoch in the format bench/train_bench.sh parses.
+class PrintingObserver : public TrainingObserver {
+ public:
+  explicit PrintingObserver(int64_t images) : images_(images) {}
+  void OnEpochEnd(const EpochStats& stats) override {
+    // The same figure the service reports: the epoch's images over its images_per_second.
+    const double seconds = static_cast<double>(images_) / stats.images_per_second;
+    std::printf("epoch %d/%d %.3fs %.0f img/s loss %.4f acc %.2f%%\n", stats.epoch,
+                stats.epochs, seconds, stats.images_per_second, stats.train_loss,
+                100 * stats.train_accuracy);
+    std::fflush(stdout);
+  }
+
+ private:
+  const int64_t images_;
+};
+
+// `dir`/`name`, or `dir`/`name`.gz when only that exists.
+std::string IdxPath(const std::string& dir, const std::string& name) {
+  const std::string plain = dir + "/" + name;
+  return access(plain.c_str(), R_OK) == 0 ? plain : plain + ".gz";
+}
+
+int Main() {
+  const std::string dir = absl::GetFlag(FLAGS_data_dir);
+  absl::StatusOr<Dataset> train = LoadIdxDataset(IdxPath(dir, "train-images-idx3-ubyte"),
+                                                 IdxPath(dir, "train-labels-idx1-ubyte"));
+  if (!train.ok()) {
+    std::fprintf(stderr, "trainer_bench: %s\n", train.status().ToString().c_str());
+    return EXIT_FAILURE;
+  }
+  const int64_t limit = absl::GetFlag(FLAGS_limit);
+  if (limit > 0 && limit < train->size()) {
+    train->pixels.resize(static_cast<size_t>(limit * train->image_size()));
+    train->labels.resize(static_cast<size_t>(limit));
+  }
+
+  const int threads = absl::GetFlag(FLAGS_threads);
+  SetComputeThreads(threads);
+  TrainOptions options;
+  options.epochs = absl::GetFlag(FLAGS_epochs);
+  options.batch_size = absl::GetFlag(FLAGS_batch_size);
+  options.learning_rate = absl::GetFlag(FLAGS_learning_rate);
+  options.seed = absl::GetFlag(FLAGS_seed);
+  options.device = "cpu";
+  std::printf("trainer_bench: %lld training images from %s, batch %d, Adam %g, threads %d\n",
+              static_cast<long long>(train->size()), dir.c_str(), options.batch_size,
+              options.learning_rate, threads);
+  std::fflush(stdout);
+
+  absl::StatusOr<std::unique_ptr<Trainer>> trainer = Trainer::Create(*train, options);
+  if (!trainer.ok()) {
+    std::fprintf(stderr, "trainer_bench: %s\n", trainer.status().ToString().c_str());
+    return EXIT_FAILURE;
+  }
+  PrintingObserver observer(train->size());
+  absl::StatusOr<std::unique_ptr<TrainedModel>> model = (*trainer)->Run(observer);
+  if (!model.ok()) {
+    std::fprintf(stderr, "trainer_bench: %s\n", model.status().ToString().c_str());
+    return EXIT_FAILURE;
+  }
+  if (!absl::GetFlag(FLAGS_evaluate)) return EXIT_SUCCESS;
+
+  absl::StatusOr<Dataset> test = LoadIdxDataset(IdxPath(dir, "t10k-images-idx3-ubyte"),
+                                                IdxPath(dir, "t10k-labels-idx1-ubyte"));
+  if (!test.ok()) {
+    std::fprintf(stderr, "trainer_bench: %s\n", test.status().ToString().c_str());
+    return EXIT_FAILURE;
+  }
+  absl::StatusOr<EvaluationResult> result = (*model)->Evaluate(*test);
+  if (!result.ok()) {
+    std::fprintf(stderr, "trainer_bench: %s\n", result.status().ToString().c_str());
+    return EXIT_FAILURE;
+  }
+  std::printf("test accuracy %.4f loss %.4f (%lld images)\n", result->accuracy, result->loss,
+              static_cast<long long>(result->count));
+  return EXIT_SUCCESS;
+}
+
+}  // namespace
+}  // namespace classifier
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "The service's training loop in-process: seconds per epoch and test accuracy.\n"
+      "  trainer_bench [--data_dir=/usr/share/datasets/fashion-mnist] [--epochs=1] "
+      "[--threads=1]");
+  absl::ParseCommandLine(argc, argv);
+  return classifier::Main();
+}
