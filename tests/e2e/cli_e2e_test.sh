@@ -58,19 +58,7 @@ cli export --model "$model" --out "$work/MulticlassCNN.pth" >"$work/export.txt"
 sha=$(sed -n 's/.*sha256 \([0-9a-f]*\),.*/\1/p' "$work/export.txt")
 check "export writes the file with the announced SHA-256" bash -c "[[ -n '$sha' && \$(sha256sum '$work/MulticlassCNN.pth' | cut -d' ' -f1) == '$sha' ]]"
 cli predict --model "$model" --top_k 10 --json "${pngs[@]}" >"$work/probabilities.json"
-python3 - "$work/data/mnist/t10k-images-idx3-ubyte.gz" "$work/probabilities.json" "$work/interop.json" <<'PY'
-import gzip, json, sys
-raw = gzip.open(sys.argv[1]).read()[16:]
-response = json.loads(open(sys.argv[2]).read())
-images, probabilities = [], []
-for i, prediction in enumerate(response["predictions"]):
-    images.append([b / 255.0 for b in raw[i * 784:(i + 1) * 784]])
-    row = [0.0] * 10
-    for entry in prediction["top_k"]:
-        row[entry["label"]] = entry["probability"]
-    probabilities.append(row)
-json.dump({"images": images, "probabilities": probabilities}, open(sys.argv[3], "w"))
-PY
+python3 "$CLASSIFIER_SOURCE_DIR/tests/interop/predictions_to_json.py" "$work/data/mnist/t10k-images-idx3-ubyte.gz" "$work/probabilities.json" "$work/interop.json"
 if [[ -x /usr/bin/python3 ]] && /usr/bin/python3 -c "import torch" 2>/dev/null; then
   check "Python's torch.load + the tutorial's CNN give the service's probabilities (< 1e-5)" \
     /usr/bin/python3 "$CLASSIFIER_SOURCE_DIR/tests/interop/check_export.py" "$work/MulticlassCNN.pth" "$work/interop.json"

@@ -55,19 +55,7 @@ cli export --format onnx --out "$work/model.onnx" >/dev/null
 "$idx_to_png_bin" "$work/data/mnist/t10k-images-idx3-ubyte.gz" "$work/data/mnist/t10k-labels-idx1-ubyte.gz" "$work/png" 1000 >"$work/pngs.txt"
 mapfile -t pngs < <(cut -d' ' -f1 "$work/pngs.txt")
 cli predict --top_k 10 --json "${pngs[@]}" >"$work/predictions.json"
-python3 - "$work/data/mnist/t10k-images-idx3-ubyte.gz" "$work/predictions.json" "$work/onnx-check.json" <<'PY'
-import gzip, json, sys
-raw = gzip.open(sys.argv[1]).read()[16:]
-response = json.loads(open(sys.argv[2]).read())
-images, probabilities = [], []
-for i, prediction in enumerate(response["predictions"]):
-    images.append([b / 255.0 for b in raw[i * 784:(i + 1) * 784]])
-    row = [0.0] * 10
-    for entry in prediction["top_k"]:
-        row[entry["label"]] = entry["probability"]
-    probabilities.append(row)
-json.dump({"images": images, "probabilities": probabilities}, open(sys.argv[3], "w"))
-PY
+python3 "$CLASSIFIER_SOURCE_DIR/tests/interop/predictions_to_json.py" "$work/data/mnist/t10k-images-idx3-ubyte.gz" "$work/predictions.json" "$work/onnx-check.json"
 check "ONNX export: onnx.checker, and OpenCV's top-1 and probabilities on 1,000 images" \
   /usr/bin/python3 "$CLASSIFIER_SOURCE_DIR/tests/interop/check_onnx.py" "$work/model.onnx" "$work/onnx-check.json"
 
