@@ -14,6 +14,7 @@
 // synthetic too (the forward pass costs the same whatever the pixels). bench/predict_bench.sh
 // starts a server and runs this; see bench/README.md. Prints figures; never a test.
 #include <grpcpp/grpcpp.h>
+#include <malloc.h>
 
 #include <algorithm>
 #include <chrono>
@@ -56,6 +57,9 @@ ABSL_FLAG(double, concurrency_seconds, 3, "length of one concurrency measurement
 ABSL_FLAG(std::string, dataset, "fashion-mnist",
           "dataset the imported model is registered for and the serving-while-training job "
           "trains on (the server must have it)");
+ABSL_FLAG(bool, pin_malloc, true,
+          "fix glibc malloc's mmap and trim thresholds in this process, so that the in-process "
+          "figure is the best one and does not depend on the allocation history (see README)");
 ABSL_FLAG(std::string, sections, "throughput,latency,concurrency,training",
           "which measurements to run, comma-separated");
 
@@ -140,11 +144,9 @@ std::unique_ptr<TrainedModel> MakeModel() {
   return *std::move(model);
 }
 
-// Uploads the model's weights and deploys them; returns the server's model id.
-std::string ImportAndDeploy(v1::Classifier::Stub& stub, const TrainedModel& model,
+// Uploads a state dict and deploys it; returns the server's model id.
+std::string ImportAndDeploy(v1::Classifier::Stub& stub, const std::string& bytes,
                             const std::string& dataset) {
-  absl::StatusOr<std::string> bytes = model.ToStateDictBytes();
-  if (!bytes.ok()) Fail(bytes.status().ToString());
   ::grpc::ClientContext context;
   SetDeadline(context);
   v1::ImportWeightsResponse response;
@@ -153,7 +155,7 @@ std::string ImportAndDeploy(v1::Classifier::Stub& stub, const TrainedModel& mode
   v1::ImportWeightsRequest request;
   request.set_format(v1::PYTORCH_STATE_DICT);
   request.set_dataset(dataset);
-  request.set_data(*bytes);  // Tens of KB: one message.
+  request.set_data(bytes);  // Tens of KB: one message.
   writer->Write(request);
   writer->WritesDone();
   Check(writer->Finish(), "ImportWeights");
@@ -268,8 +270,8 @@ void Throughput(Calls& calls, const std::string& model_id, const std::vector<uin
     }
     const double local_median = Median(local);
     const double remote_median = Median(remote);
-    std::printf("%8lld  %14.0f  %14.0f  %9.2f  %s\n", static_cast<long long>(batch),
-                local_median, remote_median, remote_median / local_median, ratios.c_str());
+    std::printf("%8lld  %14.0f  %14.0f  %9.2f  %s\n", static_cast<long long>(batch), local_median,
+                remote_median, remote_median / local_median, ratios.c_str());
     std::fflush(stdout);
   }
 }
@@ -388,8 +390,9 @@ LoadResult ClosedLoop(v1::Classifier::Stub& stub, const v1::PredictRequest& requ
 void Concurrency(Calls& calls, const v1::PredictRequest& one) {
   const int callers = absl::GetFlag(FLAGS_callers);
   const double seconds = absl::GetFlag(FLAGS_concurrency_seconds);
-  std::printf("\n== 3. concurrency: one image per request, %d callers vs 1 (%.1f s each, A B A B)\n",
-              callers, seconds);
+  std::printf(
+      "\n== 3. concurrency: one image per request, %d callers vs 1 (%.1f s each, A B A B)\n",
+      callers, seconds);
   std::vector<double> single_rps, many_rps, single_latency, many_latency;
   for (int round = 0; round < 2; ++round) {
     LoadResult single = ClosedLoop(calls.stub(), one, 1, seconds);
@@ -465,7 +468,21 @@ void WhileTraining(Calls& calls, const v1::PredictRequest& one,
   std::fflush(stdout);
 }
 
+// glibc adapts its mmap threshold to the sizes freed so far and returns memory above the trim
+// threshold to the kernel; LibTorch's activations (1.6 MB per conv1 output at batch 64) then
+// cost page faults on every call or not, depending on what was allocated before, and the
+// in-process figure at a batch size varied 2x between runs. Fixed thresholds make it stable.
+void PinMalloc() {
+  constexpr int kMmapThreshold = 32 << 20;  // glibc's maximum on 64-bit.
+  constexpr int kTrimThreshold = 512 << 20;
+  if (mallopt(M_MMAP_THRESHOLD, kMmapThreshold) != 1 ||
+      mallopt(M_TRIM_THRESHOLD, kTrimThreshold) != 1) {
+    Fail("mallopt failed");
+  }
+}
+
 int Main() {
+  if (absl::GetFlag(FLAGS_pin_malloc)) PinMalloc();
   const int threads = absl::GetFlag(FLAGS_threads);
   SetComputeThreads(threads);
   const std::string sections = absl::GetFlag(FLAGS_sections);
@@ -486,10 +503,15 @@ int Main() {
     Fail(absl::StrCat("cannot connect to ", target));
   }
 
-  const std::unique_ptr<TrainedModel> model = MakeModel();
-  Calls calls(channel, *model);
-  const std::string model_id =
-      ImportAndDeploy(calls.stub(), *model, absl::GetFlag(FLAGS_dataset));
+  // The server serves what it loaded from the uploaded bytes: so does this side.
+  const std::unique_ptr<TrainedModel> trained = MakeModel();
+  absl::StatusOr<std::string> bytes = trained->ToStateDictBytes();
+  if (!bytes.ok()) Fail(bytes.status().ToString());
+  absl::StatusOr<std::unique_ptr<TrainedModel>> model =
+      TrainedModel::FromStateDictBytes(*bytes, Architecture{}, "cpu");
+  if (!model.ok()) Fail(model.status().ToString());
+  Calls calls(channel, **model);
+  const std::string model_id = ImportAndDeploy(calls.stub(), *bytes, absl::GetFlag(FLAGS_dataset));
   std::printf("predict_bench: server %s, model %s (imported), in-process threads %d\n",
               target.c_str(), model_id.c_str(), threads);
   std::fflush(stdout);
@@ -514,5 +536,11 @@ int main(int argc, char** argv) {
       "Predict throughput and latency, in-process vs a running classifier-server.\n"
       "  predict_bench --server=127.0.0.1:PORT [--threads=1] (see bench/README.md)");
   absl::ParseCommandLine(argc, argv);
-  return classifier::Main();
+  // Off the main thread, as in the server (its worker and inference threads): glibc trims the
+  // main thread's heap when LibTorch frees a large activation and faults it back in at the
+  // next allocation, which halves the forward's speed at batch 64 on the main thread.
+  int status = EXIT_FAILURE;
+  std::thread worker([&status] { status = classifier::Main(); });
+  worker.join();
+  return status;
 }

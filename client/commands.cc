@@ -387,13 +387,51 @@ absl::StatusOr<v1::TrainRequest> BuildTrainRequest(const Invocation& invocation)
   request.set_seed(invocation.Uint64("seed"));
   request.set_progress_reports_per_epoch(invocation.Int32("progress_reports"));
   request.set_deploy_when_done(invocation.Bool("deploy"));
+  request.set_validation_fraction(invocation.Double("validation_fraction"));
+  request.set_keep_best(invocation.Bool("keep_best"));
+  request.set_early_stopping_patience(invocation.Int32("early_stopping"));
   if (invocation.Has("optimizer")) {
     const std::string optimizer = absl::AsciiStrToLower(invocation.String("optimizer"));
-    if (optimizer != "adam") {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "invalid value '", invocation.String("optimizer"), "' for --optimizer: expected adam"));
+    if (optimizer == "adam") {
+      request.set_optimizer(v1::OPTIMIZER_KIND_ADAM);
+    } else if (optimizer == "adamw") {
+      request.set_optimizer(v1::OPTIMIZER_KIND_ADAMW);
+    } else if (optimizer == "sgd") {
+      request.set_optimizer(v1::OPTIMIZER_KIND_SGD);
+    } else {
+      return absl::InvalidArgumentError(
+          absl::StrCat("invalid value '", invocation.String("optimizer"),
+                       "' for --optimizer: expected adam, adamw or sgd"));
     }
-    request.set_optimizer(v1::OPTIMIZER_KIND_ADAM);
+  }
+  request.set_momentum(invocation.Double("momentum"));
+  request.set_weight_decay(invocation.Double("weight_decay"));
+  if (invocation.Has("lr_schedule")) {
+    const std::string schedule = absl::AsciiStrToLower(invocation.String("lr_schedule"));
+    if (schedule == "none") {
+      request.set_lr_schedule(v1::LEARNING_RATE_SCHEDULE_CONSTANT);
+    } else if (schedule == "step") {
+      request.set_lr_schedule(v1::LEARNING_RATE_SCHEDULE_STEP);
+    } else if (schedule == "cosine") {
+      request.set_lr_schedule(v1::LEARNING_RATE_SCHEDULE_COSINE);
+    } else {
+      return absl::InvalidArgumentError(
+          absl::StrCat("invalid value '", invocation.String("lr_schedule"),
+                       "' for --lr_schedule: expected none, step or cosine"));
+    }
+  }
+  request.set_lr_step_size(invocation.Int32("lr_step"));
+  request.set_lr_gamma(invocation.Double("lr_gamma"));
+  for (const char* flag : {"rotation", "translation", "scale_min", "scale_max", "hflip", "vflip"}) {
+    if (!invocation.Has(flag)) continue;
+    v1::Augmentation* augmentation = request.mutable_augmentation();
+    augmentation->set_rotation_degrees(invocation.Double("rotation"));
+    augmentation->set_translation(invocation.Double("translation"));
+    augmentation->set_scale_min(invocation.Double("scale_min"));
+    augmentation->set_scale_max(invocation.Double("scale_max"));
+    augmentation->set_horizontal_flip(invocation.Bool("hflip"));
+    augmentation->set_vertical_flip(invocation.Bool("vflip"));
+    break;
   }
   return request;
 }

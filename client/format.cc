@@ -47,8 +47,26 @@ std::string OptimizerName(v1::OptimizerKind kind) {
       return "default";
     case v1::OPTIMIZER_KIND_ADAM:
       return "adam";
+    case v1::OPTIMIZER_KIND_ADAMW:
+      return "adamw";
+    case v1::OPTIMIZER_KIND_SGD:
+      return "sgd";
     default:
       return absl::StrCat("optimizer ", static_cast<int>(kind));
+  }
+}
+
+std::string ScheduleName(v1::LearningRateSchedule schedule) {
+  switch (schedule) {
+    case v1::LEARNING_RATE_SCHEDULE_UNSPECIFIED:
+    case v1::LEARNING_RATE_SCHEDULE_CONSTANT:
+      return "none";
+    case v1::LEARNING_RATE_SCHEDULE_STEP:
+      return "step";
+    case v1::LEARNING_RATE_SCHEDULE_COSINE:
+      return "cosine";
+    default:
+      return absl::StrCat("schedule ", static_cast<int>(schedule));
   }
 }
 
@@ -211,6 +229,12 @@ std::string JobDetails(const v1::Job& job) {
       {"learning_rate", OrDefault(request.learning_rate())},
       {"seed", absl::StrCat(request.seed())},
       {"optimizer", OptimizerName(request.optimizer())},
+      {"momentum", absl::StrCat(request.momentum())},
+      {"weight_decay", absl::StrCat(request.weight_decay())},
+      {"lr_schedule", ScheduleName(request.lr_schedule())},
+      {"validation_fraction", absl::StrCat(request.validation_fraction())},
+      {"keep_best", request.keep_best() ? "true" : "false"},
+      {"early_stopping_patience", absl::StrCat(request.early_stopping_patience())},
       {"progress_reports_per_epoch", absl::StrCat(request.progress_reports_per_epoch())},
       {"deploy_when_done", request.deploy_when_done() ? "true" : "false"},
       {"created_time", FormatTimestamp(job.created_time())},
@@ -346,6 +370,7 @@ void JobEventPrinter::Print(const v1::JobEvent& event) {
       if (finished.state() == v1::JOB_STATE_SUCCEEDED) {
         absl::StrAppend(&line, ": model ", OrDash(finished.model_id()), ", test accuracy ",
                         MetricsSummary(finished.test_metrics()));
+        if (!finished.note().empty()) absl::StrAppend(&line, " (", finished.note(), ")");
       }
       break;
     }

@@ -1,6 +1,7 @@
 // classifier-cli: the command-line client of the classifier service.
 //
-//   classifier-cli [--server HOST:PORT] [--timeout SECONDS] COMMAND [FLAGS] [ARGS]
+//   classifier-cli [--server HOST:PORT] [--timeout SECONDS] [--tls_ca FILE] [--token_file FILE]
+//                  COMMAND [FLAGS] [ARGS]
 //
 // Commands, flags, the exact output of each command and the exit codes are documented in
 // client/README.md (scripts and the end-to-end tests parse that output).
@@ -13,6 +14,7 @@
 #include <vector>
 
 #include "client/args.h"
+#include "client/channel.h"
 #include "client/commands.h"
 
 int main(int argc, char** argv) {
@@ -36,9 +38,14 @@ int main(int argc, char** argv) {
     return kExitOk;
   }
 
-  // No TLS yet: the server listens on a trusted network (see docker/).
-  const std::shared_ptr<grpc::Channel> channel =
-      grpc::CreateChannel(invocation->server, grpc::InsecureChannelCredentials());
+  const char* token_from_environment = std::getenv(kTokenEnvironmentVariable);
+  absl::StatusOr<ChannelOptions> channel_options = ChannelOptionsFrom(
+      *invocation, token_from_environment == nullptr ? "" : token_from_environment);
+  if (!channel_options.ok()) {
+    std::cerr << "error: " << channel_options.status().message() << "\n";
+    return kExitLocalError;
+  }
+  const std::shared_ptr<grpc::Channel> channel = MakeChannel(*channel_options);
   const std::unique_ptr<classifier::v1::Classifier::Stub> classifier =
       classifier::v1::Classifier::NewStub(channel);
   const std::unique_ptr<grpc::health::v1::Health::Stub> health =

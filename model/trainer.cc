@@ -18,6 +18,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "model/augment_torch.h"
 #include "model/cnn.h"
 
 namespace classifier {
@@ -31,6 +32,16 @@ using Clock = std::chrono::steady_clock;
 double SecondsSince(Clock::time_point start) {
   constexpr double kTick = 1e-9;
   return std::max(kTick, std::chrono::duration<double>(Clock::now() - start).count());
+}
+
+constexpr double kMaxValidationFraction = 0.5;
+// Validation batches: bounded memory, and no gradients are kept.
+constexpr int64_t kValidationBatch = 1000;
+// Mixed into the seed of the split's generator, so that it is not the trainer's.
+constexpr uint64_t kSplitSeedSalt = 0x5eed5b11u;
+
+int64_t HeldOutCount(int64_t size, double fraction) {
+  return std::llround(static_cast<double>(size) * fraction);
 }
 
 absl::Status CheckOptions(const Dataset& train, const TrainOptions& options) {
@@ -49,6 +60,65 @@ absl::Status CheckOptions(const Dataset& train, const TrainOptions& options) {
   if (!std::isfinite(options.learning_rate) || options.learning_rate <= 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("learning_rate must be a finite number above 0, got ", options.learning_rate));
+  }
+  if (options.optimizer != OptimizerKind::kAdam && options.optimizer != OptimizerKind::kAdamW &&
+      options.optimizer != OptimizerKind::kSgd) {
+    return absl::InvalidArgumentError("optimizer is not one of adam, adamw, sgd");
+  }
+  if (!std::isfinite(options.momentum) || options.momentum < 0 || options.momentum >= 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("momentum must be in [0, 1), got ", options.momentum));
+  }
+  if (options.momentum > 0 && options.optimizer != OptimizerKind::kSgd) {
+    return absl::InvalidArgumentError("momentum applies to the sgd optimizer only");
+  }
+  if (!std::isfinite(options.weight_decay) || options.weight_decay < 0 ||
+      options.weight_decay > 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("weight_decay must be in [0, 1], got ", options.weight_decay));
+  }
+  if (absl::Status status = ValidateAugmentation(options.augmentation); !status.ok()) {
+    return status;
+  }
+  if (options.lr_step_size < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("lr_step_size must be at least 1, got ", options.lr_step_size));
+  }
+  if (!std::isfinite(options.lr_gamma) || options.lr_gamma <= 0 || options.lr_gamma > 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("lr_gamma must be in (0, 1], got ", options.lr_gamma));
+  }
+  if (!std::isfinite(options.validation_fraction) || options.validation_fraction < 0 ||
+      options.validation_fraction > kMaxValidationFraction) {
+    return absl::InvalidArgumentError(absl::StrCat("validation_fraction must be in [0, ",
+                                                   kMaxValidationFraction, "], got ",
+                                                   options.validation_fraction));
+  }
+  if (options.early_stopping_patience < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "early_stopping_patience must be 0 or more, got ", options.early_stopping_patience));
+  }
+  if (options.validation_fraction == 0 && options.keep_best) {
+    return absl::InvalidArgumentError(
+        "keep_best needs a validation split: set validation_fraction above 0");
+  }
+  if (options.validation_fraction == 0 && options.early_stopping_patience > 0) {
+    return absl::InvalidArgumentError(
+        "early_stopping_patience needs a validation split: set validation_fraction above 0");
+  }
+  if (options.validation_fraction > 0) {
+    const int64_t held_out = HeldOutCount(train.size(), options.validation_fraction);
+    if (held_out < 1) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("validation_fraction ", options.validation_fraction, " of ", train.size(),
+                       " images holds out no image; raise it or use more data"));
+    }
+    if (options.batch_size > train.size() - held_out) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("batch_size must be at most ", train.size() - held_out,
+                       " (the training images left after validation_fraction ",
+                       options.validation_fraction, "), got ", options.batch_size));
+    }
   }
   if (options.progress_reports_per_epoch < 0) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -175,6 +245,12 @@ double DoubleField(const c10::impl::GenericDict& dict, const std::string& key) {
   return value.toDouble();
 }
 
+bool BoolField(const c10::impl::GenericDict& dict, const std::string& key) {
+  const c10::IValue value = Field(dict, key);
+  if (!value.isBool()) throw CheckpointError(absl::StrCat("its field ", key, " is not a bool"));
+  return value.toBool();
+}
+
 at::Tensor TensorField(const c10::impl::GenericDict& dict, const std::string& key) {
   const c10::IValue value = Field(dict, key);
   if (!value.isTensor()) throw CheckpointError(absl::StrCat("its field ", key, " is not a tensor"));
@@ -232,17 +308,18 @@ typename StateMap::key_type OptimizerStateKey(const torch::Tensor& parameter) {
   }
 }
 
-// Null before the parameter's first step.
-torch::optim::AdamParamState* FindAdamState(torch::optim::Adam& optimizer,
-                                            const torch::Tensor& parameter) {
+// Null before the parameter's first step. ParamState must be the optimizer's own type.
+template <typename ParamState>
+ParamState* FindParamState(torch::optim::Optimizer& optimizer, const torch::Tensor& parameter) {
   auto& state = optimizer.state();
   const auto found = state.find(OptimizerStateKey<std::decay_t<decltype(state)>>(parameter));
   if (found == state.end()) return nullptr;
-  return static_cast<torch::optim::AdamParamState*>(found->second.get());
+  return static_cast<ParamState*>(found->second.get());
 }
 
-void SetAdamState(torch::optim::Adam& optimizer, const torch::Tensor& parameter,
-                  std::unique_ptr<torch::optim::AdamParamState> param_state) {
+template <typename ParamState>
+void SetParamState(torch::optim::Optimizer& optimizer, const torch::Tensor& parameter,
+                   std::unique_ptr<ParamState> param_state) {
   auto& state = optimizer.state();
   state[OptimizerStateKey<std::decay_t<decltype(state)>>(parameter)] = std::move(param_state);
 }
@@ -256,7 +333,7 @@ c10::impl::GenericDict NewDict() {
 // trainer's device; the generator is a CPU generator and the run's only source of randomness.
 struct TrainingState {
   Cnn module{nullptr};
-  std::unique_ptr<torch::optim::Adam> optimizer;
+  std::unique_ptr<torch::optim::Optimizer> optimizer;
   at::Generator generator;
   int epochs_done = 0;
   int64_t batches_done = 0;  // In epoch epochs_done + 1.
@@ -270,6 +347,12 @@ struct TrainingState {
   double epoch_seconds = 0;            // Spent on epoch epochs_done + 1 so far.
   double finished_epochs_seconds = 0;  // Spent on the complete epochs, for the ETA.
   double elapsed_seconds = 0;          // Since training started, over every run.
+  // With validation: the epoch with the best validation accuracy so far (0 before the first)
+  // and that accuracy; with keep_best, a copy of that epoch's parameters, in the order of
+  // named_parameters().
+  int best_epoch = 0;
+  double best_accuracy = -1;
+  std::vector<torch::Tensor> best_parameters;
 };
 
 }  // namespace
@@ -287,12 +370,24 @@ struct Trainer::Impl {
   std::string checkpoint;
   // DataFingerprint's value, computed on first use.
   std::optional<uint64_t> data_fingerprint;
+  // With a validation split: the indices of the images trained on and of the held-out ones,
+  // as kLong tensors on the CPU. Undefined without one (every image is trained on).
+  torch::Tensor train_index;
+  torch::Tensor validation_index;
+  TrainingSummary summary;
+
+  int64_t TrainCount() const { return train_index.defined() ? train_index.size(0) : train.size(); }
+  // Whether early stopping ends the run after `state`'s epochs.
+  bool StopsEarly(const TrainingState& state) const {
+    return options.early_stopping_patience > 0 && state.epochs_done > 0 &&
+           state.epochs_done - state.best_epoch >= options.early_stopping_patience;
+  }
 
   absl::StatusOr<std::unique_ptr<TrainedModel>> Run(TrainingObserver& observer);
 
   // The last one may be partial.
   int64_t BatchesPerEpoch() const {
-    return (train.size() + options.batch_size - 1) / options.batch_size;
+    return (TrainCount() + options.batch_size - 1) / options.batch_size;
   }
   // Identifies the training data, so that a checkpoint is not resumed on other data.
   uint64_t DataFingerprint();
@@ -317,8 +412,14 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const Dataset& train,
   TrainOptions resolved = options;
   resolved.device = *device;
   try {
-    return std::unique_ptr<Trainer>(
-        new Trainer(std::make_unique<Impl>(train, resolved, torch::Device(*device))));
+    auto impl = std::make_unique<Impl>(train, resolved, torch::Device(*device));
+    if (options.validation_fraction > 0) {
+      ValidationSplit split =
+          SplitForValidation(train.size(), options.validation_fraction, options.seed);
+      impl->train_index = torch::tensor(split.train, torch::kLong);
+      impl->validation_index = torch::tensor(split.validation, torch::kLong);
+    }
+    return std::unique_ptr<Trainer>(new Trainer(std::move(impl)));
   } catch (const std::exception& e) {
     return StatusFromException(e, "creating the trainer");
   }
@@ -330,6 +431,42 @@ absl::StatusOr<std::unique_ptr<TrainedModel>> Trainer::Run(TrainingObserver& obs
   } catch (const std::exception& e) {
     return StatusFromException(e, "training");
   }
+}
+
+double LearningRateForEpoch(const TrainOptions& options, int epoch) {
+  switch (options.lr_schedule) {
+    case LearningRateSchedule::kNone:
+      break;
+    case LearningRateSchedule::kStep:
+      return options.learning_rate *
+             std::pow(options.lr_gamma, (epoch - 1) / std::max(1, options.lr_step_size));
+    case LearningRateSchedule::kCosine:
+      return options.learning_rate *
+             (1 + std::cos(M_PI * (epoch - 1) / std::max(1, options.epochs))) / 2;
+  }
+  return options.learning_rate;
+}
+
+const TrainingSummary& Trainer::summary() const { return impl_->summary; }
+
+ValidationSplit SplitForValidation(int64_t size, double fraction, uint64_t seed) {
+  ValidationSplit split;
+  const int64_t held_out = std::clamp<int64_t>(HeldOutCount(size, fraction), 0, size);
+  if (held_out == 0) {
+    split.train.resize(size);
+    for (int64_t i = 0; i < size; ++i) split.train[i] = i;
+    return split;
+  }
+  at::Generator generator = at::detail::createCPUGenerator(seed ^ kSplitSeedSalt);
+  const torch::Tensor order =
+      torch::randperm(size, generator, torch::TensorOptions().dtype(torch::kLong));
+  const torch::Tensor validation = std::get<0>(order.slice(0, 0, held_out).sort());
+  const torch::Tensor rest = std::get<0>(order.slice(0, held_out, size).sort());
+  const int64_t* v = validation.data_ptr<int64_t>();
+  const int64_t* t = rest.data_ptr<int64_t>();
+  split.validation.assign(v, v + held_out);
+  split.train.assign(t, t + (size - held_out));
+  return split;
 }
 
 absl::Status Trainer::Restore(const std::string& checkpoint_bytes) {
@@ -361,8 +498,24 @@ TrainingState Trainer::Impl::NewState() const {
   state.module->Initialize(state.generator);
   state.module->PlaceOn(device);
   state.module->train();
-  state.optimizer = std::make_unique<torch::optim::Adam>(
-      state.module->parameters(), torch::optim::AdamOptions(options.learning_rate));
+  switch (options.optimizer) {
+    case OptimizerKind::kAdam:
+      state.optimizer = std::make_unique<torch::optim::Adam>(
+          state.module->parameters(),
+          torch::optim::AdamOptions(options.learning_rate).weight_decay(options.weight_decay));
+      break;
+    case OptimizerKind::kAdamW:
+      state.optimizer = std::make_unique<torch::optim::AdamW>(
+          state.module->parameters(),
+          torch::optim::AdamWOptions(options.learning_rate).weight_decay(options.weight_decay));
+      break;
+    case OptimizerKind::kSgd:
+      state.optimizer = std::make_unique<torch::optim::SGD>(
+          state.module->parameters(), torch::optim::SGDOptions(options.learning_rate)
+                                          .momentum(options.momentum)
+                                          .weight_decay(options.weight_decay));
+      break;
+  }
   return state;
 }
 
@@ -381,18 +534,52 @@ TrainingCheckpoint Trainer::Impl::SaveState(const TrainingState& state) {
   run.insert("epochs", int64_t{options.epochs});
   run.insert("dataset_size", train.size());
   run.insert("dataset_fingerprint", static_cast<int64_t>(DataFingerprint()));
+  run.insert("validation_fraction", options.validation_fraction);
+  run.insert("keep_best", options.keep_best);
+  run.insert("early_stopping_patience", int64_t{options.early_stopping_patience});
+  run.insert("optimizer", static_cast<int64_t>(options.optimizer));
+  run.insert("momentum", options.momentum);
+  run.insert("weight_decay", options.weight_decay);
+  run.insert("lr_schedule", static_cast<int64_t>(options.lr_schedule));
+  run.insert("lr_step_size", int64_t{options.lr_step_size});
+  run.insert("lr_gamma", options.lr_gamma);
+  const AugmentationOptions& augmentation = options.augmentation;
+  run.insert("augmentation.rotation_degrees", augmentation.rotation_degrees);
+  run.insert("augmentation.translation", augmentation.translation);
+  run.insert("augmentation.scale_min", augmentation.scale_min);
+  run.insert("augmentation.scale_max", augmentation.scale_max);
+  run.insert("augmentation.horizontal_flip", augmentation.horizontal_flip);
+  run.insert("augmentation.vertical_flip", augmentation.vertical_flip);
 
   c10::Dict<std::string, at::Tensor> parameters;
-  c10::impl::GenericDict adam = NewDict();
+  c10::impl::GenericDict optimizer = NewDict();
+  auto save_moments = [&](const std::string& key, const auto* moments) {
+    if (moments == nullptr) return;
+    c10::impl::GenericDict entry = NewDict();
+    entry.insert("step", moments->step());
+    entry.insert("exp_avg", ForSaving(moments->exp_avg()));
+    entry.insert("exp_avg_sq", ForSaving(moments->exp_avg_sq()));
+    optimizer.insert(key, entry);
+  };
   for (const auto& item : state.module->named_parameters()) {
     parameters.insert(item.key(), ForSaving(item.value()));
-    if (const torch::optim::AdamParamState* moments =
-            FindAdamState(*state.optimizer, item.value())) {
-      c10::impl::GenericDict entry = NewDict();
-      entry.insert("step", moments->step());
-      entry.insert("exp_avg", ForSaving(moments->exp_avg()));
-      entry.insert("exp_avg_sq", ForSaving(moments->exp_avg_sq()));
-      adam.insert(item.key(), entry);
+    switch (options.optimizer) {
+      case OptimizerKind::kAdam:
+        save_moments(item.key(),
+                     FindParamState<torch::optim::AdamParamState>(*state.optimizer, item.value()));
+        break;
+      case OptimizerKind::kAdamW:
+        save_moments(item.key(),
+                     FindParamState<torch::optim::AdamWParamState>(*state.optimizer, item.value()));
+        break;
+      case OptimizerKind::kSgd:
+        if (const auto* sgd =
+                FindParamState<torch::optim::SGDParamState>(*state.optimizer, item.value())) {
+          c10::impl::GenericDict entry = NewDict();
+          entry.insert("momentum_buffer", ForSaving(sgd->momentum_buffer()));
+          optimizer.insert(item.key(), entry);
+        }
+        break;
     }
   }
 
@@ -407,8 +594,18 @@ TrainingCheckpoint Trainer::Impl::SaveState(const TrainingState& state) {
   dict.insert("finished_epochs_seconds", state.finished_epochs_seconds);
   dict.insert("elapsed_seconds", state.elapsed_seconds);
   dict.insert("parameters", parameters);
-  dict.insert("adam", adam);
+  dict.insert("optimizer", optimizer);
   dict.insert("generator", state.generator.get_state());
+  dict.insert("best_epoch", int64_t{state.best_epoch});
+  dict.insert("best_accuracy", state.best_accuracy);
+  if (!state.best_parameters.empty()) {
+    c10::Dict<std::string, at::Tensor> best;
+    size_t i = 0;
+    for (const auto& item : state.module->named_parameters()) {
+      best.insert(item.key(), ForSaving(state.best_parameters[i++]));
+    }
+    dict.insert("best_parameters", best);
+  }
   if (state.batches_done > 0) dict.insert("order", ForSaving(state.order));
 
   const std::vector<char> payload = torch::pickle_save(c10::IValue(dict));
@@ -486,6 +683,29 @@ absl::StatusOr<TrainingState> Trainer::Impl::LoadState(const std::string& bytes)
     expect("learning_rate", options.learning_rate, DoubleField(run, "learning_rate"));
     expect("seed", options.seed, static_cast<uint64_t>(IntField(run, "seed")));
     expect("epochs", int64_t{options.epochs}, IntField(run, "epochs"));
+    expect("validation_fraction", options.validation_fraction,
+           DoubleField(run, "validation_fraction"));
+    expect("keep_best", options.keep_best, BoolField(run, "keep_best"));
+    expect("early_stopping_patience", int64_t{options.early_stopping_patience},
+           IntField(run, "early_stopping_patience"));
+    expect("optimizer", static_cast<int64_t>(options.optimizer), IntField(run, "optimizer"));
+    expect("momentum", options.momentum, DoubleField(run, "momentum"));
+    expect("weight_decay", options.weight_decay, DoubleField(run, "weight_decay"));
+    expect("lr_schedule", static_cast<int64_t>(options.lr_schedule), IntField(run, "lr_schedule"));
+    expect("lr_step_size", int64_t{options.lr_step_size}, IntField(run, "lr_step_size"));
+    expect("lr_gamma", options.lr_gamma, DoubleField(run, "lr_gamma"));
+    const AugmentationOptions& augmentation = options.augmentation;
+    for (const auto& [key, value] : {std::pair<const char*, double>{"augmentation.rotation_degrees",
+                                                                    augmentation.rotation_degrees},
+                                     {"augmentation.translation", augmentation.translation},
+                                     {"augmentation.scale_min", augmentation.scale_min},
+                                     {"augmentation.scale_max", augmentation.scale_max}}) {
+      expect(key, value, DoubleField(run, key));
+    }
+    expect("augmentation.horizontal_flip", augmentation.horizontal_flip,
+           BoolField(run, "augmentation.horizontal_flip"));
+    expect("augmentation.vertical_flip", augmentation.vertical_flip,
+           BoolField(run, "augmentation.vertical_flip"));
     const int64_t n = train.size();
     const int64_t dataset_size = IntField(run, "dataset_size");
     if (dataset_size != n) {
@@ -527,29 +747,48 @@ absl::StatusOr<TrainingState> Trainer::Impl::LoadState(const std::string& bytes)
     // Weights and optimizer, copied into the tensors NewState made (keeping their layouts).
     torch::NoGradGuard no_grad;
     const c10::impl::GenericDict parameters = DictField(dict, "parameters");
-    const c10::impl::GenericDict adam = DictField(dict, "adam");
+    const c10::impl::GenericDict optimizer = DictField(dict, "optimizer");
     const auto named = state.module->named_parameters();
-    if (parameters.size() != named.size() || adam.size() > named.size()) {
+    if (parameters.size() != named.size() || optimizer.size() > named.size()) {
       throw CheckpointError(absl::StrCat("it holds ", parameters.size(), " parameters and ",
-                                         adam.size(), " optimizer entries; the network has ",
+                                         optimizer.size(), " optimizer entries; the network has ",
                                          named.size(), " parameters"));
     }
+    // As the optimizers make them: like the parameter, MemoryFormat::Preserve.
+    auto like = [](const torch::Tensor& parameter, const c10::impl::GenericDict& entry,
+                   const std::string& key) {
+      return torch::empty_like(parameter, torch::MemoryFormat::Preserve)
+          .copy_(MatchingTensor(entry, key, parameter));
+    };
+    auto restore_moments = [&](auto moments, const torch::Tensor& parameter,
+                               const c10::impl::GenericDict& entry) {
+      moments->step(IntField(entry, "step"));
+      if (moments->step() < 1) throw CheckpointError("an optimizer step count is below 1");
+      moments->exp_avg(like(parameter, entry, "exp_avg"));
+      moments->exp_avg_sq(like(parameter, entry, "exp_avg_sq"));
+      SetParamState(*state.optimizer, parameter, std::move(moments));
+    };
     for (const auto& item : named) {
       torch::Tensor parameter = item.value();
       parameter.copy_(MatchingTensor(parameters, item.key(), parameter));
-      if (!adam.contains(c10::IValue(item.key()))) continue;
-      const c10::impl::GenericDict entry = DictField(adam, item.key());
-      auto moments = std::make_unique<torch::optim::AdamParamState>();
-      moments->step(IntField(entry, "step"));
-      if (moments->step() < 1) throw CheckpointError("an optimizer step count is below 1");
-      // As Adam makes them: zeros_like(parameter, MemoryFormat::Preserve).
-      moments->exp_avg(torch::empty_like(parameter, torch::MemoryFormat::Preserve)
-                           .copy_(MatchingTensor(entry, "exp_avg", parameter)));
-      moments->exp_avg_sq(torch::empty_like(parameter, torch::MemoryFormat::Preserve)
-                              .copy_(MatchingTensor(entry, "exp_avg_sq", parameter)));
-      SetAdamState(*state.optimizer, parameter, std::move(moments));
+      if (!optimizer.contains(c10::IValue(item.key()))) continue;
+      const c10::impl::GenericDict entry = DictField(optimizer, item.key());
+      switch (options.optimizer) {
+        case OptimizerKind::kAdam:
+          restore_moments(std::make_unique<torch::optim::AdamParamState>(), parameter, entry);
+          break;
+        case OptimizerKind::kAdamW:
+          restore_moments(std::make_unique<torch::optim::AdamWParamState>(), parameter, entry);
+          break;
+        case OptimizerKind::kSgd: {
+          auto sgd = std::make_unique<torch::optim::SGDParamState>();
+          sgd->momentum_buffer(like(parameter, entry, "momentum_buffer"));
+          SetParamState(*state.optimizer, parameter, std::move(sgd));
+          break;
+        }
+      }
     }
-    if (state.optimizer->state().size() != adam.size()) {
+    if (state.optimizer->state().size() != optimizer.size()) {
       throw CheckpointError("its optimizer entries do not name the network's parameters");
     }
 
@@ -560,12 +799,35 @@ absl::StatusOr<TrainingState> Trainer::Impl::LoadState(const std::string& bytes)
     }
     state.generator.set_state(generator.contiguous());  // Checks the size.
     if (batch > 0) {
+      const int64_t count = TrainCount();
       const at::Tensor order = TensorField(dict, "order");
-      if (order.scalar_type() != torch::kLong || order.dim() != 1 || order.size(0) != n ||
-          !std::get<0>(order.sort()).equal(torch::arange(n, torch::kLong))) {
-        throw CheckpointError(absl::StrCat("its order is not a permutation of ", n, " images"));
+      if (order.scalar_type() != torch::kLong || order.dim() != 1 || order.size(0) != count ||
+          !std::get<0>(order.sort()).equal(torch::arange(count, torch::kLong))) {
+        throw CheckpointError(absl::StrCat("its order is not a permutation of ", count, " images"));
       }
       state.order = order.to(device);
+    }
+
+    // The best epoch so far, and its weights with keep_best.
+    state.best_epoch = static_cast<int>(IntField(dict, "best_epoch"));
+    state.best_accuracy = DoubleField(dict, "best_accuracy");
+    const bool validating = options.validation_fraction > 0;
+    if (state.best_epoch < 0 || state.best_epoch > state.epochs_done ||
+        (!validating && state.best_epoch != 0) ||
+        (validating && state.epochs_done > 0 && state.best_epoch == 0)) {
+      throw CheckpointError(
+          absl::StrCat("its best epoch ", state.best_epoch, " does not fit its position"));
+    }
+    if (options.keep_best && state.best_epoch > 0) {
+      const c10::impl::GenericDict best = DictField(dict, "best_parameters");
+      if (best.size() != named.size()) {
+        throw CheckpointError("its best parameters do not match the network");
+      }
+      for (const auto& item : named) {
+        state.best_parameters.push_back(
+            torch::empty_like(item.value(), torch::MemoryFormat::Preserve)
+                .copy_(MatchingTensor(best, item.key(), item.value())));
+      }
     }
   } catch (const CheckpointError& e) {
     return invalid(e.what());
@@ -584,7 +846,7 @@ absl::StatusOr<std::unique_ptr<TrainedModel>> Trainer::Impl::Run(TrainingObserve
   // SetComputeThreads applies to the thread that called it; this is usually another one.
   at::init_num_threads();
   const Architecture& a = options.architecture;
-  const int64_t n = train.size();
+  const int64_t n = TrainCount();  // The images trained on.
   const int64_t batch_size = options.batch_size;
   const int64_t batches = BatchesPerEpoch();
   const int reports = options.progress_reports_per_epoch;
@@ -598,14 +860,57 @@ absl::StatusOr<std::unique_ptr<TrainedModel>> Trainer::Impl::Run(TrainingObserve
   // The whole set on the device once, as uint8: batches are gathered from it with
   // index_select and converted to float one batch at a time. On the CPU the tensor is a view of
   // the dataset's own bytes (the dataset outlives the trainer and nothing writes to it).
+  const int64_t all = train.size();
   const torch::Tensor images = torch::from_blob(const_cast<uint8_t*>(train.pixels.data()),
-                                                {n, 1, a.image_size, a.image_size}, torch::kUInt8)
+                                                {all, 1, a.image_size, a.image_size}, torch::kUInt8)
                                    .to(device);
   const torch::Tensor labels =
-      torch::from_blob(const_cast<uint8_t*>(train.labels.data()), {n}, torch::kUInt8)
+      torch::from_blob(const_cast<uint8_t*>(train.labels.data()), {all}, torch::kUInt8)
           .to(device, torch::kLong);
+  // Positions in the epoch's permutation map to dataset indices through train_index.
+  const torch::Tensor train_on = train_index.defined() ? train_index.to(device) : torch::Tensor();
+  const torch::Tensor validate_on =
+      validation_index.defined() ? validation_index.to(device) : torch::Tensor();
+
+  // Mean cross-entropy and accuracy on the held-out images, without gradients.
+  auto validate = [&]() -> std::pair<double, double> {
+    torch::NoGradGuard no_grad;
+    state.module->eval();
+    const int64_t count = validate_on.size(0);
+    torch::Tensor loss_sum = torch::zeros({}, torch::TensorOptions().dtype(torch::kDouble));
+    torch::Tensor correct_sum =
+        torch::zeros({}, torch::TensorOptions().dtype(torch::kLong).device(device));
+    for (int64_t start = 0; start < count; start += kValidationBatch) {
+      const torch::Tensor indices =
+          validate_on.slice(/*dim=*/0, start, std::min(count, start + kValidationBatch));
+      const torch::Tensor x = images.index_select(0, indices).to(torch::kFloat).div_(kPixelScale);
+      const torch::Tensor y = labels.index_select(0, indices);
+      const torch::Tensor logits = state.module->forward(x);
+      loss_sum +=
+          torch::nn::functional::cross_entropy(
+              logits, y, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
+              .to(torch::kCPU, torch::kDouble);
+      correct_sum += logits.argmax(/*dim=*/1).eq(y).sum();
+    }
+    state.module->train();
+    return {loss_sum.item<double>() / static_cast<double>(count),
+            static_cast<double>(correct_sum.item<int64_t>()) / static_cast<double>(count)};
+  };
+
+  summary = TrainingSummary();
+  const bool augment = !IsIdentity(options.augmentation);
 
   for (int epoch = state.epochs_done + 1; epoch <= options.epochs; ++epoch) {
+    const double learning_rate = LearningRateForEpoch(options, epoch);
+    for (torch::optim::OptimizerParamGroup& group : state.optimizer->param_groups()) {
+      group.options().set_lr(learning_rate);
+    }
+    // Checked here rather than after the epoch, so that a run restored from the checkpoint of
+    // the epoch that ended it ends at once too.
+    if (StopsEarly(state)) {
+      summary.stopped_early = true;
+      break;
+    }
     const Clock::time_point epoch_start = Clock::now();
     const double earlier_epoch_seconds = state.epoch_seconds;  // Of a resumed epoch.
     auto epoch_seconds = [&] { return earlier_epoch_seconds + SecondsSince(epoch_start); };
@@ -655,9 +960,11 @@ absl::StatusOr<std::unique_ptr<TrainedModel>> Trainer::Impl::Run(TrainingObserve
       }
       const int64_t start = (batch - 1) * batch_size;
       const int64_t size = std::min(batch_size, n - start);
-      const torch::Tensor indices = state.order.slice(/*dim=*/0, start, start + size);
-      const torch::Tensor x = images.index_select(0, indices).to(torch::kFloat).div_(kPixelScale);
+      torch::Tensor indices = state.order.slice(/*dim=*/0, start, start + size);
+      if (train_on.defined()) indices = train_on.index_select(0, indices);
+      torch::Tensor x = images.index_select(0, indices).to(torch::kFloat).div_(kPixelScale);
       const torch::Tensor y = labels.index_select(0, indices);
+      if (augment) x = AugmentImages(x, options.augmentation, state.generator);
 
       const torch::Tensor logits = state.module->forward(x);
       const torch::Tensor loss = torch::nn::functional::cross_entropy(logits, y);
@@ -700,6 +1007,22 @@ absl::StatusOr<std::unique_ptr<TrainedModel>> Trainer::Impl::Run(TrainingObserve
     stats.images_per_second = static_cast<double>(n) / seconds;
     stats.elapsed_seconds = elapsed();
     stats.eta_seconds = state.finished_epochs_seconds / epoch * (options.epochs - epoch);
+    if (validate_on.defined()) {
+      const auto [validation_loss, validation_accuracy] = validate();
+      stats.validation_loss = validation_loss;
+      stats.validation_accuracy = validation_accuracy;
+      if (validation_accuracy > state.best_accuracy) {
+        state.best_epoch = epoch;
+        state.best_accuracy = validation_accuracy;
+        if (options.keep_best) {
+          torch::NoGradGuard no_grad;
+          state.best_parameters.clear();
+          for (const torch::Tensor& parameter : state.module->parameters()) {
+            state.best_parameters.push_back(parameter.detach().clone());
+          }
+        }
+      }
+    }
     observer.OnEpochEnd(stats);
 
     state.epochs_done = epoch;
@@ -713,6 +1036,17 @@ absl::StatusOr<std::unique_ptr<TrainedModel>> Trainer::Impl::Run(TrainingObserve
     observer.OnCheckpoint(SaveState(state));
   }
 
+  summary.epochs_completed = state.epochs_done;
+  summary.best_epoch = state.best_epoch;
+  summary.best_validation_accuracy = state.best_epoch > 0 ? state.best_accuracy : 0;
+  if (options.keep_best && !state.best_parameters.empty()) {
+    torch::NoGradGuard no_grad;
+    const std::vector<torch::Tensor> parameters = state.module->parameters();
+    for (size_t i = 0; i < parameters.size(); ++i) {
+      parameters[i].copy_(state.best_parameters[i]);
+    }
+    summary.kept_best = true;
+  }
   state.module->eval();
   return std::make_unique<TrainedModel>(std::make_unique<TrainedModel::Impl>(
       TrainedModel::Impl{a, options.device, device, std::move(state.module)}));

@@ -1,17 +1,30 @@
-// The training loop: shuffled batches, cross-entropy, Adam; reports and checkpoints through an
-// observer, and resumes from a checkpoint.
+// The training loop: shuffled (optionally augmented) batches, cross-entropy, Adam / AdamW / SGD,
+// an optional validation split; reports and checkpoints through an observer, and resumes from a
+// checkpoint.
 #ifndef CLASSIFIER_MODEL_TRAINER_H_
 #define CLASSIFIER_MODEL_TRAINER_H_
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
+#include "model/augment.h"
 #include "model/dataset.h"
 #include "model/network.h"
 
 namespace classifier {
+
+enum class OptimizerKind { kAdam, kAdamW, kSgd };
+enum class LearningRateSchedule {
+  kNone,
+  // learning_rate * lr_gamma^floor((epoch - 1) / lr_step_size).
+  kStep,
+  // learning_rate * (1 + cos(pi * (epoch - 1) / epochs)) / 2: from learning_rate towards 0.
+  kCosine,
+};
 
 // Validated, defaults applied: the server translates a request into this.
 struct TrainOptions {
@@ -19,12 +32,43 @@ struct TrainOptions {
   int batch_size = 60;
   double learning_rate = 1e-3;
   uint64_t seed = 0;
+  OptimizerKind optimizer = OptimizerKind::kAdam;
+  // SGD's momentum, in [0, 1); 0 for the other optimizers.
+  double momentum = 0;
+  // L2 penalty (Adam, SGD) or decoupled weight decay (AdamW), in [0, 1].
+  double weight_decay = 0;
+  // The learning rate of each epoch (constant within it).
+  LearningRateSchedule lr_schedule = LearningRateSchedule::kNone;
+  int lr_step_size = 1;   // Epochs per step, >= 1 (kStep only).
+  double lr_gamma = 0.1;  // Factor per step, in (0, 1] (kStep only).
   // Progress reports within each epoch, evenly spaced; 0 = only epoch ends.
   int progress_reports_per_epoch = 0;
   // A device ResolveDevice returned.
   std::string device = "cpu";
   Architecture architecture;
+  // Fraction of the training set held out for validation, in [0, 0.5]; 0 = none. The hold-out
+  // is drawn from `seed` (see SplitForValidation) and never trained on.
+  double validation_fraction = 0;
+  // Return the weights of the epoch with the best validation accuracy rather than the last
+  // (requires validation_fraction > 0).
+  bool keep_best = false;
+  // Stop after this many epochs without a better validation accuracy; 0 = never (requires
+  // validation_fraction > 0).
+  int early_stopping_patience = 0;
+  // Applied to every training batch on the device, drawn from the run's generator; the
+  // validation images are never augmented.
+  AugmentationOptions augmentation;
 };
+
+// The indices of the training images (ascending) and of the held-out ones (ascending) for a
+// set of `size` images: round(size * fraction) of them held out, chosen by a generator seeded
+// with `seed` (and separate from the trainer's own, so the split does not depend on the rest
+// of the options). The same arguments give the same split.
+struct ValidationSplit {
+  std::vector<int64_t> train;
+  std::vector<int64_t> validation;
+};
+ValidationSplit SplitForValidation(int64_t size, double fraction, uint64_t seed);
 
 struct ProgressStats {
   int epoch = 0;  // 1-based.
@@ -44,19 +88,38 @@ struct EpochStats {
   double images_per_second = 0;
   double elapsed_seconds = 0;  // Since training started.
   double eta_seconds = 0;      // Estimate for the remaining epochs.
+  // On the held-out images after the epoch, when validation_fraction > 0.
+  std::optional<double> validation_loss;      // Mean cross-entropy.
+  std::optional<double> validation_accuracy;  // Fraction.
 };
 
-// A self-contained snapshot of a training run: the weights, Adam's moments and step counts, the
+// How a successful Run ended.
+struct TrainingSummary {
+  int epochs_completed = 0;
+  // Early stopping ended the run before its last epoch.
+  bool stopped_early = false;
+  // The epoch with the best validation accuracy (0 without validation) and that accuracy.
+  int best_epoch = 0;
+  double best_validation_accuracy = 0;
+  // Whether the returned weights are those of best_epoch (keep_best) rather than the last.
+  bool kept_best = false;
+};
+
+// A self-contained snapshot of a training run: the weights, the optimizer's state (Adam's and
+// AdamW's moments and step counts, SGD's momentum buffers), the
 // shuffling generator's state, the position (and, mid-epoch, that epoch's permutation), the
 // running sums of the current epoch and the time spent so far. `bytes` is opaque and versioned
 // (a magic, a format version, the payload's length and a checksum, then the payload) and safe
-// to store in a file; Trainer::Restore reads it back. 119,624 bytes for the tutorial's network
+// to store in a file; Trainer::Restore reads it back. About 120 KB for the tutorial's network
 // at an epoch boundary; a mid-epoch one adds 8 bytes per training image for the permutation.
 struct TrainingCheckpoint {
   int epoch = 0;      // Epochs complete.
   int64_t batch = 0;  // Batches done in epoch `epoch + 1`; 0 at an epoch boundary.
   std::string bytes;
 };
+
+// The learning rate of `epoch` (1-based) under options' schedule.
+double LearningRateForEpoch(const TrainOptions& options, int epoch);
 
 // Receives reports on the training thread; implementations must be quick and must not throw.
 class TrainingObserver {
@@ -88,15 +151,24 @@ class Trainer {
   // seed, data and options give bit-identical weights on CPU (with the same thread count), and
   // so does a run stopped, checkpointed and resumed any number of times. Returns CANCELLED when
   // the observer asked to stop (after OnCheckpoint with the position), INTERNAL naming the
-  // epoch and batch when the loss becomes NaN or infinite (no checkpoint is taken then).
+  // epoch and batch when the loss becomes NaN or infinite (no checkpoint is taken then). With
+  // early_stopping_patience, Run returns before the last epoch once that many epochs went by
+  // without a better validation accuracy (summary().stopped_early); with keep_best, the model
+  // returned has the weights of the best epoch.
   absl::StatusOr<std::unique_ptr<TrainedModel>> Run(TrainingObserver& observer);
+
+  // How the last successful Run ended; all zero before one.
+  const TrainingSummary& summary() const;
 
   // Makes every later Run continue from `checkpoint_bytes` (TrainingCheckpoint::bytes written by
   // a Trainer with the same data and options): Run then starts where the checkpoint left off,
   // reports only the epochs after it (a mid-epoch checkpoint's epoch finishes and is reported
   // once, with the sums of its earlier batches), and ends with the weights an uninterrupted run
   // would have produced, bit for bit on CPU. The options must match the checkpoint's exactly
-  // (architecture, batch_size, learning_rate, seed, epochs) except progress_reports_per_epoch
+  // (architecture, batch_size, learning_rate, seed, epochs, validation_fraction, keep_best,
+  // early_stopping_patience, optimizer, momentum, weight_decay, the learning-rate schedule and
+  // augmentation)
+  // except progress_reports_per_epoch
   // and device (resuming on another device is allowed, but bit-identity holds only on the
   // same one); so must the training data (its size and a fingerprint of its contents).
   // INVALID_ARGUMENT naming the problem when the bytes are corrupt or truncated (a checksum

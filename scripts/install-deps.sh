@@ -29,6 +29,8 @@ test_packages=(
   python3 python3-torch python3-numpy docker-compose clang-format
   # tests/interop/check_onnx.py: ONNX's checker and OpenCV's dnn module run our ONNX export.
   python3-onnx python3-opencv
+  # tests/e2e/security_e2e_test.sh: throwaway CA, server and client certificates.
+  openssl
 )
 # Node.js with npm (for `buf curl`, the grpcurl peer the tests use, and for the npm fallback of
 # scripts/fetch-data.sh, hence at run time too): machines that already carry a Node.js build

@@ -1,6 +1,7 @@
 #include "server/classifier_service.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <deque>
 #include <memory>
@@ -349,18 +350,28 @@ absl::Status AppendImagePixels(const v1::Image& image, int index, std::vector<fl
 
 ClassifierService::ClassifierService(JobManager* jobs, ModelRegistry* models,
                                      DatasetCatalog* datasets, WorkQueue* inference,
-                                     std::string device, ServiceLimits limits)
+                                     std::string device, ServiceLimits limits,
+                                     TokenAuthenticator auth)
     : jobs_(jobs),
       models_(models),
       datasets_(datasets),
       inference_(inference),
       device_(std::move(device)),
-      limits_(limits) {}
+      limits_(limits),
+      auth_(std::move(auth)) {}
+
+absl::Status ClassifierService::Admit(const ::grpc::CallbackServerContext& context,
+                                      bool read_only) const {
+  if (draining_.load()) return DrainingError();
+  return auth_.Check(context.client_metadata(), read_only);
+}
 
 ::grpc::ServerWriteReactor<v1::JobEvent>* ClassifierService::Train(
     ::grpc::CallbackServerContext* context, const v1::TrainRequest* request) {
   RpcLog log("Train", context);
-  if (draining_.load()) return Refuse<v1::JobEvent>(log, DrainingError());
+  if (absl::Status admitted = Admit(*context, /*read_only=*/false); !admitted.ok()) {
+    return Refuse<v1::JobEvent>(log, admitted);
+  }
   absl::StatusOr<TrainPlan> plan = PlanTraining(*request, *datasets_, device_);
   if (!plan.ok()) return Refuse<v1::JobEvent>(log, plan.status());
   // Stored with the defaults applied, so GetJob shows what actually runs.
@@ -369,7 +380,9 @@ ClassifierService::ClassifierService(JobManager* jobs, ModelRegistry* models,
   resolved.set_epochs(plan->options.epochs);
   resolved.set_batch_size(plan->options.batch_size);
   resolved.set_learning_rate(plan->options.learning_rate);
-  resolved.set_optimizer(v1::OPTIMIZER_KIND_ADAM);
+  if (resolved.optimizer() == v1::OPTIMIZER_KIND_UNSPECIFIED) {
+    resolved.set_optimizer(v1::OPTIMIZER_KIND_ADAM);
+  }
   absl::StatusOr<std::shared_ptr<Job>> job = jobs_->Submit(resolved);
   if (!job.ok()) return Refuse<v1::JobEvent>(log, job.status());
   return new JobEventStream(*std::move(job), /*from_sequence=*/1, std::move(log));
@@ -378,7 +391,9 @@ ClassifierService::ClassifierService(JobManager* jobs, ModelRegistry* models,
 ::grpc::ServerWriteReactor<v1::JobEvent>* ClassifierService::WatchJob(
     ::grpc::CallbackServerContext* context, const v1::WatchJobRequest* request) {
   RpcLog log("WatchJob", context);
-  if (draining_.load()) return Refuse<v1::JobEvent>(log, DrainingError());
+  if (absl::Status admitted = Admit(*context, /*read_only=*/true); !admitted.ok()) {
+    return Refuse<v1::JobEvent>(log, admitted);
+  }
   if (request->from_sequence() < 0) {
     return Refuse<v1::JobEvent>(
         log, absl::InvalidArgumentError(
@@ -393,7 +408,9 @@ ClassifierService::ClassifierService(JobManager* jobs, ModelRegistry* models,
                                                       const v1::GetJobRequest* request,
                                                       v1::Job* response) {
   RpcLog log("GetJob", context);
-  if (draining_.load()) return FinishUnary(context, log, DrainingError());
+  if (absl::Status admitted = Admit(*context, /*read_only=*/true); !admitted.ok()) {
+    return FinishUnary(context, log, admitted);
+  }
   absl::StatusOr<std::shared_ptr<Job>> job = jobs_->Get(request->job_id());
   if (job.ok()) *response = (*job)->Snapshot();
   return FinishUnary(context, log, job.status());
@@ -403,7 +420,9 @@ ClassifierService::ClassifierService(JobManager* jobs, ModelRegistry* models,
                                                         const v1::ListJobsRequest* /*request*/,
                                                         v1::ListJobsResponse* response) {
   RpcLog log("ListJobs", context);
-  if (draining_.load()) return FinishUnary(context, log, DrainingError());
+  if (absl::Status admitted = Admit(*context, /*read_only=*/true); !admitted.ok()) {
+    return FinishUnary(context, log, admitted);
+  }
   for (const std::shared_ptr<Job>& job : jobs_->List()) *response->add_jobs() = job->Snapshot();
   return FinishUnary(context, log, absl::OkStatus());
 }
@@ -412,7 +431,9 @@ ClassifierService::ClassifierService(JobManager* jobs, ModelRegistry* models,
                                                          const v1::CancelJobRequest* request,
                                                          v1::Job* response) {
   RpcLog log("CancelJob", context);
-  if (draining_.load()) return FinishUnary(context, log, DrainingError());
+  if (absl::Status admitted = Admit(*context, /*read_only=*/false); !admitted.ok()) {
+    return FinishUnary(context, log, admitted);
+  }
   absl::StatusOr<v1::Job> job = jobs_->Cancel(request->job_id());
   if (job.ok()) *response = *std::move(job);
   return FinishUnary(context, log, job.status());
@@ -422,7 +443,9 @@ ClassifierService::ClassifierService(JobManager* jobs, ModelRegistry* models,
                                                         const v1::EvaluateRequest* request,
                                                         v1::EvaluateResponse* response) {
   RpcLog log("Evaluate", context);
-  if (draining_.load()) return FinishUnary(context, log, DrainingError());
+  if (absl::Status admitted = Admit(*context, /*read_only=*/true); !admitted.ok()) {
+    return FinishUnary(context, log, admitted);
+  }
   ::grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   inference_->Submit([this, request, response, reactor, log] {
     ::grpc::Status status = ToGrpcStatus(DoEvaluate(*request, response));
@@ -476,9 +499,21 @@ absl::Status ClassifierService::DoEvaluate(const v1::EvaluateRequest& request,
                                                        const v1::PredictRequest* request,
                                                        v1::PredictResponse* response) {
   RpcLog log("Predict", context);
-  if (draining_.load()) return FinishUnary(context, log, DrainingError());
+  if (absl::Status admitted = Admit(*context, /*read_only=*/true); !admitted.ok()) {
+    return FinishUnary(context, log, admitted);
+  }
   ::grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  inference_->Submit([this, request, response, reactor, log] {
+  inference_->Submit([this, context, request, response, reactor, log] {
+    // The client has given up already: computing the answer would only delay the calls
+    // queued behind this one.
+    if (context->deadline() <= std::chrono::system_clock::now()) {
+      ::grpc::Status expired(::grpc::StatusCode::DEADLINE_EXCEEDED,
+                             "the deadline passed while the request waited in the inference "
+                             "queue; it was dropped without being computed");
+      log.Done(expired);
+      reactor->Finish(expired);
+      return;
+    }
     ::grpc::Status status = ToGrpcStatus(DoPredict(*request, response));
     log.Done(status);
     reactor->Finish(status);
@@ -538,7 +573,9 @@ absl::Status ClassifierService::DoPredict(const v1::PredictRequest& request,
 ::grpc::ServerWriteReactor<v1::WeightsChunk>* ClassifierService::ExportWeights(
     ::grpc::CallbackServerContext* context, const v1::ExportWeightsRequest* request) {
   RpcLog log("ExportWeights", context);
-  if (draining_.load()) return Refuse<v1::WeightsChunk>(log, DrainingError());
+  if (absl::Status admitted = Admit(*context, /*read_only=*/false); !admitted.ok()) {
+    return Refuse<v1::WeightsChunk>(log, admitted);
+  }
   const v1::WeightsFormat format = request->format();
   if (format != v1::WEIGHTS_FORMAT_UNSPECIFIED && format != v1::PYTORCH_STATE_DICT &&
       format != v1::ONNX) {
@@ -580,7 +617,9 @@ absl::Status ClassifierService::DoPredict(const v1::PredictRequest& request,
                                                           const v1::ListModelsRequest* /*request*/,
                                                           v1::ListModelsResponse* response) {
   RpcLog log("ListModels", context);
-  if (draining_.load()) return FinishUnary(context, log, DrainingError());
+  if (absl::Status admitted = Admit(*context, /*read_only=*/true); !admitted.ok()) {
+    return FinishUnary(context, log, admitted);
+  }
   const std::string deployed = models_->deployed_model_id();
   for (const auto& model : models_->List()) {
     v1::Model* out = response->add_models();
@@ -593,13 +632,13 @@ absl::Status ClassifierService::DoPredict(const v1::PredictRequest& request,
 ::grpc::ServerReadReactor<v1::ImportWeightsRequest>* ClassifierService::ImportWeights(
     ::grpc::CallbackServerContext* context, v1::ImportWeightsResponse* response) {
   RpcLog log("ImportWeights", context);
-  if (draining_.load()) {
+  if (absl::Status admitted = Admit(*context, /*read_only=*/false); !admitted.ok()) {
     class Refused : public ::grpc::ServerReadReactor<v1::ImportWeightsRequest> {
      public:
       explicit Refused(const ::grpc::Status& status) { Finish(status); }
       void OnDone() override { delete this; }
     };
-    ::grpc::Status status = ToGrpcStatus(DrainingError());
+    ::grpc::Status status = ToGrpcStatus(admitted);
     log.Done(status);
     return new Refused(status);
   }
@@ -641,7 +680,9 @@ absl::Status ClassifierService::DoImport(const std::string& dataset, const std::
                                                            const v1::DeployModelRequest* request,
                                                            v1::Model* response) {
   RpcLog log("DeployModel", context);
-  if (draining_.load()) return FinishUnary(context, log, DrainingError());
+  if (absl::Status admitted = Admit(*context, /*read_only=*/false); !admitted.ok()) {
+    return FinishUnary(context, log, admitted);
+  }
   absl::Status status = models_->Deploy(request->model_id());
   if (status.ok()) {
     absl::StatusOr<std::shared_ptr<const RegisteredModel>> model =
@@ -658,7 +699,9 @@ absl::Status ClassifierService::DoImport(const std::string& dataset, const std::
                                                            const v1::DeleteModelRequest* request,
                                                            v1::DeleteModelResponse* /*response*/) {
   RpcLog log("DeleteModel", context);
-  if (draining_.load()) return FinishUnary(context, log, DrainingError());
+  if (absl::Status admitted = Admit(*context, /*read_only=*/false); !admitted.ok()) {
+    return FinishUnary(context, log, admitted);
+  }
   return FinishUnary(context, log, models_->Delete(request->model_id()));
 }
 

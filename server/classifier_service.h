@@ -9,6 +9,7 @@
 #include <string>
 
 #include "classifier/v1/classifier.grpc.pb.h"
+#include "server/auth.h"
 #include "server/dataset_catalog.h"
 #include "server/job_manager.h"
 #include "server/model_registry.h"
@@ -25,9 +26,12 @@ struct ServiceLimits {
 
 class ClassifierService : public v1::Classifier::CallbackService {
  public:
-  // Every pointer must outlive the service.
+  // Every pointer must outlive the service. `auth` guards every RPC of this service (the
+  // default lets every call through); GetJob, ListJobs, WatchJob, ListModels, Predict and
+  // Evaluate are the read-only ones it may open.
   ClassifierService(JobManager* jobs, ModelRegistry* models, DatasetCatalog* datasets,
-                    WorkQueue* inference, std::string device, ServiceLimits limits);
+                    WorkQueue* inference, std::string device, ServiceLimits limits,
+                    TokenAuthenticator auth = {});
 
   // From now on every new call is refused with UNAVAILABLE; calls in flight go
   // on.
@@ -71,6 +75,9 @@ class ClassifierService : public v1::Classifier::CallbackService {
   WorkQueue* inference() const { return inference_; }
 
  private:
+  // Whether a new call may start: UNAVAILABLE while draining, UNAUTHENTICATED without the
+  // token (see TokenAuthenticator).
+  absl::Status Admit(const ::grpc::CallbackServerContext& context, bool read_only) const;
   absl::Status DoEvaluate(const v1::EvaluateRequest& request, v1::EvaluateResponse* response);
   absl::Status DoPredict(const v1::PredictRequest& request, v1::PredictResponse* response);
 
@@ -81,6 +88,7 @@ class ClassifierService : public v1::Classifier::CallbackService {
   WorkQueue* const inference_;
   const std::string device_;
   const ServiceLimits limits_;
+  const TokenAuthenticator auth_;
 
   std::atomic<bool> draining_{false};
 };

@@ -167,6 +167,10 @@ void JobManager::WorkerLoop() {
       final_event->set_state(outcome.state);
       final_event->set_model_id(outcome.model_id);
       if (outcome.has_test_metrics) *final_event->mutable_test_metrics() = outcome.test_metrics;
+      final_event->set_stopped_early(outcome.stopped_early);
+      final_event->set_epochs_completed(outcome.epochs_completed);
+      final_event->set_best_epoch(outcome.best_epoch);
+      final_event->set_note(outcome.note);
       // A cancelled job says who cancelled it, then where it stopped.
       final_event->set_error(outcome.state == v1::JOB_STATE_CANCELLED &&
                                      !job->cancel_reason().empty()

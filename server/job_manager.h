@@ -32,6 +32,11 @@ struct JobOutcome {
   v1::Metrics test_metrics;
   bool has_test_metrics = false;
   std::string error;
+  // How a successful job ended (see JobEvent.Finished).
+  bool stopped_early = false;
+  int epochs_completed = 0;
+  int best_epoch = 0;
+  std::string note;
 };
 
 // Runs one job on the worker thread. Appends progress and epoch_end events to

@@ -1,40 +1,150 @@
 // classifier-server: trains and serves image classifiers over gRPC.
+#include <algorithm>
 #include <csignal>
 #include <cstdlib>
 #include <string>
+#include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/flags/reflection.h"
 #include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/time/time.h"
 #include "server/server.h"
 #include "spdlog/spdlog.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:50051",
-          "host:port to serve gRPC on (port 0 picks a free port, printed at start)");
+          "host:port to serve gRPC on (port 0 picks a free port, printed at start)"
+          " (env CLASSIFIER_LISTEN)");
 ABSL_FLAG(std::string, data_dir, "data",
           "directory holding mnist/ (and optionally fashion-mnist/) with the "
           "official IDX "
-          "file names; see scripts/fetch-data.sh");
+          "file names; see scripts/fetch-data.sh"
+          " (env CLASSIFIER_DATA_DIR)");
 ABSL_FLAG(std::string, fashion_fallback_dir, "/usr/share/datasets/fashion-mnist",
           "where fashion-mnist is read when data_dir has no fashion-mnist/ "
-          "(Debian's dataset-fashion-mnist package)");
-ABSL_FLAG(std::string, state_dir, "state", "directory for models and other state");
-ABSL_FLAG(std::string, device, "auto", "auto, cpu, cuda or cuda:N");
-ABSL_FLAG(int, threads, 0, "LibTorch compute threads (0 = LibTorch's default)");
-ABSL_FLAG(int, inference_threads, 2, "threads serving Predict and Evaluate");
-ABSL_FLAG(int, max_queued_jobs, 64, "jobs that may wait in the queue");
-ABSL_FLAG(int, max_predict_images, 10000, "images allowed in one Predict request");
-ABSL_FLAG(int, max_message_bytes, 64 << 20, "largest gRPC message accepted or sent");
+          "(Debian's dataset-fashion-mnist package)"
+          " (env CLASSIFIER_FASHION_FALLBACK_DIR)");
+ABSL_FLAG(std::string, state_dir, "state",
+          "directory for models and other state"
+          " (env CLASSIFIER_STATE_DIR)");
+ABSL_FLAG(std::string, device, "auto",
+          "auto, cpu, cuda or cuda:N"
+          " (env CLASSIFIER_DEVICE)");
+ABSL_FLAG(int, threads, 0,
+          "LibTorch compute threads (0 = LibTorch's default)"
+          " (env CLASSIFIER_THREADS)");
+ABSL_FLAG(int, inference_threads, 2,
+          "threads serving Predict and Evaluate"
+          " (env CLASSIFIER_INFERENCE_THREADS)");
+ABSL_FLAG(int, max_queued_jobs, 64,
+          "jobs that may wait in the queue"
+          " (env CLASSIFIER_MAX_QUEUED_JOBS)");
+ABSL_FLAG(int, max_predict_images, 10000,
+          "images allowed in one Predict request"
+          " (env CLASSIFIER_MAX_PREDICT_IMAGES)");
+ABSL_FLAG(int, max_message_bytes, 64 << 20,
+          "largest gRPC message accepted or sent"
+          " (env CLASSIFIER_MAX_MESSAGE_BYTES)");
 ABSL_FLAG(absl::Duration, drain_timeout, absl::Seconds(10),
-          "how long shutdown waits for calls in flight");
+          "how long shutdown waits for calls in flight"
+          " (env CLASSIFIER_DRAIN_TIMEOUT)");
+ABSL_FLAG(std::string, tls_cert, "",
+          "PEM certificate chain of the gRPC port; with --tls_key, the port speaks TLS only"
+          " (env CLASSIFIER_TLS_CERT)");
+ABSL_FLAG(std::string, tls_key, "",
+          "PEM private key of --tls_cert"
+          " (env CLASSIFIER_TLS_KEY)");
+ABSL_FLAG(std::string, tls_client_ca, "",
+          "PEM CA bundle: clients must present a certificate it signed (mutual TLS)"
+          " (env CLASSIFIER_TLS_CLIENT_CA)");
+ABSL_FLAG(std::string, auth_token_file, "",
+          "file holding a bearer token every classifier RPC must carry as `authorization: "
+          "Bearer <token>` (health and reflection stay open)"
+          " (env CLASSIFIER_AUTH_TOKEN_FILE)");
+ABSL_FLAG(bool, auth_allow_read_only, false,
+          "with --auth_token_file: GetJob, ListJobs, WatchJob, ListModels, Predict and Evaluate "
+          "need no token"
+          " (env CLASSIFIER_AUTH_ALLOW_READ_ONLY)");
+
+namespace {
+
+constexpr char kEnvironmentPrefix[] = "CLASSIFIER_";
+
+// The flags of this file are the server's; --help lists them (absl's default looks for a file
+// named after the program).
+bool IsServerFlagFile(absl::string_view path) { return absl::EndsWith(path, "server/main.cc"); }
+
+// The flags this file defines (not those of gRPC or the libraries), by name.
+std::vector<absl::CommandLineFlag*> ServerFlags() {
+  std::vector<absl::CommandLineFlag*> flags;
+  for (const auto& [name, flag] : absl::GetAllFlags()) {
+    if (IsServerFlagFile(flag->Filename())) flags.push_back(flag);
+  }
+  std::sort(flags.begin(), flags.end(),
+            [](const auto* a, const auto* b) { return a->Name() < b->Name(); });
+  return flags;
+}
+
+std::string EnvironmentName(const absl::CommandLineFlag& flag) {
+  return absl::StrCat(kEnvironmentPrefix, absl::AsciiStrToUpper(flag.Name()));
+}
+
+// Sets each flag from CLASSIFIER_<FLAG> where that is set. Runs before the command line is
+// parsed, so a flag given there wins. A malformed value is an error that names the variable.
+bool ApplyEnvironment() {
+  for (absl::CommandLineFlag* flag : ServerFlags()) {
+    const std::string variable = EnvironmentName(*flag);
+    const char* value = std::getenv(variable.c_str());
+    if (value == nullptr) continue;
+    std::string error;
+    if (!flag->ParseFrom(value, &error)) {
+      spdlog::error("invalid {}: {}", variable, error);
+      return false;
+    }
+  }
+  return true;
+}
+
+// Flags whose value is itself a secret (a token, a password): logged masked. Paths to secret
+// files (--auth_token_file, --tls_key) are shown; their contents never are.
+bool IsSecret(absl::string_view name) {
+  if (absl::EndsWith(name, "_file")) return false;
+  return absl::StrContains(name, "token") || absl::StrContains(name, "password") ||
+         absl::StrContains(name, "secret");
+}
+
+void LogEffectiveConfiguration() {
+  std::vector<std::string> settings;
+  for (const absl::CommandLineFlag* flag : ServerFlags()) {
+    std::string value = flag->CurrentValue();
+    if (IsSecret(flag->Name()) && !value.empty()) value = "****";
+    settings.push_back(absl::StrCat(flag->Name(), "=", value));
+  }
+  spdlog::info("configuration: {}", absl::StrJoin(settings, " "));
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "Trains and serves image-classification CNNs over gRPC.\n"
       "  classifier-server [--listen=127.0.0.1:50051] [--data_dir=data] "
-      "[--state_dir=state]");
+      "[--state_dir=state]\n"
+      "Every flag can also be set from the environment as CLASSIFIER_<FLAG IN UPPER CASE>\n"
+      "(e.g. CLASSIFIER_LISTEN, CLASSIFIER_MAX_PREDICT_IMAGES); the command line wins.");
+  absl::FlagsUsageConfig usage_config;
+  usage_config.contains_help_flags = IsServerFlagFile;
+  usage_config.contains_helpshort_flags = IsServerFlagFile;
+  absl::SetFlagsUsageConfig(usage_config);
+  if (!ApplyEnvironment()) return EXIT_FAILURE;
   absl::ParseCommandLine(argc, argv);
+  LogEffectiveConfiguration();
 
   // Block the shutdown signals in every thread (threads inherit the mask), then
   // wait for them here: no work happens in a signal handler.
@@ -56,6 +166,11 @@ int main(int argc, char** argv) {
   config.max_predict_images = absl::GetFlag(FLAGS_max_predict_images);
   config.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
   config.drain_timeout = absl::GetFlag(FLAGS_drain_timeout);
+  config.tls_cert = absl::GetFlag(FLAGS_tls_cert);
+  config.tls_key = absl::GetFlag(FLAGS_tls_key);
+  config.tls_client_ca = absl::GetFlag(FLAGS_tls_client_ca);
+  config.auth_token_file = absl::GetFlag(FLAGS_auth_token_file);
+  config.auth_allow_read_only = absl::GetFlag(FLAGS_auth_allow_read_only);
 
   auto server = classifier::ClassifierServer::Start(config);
   if (!server.ok()) {

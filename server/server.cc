@@ -6,10 +6,13 @@
 #include <mutex>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "model/network.h"
+#include "server/auth.h"
 #include "server/classifier_service.h"
 #include "server/dataset_catalog.h"
+#include "server/file_util.h"
 #include "server/health_service.h"
 #include "server/job_manager.h"
 #include "server/model_registry.h"
@@ -19,6 +22,54 @@
 #include "spdlog/spdlog.h"
 
 namespace classifier {
+namespace {
+
+// The credentials of the gRPC port: TLS (mutual with a client CA) or plaintext.
+absl::StatusOr<std::shared_ptr<::grpc::ServerCredentials>> PortCredentials(
+    const ServerConfig& config) {
+  if (config.tls_cert.empty() && config.tls_key.empty()) {
+    if (!config.tls_client_ca.empty()) {
+      return absl::InvalidArgumentError("--tls_client_ca needs --tls_cert and --tls_key");
+    }
+    return ::grpc::InsecureServerCredentials();
+  }
+  if (config.tls_cert.empty() || config.tls_key.empty()) {
+    return absl::InvalidArgumentError("--tls_cert and --tls_key go together: give both");
+  }
+  auto read = [](const std::string& path, const char* what) -> absl::StatusOr<std::string> {
+    absl::StatusOr<std::string> pem = ReadWholeFile(path);
+    if (!pem.ok()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("cannot read the ", what, " ", path, ": ", pem.status().message()));
+    }
+    return pem;
+  };
+  ::grpc::SslServerCredentialsOptions options;
+  ::grpc::SslServerCredentialsOptions::PemKeyCertPair pair;
+  absl::StatusOr<std::string> cert = read(config.tls_cert, "TLS certificate");
+  if (!cert.ok()) return cert.status();
+  absl::StatusOr<std::string> key = read(config.tls_key, "TLS private key");
+  if (!key.ok()) return key.status();
+  pair.cert_chain = *std::move(cert);
+  pair.private_key = *std::move(key);
+  options.pem_key_cert_pairs.push_back(std::move(pair));
+  if (!config.tls_client_ca.empty()) {
+    absl::StatusOr<std::string> ca = read(config.tls_client_ca, "client CA");
+    if (!ca.ok()) return ca.status();
+    options.pem_root_certs = *std::move(ca);
+    options.client_certificate_request = GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
+  }
+  return ::grpc::SslServerCredentials(options);
+}
+
+// Whether `address` (host:port) only accepts connections from this machine.
+bool IsLoopback(const std::string& address) {
+  return absl::StartsWith(address, "127.") || absl::StartsWith(address, "localhost:") ||
+         absl::StartsWith(address, "[::1]:") || absl::StartsWith(address, "ipv4:127.") ||
+         absl::StartsWith(address, "unix:");
+}
+
+}  // namespace
 
 // Declared in dependency order: members are destroyed in reverse, so the gRPC
 // server goes first, then the job worker, then what they used.
@@ -65,14 +116,30 @@ absl::StatusOr<std::unique_ptr<ClassifierServer>> ClassifierServer::Start(
                                              config.max_queued_jobs, *std::move(jobs));
   parts->health =
       std::make_unique<HealthService>(std::vector<std::string>{"classifier.v1.Classifier"});
+  TokenAuthenticator auth;
+  if (!config.auth_token_file.empty()) {
+    absl::StatusOr<TokenAuthenticator> from_file =
+        TokenAuthenticator::FromFile(config.auth_token_file, config.auth_allow_read_only);
+    if (!from_file.ok()) return from_file.status();
+    auth = *std::move(from_file);
+  }
+  absl::StatusOr<std::shared_ptr<::grpc::ServerCredentials>> credentials = PortCredentials(config);
+  if (!credentials.ok()) return credentials.status();
+  const bool tls = !config.tls_cert.empty();
+  if (!IsLoopback(config.listen_address) && !tls && !auth.enabled()) {
+    spdlog::warn(
+        "listening on {}, reachable from other machines, without TLS or a token: anyone who "
+        "reaches the port can train, deploy and delete models (see --tls_cert, "
+        "--auth_token_file)",
+        config.listen_address);
+  }
   parts->service = std::make_unique<ClassifierService>(
       parts->jobs.get(), parts->models.get(), parts->datasets.get(), parts->inference.get(),
-      *device, ServiceLimits{config.max_predict_images});
+      *device, ServiceLimits{config.max_predict_images}, std::move(auth));
 
   ::grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   ::grpc::ServerBuilder builder;
-  builder.AddListeningPort(config.listen_address, ::grpc::InsecureServerCredentials(),
-                           &parts->port);
+  builder.AddListeningPort(config.listen_address, *credentials, &parts->port);
   builder.SetMaxReceiveMessageSize(config.max_message_bytes);
   builder.SetMaxSendMessageSize(config.max_message_bytes);
   builder.RegisterService(parts->service.get());
@@ -85,8 +152,12 @@ absl::StatusOr<std::unique_ptr<ClassifierServer>> ClassifierServer::Start(
   parts->health->SetServing(true);
   spdlog::info(
       "classifier-server listening on {} (port {}), device {}, data "
-      "{}, state {}",
-      config.listen_address, parts->port, *device, config.data_dir, config.state_dir);
+      "{}, state {}, {}, {}",
+      config.listen_address, parts->port, *device, config.data_dir, config.state_dir,
+      tls ? (config.tls_client_ca.empty() ? "TLS" : "mutual TLS") : "plaintext",
+      config.auth_token_file.empty()
+          ? "no token auth"
+          : (config.auth_allow_read_only ? "token auth (read-only RPCs open)" : "token auth"));
   return std::unique_ptr<ClassifierServer>(new ClassifierServer(std::move(parts)));
 }
 

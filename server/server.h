@@ -30,6 +30,17 @@ struct ServerConfig {
   int max_message_bytes = 64 << 20;
   // How long Shutdown waits for calls in flight before cancelling them.
   absl::Duration drain_timeout = absl::Seconds(10);
+
+  // TLS on the gRPC port: PEM files of the server's certificate chain and private key (both or
+  // neither). With tls_client_ca too, every client must present a certificate signed by that CA
+  // (mutual TLS). All empty = plaintext.
+  std::string tls_cert;
+  std::string tls_key;
+  std::string tls_client_ca;
+  // A file holding the bearer token every classifier RPC must carry (empty = no token auth);
+  // see server/auth.h. With auth_allow_read_only, the read-only RPCs need no token.
+  std::string auth_token_file;
+  bool auth_allow_read_only = false;
 };
 
 class ClassifierServer {

@@ -45,11 +45,19 @@ class JobProgressObserver : public TrainingObserver {
     epoch_end->set_images_per_second(stats.images_per_second);
     epoch_end->set_elapsed_seconds(stats.elapsed_seconds);
     epoch_end->set_eta_seconds(stats.eta_seconds);
+    if (stats.validation_loss.has_value()) epoch_end->set_validation_loss(*stats.validation_loss);
+    if (stats.validation_accuracy.has_value()) {
+      epoch_end->set_validation_accuracy(*stats.validation_accuracy);
+    }
     job_.Append(std::move(event));
     spdlog::info(
-        "job {} epoch {}/{}: loss {:.4f} accuracy {:.2f}% {:.0f} "
+        "job {} epoch {}/{}: loss {:.4f} accuracy {:.2f}%{} {:.0f} "
         "images/s eta {:.1f}s",
         job_.id(), stats.epoch, stats.epochs, stats.train_loss, 100 * stats.train_accuracy,
+        stats.validation_accuracy.has_value()
+            ? absl::StrCat(" val_loss ", absl::SixDigits(stats.validation_loss.value_or(0)),
+                           " val_acc ", absl::SixDigits(100 * *stats.validation_accuracy), "%")
+            : std::string(),
         stats.images_per_second, stats.eta_seconds);
   }
 
@@ -68,6 +76,22 @@ v1::Metrics ToProto(const EvaluationResult& result) {
   metrics.set_loss(result.loss);
   metrics.set_count(result.count);
   return metrics;
+}
+
+// Empty when the job simply ran all its epochs.
+std::string SummaryNote(const TrainingSummary& summary, const TrainOptions& options) {
+  std::string note;
+  if (summary.stopped_early) {
+    note = absl::StrCat("stopped early after epoch ", summary.epochs_completed, " of ",
+                        options.epochs, ": no better validation accuracy for ",
+                        options.early_stopping_patience, " epochs");
+  }
+  if (summary.kept_best) {
+    absl::StrAppend(&note, note.empty() ? "" : "; ", "kept the weights of epoch ",
+                    summary.best_epoch, " (best validation accuracy ",
+                    absl::SixDigits(100 * summary.best_validation_accuracy), "%)");
+  }
+  return note;
 }
 
 }  // namespace
@@ -95,10 +119,89 @@ absl::StatusOr<TrainPlan> PlanTraining(const v1::TrainRequest& request,
   }
   options.learning_rate = learning_rate == 0 ? kDefaultLearningRate : learning_rate;
 
-  if (request.optimizer() != v1::OPTIMIZER_KIND_UNSPECIFIED &&
-      request.optimizer() != v1::OPTIMIZER_KIND_ADAM) {
+  switch (request.optimizer()) {
+    case v1::OPTIMIZER_KIND_UNSPECIFIED:
+    case v1::OPTIMIZER_KIND_ADAM:
+      options.optimizer = OptimizerKind::kAdam;
+      break;
+    case v1::OPTIMIZER_KIND_ADAMW:
+      options.optimizer = OptimizerKind::kAdamW;
+      break;
+    case v1::OPTIMIZER_KIND_SGD:
+      options.optimizer = OptimizerKind::kSgd;
+      break;
+    default:
+      return absl::InvalidArgumentError(absl::StrCat("optimizer ", request.optimizer(),
+                                                     " is not supported; use ADAM, ADAMW or SGD"));
+  }
+  const double momentum = request.momentum();
+  if (!std::isfinite(momentum) || momentum < 0 || momentum >= 1) {
     return absl::InvalidArgumentError(
-        absl::StrCat("optimizer ", request.optimizer(), " is not supported; use ADAM"));
+        absl::StrCat("momentum must be in [0, 1) (0 = none), got ", momentum));
+  }
+  if (momentum > 0 && options.optimizer != OptimizerKind::kSgd) {
+    return absl::InvalidArgumentError(
+        "momentum applies to the SGD optimizer only (Adam and AdamW have their own moments)");
+  }
+  options.momentum = momentum;
+  const double weight_decay = request.weight_decay();
+  if (!std::isfinite(weight_decay) || weight_decay < 0 || weight_decay > kMaxWeightDecay) {
+    return absl::InvalidArgumentError(absl::StrCat("weight_decay must be in [0, ", kMaxWeightDecay,
+                                                   "] (0 = none), got ", weight_decay));
+  }
+  options.weight_decay = weight_decay;
+  switch (request.lr_schedule()) {
+    case v1::LEARNING_RATE_SCHEDULE_UNSPECIFIED:
+    case v1::LEARNING_RATE_SCHEDULE_CONSTANT:
+      options.lr_schedule = LearningRateSchedule::kNone;
+      break;
+    case v1::LEARNING_RATE_SCHEDULE_STEP:
+      options.lr_schedule = LearningRateSchedule::kStep;
+      break;
+    case v1::LEARNING_RATE_SCHEDULE_COSINE:
+      options.lr_schedule = LearningRateSchedule::kCosine;
+      break;
+    default:
+      return absl::InvalidArgumentError(absl::StrCat("lr_schedule ", request.lr_schedule(),
+                                                     " is not supported; use CONSTANT, STEP or "
+                                                     "COSINE"));
+  }
+  const bool step = options.lr_schedule == LearningRateSchedule::kStep;
+  if (!step && (request.lr_step_size() != 0 || request.lr_gamma() != 0)) {
+    return absl::InvalidArgumentError(
+        "lr_step_size and lr_gamma apply to the STEP lr_schedule only");
+  }
+  if (request.lr_step_size() < 0 || request.lr_step_size() > options.epochs) {
+    return absl::InvalidArgumentError(absl::StrCat("lr_step_size must be in [1, ", options.epochs,
+                                                   "] (the epochs; 0 = 1), got ",
+                                                   request.lr_step_size()));
+  }
+  options.lr_step_size = request.lr_step_size() == 0 ? 1 : request.lr_step_size();
+  const double lr_gamma = request.lr_gamma();
+  if (!std::isfinite(lr_gamma) || lr_gamma < 0 || lr_gamma > 1) {
+    return absl::InvalidArgumentError(absl::StrCat("lr_gamma must be in (0, 1] (0 = the default ",
+                                                   kDefaultLrGamma, "), got ", lr_gamma));
+  }
+  options.lr_gamma = lr_gamma == 0 ? kDefaultLrGamma : lr_gamma;
+
+  const v1::Augmentation& augmentation = request.augmentation();
+  AugmentationOptions& augment = options.augmentation;
+  augment.rotation_degrees = augmentation.rotation_degrees();
+  augment.translation = augmentation.translation();
+  augment.scale_min = augmentation.scale_min() == 0 ? 1 : augmentation.scale_min();
+  augment.scale_max = augmentation.scale_max() == 0 ? 1 : augmentation.scale_max();
+  augment.horizontal_flip = augmentation.horizontal_flip();
+  augment.vertical_flip = augmentation.vertical_flip();
+  if (absl::Status status = ValidateAugmentation(augment); !status.ok()) return status;
+  if (augment.horizontal_flip || augment.vertical_flip) {
+    for (const char* digits : kDigitDatasets) {
+      if (plan.dataset != digits) continue;
+      return absl::InvalidArgumentError(absl::StrCat(
+          "augmentation.", augment.horizontal_flip ? "horizontal_flip" : "vertical_flip",
+          " is refused for ", plan.dataset,
+          ": its images are digits, and a flipped digit is another digit or none (a flipped 6 is "
+          "a 9); use rotation_degrees, translation or scale instead"));
+    }
   }
   if (request.progress_reports_per_epoch() < 0 ||
       request.progress_reports_per_epoch() > kMaxProgressReportsPerEpoch) {
@@ -107,6 +210,31 @@ absl::StatusOr<TrainPlan> PlanTraining(const v1::TrainRequest& request,
                                                    request.progress_reports_per_epoch()));
   }
   options.progress_reports_per_epoch = request.progress_reports_per_epoch();
+
+  const double validation_fraction = request.validation_fraction();
+  if (!std::isfinite(validation_fraction) || validation_fraction < 0 ||
+      validation_fraction > kMaxValidationFraction) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("validation_fraction must be in [0, ", kMaxValidationFraction,
+                     "] (0 = no validation split), got ", validation_fraction));
+  }
+  options.validation_fraction = validation_fraction;
+  if (request.keep_best() && validation_fraction == 0) {
+    return absl::InvalidArgumentError(
+        "keep_best needs a validation split: set validation_fraction in (0, 0.5]");
+  }
+  options.keep_best = request.keep_best();
+  if (request.early_stopping_patience() < 0 ||
+      request.early_stopping_patience() > kMaxEarlyStoppingPatience) {
+    return absl::InvalidArgumentError(absl::StrCat("early_stopping_patience must be in [0, ",
+                                                   kMaxEarlyStoppingPatience, "] (0 = off), got ",
+                                                   request.early_stopping_patience()));
+  }
+  if (request.early_stopping_patience() > 0 && validation_fraction == 0) {
+    return absl::InvalidArgumentError(
+        "early_stopping_patience needs a validation split: set validation_fraction in (0, 0.5]");
+  }
+  options.early_stopping_patience = request.early_stopping_patience();
 
   // The dataset last: its size bounds the batch size.
   absl::StatusOr<DatasetInfo> dataset = catalog.Inspect(plan.dataset);
@@ -117,6 +245,21 @@ absl::StatusOr<TrainPlan> PlanTraining(const v1::TrainRequest& request,
         "'s training set; 0 = the default ", kDefaultBatchSize, "), got ", request.batch_size()));
   }
   options.batch_size = request.batch_size() == 0 ? kDefaultBatchSize : request.batch_size();
+  if (validation_fraction > 0) {
+    const int64_t held_out =
+        std::llround(static_cast<double>(dataset->train_count) * validation_fraction);
+    if (held_out < 1) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("validation_fraction ", validation_fraction, " of ", plan.dataset, "'s ",
+                       dataset->train_count, " training images holds out none; raise it"));
+    }
+    if (options.batch_size > dataset->train_count - held_out) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("batch_size must be at most ", dataset->train_count - held_out,
+                       " (the training images left after validation_fraction ", validation_fraction,
+                       "), got ", options.batch_size));
+    }
+  }
   return plan;
 }
 
@@ -262,7 +405,12 @@ JobOutcome TrainingExecutor::Train(Job& job) {
     }
   }
 
+  const TrainingSummary& summary = (*trainer)->summary();
   outcome.state = v1::JOB_STATE_SUCCEEDED;
+  outcome.stopped_early = summary.stopped_early;
+  outcome.epochs_completed = summary.epochs_completed;
+  outcome.best_epoch = summary.best_epoch;
+  outcome.note = SummaryNote(summary, plan->options);
   outcome.model_id = (*registered)->record.model_id;
   outcome.test_metrics = ToProto(*evaluation);
   outcome.has_test_metrics = true;

@@ -24,6 +24,12 @@ inline constexpr int kMaxEpochs = 1000;
 inline constexpr int kDefaultBatchSize = 60;
 inline constexpr double kDefaultLearningRate = 1e-3;
 inline constexpr int kMaxProgressReportsPerEpoch = 1000;
+inline constexpr double kMaxValidationFraction = 0.5;
+inline constexpr int kMaxEarlyStoppingPatience = 1000;
+inline constexpr double kMaxWeightDecay = 1.0;
+inline constexpr double kDefaultLrGamma = 0.1;
+// Datasets of digits, whose meaning flips change: augmentation flips are refused on them.
+inline constexpr const char* kDigitDatasets[] = {"mnist"};
 
 struct TrainPlan {
   std::string dataset;

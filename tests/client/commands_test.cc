@@ -392,6 +392,48 @@ TEST_F(ClientCommandsTest, TrainSendsEveryFlagAndPrintsALog) {
   EXPECT_FALSE(request.deploy_when_done());
 }
 
+TEST_F(ClientCommandsTest, TrainSendsTheValidationAndOptimizerFlags) {
+  CannedJob(v1::JOB_STATE_SUCCEEDED);
+  Result r = Run({"train", "--validation_fraction", "0.1", "--keep_best", "--early_stopping", "3",
+                  "--optimizer", "sgd", "--momentum", "0.9", "--weight_decay", "1e-4",
+                  "--lr_schedule", "step", "--lr_step", "2", "--lr_gamma", "0.5"});
+  EXPECT_EQ(r.exit_code, kExitOk) << r.err;
+  const v1::TrainRequest& request = classifier_.train_request;
+  EXPECT_DOUBLE_EQ(request.validation_fraction(), 0.1);
+  EXPECT_TRUE(request.keep_best());
+  EXPECT_EQ(request.early_stopping_patience(), 3);
+  EXPECT_EQ(request.optimizer(), v1::OPTIMIZER_KIND_SGD);
+  EXPECT_DOUBLE_EQ(request.momentum(), 0.9);
+  EXPECT_DOUBLE_EQ(request.weight_decay(), 1e-4);
+  EXPECT_EQ(request.lr_schedule(), v1::LEARNING_RATE_SCHEDULE_STEP);
+  EXPECT_EQ(request.lr_step_size(), 2);
+  EXPECT_DOUBLE_EQ(request.lr_gamma(), 0.5);
+  EXPECT_FALSE(request.has_augmentation());
+
+  EXPECT_EQ(Run({"train", "--dataset", "fashion-mnist", "--rotation", "10", "--translation", "0.1",
+                 "--scale_min", "0.9", "--scale_max", "1.1", "--hflip", "--vflip"})
+                .exit_code,
+            kExitOk);
+  const v1::Augmentation& augmentation = classifier_.train_request.augmentation();
+  EXPECT_DOUBLE_EQ(augmentation.rotation_degrees(), 10);
+  EXPECT_DOUBLE_EQ(augmentation.translation(), 0.1);
+  EXPECT_DOUBLE_EQ(augmentation.scale_min(), 0.9);
+  EXPECT_DOUBLE_EQ(augmentation.scale_max(), 1.1);
+  EXPECT_TRUE(augmentation.horizontal_flip());
+  EXPECT_TRUE(augmentation.vertical_flip());
+
+  EXPECT_EQ(Run({"train", "--optimizer", "adamw", "--lr_schedule", "cosine"}).exit_code, kExitOk);
+  EXPECT_EQ(classifier_.train_request.optimizer(), v1::OPTIMIZER_KIND_ADAMW);
+  EXPECT_EQ(classifier_.train_request.lr_schedule(), v1::LEARNING_RATE_SCHEDULE_COSINE);
+
+  r = Run({"train", "--optimizer", "rmsprop"});
+  EXPECT_EQ(r.exit_code, kExitUsage);
+  EXPECT_THAT(r.err, HasSubstr("adam, adamw or sgd"));
+  r = Run({"train", "--lr_schedule", "linear"});
+  EXPECT_EQ(r.exit_code, kExitUsage);
+  EXPECT_THAT(r.err, HasSubstr("none, step or cosine"));
+}
+
 TEST_F(ClientCommandsTest, TrainDeploySetsDeployWhenDone) {
   CannedJob(v1::JOB_STATE_SUCCEEDED);
   EXPECT_EQ(Run({"train", "--deploy"}).exit_code, kExitOk);

@@ -699,5 +699,427 @@ TEST(MnistTrainingTest, DISABLED_ReachesTheTutorialsAccuracy) {
   EXPECT_GE(result->accuracy, 0.965);
 }
 
+// ---------------------------------------------------------------------------------------------
+// Validation split, keep_best, early stopping.
+
+TrainOptions ValidatedOptions() {
+  TrainOptions options = SmallOptions();
+  options.validation_fraction = 0.25;  // 50 held out, 150 trained on: 8 batches an epoch.
+  return options;
+}
+
+// The images of `data` at `indices`.
+Dataset Subset(const Dataset& data, const std::vector<int64_t>& indices) {
+  Dataset subset;
+  subset.rows = data.rows;
+  subset.cols = data.cols;
+  subset.num_classes = data.num_classes;
+  for (const int64_t i : indices) {
+    subset.pixels.insert(subset.pixels.end(), data.pixels.begin() + i * data.image_size(),
+                         data.pixels.begin() + (i + 1) * data.image_size());
+    subset.labels.push_back(data.labels[i]);
+  }
+  return subset;
+}
+
+TEST(SplitForValidationTest, IsDisjointCompleteAndSeeded) {
+  const ValidationSplit split = SplitForValidation(200, 0.25, /*seed=*/7);
+  EXPECT_EQ(split.validation.size(), 50u);
+  EXPECT_EQ(split.train.size(), 150u);
+  EXPECT_TRUE(std::is_sorted(split.train.begin(), split.train.end()));
+  EXPECT_TRUE(std::is_sorted(split.validation.begin(), split.validation.end()));
+  std::vector<int64_t> all = split.train;
+  all.insert(all.end(), split.validation.begin(), split.validation.end());
+  std::sort(all.begin(), all.end());
+  for (int64_t i = 0; i < 200; ++i) ASSERT_EQ(all[i], i);  // Disjoint and complete.
+
+  const ValidationSplit same = SplitForValidation(200, 0.25, /*seed=*/7);
+  EXPECT_EQ(same.validation, split.validation);
+  EXPECT_EQ(same.train, split.train);
+  const ValidationSplit other = SplitForValidation(200, 0.25, /*seed=*/8);
+  EXPECT_NE(other.validation, split.validation);
+
+  const ValidationSplit none = SplitForValidation(10, 0, /*seed=*/7);
+  EXPECT_TRUE(none.validation.empty());
+  EXPECT_EQ(none.train.size(), 10u);
+}
+
+TEST_F(TrainerTest, ValidationIsReportedEveryEpochAndTrainsOnTheRestOnly) {
+  const TrainOptions options = ValidatedOptions();
+  RecordingObserver observer;
+  absl::StatusOr<std::unique_ptr<Trainer>> trainer = Trainer::Create(*data_, options);
+  ASSERT_TRUE(trainer.ok()) << trainer.status();
+  absl::StatusOr<std::unique_ptr<TrainedModel>> model = (*trainer)->Run(observer);
+  ASSERT_TRUE(model.ok()) << model.status();
+  ASSERT_EQ(observer.epochs.size(), 3u);
+  for (const EpochStats& epoch : observer.epochs) {
+    ASSERT_TRUE(epoch.validation_loss.has_value());
+    ASSERT_TRUE(epoch.validation_accuracy.has_value());
+    EXPECT_GT(*epoch.validation_loss, 0);
+    EXPECT_GE(*epoch.validation_accuracy, 0);
+    EXPECT_LE(*epoch.validation_accuracy, 1);
+  }
+  // The last epoch's validation figures are the model's on the held-out images.
+  const ValidationSplit split = SplitForValidation(200, 0.25, options.seed);
+  absl::StatusOr<EvaluationResult> held_out = (*model)->Evaluate(Subset(*data_, split.validation));
+  ASSERT_TRUE(held_out.ok());
+  EXPECT_DOUBLE_EQ(held_out->accuracy, *observer.epochs.back().validation_accuracy);
+  EXPECT_NEAR(held_out->loss, *observer.epochs.back().validation_loss, 1e-4);
+  EXPECT_EQ((*trainer)->summary().epochs_completed, 3);
+  EXPECT_FALSE((*trainer)->summary().stopped_early);
+
+  // Without a split there are no validation figures.
+  RecordingObserver plain;
+  ASSERT_TRUE(Train(*data_, SmallOptions(), plain).ok());
+  EXPECT_FALSE(plain.epochs.back().validation_accuracy.has_value());
+}
+
+TEST_F(TrainerTest, KeepBestReturnsTheBestEpochsWeights) {
+  TrainOptions options = ValidatedOptions();
+  options.keep_best = true;
+  options.epochs = 4;
+  options.learning_rate = 3e-2;  // Noisy enough that the last epoch need not be the best.
+  RecordingObserver observer;
+  absl::StatusOr<std::unique_ptr<Trainer>> trainer = Trainer::Create(*data_, options);
+  ASSERT_TRUE(trainer.ok()) << trainer.status();
+  absl::StatusOr<std::unique_ptr<TrainedModel>> model = (*trainer)->Run(observer);
+  ASSERT_TRUE(model.ok()) << model.status();
+  int best_epoch = 0;
+  double best = -1;
+  for (const EpochStats& epoch : observer.epochs) {
+    if (*epoch.validation_accuracy > best) {
+      best = *epoch.validation_accuracy;
+      best_epoch = epoch.epoch;
+    }
+  }
+  const TrainingSummary& summary = (*trainer)->summary();
+  EXPECT_TRUE(summary.kept_best);
+  EXPECT_EQ(summary.best_epoch, best_epoch);
+  EXPECT_EQ(summary.best_validation_accuracy, best);
+  const ValidationSplit split = SplitForValidation(200, 0.25, options.seed);
+  absl::StatusOr<EvaluationResult> held_out = (*model)->Evaluate(Subset(*data_, split.validation));
+  ASSERT_TRUE(held_out.ok());
+  EXPECT_DOUBLE_EQ(held_out->accuracy, best);
+}
+
+TEST_F(TrainerTest, EarlyStoppingEndsARunThatStoppedImproving) {
+  TrainOptions options = ValidatedOptions();
+  options.epochs = 6;
+  options.learning_rate = 1e-12;  // Nothing moves: epoch 1 stays the best.
+  options.early_stopping_patience = 2;
+  RecordingObserver observer;
+  absl::StatusOr<std::unique_ptr<Trainer>> trainer = Trainer::Create(*data_, options);
+  ASSERT_TRUE(trainer.ok()) << trainer.status();
+  ASSERT_TRUE((*trainer)->Run(observer).ok());
+  EXPECT_EQ(observer.epochs.size(), 3u);
+  const TrainingSummary& summary = (*trainer)->summary();
+  EXPECT_TRUE(summary.stopped_early);
+  EXPECT_EQ(summary.epochs_completed, 3);
+  EXPECT_EQ(summary.best_epoch, 1);
+
+  // Restored from its last checkpoint, it ends at once, stopped early again.
+  RecordingObserver resumed;
+  trainer = Trainer::Create(*data_, options);
+  ASSERT_TRUE(trainer.ok());
+  ASSERT_TRUE((*trainer)->Restore(observer.checkpoints.back().bytes).ok());
+  ASSERT_TRUE((*trainer)->Run(resumed).ok());
+  EXPECT_TRUE(resumed.epochs.empty());
+  EXPECT_TRUE((*trainer)->summary().stopped_early);
+}
+
+TEST_F(TrainerTest, ResumingWithValidationAndKeepBestIsBitIdentical) {
+  TrainOptions options = ValidatedOptions();
+  options.keep_best = true;
+  options.early_stopping_patience = 2;
+  options.learning_rate = 3e-2;
+  RecordingObserver reference;
+  absl::StatusOr<std::unique_ptr<TrainedModel>> uninterrupted = Train(*data_, options, reference);
+  ASSERT_TRUE(uninterrupted.ok()) << uninterrupted.status();
+
+  std::string checkpoint;
+  std::vector<EpochStats> epochs;
+  // Mid-epoch 1, at the end of epoch 1, mid-epoch 2.
+  for (const int64_t stop_after : {3, 5, 4}) {
+    RecordingObserver observer(stop_after);
+    absl::StatusOr<std::unique_ptr<TrainedModel>> model =
+        Resume(*data_, options, checkpoint, observer);
+    ASSERT_EQ(model.status().code(), absl::StatusCode::kCancelled) << model.status();
+    checkpoint = observer.checkpoints.back().bytes;
+    epochs.insert(epochs.end(), observer.epochs.begin(), observer.epochs.end());
+  }
+  RecordingObserver last;
+  absl::StatusOr<std::unique_ptr<TrainedModel>> model = Resume(*data_, options, checkpoint, last);
+  ASSERT_TRUE(model.ok()) << model.status();
+  epochs.insert(epochs.end(), last.epochs.begin(), last.epochs.end());
+  EXPECT_EQ(StateDict(**model), StateDict(**uninterrupted));
+  ExpectSameEpochs(epochs, reference.epochs);
+  ASSERT_EQ(epochs.size(), reference.epochs.size());
+  for (size_t i = 0; i < epochs.size(); ++i) {
+    EXPECT_EQ(epochs[i].validation_loss, reference.epochs[i].validation_loss);
+    EXPECT_EQ(epochs[i].validation_accuracy, reference.epochs[i].validation_accuracy);
+  }
+}
+
+TEST_F(TrainerTest, ValidationOptionsAreCheckedAndMustMatchTheCheckpoint) {
+  struct BadCase {
+    std::string field;
+    TrainOptions options;
+  };
+  std::vector<BadCase> bad;
+  auto add = [&bad](const std::string& field, auto change) {
+    TrainOptions options = SmallOptions();
+    change(options);
+    bad.push_back({field, options});
+  };
+  add("validation_fraction", [](TrainOptions& o) { o.validation_fraction = 0.6; });
+  add("validation_fraction", [](TrainOptions& o) { o.validation_fraction = -0.1; });
+  add("validation_fraction",
+      [](TrainOptions& o) { o.validation_fraction = std::numeric_limits<double>::quiet_NaN(); });
+  add("validation_fraction", [](TrainOptions& o) { o.validation_fraction = 0.001; });
+  add("keep_best", [](TrainOptions& o) { o.keep_best = true; });
+  add("early_stopping_patience", [](TrainOptions& o) { o.early_stopping_patience = 2; });
+  add("early_stopping_patience", [](TrainOptions& o) {
+    o.validation_fraction = 0.2;
+    o.early_stopping_patience = -1;
+  });
+  add("batch_size", [](TrainOptions& o) {
+    o.validation_fraction = 0.5;
+    o.batch_size = 150;
+  });
+  for (const BadCase& c : bad) {
+    absl::StatusOr<std::unique_ptr<Trainer>> trainer = Trainer::Create(*data_, c.options);
+    EXPECT_EQ(trainer.status().code(), absl::StatusCode::kInvalidArgument) << c.field;
+    EXPECT_THAT(trainer.status().message(), HasSubstr(c.field));
+  }
+
+  RecordingObserver stopped(kStopInEpoch2);
+  ASSERT_EQ(Train(*data_, ValidatedOptions(), stopped).status().code(),
+            absl::StatusCode::kCancelled);
+  const std::string checkpoint = stopped.checkpoints.back().bytes;
+  std::vector<std::pair<std::string, TrainOptions>> others;
+  auto other = [&others](const std::string& message, auto change) {
+    TrainOptions options = ValidatedOptions();
+    change(options);
+    others.emplace_back(message, options);
+  };
+  other("validation_fraction", [](TrainOptions& o) { o.validation_fraction = 0.2; });
+  other("validation_fraction", [](TrainOptions& o) { o.validation_fraction = 0; });
+  other("keep_best", [](TrainOptions& o) { o.keep_best = true; });
+  other("early_stopping_patience", [](TrainOptions& o) { o.early_stopping_patience = 3; });
+  for (const auto& [message, options] : others) {
+    absl::StatusOr<std::unique_ptr<Trainer>> trainer = Trainer::Create(*data_, options);
+    ASSERT_TRUE(trainer.ok()) << message;
+    const absl::Status status = (*trainer)->Restore(checkpoint);
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << message;
+    EXPECT_THAT(status.message(), HasSubstr(message));
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Optimizers and learning-rate schedules.
+
+TEST(LearningRateForEpochTest, FollowsTheSchedule) {
+  TrainOptions options;
+  options.learning_rate = 0.1;
+  options.epochs = 4;
+  EXPECT_EQ(LearningRateForEpoch(options, 3), 0.1);
+  options.lr_schedule = LearningRateSchedule::kStep;
+  options.lr_step_size = 2;
+  options.lr_gamma = 0.5;
+  EXPECT_DOUBLE_EQ(LearningRateForEpoch(options, 1), 0.1);
+  EXPECT_DOUBLE_EQ(LearningRateForEpoch(options, 2), 0.1);
+  EXPECT_DOUBLE_EQ(LearningRateForEpoch(options, 3), 0.05);
+  EXPECT_DOUBLE_EQ(LearningRateForEpoch(options, 5), 0.025);
+  options.lr_schedule = LearningRateSchedule::kCosine;
+  EXPECT_DOUBLE_EQ(LearningRateForEpoch(options, 1), 0.1);
+  EXPECT_DOUBLE_EQ(LearningRateForEpoch(options, 3), 0.05);
+  EXPECT_LT(LearningRateForEpoch(options, 4), 0.05);
+  EXPECT_GT(LearningRateForEpoch(options, 4), 0);
+}
+
+struct OptimizerCase {
+  const char* name;
+  OptimizerKind optimizer;
+  double learning_rate;
+  double momentum;
+  double weight_decay;
+  LearningRateSchedule schedule;
+};
+
+class OptimizerTest : public TrainerTest, public ::testing::WithParamInterface<OptimizerCase> {
+ protected:
+  TrainOptions Options() const {
+    TrainOptions options = SmallOptions();
+    options.optimizer = GetParam().optimizer;
+    options.learning_rate = GetParam().learning_rate;
+    options.momentum = GetParam().momentum;
+    options.weight_decay = GetParam().weight_decay;
+    options.lr_schedule = GetParam().schedule;
+    options.lr_step_size = 2;
+    options.lr_gamma = 0.5;
+    return options;
+  }
+};
+
+TEST_P(OptimizerTest, LearnsAndResumesBitIdentically) {
+  const TrainOptions options = Options();
+  RecordingObserver reference;
+  absl::StatusOr<std::unique_ptr<TrainedModel>> uninterrupted = Train(*data_, options, reference);
+  ASSERT_TRUE(uninterrupted.ok()) << uninterrupted.status();
+  ASSERT_EQ(reference.epochs.size(), 3u);
+  EXPECT_LT(reference.epochs.back().train_loss, reference.epochs.front().train_loss);
+  EXPECT_GT(reference.epochs.back().train_accuracy, 0.5);
+
+  // Mid-epoch 1, then mid-epoch 2, then to the end (through the step schedule's first step).
+  std::string checkpoint;
+  std::vector<EpochStats> epochs;
+  for (const int64_t stop_after : {4, 9}) {
+    RecordingObserver observer(stop_after);
+    ASSERT_EQ(Resume(*data_, options, checkpoint, observer).status().code(),
+              absl::StatusCode::kCancelled);
+    checkpoint = observer.checkpoints.back().bytes;
+    epochs.insert(epochs.end(), observer.epochs.begin(), observer.epochs.end());
+  }
+  RecordingObserver last;
+  absl::StatusOr<std::unique_ptr<TrainedModel>> model = Resume(*data_, options, checkpoint, last);
+  ASSERT_TRUE(model.ok()) << model.status();
+  epochs.insert(epochs.end(), last.epochs.begin(), last.epochs.end());
+  EXPECT_EQ(StateDict(**model), StateDict(**uninterrupted));
+  ExpectSameEpochs(epochs, reference.epochs);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Optimizers, OptimizerTest,
+    ::testing::Values(OptimizerCase{"AdamWeightDecay", OptimizerKind::kAdam, 3e-3, 0, 1e-4,
+                                    LearningRateSchedule::kNone},
+                      OptimizerCase{"AdamWCosine", OptimizerKind::kAdamW, 3e-3, 0, 1e-2,
+                                    LearningRateSchedule::kCosine},
+                      OptimizerCase{"SgdMomentumStep", OptimizerKind::kSgd, 5e-2, 0.9, 1e-4,
+                                    LearningRateSchedule::kStep},
+                      OptimizerCase{"SgdPlain", OptimizerKind::kSgd, 1e-1, 0, 0,
+                                    LearningRateSchedule::kNone}),
+    [](const ::testing::TestParamInfo<OptimizerCase>& info) { return info.param.name; });
+
+TEST_F(TrainerTest, OptimizerOptionsAreCheckedAndMustMatchTheCheckpoint) {
+  std::vector<std::pair<std::string, TrainOptions>> bad;
+  auto add = [&bad](const std::string& field, auto change) {
+    TrainOptions options = SmallOptions();
+    change(options);
+    bad.emplace_back(field, options);
+  };
+  add("momentum", [](TrainOptions& o) { o.momentum = 0.9; });  // Not SGD.
+  add("momentum", [](TrainOptions& o) {
+    o.optimizer = OptimizerKind::kSgd;
+    o.momentum = 1;
+  });
+  add("momentum", [](TrainOptions& o) {
+    o.optimizer = OptimizerKind::kSgd;
+    o.momentum = -0.1;
+  });
+  add("weight_decay", [](TrainOptions& o) { o.weight_decay = -1e-4; });
+  add("weight_decay", [](TrainOptions& o) { o.weight_decay = 2; });
+  add("lr_step_size", [](TrainOptions& o) { o.lr_step_size = 0; });
+  add("lr_gamma", [](TrainOptions& o) { o.lr_gamma = 0; });
+  add("lr_gamma", [](TrainOptions& o) { o.lr_gamma = 1.5; });
+  for (const auto& [field, options] : bad) {
+    absl::StatusOr<std::unique_ptr<Trainer>> trainer = Trainer::Create(*data_, options);
+    EXPECT_EQ(trainer.status().code(), absl::StatusCode::kInvalidArgument) << field;
+    EXPECT_THAT(trainer.status().message(), HasSubstr(field));
+  }
+
+  RecordingObserver stopped(kStopInEpoch2);
+  ASSERT_EQ(Train(*data_, SmallOptions(), stopped).status().code(), absl::StatusCode::kCancelled);
+  const std::string checkpoint = stopped.checkpoints.back().bytes;
+  std::vector<std::pair<std::string, TrainOptions>> others;
+  auto other = [&others](const std::string& message, auto change) {
+    TrainOptions options = SmallOptions();
+    change(options);
+    others.emplace_back(message, options);
+  };
+  other("optimizer", [](TrainOptions& o) { o.optimizer = OptimizerKind::kAdamW; });
+  other("optimizer", [](TrainOptions& o) { o.optimizer = OptimizerKind::kSgd; });
+  other("weight_decay", [](TrainOptions& o) { o.weight_decay = 1e-3; });
+  other("lr_schedule", [](TrainOptions& o) { o.lr_schedule = LearningRateSchedule::kCosine; });
+  other("lr_step_size", [](TrainOptions& o) { o.lr_step_size = 2; });
+  other("lr_gamma", [](TrainOptions& o) { o.lr_gamma = 0.5; });
+  for (const auto& [message, options] : others) {
+    absl::StatusOr<std::unique_ptr<Trainer>> trainer = Trainer::Create(*data_, options);
+    ASSERT_TRUE(trainer.ok()) << message;
+    const absl::Status status = (*trainer)->Restore(checkpoint);
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << message;
+    EXPECT_THAT(status.message(), HasSubstr(message));
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Augmentation.
+
+TrainOptions AugmentedOptions() {
+  TrainOptions options = SmallOptions();
+  options.augmentation.rotation_degrees = 10;
+  options.augmentation.translation = 0.05;
+  options.augmentation.scale_min = 0.95;
+  options.augmentation.scale_max = 1.05;
+  options.augmentation.horizontal_flip = true;
+  return options;
+}
+
+TEST_F(TrainerTest, AugmentedTrainingLearnsIsSeededAndResumesBitIdentically) {
+  const TrainOptions options = AugmentedOptions();
+  RecordingObserver reference;
+  absl::StatusOr<std::unique_ptr<TrainedModel>> uninterrupted = Train(*data_, options, reference);
+  ASSERT_TRUE(uninterrupted.ok()) << uninterrupted.status();
+  EXPECT_GT(reference.epochs.back().train_accuracy, 0.5);
+
+  // Augmentation changes the run; the same seed gives the same one.
+  RecordingObserver plain;
+  absl::StatusOr<std::unique_ptr<TrainedModel>> unaugmented = Train(*data_, SmallOptions(), plain);
+  ASSERT_TRUE(unaugmented.ok());
+  EXPECT_NE(StateDict(**unaugmented), StateDict(**uninterrupted));
+  RecordingObserver again;
+  absl::StatusOr<std::unique_ptr<TrainedModel>> repeated = Train(*data_, options, again);
+  ASSERT_TRUE(repeated.ok());
+  EXPECT_EQ(StateDict(**repeated), StateDict(**uninterrupted));
+
+  std::string checkpoint;
+  std::vector<EpochStats> epochs;
+  for (const int64_t stop_after : {4, 9}) {
+    RecordingObserver observer(stop_after);
+    ASSERT_EQ(Resume(*data_, options, checkpoint, observer).status().code(),
+              absl::StatusCode::kCancelled);
+    checkpoint = observer.checkpoints.back().bytes;
+    epochs.insert(epochs.end(), observer.epochs.begin(), observer.epochs.end());
+  }
+  RecordingObserver last;
+  absl::StatusOr<std::unique_ptr<TrainedModel>> model = Resume(*data_, options, checkpoint, last);
+  ASSERT_TRUE(model.ok()) << model.status();
+  epochs.insert(epochs.end(), last.epochs.begin(), last.epochs.end());
+  EXPECT_EQ(StateDict(**model), StateDict(**uninterrupted));
+  ExpectSameEpochs(epochs, reference.epochs);
+
+  // A checkpoint of other augmentation is refused, naming the field.
+  for (const auto& [field, change] : std::vector<std::pair<std::string, void (*)(TrainOptions&)>>{
+           {"augmentation.rotation_degrees",
+            [](TrainOptions& o) { o.augmentation.rotation_degrees = 5; }},
+           {"augmentation.translation", [](TrainOptions& o) { o.augmentation.translation = 0; }},
+           {"augmentation.scale_max", [](TrainOptions& o) { o.augmentation.scale_max = 1.1; }},
+           {"augmentation.horizontal_flip",
+            [](TrainOptions& o) { o.augmentation.horizontal_flip = false; }},
+           {"augmentation.vertical_flip",
+            [](TrainOptions& o) { o.augmentation.vertical_flip = true; }}}) {
+    TrainOptions other = options;
+    change(other);
+    absl::StatusOr<std::unique_ptr<Trainer>> trainer = Trainer::Create(*data_, other);
+    ASSERT_TRUE(trainer.ok()) << field;
+    const absl::Status status = (*trainer)->Restore(checkpoint);
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << field;
+    EXPECT_THAT(status.message(), HasSubstr(field));
+  }
+  TrainOptions bad = options;
+  bad.augmentation.rotation_degrees = 400;
+  EXPECT_THAT(Trainer::Create(*data_, bad).status().message(),
+              HasSubstr("augmentation.rotation_degrees"));
+}
+
 }  // namespace
 }  // namespace classifier

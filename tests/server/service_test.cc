@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "classifier/v1/classifier.grpc.pb.h"
+#include "gmock/gmock.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "model/image.h"
 #include "model/network.h"
@@ -362,6 +363,92 @@ TEST_F(ServiceTest, ExportsOnnxToo) {
   ExpectStatus(bad->Finish(), StatusCode::INVALID_ARGUMENT, "format");
 }
 
+TEST_F(ServiceTest, AValidationSplitIsReportedOnEveryEpochEnd) {
+  v1::TrainRequest request = QuickTraining(/*epochs=*/3);
+  request.set_validation_fraction(0.2);
+  request.set_keep_best(true);
+  std::vector<v1::JobEvent> events = TrainToEnd(request);
+  ASSERT_FALSE(events.empty());
+  int epoch_ends = 0;
+  for (const v1::JobEvent& event : events) {
+    if (!event.has_epoch_end()) continue;
+    ++epoch_ends;
+    EXPECT_TRUE(event.epoch_end().has_validation_loss());
+    EXPECT_TRUE(event.epoch_end().has_validation_accuracy());
+    EXPECT_GT(event.epoch_end().validation_loss(), 0);
+    EXPECT_GE(event.epoch_end().validation_accuracy(), 0);
+    EXPECT_LE(event.epoch_end().validation_accuracy(), 1);
+  }
+  EXPECT_EQ(epoch_ends, 3);
+  const v1::JobEvent::Finished& finished = events.back().finished();
+  ASSERT_EQ(finished.state(), v1::JOB_STATE_SUCCEEDED) << finished.error();
+  EXPECT_FALSE(finished.stopped_early());
+  EXPECT_EQ(finished.epochs_completed(), 3);
+  EXPECT_GE(finished.best_epoch(), 1);
+  EXPECT_THAT(finished.note(), ::testing::HasSubstr("kept the weights of epoch"));
+}
+
+TEST_F(ServiceTest, EarlyStoppingEndsTheJobWithANote) {
+  v1::TrainRequest request = QuickTraining(/*epochs=*/6);
+  request.set_learning_rate(1e-12);  // Nothing improves after epoch 1.
+  request.set_validation_fraction(0.2);
+  request.set_early_stopping_patience(1);
+  std::vector<v1::JobEvent> events = TrainToEnd(request);
+  ASSERT_FALSE(events.empty());
+  int epoch_ends = 0;
+  for (const v1::JobEvent& event : events) epoch_ends += event.has_epoch_end();
+  EXPECT_EQ(epoch_ends, 2);
+  const v1::JobEvent::Finished& finished = events.back().finished();
+  EXPECT_EQ(finished.state(), v1::JOB_STATE_SUCCEEDED) << finished.error();
+  EXPECT_TRUE(finished.stopped_early());
+  EXPECT_EQ(finished.epochs_completed(), 2);
+  EXPECT_EQ(finished.best_epoch(), 1);
+  EXPECT_THAT(finished.note(), ::testing::HasSubstr("stopped early after epoch 2 of 6"));
+  EXPECT_FALSE(finished.model_id().empty());
+}
+
+TEST_F(ServiceTest, TrainsWithEveryOptimizerAndSchedule) {
+  for (const auto& [optimizer, schedule] :
+       std::vector<std::pair<v1::OptimizerKind, v1::LearningRateSchedule>>{
+           {v1::OPTIMIZER_KIND_ADAMW, v1::LEARNING_RATE_SCHEDULE_COSINE},
+           {v1::OPTIMIZER_KIND_SGD, v1::LEARNING_RATE_SCHEDULE_STEP}}) {
+    v1::TrainRequest request = QuickTraining(/*epochs=*/2);
+    request.set_optimizer(optimizer);
+    request.set_lr_schedule(schedule);
+    request.set_weight_decay(1e-4);
+    if (optimizer == v1::OPTIMIZER_KIND_SGD) {
+      request.set_learning_rate(0.05);
+      request.set_momentum(0.9);
+      request.set_lr_gamma(0.5);
+    }
+    std::vector<v1::JobEvent> events = TrainToEnd(request);
+    ASSERT_FALSE(events.empty());
+    EXPECT_EQ(events.back().finished().state(), v1::JOB_STATE_SUCCEEDED)
+        << events.back().finished().error();
+    // The job ran with the optimizer asked for (GetJob shows the request as it runs).
+    ClientContext context;
+    v1::GetJobRequest get;
+    get.set_job_id(events.front().job_id());
+    v1::Job job;
+    ASSERT_TRUE(stub_->GetJob(&context, get, &job).ok());
+    EXPECT_EQ(job.request().optimizer(), optimizer);
+    EXPECT_EQ(job.request().lr_schedule(), schedule);
+  }
+}
+
+TEST_F(ServiceTest, TrainsWithAugmentation) {
+  v1::TrainRequest request = QuickTraining(/*epochs=*/2);
+  request.mutable_augmentation()->set_rotation_degrees(10);
+  request.mutable_augmentation()->set_translation(0.1);
+  request.mutable_augmentation()->set_scale_min(0.9);
+  request.mutable_augmentation()->set_scale_max(1.1);
+  request.set_validation_fraction(0.1);
+  std::vector<v1::JobEvent> events = TrainToEnd(request);
+  ASSERT_FALSE(events.empty());
+  EXPECT_EQ(events.back().finished().state(), v1::JOB_STATE_SUCCEEDED)
+      << events.back().finished().error();
+}
+
 TEST_F(ServiceTest, BadTrainRequestsAreRefusedWithTheField) {
   struct Case {
     const char* what;
@@ -393,6 +480,74 @@ TEST_F(ServiceTest, BadTrainRequestsAreRefusedWithTheField) {
                      r.set_learning_rate(std::numeric_limits<double>::quiet_NaN());
                    }),
                    StatusCode::INVALID_ARGUMENT, "learning_rate"});
+  cases.push_back({"validation fraction above 0.5",
+                   with([](auto& r) { r.set_validation_fraction(0.6); }),
+                   StatusCode::INVALID_ARGUMENT, "validation_fraction"});
+  cases.push_back({"negative validation fraction",
+                   with([](auto& r) { r.set_validation_fraction(-0.1); }),
+                   StatusCode::INVALID_ARGUMENT, "validation_fraction"});
+  cases.push_back({"NaN validation fraction", with([](auto& r) {
+                     r.set_validation_fraction(std::numeric_limits<double>::quiet_NaN());
+                   }),
+                   StatusCode::INVALID_ARGUMENT, "validation_fraction"});
+  cases.push_back({"keep_best without a validation split",
+                   with([](auto& r) { r.set_keep_best(true); }), StatusCode::INVALID_ARGUMENT,
+                   "keep_best"});
+  cases.push_back({"early stopping without a validation split",
+                   with([](auto& r) { r.set_early_stopping_patience(2); }),
+                   StatusCode::INVALID_ARGUMENT, "early_stopping_patience"});
+  cases.push_back({"negative early stopping patience", with([](auto& r) {
+                     r.set_validation_fraction(0.2);
+                     r.set_early_stopping_patience(-1);
+                   }),
+                   StatusCode::INVALID_ARGUMENT, "early_stopping_patience"});
+  cases.push_back({"unknown optimizer",
+                   with([](auto& r) { r.set_optimizer(static_cast<v1::OptimizerKind>(99)); }),
+                   StatusCode::INVALID_ARGUMENT, "optimizer"});
+  cases.push_back({"momentum with adam", with([](auto& r) { r.set_momentum(0.9); }),
+                   StatusCode::INVALID_ARGUMENT, "momentum"});
+  cases.push_back({"momentum of 1", with([](auto& r) {
+                     r.set_optimizer(v1::OPTIMIZER_KIND_SGD);
+                     r.set_momentum(1);
+                   }),
+                   StatusCode::INVALID_ARGUMENT, "momentum"});
+  cases.push_back({"negative weight decay", with([](auto& r) { r.set_weight_decay(-1e-4); }),
+                   StatusCode::INVALID_ARGUMENT, "weight_decay"});
+  cases.push_back({"unknown schedule", with([](auto& r) {
+                     r.set_lr_schedule(static_cast<v1::LearningRateSchedule>(42));
+                   }),
+                   StatusCode::INVALID_ARGUMENT, "lr_schedule"});
+  cases.push_back({"lr_step_size without the step schedule",
+                   with([](auto& r) { r.set_lr_step_size(2); }), StatusCode::INVALID_ARGUMENT,
+                   "lr_step_size"});
+  cases.push_back({"lr_step_size beyond the epochs", with([](auto& r) {
+                     r.set_epochs(3);
+                     r.set_lr_schedule(v1::LEARNING_RATE_SCHEDULE_STEP);
+                     r.set_lr_step_size(4);
+                   }),
+                   StatusCode::INVALID_ARGUMENT, "lr_step_size"});
+  cases.push_back({"lr_gamma above 1", with([](auto& r) {
+                     r.set_lr_schedule(v1::LEARNING_RATE_SCHEDULE_STEP);
+                     r.set_lr_gamma(2);
+                   }),
+                   StatusCode::INVALID_ARGUMENT, "lr_gamma"});
+  cases.push_back({"rotation beyond 180",
+                   with([](auto& r) { r.mutable_augmentation()->set_rotation_degrees(200); }),
+                   StatusCode::INVALID_ARGUMENT, "augmentation.rotation_degrees"});
+  cases.push_back({"translation beyond half the side",
+                   with([](auto& r) { r.mutable_augmentation()->set_translation(0.7); }),
+                   StatusCode::INVALID_ARGUMENT, "augmentation.translation"});
+  cases.push_back({"scale_min above scale_max", with([](auto& r) {
+                     r.mutable_augmentation()->set_scale_min(1.5);
+                     r.mutable_augmentation()->set_scale_max(1.2);
+                   }),
+                   StatusCode::INVALID_ARGUMENT, "augmentation.scale_min"});
+  cases.push_back({"horizontal flips of digits",
+                   with([](auto& r) { r.mutable_augmentation()->set_horizontal_flip(true); }),
+                   StatusCode::INVALID_ARGUMENT, "a flipped 6 is a 9"});
+  cases.push_back({"vertical flips of digits",
+                   with([](auto& r) { r.mutable_augmentation()->set_vertical_flip(true); }),
+                   StatusCode::INVALID_ARGUMENT, "augmentation.vertical_flip"});
   cases.push_back({"missing files (no fashion-mnist here)",
                    with([](auto& r) { r.set_dataset("fashion-mnist"); }), StatusCode::NOT_FOUND,
                    "train-images-idx3-ubyte"});

@@ -1,0 +1,20 @@
+// Private to classifier_model: the LibTorch side of model/augment.h. Includes <torch/torch.h>,
+// so never include it from a public header, server/ or client/.
+#ifndef CLASSIFIER_MODEL_AUGMENT_TORCH_H_
+#define CLASSIFIER_MODEL_AUGMENT_TORCH_H_
+
+#include <torch/torch.h>
+
+#include "model/augment.h"
+
+namespace classifier {
+
+// `images`: {N, C, H, W} floats on any device. Draws each image's transform from `generator`
+// (a CPU generator, in a fixed order, so the same generator state gives the same batch) and
+// resamples on the images' device with affine_grid + grid_sample (bilinear, zeros outside).
+torch::Tensor AugmentImages(const torch::Tensor& images, const AugmentationOptions& options,
+                            at::Generator& generator);
+
+}  // namespace classifier
+
+#endif  // CLASSIFIER_MODEL_AUGMENT_TORCH_H_
