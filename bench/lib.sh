@@ -72,6 +72,7 @@ start_server() {
   shift
   local log=$bench_tmp/$name.log
   mkdir -p "$bench_tmp/$name-data" "$bench_tmp/$name-state"
+  : >"$log"  # Exists before the server (or its wrapper) opens it.
   # shellcheck disable=SC2086  # SERVER_WRAPPER is a command line.
   ${SERVER_WRAPPER:-} "$server_bin" --listen=127.0.0.1:0 --data_dir="$bench_tmp/$name-data" \
     --fashion_fallback_dir="$FASHION_DIR" --state_dir="$bench_tmp/$name-state" \

@@ -6,7 +6,7 @@
 #
 #   bench/run_all.sh           quick modes: about 8 minutes on 2 cores
 #   bench/run_all.sh --full    10-epoch training comparison (with accuracy) and full Predict
-#                              rounds: about 20 minutes on 2 cores
+#                              rounds: about 12 minutes on 2 cores
 #
 # BUILD_DIR (default <repo>/build), BENCH_THREADS (default 1) and the rest as in lib.sh;
 # BENCH_SKIP_BUILD=1 uses the binaries as they are.

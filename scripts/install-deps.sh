@@ -6,6 +6,7 @@
 #   scripts/install-deps.sh          everything: run, build and test (default)
 #   scripts/install-deps.sh build    what building the server and CLI needs (the Dockerfile)
 #   scripts/install-deps.sh runtime  only what the server and CLI need at run time
+#   scripts/install-deps.sh bench    everything, plus what bench/ compares against
 set -euo pipefail
 
 mode=${1:-all}
@@ -41,7 +42,11 @@ case "$mode" in
   runtime) wanted=("${runtime_packages[@]}") ;;
   build) wanted=("${runtime_packages[@]}" "${build_packages[@]}") ;;
   all) wanted=("${runtime_packages[@]}" "${build_packages[@]}" "${test_packages[@]}") ;;
-  *) echo "usage: $0 [all|build|runtime]" >&2; exit 2 ;;
+  bench)
+    # The tutorial's loop needs torchvision; the Python predict server grpcio; h2load and perf.
+    wanted=("${runtime_packages[@]}" "${build_packages[@]}" "${test_packages[@]}"
+      python3-torchvision python3-grpcio nghttp2-client linux-perf) ;;
+  *) echo "usage: $0 [all|build|runtime|bench]" >&2; exit 2 ;;
 esac
 
 missing=()
