@@ -32,8 +32,9 @@ RUN useradd --system --user-group --create-home --home-dir /home/classifier \
 USER classifier
 WORKDIR /home/classifier
 VOLUME ["/var/lib/classifier/state", "/var/lib/classifier/data"]
-EXPOSE 50051
+# gRPC, and the Prometheus metrics endpoint.
+EXPOSE 50051 9464
 HEALTHCHECK --interval=30s --timeout=10s --start-period=60s --retries=3 \
   CMD ["classifier-cli", "--server", "127.0.0.1:50051", "health"]
-CMD ["classifier-server", "--listen", "0.0.0.0:50051", \
+CMD ["classifier-server", "--listen", "0.0.0.0:50051", "--metrics_listen", "0.0.0.0:9464", \
      "--state_dir", "/var/lib/classifier/state", "--data_dir", "/var/lib/classifier/data"]

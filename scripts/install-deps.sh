@@ -13,7 +13,7 @@ mode=${1:-all}
 
 runtime_packages=(
   libtorch1.13 libgrpc++1.51 libgrpc29 libprotobuf32 libabsl20220623 libspdlog1.10
-  libpng16-16 libjpeg62-turbo zlib1g libsqlite3-0 ca-certificates
+  libpng16-16 libjpeg62-turbo zlib1g libsqlite3-0 libprometheus-cpp-pull1.0 ca-certificates
   # Data: the Fashion-MNIST the server falls back to (/usr/share/datasets/fashion-mnist), and
   # curl for scripts/fetch-data.sh's official MNIST mirrors.
   dataset-fashion-mnist curl
@@ -22,7 +22,7 @@ build_packages=(
   build-essential cmake ninja-build pkg-config
   libtorch-dev libgrpc++-dev libgrpc-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   grpc-proto libabsl-dev libspdlog-dev libfmt-dev libgtest-dev libgmock-dev
-  libpng-dev libjpeg62-turbo-dev zlib1g-dev libsqlite3-dev libssl-dev
+  libpng-dev libjpeg62-turbo-dev zlib1g-dev libsqlite3-dev libssl-dev prometheus-cpp-dev
   # ONNX export: the headers of libonnx_proto, the ONNX library LibTorch itself links.
   libonnx-dev
 )
@@ -32,6 +32,8 @@ test_packages=(
   python3-onnx python3-opencv
   # tests/e2e/security_e2e_test.sh: throwaway CA, server and client certificates.
   openssl
+  # tests/e2e/prometheus_e2e_test.sh: a real Prometheus scrapes the metrics endpoint.
+  prometheus
 )
 # Node.js with npm (for `buf curl`, the grpcurl peer the tests use, and for the npm fallback of
 # scripts/fetch-data.sh, hence at run time too): machines that already carry a Node.js build

@@ -29,13 +29,18 @@ constexpr int kImagePixels = kImageSide * kImageSide;
 // Export chunks stay far below gRPC's default 4 MiB message limit.
 constexpr size_t kExportChunkBytes = 1 << 20;
 
-// One log line per RPC: method, peer, status, duration.
+// One log line per RPC: method, peer, status, duration; counted in `metrics` when not null.
 class RpcLog {
  public:
-  RpcLog(const char* method, ::grpc::CallbackServerContext* context)
-      : method_(method), peer_(context->peer()), start_(absl::Now()) {}
+  RpcLog(const char* method, ::grpc::CallbackServerContext* context, Metrics* metrics)
+      : method_(method), peer_(context->peer()), start_(absl::Now()), metrics_(metrics) {}
   void Done(const ::grpc::Status& status) const {
-    const double ms = absl::ToDoubleMilliseconds(absl::Now() - start_);
+    const absl::Duration elapsed = absl::Now() - start_;
+    if (metrics_ != nullptr) {
+      metrics_->ObserveRpc(method_, static_cast<int>(status.error_code()),
+                           absl::ToDoubleSeconds(elapsed));
+    }
+    const double ms = absl::ToDoubleMilliseconds(elapsed);
     if (status.ok()) {
       spdlog::info("rpc {} from {}: OK in {:.1f} ms", method_, peer_, ms);
     } else {
@@ -48,6 +53,7 @@ class RpcLog {
   const char* method_;
   std::string peer_;
   absl::Time start_;
+  Metrics* metrics_;
 };
 
 // A streaming call refused before it started.
@@ -351,14 +357,15 @@ absl::Status AppendImagePixels(const v1::Image& image, int index, std::vector<fl
 ClassifierService::ClassifierService(JobManager* jobs, ModelRegistry* models,
                                      DatasetCatalog* datasets, WorkQueue* inference,
                                      std::string device, ServiceLimits limits,
-                                     TokenAuthenticator auth)
+                                     TokenAuthenticator auth, Metrics* metrics)
     : jobs_(jobs),
       models_(models),
       datasets_(datasets),
       inference_(inference),
       device_(std::move(device)),
       limits_(limits),
-      auth_(std::move(auth)) {}
+      auth_(std::move(auth)),
+      metrics_(metrics) {}
 
 absl::Status ClassifierService::Admit(const ::grpc::CallbackServerContext& context,
                                       bool read_only) const {
@@ -368,7 +375,7 @@ absl::Status ClassifierService::Admit(const ::grpc::CallbackServerContext& conte
 
 ::grpc::ServerWriteReactor<v1::JobEvent>* ClassifierService::Train(
     ::grpc::CallbackServerContext* context, const v1::TrainRequest* request) {
-  RpcLog log("Train", context);
+  RpcLog log("Train", context, metrics_);
   if (absl::Status admitted = Admit(*context, /*read_only=*/false); !admitted.ok()) {
     return Refuse<v1::JobEvent>(log, admitted);
   }
@@ -390,7 +397,7 @@ absl::Status ClassifierService::Admit(const ::grpc::CallbackServerContext& conte
 
 ::grpc::ServerWriteReactor<v1::JobEvent>* ClassifierService::WatchJob(
     ::grpc::CallbackServerContext* context, const v1::WatchJobRequest* request) {
-  RpcLog log("WatchJob", context);
+  RpcLog log("WatchJob", context, metrics_);
   if (absl::Status admitted = Admit(*context, /*read_only=*/true); !admitted.ok()) {
     return Refuse<v1::JobEvent>(log, admitted);
   }
@@ -407,7 +414,7 @@ absl::Status ClassifierService::Admit(const ::grpc::CallbackServerContext& conte
 ::grpc::ServerUnaryReactor* ClassifierService::GetJob(::grpc::CallbackServerContext* context,
                                                       const v1::GetJobRequest* request,
                                                       v1::Job* response) {
-  RpcLog log("GetJob", context);
+  RpcLog log("GetJob", context, metrics_);
   if (absl::Status admitted = Admit(*context, /*read_only=*/true); !admitted.ok()) {
     return FinishUnary(context, log, admitted);
   }
@@ -419,7 +426,7 @@ absl::Status ClassifierService::Admit(const ::grpc::CallbackServerContext& conte
 ::grpc::ServerUnaryReactor* ClassifierService::ListJobs(::grpc::CallbackServerContext* context,
                                                         const v1::ListJobsRequest* /*request*/,
                                                         v1::ListJobsResponse* response) {
-  RpcLog log("ListJobs", context);
+  RpcLog log("ListJobs", context, metrics_);
   if (absl::Status admitted = Admit(*context, /*read_only=*/true); !admitted.ok()) {
     return FinishUnary(context, log, admitted);
   }
@@ -430,7 +437,7 @@ absl::Status ClassifierService::Admit(const ::grpc::CallbackServerContext& conte
 ::grpc::ServerUnaryReactor* ClassifierService::CancelJob(::grpc::CallbackServerContext* context,
                                                          const v1::CancelJobRequest* request,
                                                          v1::Job* response) {
-  RpcLog log("CancelJob", context);
+  RpcLog log("CancelJob", context, metrics_);
   if (absl::Status admitted = Admit(*context, /*read_only=*/false); !admitted.ok()) {
     return FinishUnary(context, log, admitted);
   }
@@ -442,7 +449,7 @@ absl::Status ClassifierService::Admit(const ::grpc::CallbackServerContext& conte
 ::grpc::ServerUnaryReactor* ClassifierService::Evaluate(::grpc::CallbackServerContext* context,
                                                         const v1::EvaluateRequest* request,
                                                         v1::EvaluateResponse* response) {
-  RpcLog log("Evaluate", context);
+  RpcLog log("Evaluate", context, metrics_);
   if (absl::Status admitted = Admit(*context, /*read_only=*/true); !admitted.ok()) {
     return FinishUnary(context, log, admitted);
   }
@@ -498,7 +505,7 @@ absl::Status ClassifierService::DoEvaluate(const v1::EvaluateRequest& request,
 ::grpc::ServerUnaryReactor* ClassifierService::Predict(::grpc::CallbackServerContext* context,
                                                        const v1::PredictRequest* request,
                                                        v1::PredictResponse* response) {
-  RpcLog log("Predict", context);
+  RpcLog log("Predict", context, metrics_);
   if (absl::Status admitted = Admit(*context, /*read_only=*/true); !admitted.ok()) {
     return FinishUnary(context, log, admitted);
   }
@@ -567,12 +574,13 @@ absl::Status ClassifierService::DoPredict(const v1::PredictRequest& request,
       entry->set_probability(row[order[k]]);
     }
   }
+  if (metrics_ != nullptr) metrics_->ObservePredict(count);
   return absl::OkStatus();
 }
 
 ::grpc::ServerWriteReactor<v1::WeightsChunk>* ClassifierService::ExportWeights(
     ::grpc::CallbackServerContext* context, const v1::ExportWeightsRequest* request) {
-  RpcLog log("ExportWeights", context);
+  RpcLog log("ExportWeights", context, metrics_);
   if (absl::Status admitted = Admit(*context, /*read_only=*/false); !admitted.ok()) {
     return Refuse<v1::WeightsChunk>(log, admitted);
   }
@@ -616,7 +624,7 @@ absl::Status ClassifierService::DoPredict(const v1::PredictRequest& request,
 ::grpc::ServerUnaryReactor* ClassifierService::ListModels(::grpc::CallbackServerContext* context,
                                                           const v1::ListModelsRequest* /*request*/,
                                                           v1::ListModelsResponse* response) {
-  RpcLog log("ListModels", context);
+  RpcLog log("ListModels", context, metrics_);
   if (absl::Status admitted = Admit(*context, /*read_only=*/true); !admitted.ok()) {
     return FinishUnary(context, log, admitted);
   }
@@ -631,7 +639,7 @@ absl::Status ClassifierService::DoPredict(const v1::PredictRequest& request,
 
 ::grpc::ServerReadReactor<v1::ImportWeightsRequest>* ClassifierService::ImportWeights(
     ::grpc::CallbackServerContext* context, v1::ImportWeightsResponse* response) {
-  RpcLog log("ImportWeights", context);
+  RpcLog log("ImportWeights", context, metrics_);
   if (absl::Status admitted = Admit(*context, /*read_only=*/false); !admitted.ok()) {
     class Refused : public ::grpc::ServerReadReactor<v1::ImportWeightsRequest> {
      public:
@@ -679,7 +687,7 @@ absl::Status ClassifierService::DoImport(const std::string& dataset, const std::
 ::grpc::ServerUnaryReactor* ClassifierService::DeployModel(::grpc::CallbackServerContext* context,
                                                            const v1::DeployModelRequest* request,
                                                            v1::Model* response) {
-  RpcLog log("DeployModel", context);
+  RpcLog log("DeployModel", context, metrics_);
   if (absl::Status admitted = Admit(*context, /*read_only=*/false); !admitted.ok()) {
     return FinishUnary(context, log, admitted);
   }
@@ -698,7 +706,7 @@ absl::Status ClassifierService::DoImport(const std::string& dataset, const std::
 ::grpc::ServerUnaryReactor* ClassifierService::DeleteModel(::grpc::CallbackServerContext* context,
                                                            const v1::DeleteModelRequest* request,
                                                            v1::DeleteModelResponse* /*response*/) {
-  RpcLog log("DeleteModel", context);
+  RpcLog log("DeleteModel", context, metrics_);
   if (absl::Status admitted = Admit(*context, /*read_only=*/false); !admitted.ok()) {
     return FinishUnary(context, log, admitted);
   }

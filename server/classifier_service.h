@@ -12,6 +12,7 @@
 #include "server/auth.h"
 #include "server/dataset_catalog.h"
 #include "server/job_manager.h"
+#include "server/metrics.h"
 #include "server/model_registry.h"
 #include "server/work_queue.h"
 
@@ -28,10 +29,11 @@ class ClassifierService : public v1::Classifier::CallbackService {
  public:
   // Every pointer must outlive the service. `auth` guards every RPC of this service (the
   // default lets every call through); GetJob, ListJobs, WatchJob, ListModels, Predict and
-  // Evaluate are the read-only ones it may open.
+  // Evaluate are the read-only ones it may open. With `metrics`, every RPC and Predict is
+  // counted there.
   ClassifierService(JobManager* jobs, ModelRegistry* models, DatasetCatalog* datasets,
                     WorkQueue* inference, std::string device, ServiceLimits limits,
-                    TokenAuthenticator auth = {});
+                    TokenAuthenticator auth = {}, Metrics* metrics = nullptr);
 
   // From now on every new call is refused with UNAVAILABLE; calls in flight go
   // on.
@@ -89,6 +91,7 @@ class ClassifierService : public v1::Classifier::CallbackService {
   const std::string device_;
   const ServiceLimits limits_;
   const TokenAuthenticator auth_;
+  Metrics* const metrics_;
 
   std::atomic<bool> draining_{false};
 };

@@ -9,10 +9,11 @@
 namespace classifier {
 
 JobManager::JobManager(JobExecutor* executor, Store* store, int max_queued_jobs,
-                       std::vector<StoredJob> recovered)
+                       std::vector<StoredJob> recovered, Metrics* metrics)
     : executor_(executor),
       store_(store),
       max_queued_jobs_(max_queued_jobs),
+      metrics_(metrics),
       id_generator_(std::random_device{}()) {
   std::vector<std::shared_ptr<Job>> waiting;
   for (StoredJob& stored : recovered) {
@@ -28,6 +29,10 @@ JobManager::JobManager(JobExecutor* executor, Store* store, int max_queued_jobs,
     }
   }
   queue_.insert(queue_.end(), waiting.begin(), waiting.end());
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    UpdateJobCounts();
+  }
   if (!recovered.empty()) {
     spdlog::info("recovered {} jobs from the store, {} to run", jobs_in_order_.size(),
                  queue_.size());
@@ -44,6 +49,12 @@ std::string JobManager::NewJobId() {
     id = absl::StrFormat("job-%012x", id_generator_() & 0xffffffffffffULL);
   } while (jobs_by_id_.count(id) != 0);
   return id;
+}
+
+void JobManager::UpdateJobCounts() {
+  if (metrics_ != nullptr) {
+    metrics_->SetJobCounts(static_cast<int>(queue_.size()), running_ ? 1 : 0);
+  }
 }
 
 absl::StatusOr<std::shared_ptr<Job>> JobManager::Submit(const v1::TrainRequest& request) {
@@ -64,6 +75,7 @@ absl::StatusOr<std::shared_ptr<Job>> JobManager::Submit(const v1::TrainRequest& 
   queue_.push_back(job);
   jobs_in_order_.push_back(job);
   jobs_by_id_[job->id()] = job;
+  UpdateJobCounts();
   work_available_.notify_one();
   spdlog::info("job {} queued (dataset {}, position {})", job->id(), request.dataset(), position);
   return job;
@@ -93,6 +105,7 @@ absl::StatusOr<v1::Job> JobManager::Cancel(const std::string& job_id) {
       for (auto it = queue_.begin(); it != queue_.end(); ++it) {
         if (*it == *job) {
           queue_.erase(it);
+          UpdateJobCounts();
           removed = true;
           break;
         }
@@ -112,6 +125,7 @@ void JobManager::Shutdown(const std::string& reason) {
     shutting_down_ = true;
     queued.swap(queue_);
     running = running_;
+    UpdateJobCounts();
     work_available_.notify_all();
   }
   if (store_ == nullptr) {
@@ -138,6 +152,7 @@ void JobManager::WorkerLoop() {
       job = queue_.front();
       queue_.pop_front();
       running_ = job;
+      UpdateJobCounts();
     }
     bool run = false;
     if (job->state() == v1::JOB_STATE_INTERRUPTED) {
@@ -160,6 +175,7 @@ void JobManager::WorkerLoop() {
                      job->id());
         std::lock_guard<std::mutex> lock(mu_);
         running_.reset();
+        UpdateJobCounts();
         continue;
       }
       v1::JobEvent finished;
@@ -178,11 +194,13 @@ void JobManager::WorkerLoop() {
                                  : outcome.error);
       const std::string log_error = final_event->error();
       job->Append(std::move(finished));
+      if (metrics_ != nullptr) metrics_->CountFinishedJob(v1::JobState_Name(outcome.state));
       spdlog::info("job {} ended {}{}{}", job->id(), v1::JobState_Name(outcome.state),
                    log_error.empty() ? "" : ": ", log_error);
     }
     std::lock_guard<std::mutex> lock(mu_);
     running_.reset();
+    UpdateJobCounts();
   }
 }
 

@@ -21,6 +21,7 @@
 #include "absl/status/statusor.h"
 #include "classifier/v1/classifier.pb.h"
 #include "server/job.h"
+#include "server/metrics.h"
 #include "server/store.h"
 
 namespace classifier {
@@ -63,9 +64,9 @@ class JobManager {
   // `executor` and `store` must outlive the manager; with a null store jobs live in memory
   // only. `recovered` are the jobs read back from the store: those that were running resume
   // first, then the queued ones run, in their original order. At most `max_queued_jobs` new
-  // jobs wait at once.
+  // jobs wait at once. `metrics` (may be null) gets the queue length and each final state.
   JobManager(JobExecutor* executor, Store* store, int max_queued_jobs,
-             std::vector<StoredJob> recovered = {});
+             std::vector<StoredJob> recovered = {}, Metrics* metrics = nullptr);
   // Shuts down (see Shutdown) and joins the worker.
   ~JobManager();
   JobManager(const JobManager&) = delete;
@@ -92,11 +93,14 @@ class JobManager {
  private:
   void WorkerLoop();
   std::string NewJobId() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Publishes the queued and running counts to metrics_.
+  void UpdateJobCounts() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // Constant after construction.
   JobExecutor* const executor_;
   Store* const store_;
   const int max_queued_jobs_;
+  Metrics* const metrics_;
 
   mutable std::mutex mu_;
   std::condition_variable work_available_;

@@ -72,6 +72,11 @@ ABSL_FLAG(bool, auth_allow_read_only, false,
           "need no token"
           " (env CLASSIFIER_AUTH_ALLOW_READ_ONLY)");
 
+ABSL_FLAG(std::string, metrics_listen, "127.0.0.1:9464",
+          "host:port serving Prometheus metrics at /metrics (port 0 picks a free port; empty "
+          "serves none)"
+          " (env CLASSIFIER_METRICS_LISTEN)");
+
 namespace {
 
 constexpr char kEnvironmentPrefix[] = "CLASSIFIER_";
@@ -171,6 +176,7 @@ int main(int argc, char** argv) {
   config.tls_client_ca = absl::GetFlag(FLAGS_tls_client_ca);
   config.auth_token_file = absl::GetFlag(FLAGS_auth_token_file);
   config.auth_allow_read_only = absl::GetFlag(FLAGS_auth_allow_read_only);
+  config.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
 
   auto server = classifier::ClassifierServer::Start(config);
   if (!server.ok()) {

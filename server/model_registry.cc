@@ -46,10 +46,12 @@ v1::Model ToModelProto(const ModelRecord& record) {
   return model;
 }
 
-ModelRegistry::ModelRegistry(std::string models_dir, Store* store, std::string device)
+ModelRegistry::ModelRegistry(std::string models_dir, Store* store, std::string device,
+                             Metrics* metrics)
     : models_dir_(std::move(models_dir)),
       store_(store),
       device_(std::move(device)),
+      metrics_(metrics),
       id_generator_(std::random_device{}()) {}
 
 absl::Status ModelRegistry::LoadFromStore() {
@@ -75,6 +77,7 @@ absl::Status ModelRegistry::LoadFromStore() {
           TrainedModel::FromStateDictBytes(*bytes, Architecture{}, device_);
       if (network.ok()) {
         registered->network = *std::move(network);
+        if (metrics_ != nullptr) metrics_->CountModelLoad();
       } else {
         registered->load_error =
             absl::StrCat("weights file ", path, " does not load: ", network.status().message());
@@ -87,6 +90,7 @@ absl::Status ModelRegistry::LoadFromStore() {
     by_id_[registered->record.model_id] = registered;
   }
   deployed_id_ = by_id_.count(*deployed) != 0 ? *deployed : "";
+  if (metrics_ != nullptr) metrics_->SetModelsLoaded(static_cast<int>(models_.size()));
   spdlog::info("registry: {} models, deployed: {}", models_.size(),
                deployed_id_.empty() ? "none (the newest serves)" : deployed_id_);
   return absl::OkStatus();
@@ -124,6 +128,10 @@ absl::StatusOr<std::shared_ptr<const RegisteredModel>> ModelRegistry::Register(
   std::lock_guard<std::mutex> lock(mu_);
   models_.push_back(registered);
   by_id_[registered->record.model_id] = registered;
+  if (metrics_ != nullptr) {
+    metrics_->CountModelLoad();
+    metrics_->SetModelsLoaded(static_cast<int>(models_.size()));
+  }
   spdlog::info("model {} registered ({} bytes, sha256 {})", registered->record.model_id,
                registered->record.size_bytes, registered->record.sha256);
   return registered;
@@ -163,6 +171,7 @@ absl::Status ModelRegistry::Deploy(const std::string& model_id) {
     if (absl::Status stored = store_->SetDeployedModelId(model_id); !stored.ok()) return stored;
   }
   deployed_id_ = model_id;
+  if (metrics_ != nullptr) metrics_->CountDeploy();
   spdlog::info("model {} deployed", model_id);
   return absl::OkStatus();
 }
@@ -185,6 +194,7 @@ absl::Status ModelRegistry::Delete(const std::string& model_id) {
     removed = it->second;
     by_id_.erase(it);
     models_.erase(std::remove(models_.begin(), models_.end(), removed), models_.end());
+    if (metrics_ != nullptr) metrics_->SetModelsLoaded(static_cast<int>(models_.size()));
   }
   // Requests in flight keep their network; only the file goes.
   std::error_code ignored;

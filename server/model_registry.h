@@ -18,6 +18,7 @@
 #include "absl/time/time.h"
 #include "model/metrics.h"
 #include "model/network.h"
+#include "server/metrics.h"
 #include "server/store.h"
 
 namespace classifier {
@@ -45,8 +46,10 @@ struct RegisteredModel {
 class ModelRegistry {
  public:
   // Weight files go to `models_dir`, records to `store` (may be null: memory only); both must
-  // outlive the registry. Networks are loaded onto `device`.
-  ModelRegistry(std::string models_dir, Store* store, std::string device);
+  // outlive the registry. Networks are loaded onto `device`. `metrics` (may be null) counts
+  // loads and deploys.
+  ModelRegistry(std::string models_dir, Store* store, std::string device,
+                Metrics* metrics = nullptr);
   ModelRegistry(const ModelRegistry&) = delete;
   ModelRegistry& operator=(const ModelRegistry&) = delete;
 
@@ -84,6 +87,7 @@ class ModelRegistry {
   const std::string models_dir_;
   Store* const store_;
   const std::string device_;
+  Metrics* const metrics_;
 
   mutable std::mutex mu_;
   std::vector<std::shared_ptr<const RegisteredModel>> models_ ABSL_GUARDED_BY(mu_);

@@ -15,6 +15,7 @@
 #include "server/file_util.h"
 #include "server/health_service.h"
 #include "server/job_manager.h"
+#include "server/metrics.h"
 #include "server/model_registry.h"
 #include "server/store.h"
 #include "server/training_executor.h"
@@ -77,6 +78,8 @@ struct ClassifierServer::Parts {
   ServerConfig config;
   std::string device;
   int port = 0;
+  // Null when metrics are off.
+  std::unique_ptr<Metrics> metrics;
   std::unique_ptr<Store> store;
   std::unique_ptr<DatasetCatalog> datasets;
   std::unique_ptr<ModelRegistry> models;
@@ -98,6 +101,13 @@ absl::StatusOr<std::unique_ptr<ClassifierServer>> ClassifierServer::Start(
   auto parts = std::make_unique<Parts>();
   parts->config = config;
   parts->device = *device;
+  if (!config.metrics_listen.empty()) {
+    absl::StatusOr<std::unique_ptr<Metrics>> metrics = Metrics::Start(config.metrics_listen);
+    if (!metrics.ok()) return metrics.status();
+    parts->metrics = *std::move(metrics);
+    spdlog::info("serving Prometheus metrics on {} (port {})", config.metrics_listen,
+                 parts->metrics->port());
+  }
   absl::StatusOr<std::unique_ptr<Store>> store =
       Store::Open(absl::StrCat(config.state_dir, "/classifier.db"));
   if (!store.ok()) return store.status();
@@ -105,15 +115,16 @@ absl::StatusOr<std::unique_ptr<ClassifierServer>> ClassifierServer::Start(
   absl::StatusOr<std::vector<StoredJob>> jobs = parts->store->LoadJobs();
   if (!jobs.ok()) return jobs.status();
   parts->datasets = std::make_unique<DatasetCatalog>(config.data_dir, config.fashion_fallback_dir);
-  parts->models = std::make_unique<ModelRegistry>(absl::StrCat(config.state_dir, "/models"),
-                                                  parts->store.get(), *device);
+  parts->models = std::make_unique<ModelRegistry>(
+      absl::StrCat(config.state_dir, "/models"), parts->store.get(), *device, parts->metrics.get());
   if (absl::Status loaded = parts->models->LoadFromStore(); !loaded.ok()) return loaded;
   parts->executor = std::make_unique<TrainingExecutor>(
       parts->datasets.get(), parts->models.get(), parts->store.get(),
-      absl::StrCat(config.state_dir, "/checkpoints"), *device);
+      absl::StrCat(config.state_dir, "/checkpoints"), *device, parts->metrics.get());
   parts->inference = std::make_unique<WorkQueue>(config.inference_threads);
-  parts->jobs = std::make_unique<JobManager>(parts->executor.get(), parts->store.get(),
-                                             config.max_queued_jobs, *std::move(jobs));
+  parts->jobs =
+      std::make_unique<JobManager>(parts->executor.get(), parts->store.get(),
+                                   config.max_queued_jobs, *std::move(jobs), parts->metrics.get());
   parts->health =
       std::make_unique<HealthService>(std::vector<std::string>{"classifier.v1.Classifier"});
   TokenAuthenticator auth;
@@ -135,7 +146,7 @@ absl::StatusOr<std::unique_ptr<ClassifierServer>> ClassifierServer::Start(
   }
   parts->service = std::make_unique<ClassifierService>(
       parts->jobs.get(), parts->models.get(), parts->datasets.get(), parts->inference.get(),
-      *device, ServiceLimits{config.max_predict_images}, std::move(auth));
+      *device, ServiceLimits{config.max_predict_images}, std::move(auth), parts->metrics.get());
 
   ::grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   ::grpc::ServerBuilder builder;
@@ -166,6 +177,8 @@ ClassifierServer::ClassifierServer(std::unique_ptr<Parts> parts) : parts_(std::m
 ClassifierServer::~ClassifierServer() { Shutdown(); }
 
 int ClassifierServer::port() const { return parts_->port; }
+
+int ClassifierServer::metrics_port() const { return parts_->metrics ? parts_->metrics->port() : 0; }
 
 const std::string& ClassifierServer::device() const { return parts_->device; }
 

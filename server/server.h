@@ -41,6 +41,9 @@ struct ServerConfig {
   // see server/auth.h. With auth_allow_read_only, the read-only RPCs need no token.
   std::string auth_token_file;
   bool auth_allow_read_only = false;
+  // host:port of the Prometheus /metrics endpoint; port 0 picks a free one (see
+  // ClassifierServer::metrics_port()); empty serves no metrics.
+  std::string metrics_listen = "127.0.0.1:9464";
 };
 
 class ClassifierServer {
@@ -56,6 +59,8 @@ class ClassifierServer {
   ClassifierServer& operator=(const ClassifierServer&) = delete;
 
   int port() const;
+  // The bound port of the metrics endpoint; 0 when metrics are off.
+  int metrics_port() const;
   const std::string& device() const;
 
   // Health goes NOT_SERVING and new calls are refused; queued and running jobs

@@ -50,6 +50,11 @@ class JobProgressObserver : public TrainingObserver {
       epoch_end->set_validation_accuracy(*stats.validation_accuracy);
     }
     job_.Append(std::move(event));
+    if (executor_.metrics_ != nullptr) {
+      executor_.metrics_->ObserveEpoch(stats.epoch, stats.train_loss, stats.train_accuracy,
+                                       stats.validation_loss, stats.validation_accuracy,
+                                       stats.images_per_second);
+    }
     spdlog::info(
         "job {} epoch {}/{}: loss {:.4f} accuracy {:.2f}%{} {:.0f} "
         "images/s eta {:.1f}s",
@@ -264,12 +269,13 @@ absl::StatusOr<TrainPlan> PlanTraining(const v1::TrainRequest& request,
 }
 
 TrainingExecutor::TrainingExecutor(DatasetCatalog* catalog, ModelRegistry* registry, Store* store,
-                                   std::string checkpoint_dir, std::string device)
+                                   std::string checkpoint_dir, std::string device, Metrics* metrics)
     : catalog_(catalog),
       registry_(registry),
       store_(store),
       checkpoint_dir_(std::move(checkpoint_dir)),
-      device_(std::move(device)) {}
+      device_(std::move(device)),
+      metrics_(metrics) {}
 
 v1::JobEvent::Resumed TrainingExecutor::ResumePoint(const Job& job) {
   v1::JobEvent::Resumed resumed;

@@ -12,6 +12,7 @@
 #include "model/trainer.h"
 #include "server/dataset_catalog.h"
 #include "server/job_manager.h"
+#include "server/metrics.h"
 #include "server/model_registry.h"
 #include "server/store.h"
 
@@ -46,9 +47,9 @@ class TrainingExecutor : public JobExecutor {
  public:
   // Every pointer must outlive the executor. With a store, checkpoints are written to
   // `checkpoint_dir` after every epoch (and where an interrupted job stopped) and recorded in
-  // the store; without one, jobs cannot resume.
+  // the store; without one, jobs cannot resume. `metrics` (may be null) gets each epoch's end.
   TrainingExecutor(DatasetCatalog* catalog, ModelRegistry* registry, Store* store,
-                   std::string checkpoint_dir, std::string device);
+                   std::string checkpoint_dir, std::string device, Metrics* metrics = nullptr);
 
   v1::JobEvent::Started Describe(const v1::TrainRequest& request) const override;
   v1::JobEvent::Resumed ResumePoint(const Job& job) override;
@@ -67,6 +68,7 @@ class TrainingExecutor : public JobExecutor {
   Store* const store_;
   const std::string checkpoint_dir_;
   const std::string device_;
+  Metrics* const metrics_;
 
   friend class JobProgressObserver;
 };

@@ -150,6 +150,7 @@ TEST_F(ProductionTest, UnreadableTokenFileStopsTheStart) {
   ServerConfig config;
   config.auth_token_file = dir_.path() + "/no-such-token";
   config.listen_address = "127.0.0.1:0";
+  config.metrics_listen = "";
   config.data_dir = dir_.path() + "/data";
   config.state_dir = dir_.path() + "/state2";
   config.device = "cpu";

@@ -35,6 +35,7 @@ class ServerFixture : public ::testing::Test {
   void StartServer(ServerConfig config) {
     server_.reset();
     config.listen_address = "127.0.0.1:0";
+    config.metrics_listen = "127.0.0.1:0";
     config.data_dir = dir_.path() + "/data";
     config.fashion_fallback_dir = dir_.path() + "/no-fashion";
     config.state_dir = dir_.path() + "/state";

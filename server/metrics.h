@@ -1,0 +1,90 @@
+// The server's Prometheus metrics: one registry, served over HTTP at /metrics by prometheus-cpp's
+// Exposer. The pieces that record (the service, the job manager, the training executor, the
+// model registry) take a nullable Metrics*; null records nothing.
+#ifndef CLASSIFIER_SERVER_METRICS_H_
+#define CLASSIFIER_SERVER_METRICS_H_
+
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "absl/status/statusor.h"
+
+namespace prometheus {
+class Counter;
+class Exposer;
+class Gauge;
+class Histogram;
+class Registry;
+template <typename T>
+class Family;
+}  // namespace prometheus
+
+namespace classifier {
+
+class ProcessCollectable;
+
+class Metrics {
+ public:
+  // Serves /metrics on `listen_address` (host:port; port 0 picks a free one, see port()).
+  // UNAVAILABLE when the address cannot be bound.
+  static absl::StatusOr<std::unique_ptr<Metrics>> Start(const std::string& listen_address);
+
+  // Stops serving.
+  ~Metrics();
+  Metrics(const Metrics&) = delete;
+  Metrics& operator=(const Metrics&) = delete;
+
+  // The bound port.
+  int port() const { return port_; }
+
+  // Every method below is thread-safe.
+
+  // One finished RPC: `code` is its gRPC status code.
+  void ObserveRpc(const std::string& method, int code, double seconds);
+  // One Predict request of `images` images that was answered.
+  void ObservePredict(int images);
+  // Jobs waiting in the queue and running now.
+  void SetJobCounts(int queued, int running);
+  // A job reached a final state (e.g. "JOB_STATE_SUCCEEDED").
+  void CountFinishedJob(const std::string& state);
+  // The running job ended an epoch.
+  void ObserveEpoch(int epoch, double train_loss, double train_accuracy,
+                    std::optional<double> validation_loss,
+                    std::optional<double> validation_accuracy, double images_per_second);
+  // A model was deployed (made the default for Predict and Evaluate).
+  void CountDeploy();
+  // A model was loaded into memory (read back at start, trained or imported).
+  void CountModelLoad();
+  // Models held in memory now.
+  void SetModelsLoaded(int models);
+
+ private:
+  Metrics();
+
+  std::shared_ptr<prometheus::Registry> registry_;
+  std::shared_ptr<ProcessCollectable> process_;
+  prometheus::Family<prometheus::Counter>* rpcs_ = nullptr;
+  prometheus::Family<prometheus::Histogram>* rpc_duration_ = nullptr;
+  prometheus::Counter* predict_images_ = nullptr;
+  prometheus::Histogram* predict_batch_size_ = nullptr;
+  prometheus::Gauge* jobs_queued_ = nullptr;
+  prometheus::Gauge* jobs_running_ = nullptr;
+  prometheus::Family<prometheus::Counter>* jobs_finished_ = nullptr;
+  prometheus::Gauge* epoch_ = nullptr;
+  prometheus::Gauge* train_loss_ = nullptr;
+  prometheus::Gauge* train_accuracy_ = nullptr;
+  prometheus::Gauge* validation_loss_ = nullptr;
+  prometheus::Gauge* validation_accuracy_ = nullptr;
+  prometheus::Gauge* images_per_second_ = nullptr;
+  prometheus::Counter* deploys_ = nullptr;
+  prometheus::Counter* model_loads_ = nullptr;
+  prometheus::Gauge* models_loaded_ = nullptr;
+  int port_ = 0;
+  // Last member: stops serving first.
+  std::unique_ptr<prometheus::Exposer> exposer_;
+};
+
+}  // namespace classifier
+
+#endif  // CLASSIFIER_SERVER_METRICS_H_
