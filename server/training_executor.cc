@@ -383,11 +383,10 @@ JobOutcome TrainingExecutor::Train(Job& job) {
   absl::StatusOr<std::unique_ptr<Trainer>> trainer = Trainer::Create(**train, plan->options);
   if (!trainer.ok()) return fail(trainer.status());
   if (std::optional<std::string> checkpoint = LoadCheckpoint(job.id())) {
+    // A failed Restore leaves the trainer as created: the job starts over.
     if (absl::Status restored = (*trainer)->Restore(*checkpoint); !restored.ok()) {
       spdlog::error("job {}: cannot resume from its checkpoint ({}); starting over", job.id(),
                     std::string(restored.message()));
-      trainer = Trainer::Create(**train, plan->options);
-      if (!trainer.ok()) return fail(trainer.status());
     }
   }
   JobProgressObserver observer(job, *this);
