@@ -64,6 +64,13 @@ prometheus::Histogram::BucketBoundaries BatchSizeBuckets() {
   return buckets;
 }
 
+// Time a call waits for its batch: 25 us to about 3 s (a 10,000-image request ahead of it).
+prometheus::Histogram::BucketBoundaries QueueDelayBuckets() {
+  prometheus::Histogram::BucketBoundaries buckets;
+  for (double bound = 25e-6; bound < 4; bound *= 2) buckets.push_back(bound);
+  return buckets;
+}
+
 }  // namespace
 
 Metrics::Metrics()
@@ -88,6 +95,26 @@ Metrics::Metrics()
                              .Help("Images per answered Predict request.")
                              .Register(r)
                              .Add({}, BatchSizeBuckets());
+  // The name is what the Grafana dashboard (docker/) plots: keep it.
+  batcher_queue_delay_ = &prometheus::BuildHistogram()
+                              .Name("classifier_batcher_queue_delay_seconds")
+                              .Help(
+                                  "Time a Predict call waits in the dynamic batcher's queue "
+                                  "before the forward pass that computes it starts.")
+                              .Register(r)
+                              .Add({}, QueueDelayBuckets());
+  batcher_batch_images_ = &prometheus::BuildHistogram()
+                               .Name("classifier_batcher_batch_images")
+                               .Help("Images per forward pass of the dynamic batcher.")
+                               .Register(r)
+                               .Add({}, BatchSizeBuckets());
+  batcher_batch_calls_ = &prometheus::BuildHistogram()
+                              .Name("classifier_batcher_batch_calls")
+                              .Help(
+                                  "Predict calls sharing one forward pass of the dynamic "
+                                  "batcher (above 1: calls were coalesced).")
+                              .Register(r)
+                              .Add({}, BatchSizeBuckets());
   auto& jobs = prometheus::BuildGauge()
                    .Name("classifier_jobs")
                    .Help("Training jobs waiting or running now, by state.")
@@ -155,6 +182,13 @@ void Metrics::ObservePredict(int images) {
   predict_images_->Increment(images);
   predict_batch_size_->Observe(images);
 }
+
+void Metrics::ObserveBatch(int images, int calls) {
+  batcher_batch_images_->Observe(images);
+  batcher_batch_calls_->Observe(calls);
+}
+
+void Metrics::ObserveBatcherQueueDelay(double seconds) { batcher_queue_delay_->Observe(seconds); }
 
 void Metrics::SetJobCounts(int queued, int running) {
   jobs_queued_->Set(queued);

@@ -44,6 +44,11 @@ class Metrics {
   void ObserveRpc(const std::string& method, int code, double seconds);
   // One Predict request of `images` images that was answered.
   void ObservePredict(int images);
+  // The dynamic batcher ran one forward pass over `images` images gathered from `calls` calls.
+  void ObserveBatch(int images, int calls);
+  // A Predict call waited `seconds` in the batcher's queue, from its arrival there to the start
+  // of the forward pass that computes (the first part of) it.
+  void ObserveBatcherQueueDelay(double seconds);
   // Jobs waiting in the queue and running now.
   void SetJobCounts(int queued, int running);
   // A job reached a final state (e.g. "JOB_STATE_SUCCEEDED").
@@ -68,6 +73,9 @@ class Metrics {
   prometheus::Family<prometheus::Histogram>* rpc_duration_ = nullptr;
   prometheus::Counter* predict_images_ = nullptr;
   prometheus::Histogram* predict_batch_size_ = nullptr;
+  prometheus::Histogram* batcher_queue_delay_ = nullptr;
+  prometheus::Histogram* batcher_batch_images_ = nullptr;
+  prometheus::Histogram* batcher_batch_calls_ = nullptr;
   prometheus::Gauge* jobs_queued_ = nullptr;
   prometheus::Gauge* jobs_running_ = nullptr;
   prometheus::Family<prometheus::Counter>* jobs_finished_ = nullptr;
