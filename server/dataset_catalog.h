@@ -18,13 +18,19 @@ namespace classifier {
 
 enum class Split { kTrain, kTest };
 
-// Where a dataset's four IDX files are, and their sizes (from the headers).
+// Where a dataset's four IDX files are, and what they hold.
 struct DatasetInfo {
   std::string name;
   std::string directory;
   std::string train_images, train_labels, test_images, test_labels;
   int64_t train_count = 0;
   int64_t test_count = 0;
+  // From the image headers; train and test agree.
+  int64_t image_height = 0;
+  int64_t image_width = 0;
+  // The largest label over both splits, plus one: how many outputs a classifier of this data
+  // needs (10 for MNIST and Fashion-MNIST). Read from the label files once and cached.
+  int num_classes = 0;
 };
 
 class DatasetCatalog {
@@ -49,6 +55,8 @@ class DatasetCatalog {
  private:
   absl::StatusOr<std::string> Locate(const std::string& directory,
                                      const std::string& base_name) const;
+  // The class count of `info`'s label files, read once per pair of files.
+  absl::StatusOr<int> NumClasses(const DatasetInfo& info) const;
 
   // Constant after construction.
   const std::string data_dir_;
@@ -57,6 +65,11 @@ class DatasetCatalog {
   std::mutex mu_;
   std::map<std::pair<std::string, Split>, std::shared_ptr<const Dataset>> loaded_
       ABSL_GUARDED_BY(mu_);
+
+  // Keyed by the (train, test) label files.
+  mutable std::mutex classes_mu_;
+  mutable std::map<std::pair<std::string, std::string>, int> num_classes_
+      ABSL_GUARDED_BY(classes_mu_);
 };
 
 }  // namespace classifier
