@@ -16,7 +16,9 @@ namespace classifier {
 
 // The tutorial's CNN, generalised over Architecture: per entry of conv_channels a
 // conv<i> (kernel_size, padding kernel_size / 2), ReLU and 2x2 max-pool, then fc1 from the
-// flattened features (NCHW order, as Python's x.reshape(x.shape[0], -1)) to num_classes.
+// flattened features (NCHW order, as Python's x.reshape(x.shape[0], -1)) to num_classes, or,
+// with hidden_units, fc1 to the hidden units, ReLU, and fc2 to num_classes; dropout (training
+// only) before the last linear layer.
 class CnnImpl : public torch::nn::Module {
  public:
   // `architecture` must have passed ValidateArchitecture.
@@ -24,7 +26,12 @@ class CnnImpl : public torch::nn::Module {
 
   // x: {N, input_channels, image_size, image_size} floats in [0, 1]. Returns {N, num_classes}
   // logits.
-  torch::Tensor forward(torch::Tensor x);
+  // In training mode with architecture.dropout > 0, the dropout mask is drawn from
+  // `dropout_generator` (a CPU generator), which must then be given.
+  torch::Tensor forward(torch::Tensor x, at::Generator* dropout_generator = nullptr);
+
+  // The convolutions' parameters (weights and biases), e.g. to freeze them.
+  std::vector<torch::Tensor> ConvolutionParameters();
 
   // PyTorch's default initialisation of Conv2d and Linear (weight and bias both
   // U(-1/sqrt(fan_in), 1/sqrt(fan_in))), drawn in order conv1.weight, conv1.bias, ... from
@@ -40,6 +47,8 @@ class CnnImpl : public torch::nn::Module {
  private:
   std::vector<torch::nn::Conv2d> convs_;
   torch::nn::Linear fc1_{nullptr};
+  torch::nn::Linear fc2_{nullptr};  // Only with hidden_units.
+  double dropout_ = 0;
 };
 TORCH_MODULE(Cnn);
 

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <map>
 #include <new>
+#include <optional>
 #include <sstream>
 #include <tuple>
 #include <utility>
@@ -30,6 +31,8 @@ constexpr size_t kMaxConvLayers = 8;
 constexpr int kMaxConvChannels = 1024;
 constexpr int kMaxKernelSize = 15;
 constexpr int64_t kMaxFcInputs = int64_t{1} << 20;
+constexpr int kMaxHiddenUnits = 4096;
+constexpr double kMaxDropout = 0.9;
 // Inference runs in chunks: on the CPU a batch much bigger than this falls out of the caches
 // and gets slower per image (measured: 512 images at once halve the throughput); on a GPU
 // bigger chunks keep it busy.
@@ -674,15 +677,42 @@ CnnImpl::CnnImpl(const Architecture& architecture) {
     channels = out;
     side /= 2;  // Odd kernels with padding k/2 keep the side; the max-pool halves it.
   }
-  fc1_ = register_module(
-      "fc1", torch::nn::Linear(channels * side * side, int64_t{architecture.num_classes}));
+  const int64_t features = channels * side * side;
+  const int64_t classes = architecture.num_classes;
+  if (architecture.hidden_units > 0) {
+    fc1_ = register_module("fc1", torch::nn::Linear(features, int64_t{architecture.hidden_units}));
+    fc2_ = register_module("fc2", torch::nn::Linear(int64_t{architecture.hidden_units}, classes));
+  } else {
+    fc1_ = register_module("fc1", torch::nn::Linear(features, classes));
+  }
+  dropout_ = architecture.dropout;
 }
 
-torch::Tensor CnnImpl::forward(torch::Tensor x) {
+torch::Tensor CnnImpl::forward(torch::Tensor x, at::Generator* dropout_generator) {
   for (torch::nn::Conv2d& conv : convs_) {
     x = torch::max_pool2d(torch::relu(conv->forward(x)), /*kernel_size=*/2);
   }
-  return fc1_->forward(x.reshape({x.size(0), -1}));
+  x = x.reshape({x.size(0), -1});
+  torch::nn::Linear& classifier = fc2_ ? fc2_ : fc1_;
+  if (fc2_) x = torch::relu(fc1_->forward(x));
+  if (is_training() && dropout_ > 0) {
+    TORCH_CHECK(dropout_generator != nullptr, "dropout needs the trainer's generator");
+    // Inverted dropout, as torch.nn.Dropout: keep with 1 - p, scale the kept by 1 / (1 - p). The
+    // mask comes from the run's own generator, so that a seed and a resumed run reproduce it.
+    const torch::Tensor keep =
+        torch::empty(x.sizes(), torch::kFloat).bernoulli_(1.0 - dropout_, *dropout_generator);
+    x = x * keep.to(x.device()).div_(1.0 - dropout_);
+  }
+  return classifier->forward(x);
+}
+
+std::vector<torch::Tensor> CnnImpl::ConvolutionParameters() {
+  std::vector<torch::Tensor> parameters;
+  for (torch::nn::Conv2d& conv : convs_) {
+    parameters.push_back(conv->weight);
+    parameters.push_back(conv->bias);
+  }
+  return parameters;
 }
 
 void CnnImpl::Initialize(at::Generator& generator) {
@@ -696,6 +726,7 @@ void CnnImpl::Initialize(at::Generator& generator) {
   };
   for (torch::nn::Conv2d& conv : convs_) init(conv->weight, conv->bias);
   init(fc1_->weight, fc1_->bias);
+  if (fc2_) init(fc2_->weight, fc2_->bias);
 }
 
 void CnnImpl::PlaceOn(const torch::Device& device) {
@@ -753,7 +784,31 @@ absl::Status ValidateArchitecture(const Architecture& a) {
         absl::StrCat("architecture: fc1 would have ", channels * side * side, " inputs; at most ",
                      kMaxFcInputs, " (use more conv layers or fewer channels)"));
   }
+  if (a.hidden_units < 0 || a.hidden_units > kMaxHiddenUnits) {
+    return OutOfRange("architecture.hidden_units", a.hidden_units, 0, kMaxHiddenUnits);
+  }
+  if (!std::isfinite(a.dropout) || a.dropout < 0 || a.dropout > kMaxDropout) {
+    return absl::InvalidArgumentError(absl::StrCat("architecture.dropout must be in [0, ",
+                                                   kMaxDropout, "] (0 = none), got ", a.dropout));
+  }
   return absl::OkStatus();
+}
+
+bool SameShape(const Architecture& a, const Architecture& b) {
+  return a.input_channels == b.input_channels && a.image_size == b.image_size &&
+         a.num_classes == b.num_classes && a.conv_channels == b.conv_channels &&
+         a.kernel_size == b.kernel_size && a.hidden_units == b.hidden_units;
+}
+
+std::string DescribeArchitecture(const Architecture& a) {
+  std::string text =
+      absl::StrCat("conv [", absl::StrJoin(a.conv_channels, ", "), "] kernel ", a.kernel_size);
+  if (a.hidden_units > 0) absl::StrAppend(&text, ", hidden ", a.hidden_units);
+  absl::StrAppend(&text, ", ", a.num_classes, " classes");
+  if (a.image_size != 28 || a.input_channels != 1) {
+    absl::StrAppend(&text, ", ", a.input_channels, "x", a.image_size, "x", a.image_size, " images");
+  }
+  return text;
 }
 
 absl::StatusOr<std::vector<ParameterShape>> StateDictLayout(const Architecture& architecture) {
@@ -769,6 +824,60 @@ absl::StatusOr<std::vector<ParameterShape>> StateDictLayout(const Architecture& 
     return layout;
   } catch (const std::exception& e) {
     return StatusFromException(e, "building the network");
+  }
+}
+
+absl::StatusOr<Architecture> InferArchitecture(const std::string& bytes, int image_size,
+                                               int input_channels) {
+  try {
+    absl::StatusOr<std::map<std::string, at::Tensor>> tensors = ReadStateDict(bytes);
+    if (!tensors.ok()) return tensors.status();
+    auto shape_of = [&tensors](const std::string& key) -> std::optional<c10::IntArrayRef> {
+      const auto found = tensors->find(key);
+      if (found == tensors->end()) return std::nullopt;
+      return found->second.sizes();
+    };
+    Architecture a;
+    a.image_size = image_size;
+    a.input_channels = input_channels;
+    a.conv_channels.clear();
+    for (size_t i = 1; i <= kMaxConvLayers; ++i) {
+      const std::string key = absl::StrCat("conv", i, ".weight");
+      const std::optional<c10::IntArrayRef> shape = shape_of(key);
+      if (!shape.has_value()) break;
+      if (shape->size() != 4 || (*shape)[2] != (*shape)[3]) {
+        return absl::InvalidArgumentError(absl::StrCat("state dict key \"", key, "\" has shape ",
+                                                       ShapeString(*shape),
+                                                       "; a conv weight is [out, in, k, k]"));
+      }
+      a.conv_channels.push_back(static_cast<int>((*shape)[0]));
+      a.kernel_size = static_cast<int>((*shape)[2]);
+    }
+    const std::optional<c10::IntArrayRef> fc1 = shape_of("fc1.weight");
+    if (!fc1.has_value() || fc1->size() != 2) {
+      return absl::InvalidArgumentError(
+          "state dict has no 2-d \"fc1.weight\": not a state dict of this service's CNN");
+    }
+    const std::optional<c10::IntArrayRef> fc2 = shape_of("fc2.weight");
+    if (fc2.has_value()) {
+      if (fc2->size() != 2) {
+        return absl::InvalidArgumentError(absl::StrCat("state dict key \"fc2.weight\" has shape ",
+                                                       ShapeString(*fc2),
+                                                       "; a linear weight is [out, in]"));
+      }
+      a.hidden_units = static_cast<int>((*fc1)[0]);
+      a.num_classes = static_cast<int>((*fc2)[0]);
+    } else {
+      a.num_classes = static_cast<int>((*fc1)[0]);
+    }
+    // The keys and every shape are then checked by loading against this architecture.
+    if (absl::Status status = ValidateArchitecture(a); !status.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "the state dict's shapes describe no valid network (", status.message(), ")"));
+    }
+    return a;
+  } catch (const std::exception& e) {
+    return StatusFromException(e, "reading the state dict");
   }
 }
 

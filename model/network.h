@@ -24,7 +24,19 @@ struct Architecture {
   int num_classes = 10;
   std::vector<int> conv_channels = {8, 16};
   int kernel_size = 3;
+  // 0 = none (the tutorial's). Otherwise fc1 maps the features to this many units, then ReLU,
+  // and fc2 maps them to the classes.
+  int hidden_units = 0;
+  // Probability of zeroing each input of the last linear layer while training (inverted
+  // dropout, drawn from the trainer's generator); 0 = none. Inference never drops.
+  double dropout = 0;
 };
+
+// The same network shape: equal fields, dropout aside (it changes training, not the weights).
+bool SameShape(const Architecture& a, const Architecture& b);
+
+// "conv [8, 16] kernel 3, hidden 128, 10 classes": for messages.
+std::string DescribeArchitecture(const Architecture& architecture);
 
 // Checks that the architecture is well formed and that its convolutions fit the image size
 // (each conv + maxpool 2 halves the side, which must stay at least 1). INVALID_ARGUMENT naming
@@ -41,6 +53,12 @@ struct ParameterShape {
 // conv1.weight {8,1,3,3}, conv1.bias {8}, conv2.weight {16,8,3,3}, conv2.bias {16},
 // fc1.weight {10,784}, fc1.bias {10}. INVALID_ARGUMENT when ValidateArchitecture fails.
 absl::StatusOr<std::vector<ParameterShape>> StateDictLayout(const Architecture& architecture);
+
+// The architecture whose state dict `bytes` is (its conv<i>/fc1/fc2 keys and shapes), for
+// images of `image_size` with `input_channels`: what an imported file of unknown shape holds.
+// INVALID_ARGUMENT naming the key when the file is not a state dict of this family of networks.
+absl::StatusOr<Architecture> InferArchitecture(const std::string& bytes, int image_size = 28,
+                                               int input_channels = 1);
 
 // One tensor of the state dict with its values, for writers of other formats (ONNX) that must
 // not depend on LibTorch.

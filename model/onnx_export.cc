@@ -158,9 +158,19 @@ absl::StatusOr<std::string> ExportOnnx(const TrainedModel& model) {
   }
   // NCHW order, as the CNN's x.reshape(x.size(0), -1).
   AddInt(AddNode(graph, "Flatten", "flatten", {x}, "flatten_out"), "axis", 1);
-  onnx::NodeProto* gemm =
-      AddNode(graph, "Gemm", "fc1", {"flatten_out", "fc1.weight", "fc1.bias"}, kOnnxOutputName);
-  AddInt(gemm, "transB", 1);  // fc1.weight is [num_classes, features], as torch's Linear.
+  // Dropout is training-only: inference (and so this graph) never drops.
+  if (a.hidden_units > 0) {
+    AddInt(AddNode(graph, "Gemm", "fc1", {"flatten_out", "fc1.weight", "fc1.bias"}, "fc1_out"),
+           "transB", 1);  // fc1.weight is [hidden_units, features], as torch's Linear.
+    AddNode(graph, "Relu", "relu_fc1", {"fc1_out"}, "relu_fc1_out");
+    AddInt(
+        AddNode(graph, "Gemm", "fc2", {"relu_fc1_out", "fc2.weight", "fc2.bias"}, kOnnxOutputName),
+        "transB", 1);
+  } else {
+    onnx::NodeProto* gemm =
+        AddNode(graph, "Gemm", "fc1", {"flatten_out", "fc1.weight", "fc1.bias"}, kOnnxOutputName);
+    AddInt(gemm, "transB", 1);  // fc1.weight is [num_classes, features], as torch's Linear.
+  }
   SetBatchedFloatType(graph->add_output(), kOnnxOutputName, {a.num_classes});
 
   if (proto.ByteSizeLong() > kMaxOnnxBytes) {

@@ -141,6 +141,13 @@ absl::Status CheckOptions(const Dataset& train, const TrainOptions& options) {
                                                    " pixels for ", train.size(), " images of ",
                                                    train.rows, "x", train.cols));
   }
+  if (options.initial_weights != nullptr &&
+      !SameShape(options.initial_weights->architecture(), a)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("the initial weights are of another architecture (",
+                     DescribeArchitecture(options.initial_weights->architecture()),
+                     ") than the one to train (", DescribeArchitecture(a), ")"));
+  }
   if (train.num_classes > a.num_classes) {
     return absl::InvalidArgumentError(absl::StrCat("architecture.num_classes is ", a.num_classes,
                                                    " but the dataset has ", train.num_classes,
@@ -393,6 +400,8 @@ struct Trainer::Impl {
   uint64_t DataFingerprint();
   // Epoch 0: initialised weights, a fresh optimizer, the seeded generator.
   TrainingState NewState() const;
+  // options.initial_weights' parameters into `module` (on the CPU, before PlaceOn).
+  void CopyInitialWeights(CnnImpl& module) const;
   // INVALID_ARGUMENT naming the problem when the bytes are not a checkpoint of this run.
   absl::StatusOr<TrainingState> LoadState(const std::string& bytes);
   TrainingCheckpoint SaveState(const TrainingState& state);
@@ -489,6 +498,23 @@ uint64_t Trainer::Impl::DataFingerprint() {
   return *data_fingerprint;
 }
 
+void Trainer::Impl::CopyInitialWeights(CnnImpl& module) const {
+  // Create checked the shapes; Parameters() gives them in named_parameters() order.
+  const absl::StatusOr<std::vector<ParameterValues>> initial =
+      options.initial_weights->Parameters();
+  TORCH_CHECK(initial.ok(),
+              "reading the initial weights: ", std::string(initial.status().message()));
+  torch::NoGradGuard no_grad;
+  const auto named = module.named_parameters();
+  TORCH_CHECK(named.size() == initial->size(), "the initial weights have another layout");
+  for (size_t i = 0; i < initial->size(); ++i) {
+    const ParameterValues& values = (*initial)[i];
+    torch::Tensor parameter = named[values.name];
+    parameter.copy_(torch::from_blob(const_cast<float*>(values.values.data()), parameter.sizes(),
+                                     torch::kFloat));
+  }
+}
+
 TrainingState Trainer::Impl::NewState() const {
   TrainingState state;
   // Everything random comes from this generator: other threads using LibTorch's global one
@@ -496,24 +522,33 @@ TrainingState Trainer::Impl::NewState() const {
   state.generator = at::detail::createCPUGenerator(options.seed);
   state.module = Cnn(options.architecture);
   state.module->Initialize(state.generator);
+  if (options.initial_weights != nullptr) CopyInitialWeights(*state.module);
   state.module->PlaceOn(device);
   state.module->train();
+  std::vector<torch::Tensor> trainable = state.module->parameters();
+  if (options.freeze_convolutions) {
+    const std::vector<torch::Tensor> frozen = state.module->ConvolutionParameters();
+    for (torch::Tensor parameter : frozen) parameter.set_requires_grad(false);
+    trainable.erase(std::remove_if(trainable.begin(), trainable.end(),
+                                   [](const torch::Tensor& p) { return !p.requires_grad(); }),
+                    trainable.end());
+  }
   switch (options.optimizer) {
     case OptimizerKind::kAdam:
       state.optimizer = std::make_unique<torch::optim::Adam>(
-          state.module->parameters(),
+          trainable,
           torch::optim::AdamOptions(options.learning_rate).weight_decay(options.weight_decay));
       break;
     case OptimizerKind::kAdamW:
       state.optimizer = std::make_unique<torch::optim::AdamW>(
-          state.module->parameters(),
+          trainable,
           torch::optim::AdamWOptions(options.learning_rate).weight_decay(options.weight_decay));
       break;
     case OptimizerKind::kSgd:
       state.optimizer = std::make_unique<torch::optim::SGD>(
-          state.module->parameters(), torch::optim::SGDOptions(options.learning_rate)
-                                          .momentum(options.momentum)
-                                          .weight_decay(options.weight_decay));
+          trainable, torch::optim::SGDOptions(options.learning_rate)
+                         .momentum(options.momentum)
+                         .weight_decay(options.weight_decay));
       break;
   }
   return state;
@@ -528,6 +563,9 @@ TrainingCheckpoint Trainer::Impl::SaveState(const TrainingState& state) {
   run.insert("conv_channels", c10::List<int64_t>(std::vector<int64_t>(a.conv_channels.begin(),
                                                                       a.conv_channels.end())));
   run.insert("kernel_size", int64_t{a.kernel_size});
+  run.insert("hidden_units", int64_t{a.hidden_units});
+  run.insert("dropout", a.dropout);
+  run.insert("freeze_convolutions", options.freeze_convolutions);
   run.insert("batch_size", int64_t{options.batch_size});
   run.insert("learning_rate", options.learning_rate);
   run.insert("seed", static_cast<int64_t>(options.seed));  // The same 64 bits.
@@ -679,6 +717,13 @@ absl::StatusOr<TrainingState> Trainer::Impl::LoadState(const std::string& bytes)
                                          absl::StrJoin(a.conv_channels, ", "), "]"));
     }
     expect("architecture.kernel_size", int64_t{a.kernel_size}, IntField(run, "kernel_size"));
+    // Absent from checkpoints written before these options existed: their defaults.
+    expect("architecture.hidden_units", int64_t{a.hidden_units},
+           run.contains("hidden_units") ? IntField(run, "hidden_units") : int64_t{0});
+    expect("architecture.dropout", a.dropout,
+           run.contains("dropout") ? DoubleField(run, "dropout") : 0.0);
+    expect("freeze_convolutions", options.freeze_convolutions,
+           run.contains("freeze_convolutions") ? BoolField(run, "freeze_convolutions") : false);
     expect("batch_size", int64_t{options.batch_size}, IntField(run, "batch_size"));
     expect("learning_rate", options.learning_rate, DoubleField(run, "learning_rate"));
     expect("seed", options.seed, static_cast<uint64_t>(IntField(run, "seed")));
@@ -966,7 +1011,7 @@ absl::StatusOr<std::unique_ptr<TrainedModel>> Trainer::Impl::Run(TrainingObserve
       const torch::Tensor y = labels.index_select(0, indices);
       if (augment) x = AugmentImages(x, options.augmentation, state.generator);
 
-      const torch::Tensor logits = state.module->forward(x);
+      const torch::Tensor logits = state.module->forward(x, &state.generator);
       const torch::Tensor loss = torch::nn::functional::cross_entropy(logits, y);
       state.optimizer->zero_grad();
       loss.backward();

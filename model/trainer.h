@@ -58,6 +58,14 @@ struct TrainOptions {
   // Applied to every training batch on the device, drawn from the run's generator; the
   // validation images are never augmented.
   AugmentationOptions augmentation;
+  // Fine-tuning: start from these weights instead of a random initialisation (the generator is
+  // still drawn from as if initialising, so the rest of the run is seeded the same). Its
+  // architecture must have the same shape (SameShape) as `architecture`: FAILED_PRECONDITION
+  // from Trainer::Create otherwise.
+  std::shared_ptr<const TrainedModel> initial_weights;
+  // Train only the linear layers: the convolutions keep their weights (usually those of
+  // initial_weights) bit for bit, and the optimizer never sees them.
+  bool freeze_convolutions = false;
 };
 
 // The indices of the training images (ascending) and of the held-out ones (ascending) for a
