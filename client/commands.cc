@@ -8,12 +8,16 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <string>
+#include <type_traits>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
 #include "client/format.h"
 #include "client/weights_file.h"
 
@@ -369,6 +373,32 @@ int Delete(const Invocation& invocation, const CommandEnvironment& env) {
   return kExitOk;
 }
 
+// "1,2,3" -> {1, 2, 3}; INVALID_ARGUMENT naming `flag` for anything else.
+template <typename T>
+absl::StatusOr<std::vector<T>> ParseList(const std::string& text, const std::string& flag) {
+  std::vector<T> values;
+  for (absl::string_view item : absl::StrSplit(text, ',', absl::SkipWhitespace())) {
+    T value{};
+    bool ok = false;
+    if constexpr (std::is_same_v<T, double>) {
+      ok = absl::SimpleAtod(item, &value);
+    } else {
+      ok = absl::SimpleAtoi(item, &value);
+    }
+    if (!ok) {
+      return absl::InvalidArgumentError(absl::StrCat("invalid value '", std::string(item), "' in ",
+                                                     flag,
+                                                     ": expected numbers "
+                                                     "separated by commas"));
+    }
+    values.push_back(value);
+  }
+  if (values.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(flag, " needs at least one value"));
+  }
+  return values;
+}
+
 }  // namespace
 
 std::string FormatRpcError(const grpc::Status& status) {
@@ -432,6 +462,62 @@ absl::StatusOr<v1::TrainRequest> BuildTrainRequest(const Invocation& invocation)
     augmentation->set_horizontal_flip(invocation.Bool("hflip"));
     augmentation->set_vertical_flip(invocation.Bool("vflip"));
     break;
+  }
+
+  v1::Architecture architecture;
+  if (invocation.Has("conv_channels")) {
+    absl::StatusOr<std::vector<int32_t>> channels =
+        ParseList<int32_t>(invocation.String("conv_channels"), "--conv_channels");
+    if (!channels.ok()) return channels.status();
+    for (int32_t c : *channels) architecture.add_conv_channels(c);
+  }
+  architecture.set_kernel_size(invocation.Int32("kernel_size"));
+  architecture.set_hidden_units(invocation.Int32("hidden_units"));
+  architecture.set_dropout(invocation.Double("dropout"));
+  for (const char* flag : {"conv_channels", "kernel_size", "hidden_units", "dropout"}) {
+    if (invocation.Has(flag)) *request.mutable_architecture() = architecture;
+  }
+  request.set_init_from_model(invocation.String("init_from_model"));
+  request.set_freeze_convolutions(invocation.Bool("freeze_convolutions"));
+
+  v1::Sweep sweep;
+  if (invocation.Has("sweep_learning_rates")) {
+    absl::StatusOr<std::vector<double>> rates =
+        ParseList<double>(invocation.String("sweep_learning_rates"), "--sweep_learning_rates");
+    if (!rates.ok()) return rates.status();
+    for (double rate : *rates) sweep.add_learning_rates(rate);
+  }
+  if (invocation.Has("sweep_batch_sizes")) {
+    absl::StatusOr<std::vector<int32_t>> sizes =
+        ParseList<int32_t>(invocation.String("sweep_batch_sizes"), "--sweep_batch_sizes");
+    if (!sizes.ok()) return sizes.status();
+    for (int32_t size : *sizes) sweep.add_batch_sizes(size);
+  }
+  if (invocation.Has("sweep_conv_channels")) {
+    for (absl::string_view group :
+         absl::StrSplit(invocation.String("sweep_conv_channels"), ';', absl::SkipEmpty())) {
+      absl::StatusOr<std::vector<int32_t>> channels =
+          ParseList<int32_t>(std::string(group), "--sweep_conv_channels");
+      if (!channels.ok()) return channels.status();
+      v1::Architecture* option = sweep.add_architectures();
+      *option = architecture;
+      option->clear_conv_channels();
+      for (int32_t c : *channels) option->add_conv_channels(c);
+    }
+  }
+  if (invocation.Has("sweep_augment")) {
+    for (absl::string_view value :
+         absl::StrSplit(invocation.String("sweep_augment"), ',', absl::SkipEmpty())) {
+      if (value != "on" && value != "off") {
+        return absl::InvalidArgumentError(absl::StrCat("invalid value '", std::string(value),
+                                                       "' in --sweep_augment: expected on or off"));
+      }
+      sweep.add_augment(value == "on");
+    }
+  }
+  for (const char* flag :
+       {"sweep_learning_rates", "sweep_batch_sizes", "sweep_conv_channels", "sweep_augment"}) {
+    if (invocation.Has(flag)) *request.mutable_sweep() = sweep;
   }
   return request;
 }

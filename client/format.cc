@@ -364,6 +364,27 @@ void JobEventPrinter::Print(const v1::JobEvent& event) {
       line = absl::StrFormat("job %s resumed at epoch %d, batch %d", event.job_id(),
                              event.resumed().epoch(), event.resumed().batch());
       break;
+    case v1::JobEvent::kTrialStarted: {
+      const v1::JobEvent::TrialStarted& trial = event.trial_started();
+      line =
+          absl::StrFormat("trial %d/%d: learning_rate %g, batch_size %d, conv [%s] kernel %d%s%s",
+                          trial.trial(), trial.trials(), trial.learning_rate(), trial.batch_size(),
+                          absl::StrJoin(trial.architecture().conv_channels(), ", "),
+                          trial.architecture().kernel_size(),
+                          trial.architecture().hidden_units() > 0
+                              ? absl::StrCat(", hidden ", trial.architecture().hidden_units())
+                              : std::string(),
+                          trial.augment() ? ", augmented" : "");
+      break;
+    }
+    case v1::JobEvent::kTrialFinished: {
+      const v1::JobEvent::TrialFinished& trial = event.trial_finished();
+      line =
+          absl::StrFormat("trial %d done: model %s, validation accuracy %.2f%%, test accuracy %s",
+                          trial.trial(), trial.model_id(), 100 * trial.validation_accuracy(),
+                          MetricsSummary(trial.test_metrics()));
+      break;
+    }
     case v1::JobEvent::kFinished: {
       const v1::JobEvent::Finished& finished = event.finished();
       line = absl::StrFormat("job %s %s", event.job_id(), StateName(finished.state()));

@@ -379,7 +379,7 @@ absl::Status ClassifierService::Admit(const ::grpc::CallbackServerContext& conte
   if (absl::Status admitted = Admit(*context, /*read_only=*/false); !admitted.ok()) {
     return Refuse<v1::JobEvent>(log, admitted);
   }
-  absl::StatusOr<TrainPlan> plan = PlanTraining(*request, *datasets_, device_);
+  absl::StatusOr<TrainPlan> plan = PlanTraining(*request, *datasets_, device_, models_);
   if (!plan.ok()) return Refuse<v1::JobEvent>(log, plan.status());
   // Stored with the defaults applied, so GetJob shows what actually runs.
   v1::TrainRequest resolved = *request;
@@ -660,8 +660,15 @@ absl::Status ClassifierService::DoImport(const std::string& dataset, const std::
   if (absl::StatusOr<DatasetInfo> info = datasets_->Inspect(dataset_name); !info.ok()) {
     return info.status();
   }
+  // The file's own shapes say which network it is (the tutorial's, or any architecture this
+  // service trains); loading then checks every key and shape against that network.
+  absl::StatusOr<Architecture> architecture = InferArchitecture(bytes);
+  if (!architecture.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("data: not usable weights: ", architecture.status().message()));
+  }
   absl::StatusOr<std::unique_ptr<TrainedModel>> network =
-      TrainedModel::FromStateDictBytes(bytes, Architecture{}, device_);
+      TrainedModel::FromStateDictBytes(bytes, *architecture, device_);
   if (!network.ok()) {
     return absl::InvalidArgumentError(
         absl::StrCat("data: not usable weights: ", network.status().message()));

@@ -96,6 +96,8 @@ void Job::ApplyToSnapshot(const v1::JobEvent& event) {
     }
     case v1::JobEvent::kProgress:
     case v1::JobEvent::kCheckpointSaved:
+    case v1::JobEvent::kTrialStarted:
+    case v1::JobEvent::kTrialFinished:
     case v1::JobEvent::EVENT_NOT_SET:
       break;
   }
@@ -171,6 +173,11 @@ bool Job::finished() const { return IsTerminal(state()); }
 v1::Job Job::Snapshot() const {
   std::lock_guard<std::mutex> lock(mu_);
   return snapshot_;
+}
+
+std::vector<v1::JobEvent> Job::Events() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return events_;
 }
 
 }  // namespace classifier

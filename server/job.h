@@ -83,6 +83,8 @@ class Job {
   v1::JobState state() const;
   bool finished() const;
   v1::Job Snapshot() const;
+  // A copy of every event so far, in sequence order (e.g. what a resumed job already did).
+  std::vector<v1::JobEvent> Events() const;
 
  private:
   int64_t AppendLocked(v1::JobEvent event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

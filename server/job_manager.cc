@@ -185,6 +185,7 @@ void JobManager::WorkerLoop() {
       if (outcome.has_test_metrics) *final_event->mutable_test_metrics() = outcome.test_metrics;
       final_event->set_stopped_early(outcome.stopped_early);
       final_event->set_epochs_completed(outcome.epochs_completed);
+      final_event->set_best_trial(outcome.best_trial);
       final_event->set_best_epoch(outcome.best_epoch);
       final_event->set_note(outcome.note);
       // A cancelled job says who cancelled it, then where it stopped.

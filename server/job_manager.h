@@ -37,6 +37,8 @@ struct JobOutcome {
   bool stopped_early = false;
   int epochs_completed = 0;
   int best_epoch = 0;
+  // A sweep: its best trial (1-based).
+  int best_trial = 0;
   std::string note;
 };
 

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "google/protobuf/util/time_util.h"
+#include "server/architecture_proto.h"
 #include "server/file_util.h"
 #include "spdlog/spdlog.h"
 
@@ -26,6 +27,7 @@ ModelRecord FromModelProto(const v1::Model& model, std::string weights_path) {
   record.weights_path = std::move(weights_path);
   record.size_bytes = model.size_bytes();
   record.sha256 = model.sha256();
+  record.architecture = ArchitectureFromStored(model.architecture(), model.has_architecture());
   return record;
 }
 
@@ -43,6 +45,7 @@ v1::Model ToModelProto(const ModelRecord& record) {
   model.mutable_test_metrics()->set_count(record.test_metrics.count);
   model.set_size_bytes(record.size_bytes);
   model.set_sha256(record.sha256);
+  *model.mutable_architecture() = ToArchitectureProto(record.architecture);
   return model;
 }
 
@@ -74,7 +77,7 @@ absl::Status ModelRegistry::LoadFromStore() {
           "weights file ", path, " is corrupt: its SHA-256 differs from the one recorded");
     } else {
       absl::StatusOr<std::unique_ptr<TrainedModel>> network =
-          TrainedModel::FromStateDictBytes(*bytes, Architecture{}, device_);
+          TrainedModel::FromStateDictBytes(*bytes, registered->record.architecture, device_);
       if (network.ok()) {
         registered->network = *std::move(network);
         if (metrics_ != nullptr) metrics_->CountModelLoad();
@@ -109,6 +112,7 @@ absl::StatusOr<std::shared_ptr<const RegisteredModel>> ModelRegistry::Register(
     std::unique_ptr<TrainedModel> network, ModelRecord record) {
   absl::StatusOr<std::string> weights = network->ToStateDictBytes();
   if (!weights.ok()) return weights.status();
+  record.architecture = network->architecture();
   {
     std::lock_guard<std::mutex> lock(mu_);
     record.model_id = NewModelId();

@@ -32,6 +32,8 @@ struct ModelRecord {
   std::string weights_path;       // A PyTorch state dict file.
   int64_t size_bytes = 0;
   std::string sha256;
+  // The network's shape; filled in by Register from the network.
+  Architecture architecture;
 };
 
 // A registered model with its network; immutable, shared by every request that uses it, so a

@@ -1,11 +1,15 @@
 #include "server/training_executor.h"
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <map>
 #include <memory>
+#include <set>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "server/architecture_proto.h"
 #include "server/file_util.h"
 #include "spdlog/spdlog.h"
 
@@ -15,15 +19,20 @@ namespace classifier {
 // cancellation back to it.
 class JobProgressObserver : public TrainingObserver {
  public:
-  JobProgressObserver(Job& job, TrainingExecutor& executor) : job_(job), executor_(executor) {}
+  // `trial`: the sweep trial every event is tagged with (0 for a plain job).
+  JobProgressObserver(Job& job, TrainingExecutor& executor, int trial)
+      : job_(job), executor_(executor), trial_(trial) {}
 
   void OnCheckpoint(const TrainingCheckpoint& checkpoint) override {
     // Every epoch end; mid-epoch only when the server is stopping (a cancelled job is over).
-    if (checkpoint.batch == 0 || job_.interrupting()) executor_.SaveCheckpoint(job_, checkpoint);
+    if (checkpoint.batch == 0 || job_.interrupting()) {
+      executor_.SaveCheckpoint(job_, checkpoint, trial_);
+    }
   }
 
   void OnProgress(const ProgressStats& stats) override {
     v1::JobEvent event;
+    event.set_trial(trial_);
     v1::JobEvent::Progress* progress = event.mutable_progress();
     progress->set_epoch(stats.epoch);
     progress->set_epochs(stats.epochs);
@@ -36,7 +45,9 @@ class JobProgressObserver : public TrainingObserver {
   }
 
   void OnEpochEnd(const EpochStats& stats) override {
+    last_validation_accuracy_ = stats.validation_accuracy.value_or(0);
     v1::JobEvent event;
+    event.set_trial(trial_);
     v1::JobEvent::EpochEnd* epoch_end = event.mutable_epoch_end();
     epoch_end->set_epoch(stats.epoch);
     epoch_end->set_epochs(stats.epochs);
@@ -68,9 +79,13 @@ class JobProgressObserver : public TrainingObserver {
 
   bool StopRequested() override { return job_.cancel_requested(); }
 
+  double last_validation_accuracy() const { return last_validation_accuracy_; }
+
  private:
   Job& job_;
   TrainingExecutor& executor_;
+  const int trial_;
+  double last_validation_accuracy_ = 0;
 };
 
 namespace {
@@ -101,8 +116,11 @@ std::string SummaryNote(const TrainingSummary& summary, const TrainOptions& opti
 
 }  // namespace
 
-absl::StatusOr<TrainPlan> PlanTraining(const v1::TrainRequest& request,
-                                       const DatasetCatalog& catalog, const std::string& device) {
+namespace {
+
+// One training run's plan: everything but the sweep.
+absl::StatusOr<TrainPlan> PlanOne(const v1::TrainRequest& request, const DatasetCatalog& catalog,
+                                  const std::string& device, const ModelRegistry* registry) {
   TrainPlan plan;
   plan.dataset = request.dataset().empty() ? kDefaultDataset : request.dataset();
   TrainOptions& options = plan.options;
@@ -265,6 +283,107 @@ absl::StatusOr<TrainPlan> PlanTraining(const v1::TrainRequest& request,
                        "), got ", options.batch_size));
     }
   }
+
+  // The network: the request's shape, one output per class of the data.
+  absl::StatusOr<Architecture> architecture =
+      ArchitectureFromRequest(request.architecture(), dataset->num_classes);
+  if (!architecture.ok()) return architecture.status();
+  options.architecture = *std::move(architecture);
+
+  if (request.freeze_convolutions() && request.init_from_model().empty()) {
+    return absl::InvalidArgumentError(
+        "freeze_convolutions needs init_from_model: frozen random convolutions learn nothing");
+  }
+  options.freeze_convolutions = request.freeze_convolutions();
+  if (!request.init_from_model().empty()) {
+    if (registry == nullptr) {
+      return absl::FailedPreconditionError("init_from_model: this server keeps no models");
+    }
+    absl::StatusOr<std::shared_ptr<const RegisteredModel>> initial =
+        registry->Resolve(request.init_from_model());
+    if (!initial.ok()) {
+      return absl::Status(initial.status().code(),
+                          absl::StrCat("init_from_model: ", initial.status().message()));
+    }
+    const Architecture& from = (*initial)->network->architecture();
+    if (!SameShape(from, options.architecture)) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "init_from_model: model ", request.init_from_model(), " is a ",
+          DescribeArchitecture(from), " network; this job asks for ",
+          DescribeArchitecture(options.architecture), " on ", plan.dataset,
+          ": set architecture to the model's (and train on data with as many classes)"));
+    }
+    options.initial_weights = (*initial)->network;
+  }
+  return plan;
+}
+
+}  // namespace
+
+absl::StatusOr<TrainPlan> PlanTraining(const v1::TrainRequest& request,
+                                       const DatasetCatalog& catalog, const std::string& device,
+                                       const ModelRegistry* registry) {
+  absl::StatusOr<TrainPlan> plan = PlanOne(request, catalog, device, registry);
+  if (!plan.ok() || !request.has_sweep()) return plan;
+
+  const v1::Sweep& sweep = request.sweep();
+  // An empty list keeps the request's own value: one entry of "no change".
+  const int learning_rates = std::max(1, sweep.learning_rates_size());
+  const int batch_sizes = std::max(1, sweep.batch_sizes_size());
+  const int architectures = std::max(1, sweep.architectures_size());
+  const int augments = std::max(1, sweep.augment_size());
+  const int64_t trials =
+      int64_t{learning_rates} * batch_sizes * architectures * augments;  // Each list is < 2^31.
+  if (trials > kMaxSweepTrials) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "sweep: ", learning_rates, " learning_rates x ", batch_sizes, " batch_sizes x ",
+        architectures, " architectures x ", augments, " augment = ", trials, " trials; at most ",
+        kMaxSweepTrials, " per sweep (split it into several jobs)"));
+  }
+  if (request.validation_fraction() == 0) {
+    return absl::InvalidArgumentError(
+        "sweep needs a validation split to compare its trials: set validation_fraction in "
+        "(0, 0.5]");
+  }
+  for (int i = 0; i < sweep.augment_size(); ++i) {
+    if (sweep.augment(i) && IsIdentity(plan->options.augmentation)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "sweep.augment[", i, "] is true but the request sets no augmentation to switch on"));
+    }
+  }
+  int trial = 0;
+  for (int l = 0; l < learning_rates; ++l) {
+    for (int b = 0; b < batch_sizes; ++b) {
+      for (int a = 0; a < architectures; ++a) {
+        for (int g = 0; g < augments; ++g) {
+          ++trial;
+          v1::TrainRequest one = request;
+          one.clear_sweep();
+          if (sweep.learning_rates_size() > 0) one.set_learning_rate(sweep.learning_rates(l));
+          if (sweep.batch_sizes_size() > 0) one.set_batch_size(sweep.batch_sizes(b));
+          if (sweep.architectures_size() > 0) {
+            *one.mutable_architecture() = sweep.architectures(a);
+          }
+          if (sweep.augment_size() > 0 && !sweep.augment(g)) one.clear_augmentation();
+          absl::StatusOr<TrainPlan> planned = PlanOne(one, catalog, device, registry);
+          if (!planned.ok()) {
+            return absl::Status(planned.status().code(), absl::StrCat("sweep trial ", trial, ": ",
+                                                                      planned.status().message()));
+          }
+          TrialPlan trial_plan;
+          trial_plan.options = std::move(planned->options);
+          v1::JobEvent::TrialStarted& started = trial_plan.started;
+          started.set_trial(trial);
+          started.set_trials(static_cast<int>(trials));
+          started.set_learning_rate(trial_plan.options.learning_rate);
+          started.set_batch_size(trial_plan.options.batch_size);
+          *started.mutable_architecture() = ToArchitectureProto(trial_plan.options.architecture);
+          started.set_augment(!IsIdentity(trial_plan.options.augmentation));
+          plan->trials.push_back(std::move(trial_plan));
+        }
+      }
+    }
+  }
   return plan;
 }
 
@@ -310,7 +429,7 @@ std::optional<std::string> TrainingExecutor::LoadCheckpoint(const std::string& j
   return *std::move(bytes);
 }
 
-void TrainingExecutor::SaveCheckpoint(Job& job, const TrainingCheckpoint& checkpoint) {
+void TrainingExecutor::SaveCheckpoint(Job& job, const TrainingCheckpoint& checkpoint, int trial) {
   if (store_ == nullptr) return;
   StoredCheckpoint stored;
   stored.job_id = job.id();
@@ -326,6 +445,7 @@ void TrainingExecutor::SaveCheckpoint(Job& job, const TrainingCheckpoint& checkp
     return;
   }
   v1::JobEvent event;
+  event.set_trial(trial);
   event.mutable_checkpoint_saved()->set_epoch(checkpoint.epoch);
   event.mutable_checkpoint_saved()->set_batch(checkpoint.batch);
   job.Append(std::move(event));
@@ -346,6 +466,14 @@ v1::JobEvent::Started TrainingExecutor::Describe(const v1::TrainRequest& request
   v1::JobEvent::Started started;
   started.set_device(device_);
   started.set_epochs(request.epochs() > 0 ? request.epochs() : kDefaultEpochs);
+  if (request.has_sweep()) {
+    const v1::Sweep& sweep = request.sweep();
+    // PlanTraining refused more than kMaxSweepTrials before the job was queued.
+    const int64_t trials =
+        int64_t{std::max(1, sweep.learning_rates_size())} * std::max(1, sweep.batch_sizes_size()) *
+        std::max(1, sweep.architectures_size()) * std::max(1, sweep.augment_size());
+    started.set_trials(static_cast<int>(std::min<int64_t>(trials, kMaxSweepTrials)));
+  }
   // Headers only; a dataset that has gone missing fails in Execute with a clear
   // message.
   absl::StatusOr<DatasetInfo> dataset =
@@ -361,27 +489,106 @@ JobOutcome TrainingExecutor::Execute(Job& job) {
   return outcome;
 }
 
-JobOutcome TrainingExecutor::Train(Job& job) {
-  JobOutcome outcome;
-  auto fail = [&outcome, &job](const absl::Status& status) {
-    if (absl::IsCancelled(status)) {
-      outcome.state = job.interrupting() ? v1::JOB_STATE_INTERRUPTED : v1::JOB_STATE_CANCELLED;
-    } else {
-      outcome.state = v1::JOB_STATE_FAILED;
-    }
-    outcome.error = std::string(status.message());
-    return outcome;
-  };
-  absl::StatusOr<TrainPlan> plan = PlanTraining(job.request(), *catalog_, device_);
-  if (!plan.ok()) return fail(plan.status());
-  absl::StatusOr<std::shared_ptr<const Dataset>> train =
-      catalog_->Load(plan->dataset, Split::kTrain);
-  if (!train.ok()) return fail(train.status());
-  absl::StatusOr<std::shared_ptr<const Dataset>> test = catalog_->Load(plan->dataset, Split::kTest);
-  if (!test.ok()) return fail(test.status());
+namespace {
 
-  absl::StatusOr<std::unique_ptr<Trainer>> trainer = Trainer::Create(**train, plan->options);
-  if (!trainer.ok()) return fail(trainer.status());
+JobOutcome FailedOutcome(const Job& job, const absl::Status& status) {
+  JobOutcome outcome;
+  if (absl::IsCancelled(status)) {
+    outcome.state = job.interrupting() ? v1::JOB_STATE_INTERRUPTED : v1::JOB_STATE_CANCELLED;
+  } else {
+    outcome.state = v1::JOB_STATE_FAILED;
+  }
+  outcome.error = std::string(status.message());
+  return outcome;
+}
+
+}  // namespace
+
+JobOutcome TrainingExecutor::Train(Job& job) {
+  absl::StatusOr<TrainPlan> plan = PlanTraining(job.request(), *catalog_, device_, registry_);
+  if (!plan.ok()) return FailedOutcome(job, plan.status());
+  if (plan->trials.empty()) {
+    JobOutcome outcome = RunTraining(job, *plan, plan->options, /*trial=*/0, nullptr);
+    if (outcome.state == v1::JOB_STATE_SUCCEEDED && job.request().deploy_when_done()) {
+      if (absl::Status deployed = registry_->Deploy(outcome.model_id); !deployed.ok()) {
+        return FailedOutcome(job, deployed);
+      }
+    }
+    return outcome;
+  }
+
+  // A sweep. Trials that finished before a restart are not run again: their TrialFinished
+  // events are in the job's log.
+  std::map<int, v1::JobEvent::TrialFinished> finished;
+  std::set<int> started;
+  for (const v1::JobEvent& event : job.Events()) {
+    if (event.has_trial_finished()) finished[event.trial()] = event.trial_finished();
+    if (event.has_trial_started()) started.insert(event.trial());
+  }
+  const v1::JobEvent::TrialFinished* best = nullptr;
+  for (const TrialPlan& trial : plan->trials) {
+    const int index = trial.started.trial();
+    if (finished.count(index) == 0) {
+      if (started.count(index) == 0) {
+        v1::JobEvent event;
+        event.set_trial(index);
+        *event.mutable_trial_started() = trial.started;
+        job.Append(std::move(event));
+      }
+      double validation_accuracy = 0;
+      JobOutcome outcome = RunTraining(job, *plan, trial.options, index, &validation_accuracy);
+      if (outcome.state != v1::JOB_STATE_SUCCEEDED) {
+        if (outcome.state == v1::JOB_STATE_FAILED) {
+          outcome.error = absl::StrCat("sweep trial ", index, ": ", outcome.error);
+        }
+        return outcome;
+      }
+      v1::JobEvent event;
+      event.set_trial(index);
+      v1::JobEvent::TrialFinished* done = event.mutable_trial_finished();
+      done->set_trial(index);
+      done->set_model_id(outcome.model_id);
+      done->set_validation_accuracy(validation_accuracy);
+      *done->mutable_test_metrics() = outcome.test_metrics;
+      finished[index] = *done;
+      job.Append(std::move(event));
+      // The next trial starts from scratch, never from this one's checkpoint.
+      Discard(job);
+    }
+    // Ties go to the earlier trial.
+    if (best == nullptr || finished[index].validation_accuracy() > best->validation_accuracy()) {
+      best = &finished[index];
+    }
+  }
+
+  JobOutcome outcome;
+  outcome.state = v1::JOB_STATE_SUCCEEDED;
+  outcome.model_id = best->model_id();
+  outcome.test_metrics = best->test_metrics();
+  outcome.has_test_metrics = true;
+  outcome.best_trial = best->trial();
+  outcome.note = absl::StrCat(
+      "best of ", plan->trials.size(), " trials: trial ", best->trial(), " (validation accuracy ",
+      absl::SixDigits(100 * best->validation_accuracy()), "%), model ", best->model_id());
+  if (job.request().deploy_when_done()) {
+    if (absl::Status deployed = registry_->Deploy(outcome.model_id); !deployed.ok()) {
+      return FailedOutcome(job, deployed);
+    }
+  }
+  return outcome;
+}
+
+JobOutcome TrainingExecutor::RunTraining(Job& job, const TrainPlan& plan,
+                                         const TrainOptions& options, int trial,
+                                         double* validation_accuracy) {
+  absl::StatusOr<std::shared_ptr<const Dataset>> train =
+      catalog_->Load(plan.dataset, Split::kTrain);
+  if (!train.ok()) return FailedOutcome(job, train.status());
+  absl::StatusOr<std::shared_ptr<const Dataset>> test = catalog_->Load(plan.dataset, Split::kTest);
+  if (!test.ok()) return FailedOutcome(job, test.status());
+
+  absl::StatusOr<std::unique_ptr<Trainer>> trainer = Trainer::Create(**train, options);
+  if (!trainer.ok()) return FailedOutcome(job, trainer.status());
   if (std::optional<std::string> checkpoint = LoadCheckpoint(job.id())) {
     // A failed Restore leaves the trainer as created: the job starts over.
     if (absl::Status restored = (*trainer)->Restore(*checkpoint); !restored.ok()) {
@@ -389,33 +596,33 @@ JobOutcome TrainingExecutor::Train(Job& job) {
                     std::string(restored.message()));
     }
   }
-  JobProgressObserver observer(job, *this);
+  JobProgressObserver observer(job, *this, trial);
   absl::StatusOr<std::unique_ptr<TrainedModel>> network = (*trainer)->Run(observer);
-  if (!network.ok()) return fail(network.status());
+  if (!network.ok()) return FailedOutcome(job, network.status());
 
   absl::StatusOr<EvaluationResult> evaluation = (*network)->Evaluate(**test);
-  if (!evaluation.ok()) return fail(evaluation.status());
+  if (!evaluation.ok()) return FailedOutcome(job, evaluation.status());
 
   ModelRecord record;
   record.job_id = job.id();
-  record.dataset = plan->dataset;
+  record.dataset = plan.dataset;
   record.created = absl::Now();
   record.test_metrics = *evaluation;
   absl::StatusOr<std::shared_ptr<const RegisteredModel>> registered =
       registry_->Register(*std::move(network), std::move(record));
-  if (!registered.ok()) return fail(registered.status());
-  if (job.request().deploy_when_done()) {
-    if (absl::Status deployed = registry_->Deploy((*registered)->record.model_id); !deployed.ok()) {
-      return fail(deployed);
-    }
-  }
+  if (!registered.ok()) return FailedOutcome(job, registered.status());
 
   const TrainingSummary& summary = (*trainer)->summary();
+  if (validation_accuracy != nullptr) {
+    *validation_accuracy =
+        summary.kept_best ? summary.best_validation_accuracy : observer.last_validation_accuracy();
+  }
+  JobOutcome outcome;
   outcome.state = v1::JOB_STATE_SUCCEEDED;
   outcome.stopped_early = summary.stopped_early;
   outcome.epochs_completed = summary.epochs_completed;
   outcome.best_epoch = summary.best_epoch;
-  outcome.note = SummaryNote(summary, plan->options);
+  outcome.note = SummaryNote(summary, options);
   outcome.model_id = (*registered)->record.model_id;
   outcome.test_metrics = ToProto(*evaluation);
   outcome.has_test_metrics = true;

@@ -6,6 +6,7 @@
 
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "classifier/v1/classifier.pb.h"
@@ -32,16 +33,30 @@ inline constexpr double kDefaultLrGamma = 0.1;
 // Datasets of digits, whose meaning flips change: augmentation flips are refused on them.
 inline constexpr const char* kDigitDatasets[] = {"mnist"};
 
-struct TrainPlan {
-  std::string dataset;
+// More trials than this in one sweep is RESOURCE_EXHAUSTED: a sweep holds the worker (and the
+// queue behind it) for all of its trials.
+inline constexpr int kMaxSweepTrials = 16;
+
+// One trial of a sweep: the values it tries (for its TrialStarted event) and its options.
+struct TrialPlan {
+  v1::JobEvent::TrialStarted started;
   TrainOptions options;
 };
 
-// Validates `request` against the catalog and applies the defaults.
-// INVALID_ARGUMENT names the field and its allowed range; NOT_FOUND names an
-// unknown dataset or a missing file.
+struct TrainPlan {
+  std::string dataset;
+  TrainOptions options;
+  // The trials of a sweep, in order; empty for a plain job.
+  std::vector<TrialPlan> trials;
+};
+
+// Validates `request` against the catalog (and, for init_from_model, the registry; may be null
+// when there is none) and applies the defaults. INVALID_ARGUMENT names the field and its allowed
+// range; NOT_FOUND names an unknown dataset, model or a missing file; FAILED_PRECONDITION an
+// init_from_model of another shape; RESOURCE_EXHAUSTED a sweep of too many trials.
 absl::StatusOr<TrainPlan> PlanTraining(const v1::TrainRequest& request,
-                                       const DatasetCatalog& catalog, const std::string& device);
+                                       const DatasetCatalog& catalog, const std::string& device,
+                                       const ModelRegistry* registry);
 
 class TrainingExecutor : public JobExecutor {
  public:
@@ -60,8 +75,12 @@ class TrainingExecutor : public JobExecutor {
   // The job's checkpoint bytes, verified against their recorded SHA-256; nullopt when there
   // is none or it cannot be used (logged, naming the file).
   std::optional<std::string> LoadCheckpoint(const std::string& job_id);
-  void SaveCheckpoint(Job& job, const TrainingCheckpoint& checkpoint);
+  void SaveCheckpoint(Job& job, const TrainingCheckpoint& checkpoint, int trial);
   JobOutcome Train(Job& job);
+  // Runs one training (a plain job, or trial `trial` of a sweep: its events are tagged with
+  // it) and registers its model: fills the outcome's model, metrics and summary fields.
+  JobOutcome RunTraining(Job& job, const TrainPlan& plan, const TrainOptions& options, int trial,
+                         double* validation_accuracy);
 
   DatasetCatalog* const catalog_;
   ModelRegistry* const registry_;
