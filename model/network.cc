@@ -17,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "model/cnn.h"
+#include "model/relu_pool.h"
 
 namespace classifier {
 namespace {
@@ -690,7 +691,8 @@ CnnImpl::CnnImpl(const Architecture& architecture) {
 
 torch::Tensor CnnImpl::forward(torch::Tensor x, at::Generator* dropout_generator) {
   for (torch::nn::Conv2d& conv : convs_) {
-    x = torch::max_pool2d(torch::relu(conv->forward(x)), /*kernel_size=*/2);
+    // max_pool2d(relu(.), 2), fused on the CPU (see relu_pool.h for why).
+    x = ReluMaxPool2x2(conv->forward(x));
   }
   x = x.reshape({x.size(0), -1});
   torch::nn::Linear& classifier = fc2_ ? fc2_ : fc1_;

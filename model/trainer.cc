@@ -922,7 +922,9 @@ absl::StatusOr<std::unique_ptr<TrainedModel>> Trainer::Impl::Run(TrainingObserve
     torch::NoGradGuard no_grad;
     state.module->eval();
     const int64_t count = validate_on.size(0);
-    torch::Tensor loss_sum = torch::zeros({}, torch::TensorOptions().dtype(torch::kDouble));
+    // Both sums stay on the device until the end: no host sync per validation batch.
+    torch::Tensor loss_sum =
+        torch::zeros({}, torch::TensorOptions().dtype(torch::kDouble).device(device));
     torch::Tensor correct_sum =
         torch::zeros({}, torch::TensorOptions().dtype(torch::kLong).device(device));
     for (int64_t start = 0; start < count; start += kValidationBatch) {
@@ -934,7 +936,7 @@ absl::StatusOr<std::unique_ptr<TrainedModel>> Trainer::Impl::Run(TrainingObserve
       loss_sum +=
           torch::nn::functional::cross_entropy(
               logits, y, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
-              .to(torch::kCPU, torch::kDouble);
+              .to(torch::kDouble);
       correct_sum += logits.argmax(/*dim=*/1).eq(y).sum();
     }
     state.module->train();
@@ -969,28 +971,36 @@ absl::StatusOr<std::unique_ptr<TrainedModel>> Trainer::Impl::Run(TrainingObserve
              batch >= (int64_t{next_report} * batches + reports - 1) / reports;
     };
     while (report_due(state.batches_done)) ++next_report;  // Made before a restore.
-    // The loss of batch b is checked after batch b + 1 has been queued, so that a GPU always
-    // has work while the host waits for the value; on the CPU this costs nothing either.
-    torch::Tensor pending_loss;
-    int64_t pending_batch = 0;
-    int64_t pending_size = 0;
-    auto check_pending = [&]() -> absl::Status {
-      if (!pending_loss.defined()) return absl::OkStatus();
-      const double value = pending_loss.item<double>();
-      pending_loss = torch::Tensor();
-      if (!std::isfinite(value)) {
-        return absl::InternalError(absl::StrCat("training diverged: the loss became ", value,
-                                                " at epoch ", epoch, ", batch ", pending_batch,
-                                                " (learning_rate ", options.learning_rate,
-                                                "); try a lower learning_rate"));
+    // Every batch's loss is written into batch_losses on the device and read back in one
+    // transfer at report points, at a stop and at the epoch's end: nothing waits for the
+    // device inside an epoch otherwise (a GPU never idles while the host reads a value), and
+    // the checks and sums are those of reading each loss at once, in the same order. The
+    // loss of a batch can be found non-finite only at the next such point; the error still
+    // names the first batch whose loss was.
+    const torch::Tensor batch_losses =
+        torch::empty({batches}, torch::TensorOptions().dtype(torch::kFloat).device(device));
+    int64_t checked = state.batches_done;  // Batches whose loss is in state.loss_sum.
+    auto check_losses = [&](int64_t done) -> absl::Status {
+      if (done <= checked) return absl::OkStatus();
+      const torch::Tensor host = batch_losses.slice(/*dim=*/0, checked, done).to(torch::kCPU);
+      const float* values = host.data_ptr<float>();
+      for (int64_t b = checked + 1; b <= done; ++b) {
+        const double value = values[b - checked - 1];
+        if (!std::isfinite(value)) {
+          return absl::InternalError(absl::StrCat(
+              "training diverged: the loss became ", value, " at epoch ", epoch, ", batch ", b,
+              " (learning_rate ", options.learning_rate, "); try a lower learning_rate"));
+        }
+        state.loss_sum +=
+            value * static_cast<double>(std::min(batch_size, n - (b - 1) * batch_size));
       }
-      state.loss_sum += value * static_cast<double>(pending_size);
+      checked = done;
       return absl::OkStatus();
     };
 
     for (int64_t batch = state.batches_done + 1; batch <= batches; ++batch) {
       if (observer.StopRequested()) {
-        if (absl::Status status = check_pending(); !status.ok()) return status;
+        if (absl::Status status = check_losses(state.batches_done); !status.ok()) return status;
         state.correct = correct.item<int64_t>();
         state.epoch_seconds = epoch_seconds();
         state.elapsed_seconds = elapsed();
@@ -1018,15 +1028,12 @@ absl::StatusOr<std::unique_ptr<TrainedModel>> Trainer::Impl::Run(TrainingObserve
       state.optimizer->step();
       correct += logits.detach().argmax(/*dim=*/1).eq(y).sum();
 
-      if (absl::Status status = check_pending(); !status.ok()) return status;
-      pending_loss = loss.detach();
-      pending_batch = batch;
-      pending_size = size;
+      batch_losses.select(/*dim=*/0, batch - 1).copy_(loss.detach());
       state.batches_done = batch;
       state.seen += size;
 
       if (report_due(batch)) {
-        if (absl::Status status = check_pending(); !status.ok()) return status;
+        if (absl::Status status = check_losses(batch); !status.ok()) return status;
         while (report_due(batch)) ++next_report;
         ProgressStats progress;
         progress.epoch = epoch;
@@ -1040,7 +1047,7 @@ absl::StatusOr<std::unique_ptr<TrainedModel>> Trainer::Impl::Run(TrainingObserve
         observer.OnProgress(progress);
       }
     }
-    if (absl::Status status = check_pending(); !status.ok()) return status;
+    if (absl::Status status = check_losses(batches); !status.ok()) return status;
 
     const double seconds = epoch_seconds();
     state.finished_epochs_seconds += seconds;
