@@ -720,4 +720,111 @@ absl::Status ClassifierService::DoImport(const std::string& dataset, const std::
   return FinishUnary(context, log, models_->Delete(request->model_id()));
 }
 
+namespace {
+
+void ToDatasetProto(const DatasetListing& listing, v1::DatasetInfo* out) {
+  out->set_name(listing.name);
+  out->set_path(listing.path);
+  out->set_builtin(listing.builtin);
+  if (listing.registered_unix_ms > 0) {
+    *out->mutable_registered_time() =
+        google::protobuf::util::TimeUtil::MillisecondsToTimestamp(listing.registered_unix_ms);
+  }
+  if (!listing.info.ok()) {
+    out->set_error(std::string(listing.info.status().message()));
+    return;
+  }
+  const DatasetInfo& info = *listing.info;
+  out->set_train_images(info.train_count);
+  out->set_test_images(info.test_count);
+  out->set_num_classes(info.num_classes);
+  out->set_image_height(static_cast<int32_t>(info.image_height));
+  out->set_image_width(static_cast<int32_t>(info.image_width));
+  for (int64_t count : info.train_class_counts) out->add_train_class_counts(count);
+  for (int64_t count : info.test_class_counts) out->add_test_class_counts(count);
+}
+
+}  // namespace
+
+::grpc::ServerUnaryReactor* ClassifierService::RegisterDataset(
+    ::grpc::CallbackServerContext* context, const v1::RegisterDatasetRequest* request,
+    v1::DatasetInfo* response) {
+  RpcLog log("RegisterDataset", context, metrics_);
+  if (absl::Status admitted = Admit(*context, /*read_only=*/false); !admitted.ok()) {
+    return FinishUnary(context, log, admitted);
+  }
+  // Reads every file in full: off gRPC's callback threads.
+  ::grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  inference_->Submit([this, request, response, reactor, log] {
+    absl::StatusOr<DatasetInfo> info = datasets_->Register(request->name(), request->path());
+    if (info.ok()) {
+      DatasetListing listing;
+      listing.name = info->name;
+      listing.path = info->path;
+      listing.registered_unix_ms = info->registered_unix_ms;
+      listing.info = *info;
+      ToDatasetProto(listing, response);
+    }
+    ::grpc::Status status = ToGrpcStatus(info.status());
+    log.Done(status);
+    reactor->Finish(status);
+  });
+  return reactor;
+}
+
+::grpc::ServerUnaryReactor* ClassifierService::ListDatasets(
+    ::grpc::CallbackServerContext* context, const v1::ListDatasetsRequest* /*request*/,
+    v1::ListDatasetsResponse* response) {
+  RpcLog log("ListDatasets", context, metrics_);
+  if (absl::Status admitted = Admit(*context, /*read_only=*/true); !admitted.ok()) {
+    return FinishUnary(context, log, admitted);
+  }
+  // Reads headers (and label files the first time): off gRPC's callback threads.
+  ::grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  inference_->Submit([this, response, reactor, log] {
+    for (const DatasetListing& listing : datasets_->List()) {
+      ToDatasetProto(listing, response->add_datasets());
+    }
+    log.Done(::grpc::Status::OK);
+    reactor->Finish(::grpc::Status::OK);
+  });
+  return reactor;
+}
+
+::grpc::ServerUnaryReactor* ClassifierService::GetDatasetSamples(
+    ::grpc::CallbackServerContext* context, const v1::GetDatasetSamplesRequest* request,
+    v1::GetDatasetSamplesResponse* response) {
+  RpcLog log("GetDatasetSamples", context, metrics_);
+  if (absl::Status admitted = Admit(*context, /*read_only=*/true); !admitted.ok()) {
+    return FinishUnary(context, log, admitted);
+  }
+  if (request->split() != v1::DATASET_SPLIT_UNSPECIFIED &&
+      request->split() != v1::DATASET_SPLIT_TEST && request->split() != v1::DATASET_SPLIT_TRAIN) {
+    return FinishUnary(context, log,
+                       absl::InvalidArgumentError(
+                           absl::StrCat("split must be TRAIN or TEST, got ", request->split())));
+  }
+  ::grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  // May load the split first: off gRPC's callback threads.
+  inference_->Submit([this, request, response, reactor, log] {
+    const std::string dataset = request->dataset().empty() ? "mnist" : request->dataset();
+    const bool test = request->split() == v1::DATASET_SPLIT_TEST;
+    absl::StatusOr<DatasetSamples> samples = datasets_->Sample(
+        dataset, test ? Split::kTest : Split::kTrain, request->count(), request->seed());
+    if (samples.ok()) {
+      response->set_dataset(dataset);
+      response->set_split(test ? v1::DATASET_SPLIT_TEST : v1::DATASET_SPLIT_TRAIN);
+      response->set_image_height(static_cast<int32_t>(samples->rows));
+      response->set_image_width(static_cast<int32_t>(samples->cols));
+      response->set_pixels(std::string(samples->pixels.begin(), samples->pixels.end()));
+      for (int label : samples->labels) response->add_labels(label);
+      for (int64_t index : samples->indices) response->add_indices(index);
+    }
+    ::grpc::Status status = ToGrpcStatus(samples.status());
+    log.Done(status);
+    reactor->Finish(status);
+  });
+  return reactor;
+}
+
 }  // namespace classifier

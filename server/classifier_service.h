@@ -71,6 +71,16 @@ class ClassifierService : public v1::Classifier::CallbackService {
                                           const v1::DeleteModelRequest* request,
                                           v1::DeleteModelResponse* response) override;
 
+  ::grpc::ServerUnaryReactor* RegisterDataset(::grpc::CallbackServerContext* context,
+                                              const v1::RegisterDatasetRequest* request,
+                                              v1::DatasetInfo* response) override;
+  ::grpc::ServerUnaryReactor* ListDatasets(::grpc::CallbackServerContext* context,
+                                           const v1::ListDatasetsRequest* request,
+                                           v1::ListDatasetsResponse* response) override;
+  ::grpc::ServerUnaryReactor* GetDatasetSamples(::grpc::CallbackServerContext* context,
+                                                const v1::GetDatasetSamplesRequest* request,
+                                                v1::GetDatasetSamplesResponse* response) override;
+
   // Registers uploaded weights (see ImportWeights); runs on the inference queue.
   absl::Status DoImport(const std::string& dataset, const std::string& bytes,
                         v1::ImportWeightsResponse* response);

@@ -114,7 +114,9 @@ absl::StatusOr<std::unique_ptr<ClassifierServer>> ClassifierServer::Start(
   parts->store = *std::move(store);
   absl::StatusOr<std::vector<StoredJob>> jobs = parts->store->LoadJobs();
   if (!jobs.ok()) return jobs.status();
-  parts->datasets = std::make_unique<DatasetCatalog>(config.data_dir, config.fashion_fallback_dir);
+  parts->datasets = std::make_unique<DatasetCatalog>(config.data_dir, config.fashion_fallback_dir,
+                                                     parts->store.get());
+  if (absl::Status loaded = parts->datasets->LoadRegistered(); !loaded.ok()) return loaded;
   parts->models = std::make_unique<ModelRegistry>(
       absl::StrCat(config.state_dir, "/models"), parts->store.get(), *device, parts->metrics.get());
   if (absl::Status loaded = parts->models->LoadFromStore(); !loaded.ok()) return loaded;

@@ -39,6 +39,11 @@ CREATE TABLE IF NOT EXISTS checkpoints (
   path TEXT NOT NULL,
   sha256 TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS datasets (
+  name TEXT PRIMARY KEY,
+  path TEXT NOT NULL,
+  registered_unix_ms INTEGER NOT NULL
+);
 )sql";
 
 constexpr char kDeployedModelKey[] = "deployed_model_id";
@@ -296,6 +301,32 @@ absl::Status Store::DeleteCheckpoint(const std::string& job_id) {
     return Error(absl::StrCat("cannot delete the checkpoint of job ", job_id));
   }
   return absl::OkStatus();
+}
+
+absl::Status Store::InsertDataset(const StoredDataset& dataset) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Statement insert(db_, "INSERT INTO datasets (name, path, registered_unix_ms) VALUES (?, ?, ?)");
+  if (!insert.ok()) return Error(absl::StrCat("cannot store dataset ", dataset.name));
+  const int rc =
+      insert.Bind(1, dataset.name).Bind(2, dataset.path).Bind(3, dataset.registered_unix_ms).Step();
+  if (rc == SQLITE_CONSTRAINT) {
+    return absl::AlreadyExistsError(absl::StrCat("dataset \"", dataset.name, "\" already exists"));
+  }
+  if (rc != SQLITE_DONE) return Error(absl::StrCat("cannot store dataset ", dataset.name));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<StoredDataset>> Store::LoadDatasets() {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<StoredDataset> datasets;
+  Statement select(db_, "SELECT name, path, registered_unix_ms FROM datasets ORDER BY name");
+  if (!select.ok()) return Error("cannot read datasets");
+  int rc;
+  while ((rc = select.Step()) == SQLITE_ROW) {
+    datasets.push_back(StoredDataset{select.Text(0), select.Text(1), select.Int(2)});
+  }
+  if (rc != SQLITE_DONE) return Error("cannot read datasets");
+  return datasets;
 }
 
 }  // namespace classifier

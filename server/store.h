@@ -43,6 +43,13 @@ struct StoredCheckpoint {
   std::string sha256;
 };
 
+// A dataset registered by name (see DatasetCatalog::Register).
+struct StoredDataset {
+  std::string name;
+  std::string path;  // As registered: relative to the data directory.
+  int64_t registered_unix_ms = 0;
+};
+
 // Where jobs put their events; the Store is the durable one.
 class JobEventStore {
  public:
@@ -75,6 +82,11 @@ class Store : public JobEventStore {
   absl::Status PutCheckpoint(const StoredCheckpoint& checkpoint);
   absl::StatusOr<std::optional<StoredCheckpoint>> GetCheckpoint(const std::string& job_id);
   absl::Status DeleteCheckpoint(const std::string& job_id);
+
+  // ALREADY_EXISTS when the name is taken.
+  absl::Status InsertDataset(const StoredDataset& dataset);
+  // By name.
+  absl::StatusOr<std::vector<StoredDataset>> LoadDatasets();
 
  private:
   explicit Store(sqlite3* db, std::string path);
