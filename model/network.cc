@@ -1021,7 +1021,10 @@ absl::StatusOr<std::vector<float>> TrainedModel::PredictProbabilities(
   }
   std::vector<float> probabilities(static_cast<size_t>(count) * a.num_classes);
   try {
-    at::init_num_threads();  // Apply SetComputeThreads to this (request) thread too.
+    // This thread's count as set at its start (model/compute_threads.h), else the process
+    // default. (at::init_num_threads here would reset a thread's own count to the default, and
+    // drop LibTorch's cached oneDNN primitives at every call.)
+    at::internal::lazy_init_num_threads();
     c10::InferenceMode inference;
     const int64_t chunk = ChunkFor(impl_->device);
     for (int64_t start = 0; start < count; start += chunk) {
@@ -1050,7 +1053,10 @@ absl::StatusOr<EvaluationResult> TrainedModel::Evaluate(const Dataset& dataset) 
   double loss_sum = 0;
   std::vector<std::vector<int64_t>> confusion(classes, std::vector<int64_t>(classes, 0));
   try {
-    at::init_num_threads();  // Apply SetComputeThreads to this (request) thread too.
+    // This thread's count as set at its start (model/compute_threads.h), else the process
+    // default. (at::init_num_threads here would reset a thread's own count to the default, and
+    // drop LibTorch's cached oneDNN primitives at every call.)
+    at::internal::lazy_init_num_threads();
     c10::InferenceMode inference;
     const torch::Device& device = impl_->device;
     torch::Tensor counts =

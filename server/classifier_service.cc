@@ -304,64 +304,103 @@ class ChunkStream : public ::grpc::ServerWriteReactor<v1::WeightsChunk> {
   v1::WeightsChunk chunk_;
 };
 
-// Converts one request image to 28x28 grey values in [0, 1], appended to
-// `pixels`.
-absl::Status AppendImagePixels(const v1::Image& image, int index, std::vector<float>& pixels) {
-  const std::string field = absl::StrCat("images[", index, "]");
+// Checks the parts of a request image that cost nothing to check (which field is set, its
+// size), so that a malformed call is refused before it queues.
+absl::Status CheckImage(const v1::Image& image, int index) {
+  switch (image.data_case()) {
+    case v1::Image::kEncoded:
+      return absl::OkStatus();  // Only decoding tells.
+    case v1::Image::kRawPixels:
+      if (image.raw_pixels().size() != kImagePixels) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "images[", index, "].raw_pixels: ", image.raw_pixels().size(), " bytes, want ",
+            kImagePixels, " (", kImageSide, "x", kImageSide, " grey)"));
+      }
+      return absl::OkStatus();
+    case v1::Image::kFloatPixels:
+      if (image.float_pixels().values_size() != kImagePixels) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "images[", index, "].float_pixels: ", image.float_pixels().values_size(),
+            " values, want ", kImagePixels, " (", kImageSide, "x", kImageSide, " grey)"));
+      }
+      return absl::OkStatus();
+    case v1::Image::DATA_NOT_SET:
+      break;
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("images[", index, "] has no data: set encoded, raw_pixels or float_pixels"));
+}
+
+// Writes one request image (checked by CheckImage) as 28x28 grey values in [0, 1] to `out`.
+absl::Status WriteImagePixels(const v1::Image& image, int index, float* out) {
   switch (image.data_case()) {
     case v1::Image::kEncoded: {
       absl::StatusOr<std::vector<float>> decoded = DecodeToMnistLike(image.encoded(), kImageSide);
       if (!decoded.ok()) {
         return absl::InvalidArgumentError(
-            absl::StrCat(field, ".encoded: ", decoded.status().message()));
+            absl::StrCat("images[", index, "].encoded: ", decoded.status().message()));
       }
-      pixels.insert(pixels.end(), decoded->begin(), decoded->end());
+      std::copy(decoded->begin(), decoded->end(), out);
       return absl::OkStatus();
     }
     case v1::Image::kRawPixels: {
       const std::string& raw = image.raw_pixels();
-      if (raw.size() != kImagePixels) {
-        return absl::InvalidArgumentError(absl::StrCat(field, ".raw_pixels: ", raw.size(),
-                                                       " bytes, want ", kImagePixels, " (",
-                                                       kImageSide, "x", kImageSide, " grey)"));
+      for (int i = 0; i < kImagePixels; ++i) {
+        out[i] = static_cast<unsigned char>(raw[i]) / 255.0f;
       }
-      for (unsigned char value : raw) pixels.push_back(value / 255.0f);
       return absl::OkStatus();
     }
     case v1::Image::kFloatPixels: {
       const auto& values = image.float_pixels().values();
-      if (values.size() != kImagePixels) {
-        return absl::InvalidArgumentError(absl::StrCat(field, ".float_pixels: ", values.size(),
-                                                       " values, want ", kImagePixels, " (",
-                                                       kImageSide, "x", kImageSide, " grey)"));
-      }
-      for (int i = 0; i < values.size(); ++i) {
+      for (int i = 0; i < kImagePixels; ++i) {
         const float value = values[i];
         if (!(value >= 0.0f && value <= 1.0f)) {  // Also catches NaN.
-          return absl::InvalidArgumentError(absl::StrCat(field, ".float_pixels.values[", i, "] is ",
-                                                         value, ", want a value in [0, 1]"));
+          return absl::InvalidArgumentError(absl::StrCat("images[", index, "].float_pixels.values[",
+                                                         i, "] is ", value,
+                                                         ", want a value in [0, 1]"));
         }
+        out[i] = value;
       }
-      pixels.insert(pixels.end(), values.begin(), values.end());
       return absl::OkStatus();
     }
     case v1::Image::DATA_NOT_SET:
       break;
   }
-  return absl::InvalidArgumentError(
-      absl::StrCat(field, " has no data: set encoded, raw_pixels or float_pixels"));
+  return CheckImage(image, index);
+}
+
+// The answer to a Predict call from its probabilities (count x num_classes).
+void WritePredictions(const std::vector<float>& probabilities, int count, int num_classes,
+                      int top_k, v1::PredictResponse* response) {
+  std::vector<int> order(num_classes);
+  response->mutable_predictions()->Reserve(count);
+  for (int i = 0; i < count; ++i) {
+    const float* row = probabilities.data() + static_cast<size_t>(i) * num_classes;
+    std::iota(order.begin(), order.end(), 0);
+    std::partial_sort(order.begin(), order.begin() + top_k, order.end(),
+                      [row](int a, int b) { return row[a] > row[b]; });
+    v1::Prediction* prediction = response->add_predictions();
+    prediction->set_label(order[0]);
+    prediction->set_probability(row[order[0]]);
+    for (int k = 0; k < top_k; ++k) {
+      v1::LabelProbability* entry = prediction->add_top_k();
+      entry->set_label(order[k]);
+      entry->set_probability(row[order[k]]);
+    }
+  }
 }
 
 }  // namespace
 
 ClassifierService::ClassifierService(JobManager* jobs, ModelRegistry* models,
                                      DatasetCatalog* datasets, WorkQueue* inference,
-                                     std::string device, ServiceLimits limits,
+                                     Batcher* batcher, std::string device, ServiceLimits limits,
                                      TokenAuthenticator auth, Metrics* metrics)
     : jobs_(jobs),
       models_(models),
       datasets_(datasets),
       inference_(inference),
+      batcher_(batcher),
       device_(std::move(device)),
       limits_(limits),
       auth_(std::move(auth)),
@@ -509,73 +548,111 @@ absl::Status ClassifierService::DoEvaluate(const v1::EvaluateRequest& request,
   if (absl::Status admitted = Admit(*context, /*read_only=*/true); !admitted.ok()) {
     return FinishUnary(context, log, admitted);
   }
-  ::grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  inference_->Submit([this, context, request, response, reactor, log] {
-    // The client has given up already: computing the answer would only delay the calls
-    // queued behind this one.
-    if (context->deadline() <= std::chrono::system_clock::now()) {
-      ::grpc::Status expired(::grpc::StatusCode::DEADLINE_EXCEEDED,
-                             "the deadline passed while the request waited in the inference "
-                             "queue; it was dropped without being computed");
-      log.Done(expired);
-      reactor->Finish(expired);
-      return;
+  // What costs nothing to check is checked here, so that a bad call never queues.
+  const int count = request->images_size();
+  if (count == 0) {
+    return FinishUnary(context, log,
+                       absl::InvalidArgumentError("images is empty: send at least one image"));
+  }
+  if (count > limits_.max_predict_images) {
+    return FinishUnary(
+        context, log,
+        absl::ResourceExhaustedError(
+            absl::StrCat("images has ", count, " images, more than the server's limit of ",
+                         limits_.max_predict_images, " (--max_predict_images); split the batch")));
+  }
+  absl::StatusOr<std::shared_ptr<const RegisteredModel>> model =
+      models_->Resolve(request->model_id());
+  if (!model.ok()) return FinishUnary(context, log, model.status());
+  const int num_classes = (*model)->network->architecture().num_classes;
+  if (request->top_k() < 0 || request->top_k() > num_classes) {
+    return FinishUnary(
+        context, log,
+        absl::InvalidArgumentError(absl::StrCat("top_k must be in [0, ", num_classes,
+                                                "] (0 = 1), got ", request->top_k())));
+  }
+  bool encoded = false;
+  for (int i = 0; i < count; ++i) {
+    const v1::Image& image = request->images(i);
+    if (absl::Status status = CheckImage(image, i); !status.ok()) {
+      return FinishUnary(context, log, status);
     }
-    ::grpc::Status status = ToGrpcStatus(DoPredict(*request, response));
-    log.Done(status);
-    reactor->Finish(status);
-  });
+    encoded = encoded || image.data_case() == v1::Image::kEncoded;
+  }
+
+  ::grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  const int top_k = request->top_k() == 0 ? 1 : request->top_k();
+  // Runs on a batcher thread (or a work queue thread when decoding fails).
+  auto finish = [this, response, reactor, log, model = *model, count, num_classes,
+                 top_k](absl::StatusOr<std::vector<float>> probabilities) {
+    absl::Status status = probabilities.status();
+    if (status.ok()) {
+      response->set_model_id(model->record.model_id);
+      WritePredictions(*probabilities, count, num_classes, top_k, response);
+      if (metrics_ != nullptr) metrics_->ObservePredict(count);
+    }
+    ::grpc::Status grpc_status = ToGrpcStatus(status);
+    log.Done(grpc_status);
+    reactor->Finish(grpc_status);
+  };
+  if (!encoded) {
+    // Raw and float pixels are converted by the batcher thread straight into its batch.
+    SubmitPredict(*request, *context, *std::move(model), std::move(finish));
+    return reactor;
+  }
+  // PNG / JPEG: decoded on the work queue first, so that decoding neither holds a gRPC thread
+  // nor waits behind (or delays) the forward passes.
+  inference_->Submit(
+      [this, request, context, model = *std::move(model), finish = std::move(finish)]() mutable {
+        SubmitPredict(*request, *context, std::move(model), std::move(finish));
+      });
   return reactor;
 }
 
-absl::Status ClassifierService::DoPredict(const v1::PredictRequest& request,
-                                          v1::PredictResponse* response) {
+void ClassifierService::SubmitPredict(
+    const v1::PredictRequest& request, ::grpc::CallbackServerContext& context,
+    std::shared_ptr<const RegisteredModel> model,
+    std::function<void(absl::StatusOr<std::vector<float>>)> finish) {
   const int count = request.images_size();
-  if (count == 0) return absl::InvalidArgumentError("images is empty: send at least one image");
-  if (count > limits_.max_predict_images) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat("images has ", count, " images, more than the server's limit of ",
-                     limits_.max_predict_images, " (--max_predict_images); split the batch"));
+  Batcher::Call call;
+  call.network = model->network;
+  call.images = count;
+  call.deadline = context.deadline();
+  call.done = std::move(finish);
+  bool encoded = false;
+  for (const v1::Image& image : request.images()) {
+    encoded = encoded || image.data_case() == v1::Image::kEncoded;
   }
-  absl::StatusOr<std::shared_ptr<const RegisteredModel>> model =
-      models_->Resolve(request.model_id());
-  if (!model.ok()) return model.status();
-  const int num_classes = (*model)->network->architecture().num_classes;
-  if (request.top_k() < 0 || request.top_k() > num_classes) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("top_k must be in [0, ", num_classes, "] (0 = 1), got ", request.top_k()));
+  if (!encoded) {
+    // The request outlives the call (it is freed after Finish): read it in place.
+    call.fill = [&request](int64_t first, int64_t n, float* out) {
+      for (int64_t i = first; i < first + n; ++i) {
+        absl::Status status =
+            WriteImagePixels(request.images(static_cast<int>(i)), static_cast<int>(i), out);
+        if (!status.ok()) return status;
+        out += kImagePixels;
+      }
+      return absl::OkStatus();
+    };
+    batcher_->Submit(std::move(call));
+    return;
   }
-  const int top_k = request.top_k() == 0 ? 1 : request.top_k();
-
-  std::vector<float> pixels;
-  pixels.reserve(static_cast<size_t>(count) * kImagePixels);
+  // On a work queue thread: decode every image now, hand the batcher the pixels.
+  auto pixels = std::make_shared<std::vector<float>>(static_cast<size_t>(count) * kImagePixels);
   for (int i = 0; i < count; ++i) {
-    if (absl::Status status = AppendImagePixels(request.images(i), i, pixels); !status.ok()) {
-      return status;
+    absl::Status status = WriteImagePixels(request.images(i), i,
+                                           pixels->data() + static_cast<size_t>(i) * kImagePixels);
+    if (!status.ok()) {
+      call.done(status);
+      return;
     }
   }
-  absl::StatusOr<std::vector<float>> probabilities =
-      (*model)->network->PredictProbabilities(pixels, count);
-  if (!probabilities.ok()) return probabilities.status();
-
-  response->set_model_id((*model)->record.model_id);
-  std::vector<int> order(num_classes);
-  for (int i = 0; i < count; ++i) {
-    const float* row = probabilities->data() + static_cast<size_t>(i) * num_classes;
-    std::iota(order.begin(), order.end(), 0);
-    std::partial_sort(order.begin(), order.begin() + top_k, order.end(),
-                      [row](int a, int b) { return row[a] > row[b]; });
-    v1::Prediction* prediction = response->add_predictions();
-    prediction->set_label(order[0]);
-    prediction->set_probability(row[order[0]]);
-    for (int k = 0; k < top_k; ++k) {
-      v1::LabelProbability* entry = prediction->add_top_k();
-      entry->set_label(order[k]);
-      entry->set_probability(row[order[k]]);
-    }
-  }
-  if (metrics_ != nullptr) metrics_->ObservePredict(count);
-  return absl::OkStatus();
+  call.fill = [pixels](int64_t first, int64_t n, float* out) {
+    std::copy(pixels->begin() + first * kImagePixels, pixels->begin() + (first + n) * kImagePixels,
+              out);
+    return absl::OkStatus();
+  };
+  batcher_->Submit(std::move(call));
 }
 
 ::grpc::ServerWriteReactor<v1::WeightsChunk>* ClassifierService::ExportWeights(

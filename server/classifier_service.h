@@ -1,15 +1,20 @@
 // classifier.v1.Classifier: translates between protobuf and the job queue, the
 // model registry and the model library. Handlers never block gRPC's callback
-// threads: training runs on the job worker, inference and evaluation on the
+// threads: training runs on the job worker, Predict's forward passes on the
+// dynamic batcher's threads, decoding PNG / JPEG and evaluation on the
 // inference work queue.
 #ifndef CLASSIFIER_SERVER_CLASSIFIER_SERVICE_H_
 #define CLASSIFIER_SERVER_CLASSIFIER_SERVICE_H_
 
 #include <atomic>
+#include <functional>
+#include <memory>
 #include <string>
+#include <vector>
 
 #include "classifier/v1/classifier.grpc.pb.h"
 #include "server/auth.h"
+#include "server/batcher.h"
 #include "server/dataset_catalog.h"
 #include "server/job_manager.h"
 #include "server/metrics.h"
@@ -27,13 +32,14 @@ struct ServiceLimits {
 
 class ClassifierService : public v1::Classifier::CallbackService {
  public:
-  // Every pointer must outlive the service. `auth` guards every RPC of this service (the
-  // default lets every call through); GetJob, ListJobs, WatchJob, ListModels, Predict and
-  // Evaluate are the read-only ones it may open. With `metrics`, every RPC and Predict is
-  // counted there.
+  // Every pointer must outlive the service. Predict computes on `batcher` (decoding PNG / JPEG
+  // images on `inference` first); Evaluate and ImportWeights run on `inference`. `auth` guards
+  // every RPC of this service (the default lets every call through); GetJob, ListJobs, WatchJob,
+  // ListModels, Predict and Evaluate are the read-only ones it may open. With `metrics`, every RPC
+  // and Predict is counted there.
   ClassifierService(JobManager* jobs, ModelRegistry* models, DatasetCatalog* datasets,
-                    WorkQueue* inference, std::string device, ServiceLimits limits,
-                    TokenAuthenticator auth = {}, Metrics* metrics = nullptr);
+                    WorkQueue* inference, Batcher* batcher, std::string device,
+                    ServiceLimits limits, TokenAuthenticator auth = {}, Metrics* metrics = nullptr);
 
   // From now on every new call is refused with UNAVAILABLE; calls in flight go
   // on.
@@ -91,13 +97,17 @@ class ClassifierService : public v1::Classifier::CallbackService {
   // token (see TokenAuthenticator).
   absl::Status Admit(const ::grpc::CallbackServerContext& context, bool read_only) const;
   absl::Status DoEvaluate(const v1::EvaluateRequest& request, v1::EvaluateResponse* response);
-  absl::Status DoPredict(const v1::PredictRequest& request, v1::PredictResponse* response);
+  // Hands a validated Predict call to the batcher; `finish` answers it.
+  void SubmitPredict(const v1::PredictRequest& request, ::grpc::CallbackServerContext& context,
+                     std::shared_ptr<const RegisteredModel> model,
+                     std::function<void(absl::StatusOr<std::vector<float>>)> finish);
 
   // Constant after construction.
   JobManager* const jobs_;
   ModelRegistry* const models_;
   DatasetCatalog* const datasets_;
   WorkQueue* const inference_;
+  Batcher* const batcher_;
   const std::string device_;
   const ServiceLimits limits_;
   const TokenAuthenticator auth_;

@@ -36,12 +36,27 @@ ABSL_FLAG(std::string, state_dir, "state",
 ABSL_FLAG(std::string, device, "auto",
           "auto, cpu, cuda or cuda:N"
           " (env CLASSIFIER_DEVICE)");
+ABSL_FLAG(int, training_threads, 1,
+          "LibTorch intra-op threads of the training job; with --inference_threads, the "
+          "server's thread budget (the defaults, 1 + 1, fit 2 cores)"
+          " (env CLASSIFIER_TRAINING_THREADS)");
 ABSL_FLAG(int, threads, 0,
-          "LibTorch compute threads (0 = LibTorch's default)"
+          "older name of --training_threads; wins when > 0"
           " (env CLASSIFIER_THREADS)");
-ABSL_FLAG(int, inference_threads, 2,
-          "threads serving Predict and Evaluate"
+ABSL_FLAG(int, inference_threads, 1,
+          "threads running Predict's forward passes (the dynamic batcher), each with 1 LibTorch "
+          "intra-op thread of its own, apart from the training job's; as many again decode "
+          "PNG/JPEG and run Evaluate"
           " (env CLASSIFIER_INFERENCE_THREADS)");
+ABSL_FLAG(int, batch_max_images, 256,
+          "dynamic batching: images in one forward pass at most; Predict calls for the same "
+          "model are coalesced up to this, bigger calls are cut into slices of this size"
+          " (env CLASSIFIER_BATCH_MAX_IMAGES)");
+ABSL_FLAG(int, batch_max_delay_us, 1000,
+          "dynamic batching: microseconds a batch smaller than --batch_max_images may wait for "
+          "more calls, only while calls are being coalesced (a lone caller never waits); 0 = "
+          "never wait"
+          " (env CLASSIFIER_BATCH_MAX_DELAY_US)");
 ABSL_FLAG(int, max_queued_jobs, 64,
           "jobs that may wait in the queue"
           " (env CLASSIFIER_MAX_QUEUED_JOBS)");
@@ -165,8 +180,11 @@ int main(int argc, char** argv) {
   config.fashion_fallback_dir = absl::GetFlag(FLAGS_fashion_fallback_dir);
   config.state_dir = absl::GetFlag(FLAGS_state_dir);
   config.device = absl::GetFlag(FLAGS_device);
+  config.training_threads = absl::GetFlag(FLAGS_training_threads);
   config.compute_threads = absl::GetFlag(FLAGS_threads);
   config.inference_threads = absl::GetFlag(FLAGS_inference_threads);
+  config.batch_max_images = absl::GetFlag(FLAGS_batch_max_images);
+  config.batch_max_delay = absl::Microseconds(absl::GetFlag(FLAGS_batch_max_delay_us));
   config.max_queued_jobs = absl::GetFlag(FLAGS_max_queued_jobs);
   config.max_predict_images = absl::GetFlag(FLAGS_max_predict_images);
   config.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);

@@ -8,8 +8,10 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "model/compute_threads.h"
 #include "model/network.h"
 #include "server/auth.h"
+#include "server/batcher.h"
 #include "server/classifier_service.h"
 #include "server/dataset_catalog.h"
 #include "server/file_util.h"
@@ -70,6 +72,28 @@ bool IsLoopback(const std::string& address) {
          absl::StartsWith(address, "unix:");
 }
 
+// INVALID_ARGUMENT naming the flag when a thread or batching setting is out of range.
+absl::Status CheckThreadBudget(const ServerConfig& config) {
+  if (config.training_threads < 1 || config.compute_threads < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--training_threads must be >= 1, got ", config.training_threads));
+  }
+  if (config.inference_threads < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--inference_threads must be >= 1, got ", config.inference_threads));
+  }
+  if (config.batch_max_images < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--batch_max_images must be >= 1, got ", config.batch_max_images));
+  }
+  if (config.batch_max_delay < absl::ZeroDuration() || config.batch_max_delay > absl::Seconds(1)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--batch_max_delay_us must be between 0 and 1000000, got ",
+                     absl::ToInt64Microseconds(config.batch_max_delay)));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 // Declared in dependency order: members are destroyed in reverse, so the gRPC
@@ -85,6 +109,7 @@ struct ClassifierServer::Parts {
   std::unique_ptr<ModelRegistry> models;
   std::unique_ptr<TrainingExecutor> executor;
   std::unique_ptr<WorkQueue> inference;
+  std::unique_ptr<Batcher> batcher;
   std::unique_ptr<JobManager> jobs;
   std::unique_ptr<HealthService> health;
   std::unique_ptr<ClassifierService> service;
@@ -96,7 +121,17 @@ absl::StatusOr<std::unique_ptr<ClassifierServer>> ClassifierServer::Start(
     const ServerConfig& config) {
   absl::StatusOr<std::string> device = ResolveDevice(config.device);
   if (!device.ok()) return device.status();
-  SetComputeThreads(config.compute_threads);
+  if (absl::Status budget = CheckThreadBudget(config); !budget.ok()) return budget;
+  // The process default, which the training job's thread takes up; inference threads set their
+  // own (model/compute_threads.h).
+  const int training_threads =
+      config.compute_threads > 0 ? config.compute_threads : config.training_threads;
+  SetComputeThreads(training_threads);
+  spdlog::info(
+      "thread budget: training {} intra-op thread(s), inference {} thread(s) of 1; batcher: up "
+      "to {} images per forward pass, waits up to {} us while coalescing",
+      training_threads, config.inference_threads, config.batch_max_images,
+      absl::ToInt64Microseconds(config.batch_max_delay));
 
   auto parts = std::make_unique<Parts>();
   parts->config = config;
@@ -123,7 +158,14 @@ absl::StatusOr<std::unique_ptr<ClassifierServer>> ClassifierServer::Start(
   parts->executor = std::make_unique<TrainingExecutor>(
       parts->datasets.get(), parts->models.get(), parts->store.get(),
       absl::StrCat(config.state_dir, "/checkpoints"), *device, parts->metrics.get());
-  parts->inference = std::make_unique<WorkQueue>(config.inference_threads);
+  parts->inference =
+      std::make_unique<WorkQueue>(config.inference_threads, [] { SetThreadComputeThreads(1); });
+  BatcherOptions batching;
+  batching.max_images = config.batch_max_images;
+  batching.max_delay = config.batch_max_delay;
+  batching.threads = config.inference_threads;
+  batching.compute_threads = 1;
+  parts->batcher = std::make_unique<Batcher>(batching, parts->metrics.get());
   parts->jobs =
       std::make_unique<JobManager>(parts->executor.get(), parts->store.get(),
                                    config.max_queued_jobs, *std::move(jobs), parts->metrics.get());
@@ -148,7 +190,8 @@ absl::StatusOr<std::unique_ptr<ClassifierServer>> ClassifierServer::Start(
   }
   parts->service = std::make_unique<ClassifierService>(
       parts->jobs.get(), parts->models.get(), parts->datasets.get(), parts->inference.get(),
-      *device, ServiceLimits{config.max_predict_images}, std::move(auth), parts->metrics.get());
+      parts->batcher.get(), *device, ServiceLimits{config.max_predict_images}, std::move(auth),
+      parts->metrics.get());
 
   ::grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   ::grpc::ServerBuilder builder;

@@ -20,10 +20,20 @@ struct ServerConfig {
   std::string fashion_fallback_dir = "/usr/share/datasets/fashion-mnist";
   std::string state_dir = "state";
   std::string device = "auto";
-  // LibTorch intra-op threads (0 = LibTorch's default).
+  // The thread budget (README "Thread budget"). LibTorch intra-op threads of the training job:
+  // the process default, which the job's thread takes up.
+  int training_threads = 1;
+  // The older name of training_threads: when > 0 it wins.
   int compute_threads = 0;
-  // Threads serving Predict and Evaluate.
-  int inference_threads = 2;
+  // Threads running Predict's forward passes (the dynamic batcher's), each with one LibTorch
+  // intra-op thread of its own whatever training_threads is; as many again decode PNG / JPEG
+  // images and run Evaluate and ImportWeights.
+  int inference_threads = 1;
+  // The dynamic batcher (server/batcher.h): images in one forward pass at most (bigger calls
+  // are cut into slices of this size), and how long a batch may wait for more calls while
+  // calls are being coalesced.
+  int batch_max_images = 256;
+  absl::Duration batch_max_delay = absl::Microseconds(1000);
   int max_queued_jobs = 64;
   int max_predict_images = 10000;
   // gRPC message size limit, both directions.

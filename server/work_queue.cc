@@ -5,10 +5,15 @@
 
 namespace classifier {
 
-WorkQueue::WorkQueue(int threads) {
+WorkQueue::WorkQueue(int threads, std::function<void()> on_start) {
   const int count = std::max(threads, 1);
   threads_.reserve(count);
-  for (int i = 0; i < count; ++i) threads_.emplace_back([this] { Loop(); });
+  for (int i = 0; i < count; ++i) {
+    threads_.emplace_back([this, on_start] {
+      if (on_start) on_start();
+      Loop();
+    });
+  }
 }
 
 WorkQueue::~WorkQueue() {

@@ -17,8 +17,9 @@ namespace classifier {
 
 class WorkQueue {
  public:
-  // Starts `threads` (at least 1) threads.
-  explicit WorkQueue(int threads);
+  // Starts `threads` (at least 1) threads; each runs `on_start` (if set) before any task, e.g.
+  // to set its own LibTorch thread count (model/compute_threads.h).
+  explicit WorkQueue(int threads, std::function<void()> on_start = nullptr);
   // Runs the tasks already submitted, then joins the threads.
   ~WorkQueue();
   WorkQueue(const WorkQueue&) = delete;

@@ -1,0 +1,240 @@
+#include "server/batcher.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "model/compute_threads.h"
+
+namespace classifier {
+
+// A submitted call and its progress. `next` (the first image not yet handed to a batch) is
+// guarded by the batcher's mu_; the rest by `mu`, since several batches (on several threads)
+// may hold parts of one call.
+struct Batcher::Pending {
+  Call call;
+  Clock::time_point arrived;
+  int64_t next = 0;
+  // Set when the call has failed: its remaining slices are answered without computing them.
+  std::atomic<bool> failed{false};
+
+  std::mutex mu;
+  std::vector<float> probabilities ABSL_GUARDED_BY(mu);
+  int64_t outstanding ABSL_GUARDED_BY(mu) = 0;  // Images neither computed nor failed yet.
+  absl::Status error ABSL_GUARDED_BY(mu);       // The first failure.
+};
+
+// Images [first, first + count) of one call, computed in one batch.
+struct Batcher::Slice {
+  std::shared_ptr<Pending> pending;
+  int64_t first = 0;
+  int64_t count = 0;
+};
+
+namespace {
+
+// Records that `count` images of `pending` are done (computed or, with an error, failed) and
+// answers the call when they were its last. `rows` (may be null) holds their probabilities.
+template <typename PendingT>
+void CompleteSlice(PendingT& pending, int64_t first, int64_t count, int64_t classes,
+                   const float* rows, const absl::Status& status) {
+  std::function<void(absl::StatusOr<std::vector<float>>)> done;
+  absl::StatusOr<std::vector<float>> result;
+  {
+    std::lock_guard<std::mutex> lock(pending.mu);
+    if (!status.ok()) {
+      if (pending.error.ok()) pending.error = status;
+      pending.failed.store(true);
+    } else if (rows != nullptr && pending.error.ok()) {
+      std::memcpy(pending.probabilities.data() + first * classes, rows,
+                  sizeof(float) * static_cast<size_t>(count * classes));
+    }
+    pending.outstanding -= count;
+    if (pending.outstanding > 0) return;
+    if (pending.error.ok()) {
+      result = std::move(pending.probabilities);
+    } else {
+      result = pending.error;
+    }
+    done = std::move(pending.call.done);
+  }
+  done(std::move(result));
+}
+
+}  // namespace
+
+Batcher::Batcher(BatcherOptions options, Metrics* metrics)
+    : options_([&options] {
+        options.max_images = std::max(options.max_images, 1);
+        options.max_delay = std::max(options.max_delay, absl::ZeroDuration());
+        options.threads = std::max(options.threads, 1);
+        options.compute_threads = std::max(options.compute_threads, 1);
+        return options;
+      }()),
+      metrics_(metrics) {
+  threads_.reserve(options_.threads);
+  for (int i = 0; i < options_.threads; ++i) threads_.emplace_back([this] { Loop(); });
+}
+
+Batcher::~Batcher() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  work_.notify_all();
+  for (std::thread& thread : threads_) thread.join();
+}
+
+void Batcher::Submit(Call call) {
+  auto pending = std::make_shared<Pending>();
+  const int64_t classes = call.network->architecture().num_classes;
+  pending->arrived = Clock::now();
+  {
+    std::lock_guard<std::mutex> lock(pending->mu);
+    pending->outstanding = call.images;
+    pending->probabilities.resize(static_cast<size_t>(call.images * classes));
+  }
+  pending->call = std::move(call);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!stopping_) {
+      queue_.push_back(std::move(pending));
+      pending = nullptr;
+    }
+  }
+  if (pending != nullptr) {
+    pending->call.done(absl::UnavailableError("the server is shutting down"));
+    return;
+  }
+  // Every thread: an idle one takes the call, a waiting one may now have a full batch.
+  work_.notify_all();
+}
+
+bool Batcher::ShouldWait() const {
+  return !stopping_ && coalescing_ && options_.max_delay > absl::ZeroDuration() &&
+         ReadyImages() < options_.max_images;
+}
+
+int64_t Batcher::ReadyImages() const {
+  if (queue_.empty()) return 0;
+  const TrainedModel* network = queue_.front()->call.network.get();
+  int64_t images = 0;
+  for (const std::shared_ptr<Pending>& pending : queue_) {
+    if (pending->call.network.get() != network) continue;
+    images += pending->call.images - pending->next;
+    if (images >= options_.max_images) break;
+  }
+  return images;
+}
+
+std::vector<Batcher::Slice> Batcher::TakeBatch() {
+  std::vector<Slice> batch;
+  const std::shared_ptr<const TrainedModel> network = queue_.front()->call.network;
+  const Clock::time_point now = Clock::now();
+  int64_t taken = 0;
+  for (auto it = queue_.begin(); it != queue_.end() && taken < options_.max_images;) {
+    Pending& pending = **it;
+    if (pending.call.network != network) {
+      ++it;
+      continue;
+    }
+    const int64_t count = std::min(pending.call.images - pending.next, options_.max_images - taken);
+    if (pending.next == 0 && metrics_ != nullptr) {
+      metrics_->ObserveBatcherQueueDelay(
+          std::chrono::duration<double>(now - pending.arrived).count());
+    }
+    batch.push_back(Slice{*it, pending.next, count});
+    pending.next += count;
+    taken += count;
+    if (pending.next == pending.call.images) {
+      it = queue_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  coalescing_ = batch.size() > 1;
+  return batch;
+}
+
+void Batcher::Loop() {
+  // This thread's share of the inference budget, apart from the training job's threads.
+  SetThreadComputeThreads(options_.compute_threads);
+  std::vector<float> input;  // Reused: the batch's pixels, without a fresh allocation per pass.
+  for (;;) {
+    std::vector<Slice> batch;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      work_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+      if (queue_.empty()) return;  // Stopping, and every accepted call is answered or taken.
+      if (ShouldWait()) {
+        const Clock::time_point until =
+            queue_.front()->arrived + absl::ToChronoNanoseconds(options_.max_delay);
+        work_.wait_until(lock, until, [this] {
+          return stopping_ || queue_.empty() || ReadyImages() >= options_.max_images;
+        });
+        if (queue_.empty()) continue;  // Another thread took them.
+      }
+      batch = TakeBatch();
+    }
+    Run(batch, input);
+  }
+}
+
+void Batcher::Run(std::vector<Slice>& batch, std::vector<float>& input) {
+  const std::shared_ptr<const TrainedModel>& network = batch.front().pending->call.network;
+  const Architecture& architecture = network->architecture();
+  const int64_t per_image =
+      int64_t{architecture.input_channels} * architecture.image_size * architecture.image_size;
+  const int64_t classes = architecture.num_classes;
+
+  // Drop what nobody waits for, then gather the rest's pixels.
+  const auto now = std::chrono::system_clock::now();
+  std::vector<Slice> live;
+  live.reserve(batch.size());
+  int64_t images = 0;
+  for (Slice& slice : batch) {
+    Pending& pending = *slice.pending;
+    if (pending.failed.load()) {
+      CompleteSlice(pending, slice.first, slice.count, classes, nullptr,
+                    absl::CancelledError("an earlier part of the call failed"));
+      continue;
+    }
+    if (pending.call.deadline <= now) {
+      CompleteSlice(pending, slice.first, slice.count, classes, nullptr,
+                    absl::DeadlineExceededError(
+                        "the deadline passed while the request waited in the inference queue; it "
+                        "was dropped without being computed"));
+      continue;
+    }
+    input.resize(static_cast<size_t>((images + slice.count) * per_image));
+    absl::Status filled =
+        pending.call.fill(slice.first, slice.count, input.data() + images * per_image);
+    if (!filled.ok()) {
+      CompleteSlice(pending, slice.first, slice.count, classes, nullptr, filled);
+      continue;
+    }
+    images += slice.count;
+    live.push_back(std::move(slice));
+  }
+  if (live.empty()) return;
+  input.resize(static_cast<size_t>(images * per_image));
+
+  absl::StatusOr<std::vector<float>> probabilities = network->PredictProbabilities(input, images);
+  if (metrics_ != nullptr)
+    metrics_->ObserveBatch(static_cast<int>(images), static_cast<int>(live.size()));
+  int64_t row = 0;
+  for (const Slice& slice : live) {
+    if (probabilities.ok()) {
+      CompleteSlice(*slice.pending, slice.first, slice.count, classes,
+                    probabilities->data() + row * classes, absl::OkStatus());
+    } else {
+      CompleteSlice(*slice.pending, slice.first, slice.count, classes, nullptr,
+                    probabilities.status());
+    }
+    row += slice.count;
+  }
+}
+
+}  // namespace classifier

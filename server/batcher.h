@@ -1,0 +1,120 @@
+// The dynamic batcher: Predict calls for the same model are coalesced into one forward pass on
+// threads the batcher owns (never gRPC's callback threads), and each call gets its own rows of
+// the result back.
+//
+// Why: a forward pass of this service's small CNNs costs ~200 us of fixed overhead (LibTorch's
+// dispatch, oneDNN set-up) plus ~35 us per image, so 64 one-image calls computed one by one
+// cost ~6x the CPU of the same 64 images in one pass.
+//
+// How a batch forms. A thread that becomes free takes the oldest queued call, then every other
+// queued call of the same model in arrival order, up to `max_images` images. Calls bigger than
+// that are cut into slices of `max_images` images (a cache-sized forward: no cliff at 10,000
+// images), which other calls' slices can share a pass with, and which every thread can work on
+// at once. Calls queue while the threads compute, so under load batches form by themselves.
+// On top of that a batch smaller than `max_images` waits for more calls up to `max_delay` after
+// its oldest call arrived, but only while the batcher is coalescing (the previous batch held
+// more than one call): a lone caller, whose next call cannot arrive before this one is
+// answered, never waits.
+//
+// Deadlines: a call whose deadline has passed when its turn comes is answered
+// DEADLINE_EXCEEDED without being computed (its client has given up).
+#ifndef CLASSIFIER_SERVER_BATCHER_H_
+#define CLASSIFIER_SERVER_BATCHER_H_
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "model/network.h"
+#include "server/metrics.h"
+
+namespace classifier {
+
+struct BatcherOptions {
+  // Images in one forward pass at most, and the slice size of bigger calls.
+  int max_images = 256;
+  // How long a batch smaller than max_images may wait for more calls while coalescing (see
+  // above); zero never waits.
+  absl::Duration max_delay = absl::Microseconds(1000);
+  // Threads running forward passes, each with `compute_threads` LibTorch intra-op threads:
+  // together, the inference thread budget (see README "Thread budget").
+  int threads = 1;
+  int compute_threads = 1;
+};
+
+class Batcher {
+ public:
+  // One Predict call, as the batcher sees it.
+  struct Call {
+    // The network that computes it; calls are coalesced with others of the same network. Must
+    // not be null.
+    std::shared_ptr<const TrainedModel> network;
+    // Images in the call (>= 1).
+    int64_t images = 0;
+    // When the caller stops waiting for the answer.
+    std::chrono::system_clock::time_point deadline = std::chrono::system_clock::time_point::max();
+    // Writes images [first, first + count) of the call, as the network's input (count *
+    // channels * side * side floats in [0, 1]), to `out`. Runs on a batcher thread, possibly
+    // on several threads at once for disjoint ranges of one call. An error fails the call.
+    std::function<absl::Status(int64_t first, int64_t count, float* out)> fill;
+    // Receives images * num_classes softmax probabilities, image after image, or why there are
+    // none: called exactly once per submitted call, on a batcher thread (or inside Submit when
+    // the batcher has stopped). Must not throw; should be quick (it holds a batcher thread).
+    std::function<void(absl::StatusOr<std::vector<float>>)> done;
+  };
+
+  // Starts the threads. `metrics` (nullable) must outlive the batcher.
+  Batcher(BatcherOptions options, Metrics* metrics);
+  // Stops accepting calls, answers every call already accepted (waiting for none), then joins
+  // the threads.
+  ~Batcher();
+  Batcher(const Batcher&) = delete;
+  Batcher& operator=(const Batcher&) = delete;
+
+  // Thread-safe; never blocks on a forward pass. After the destructor has started, `done` is
+  // called at once with UNAVAILABLE.
+  void Submit(Call call);
+
+  const BatcherOptions& options() const { return options_; }
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  struct Pending;
+  struct Slice;
+
+  void Loop();
+  // Whether the oldest queued call should wait for more calls to join its batch.
+  bool ShouldWait() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Queued images that the oldest queued call's network would take now, up to max_images.
+  int64_t ReadyImages() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Takes the next batch off the queue: the oldest call's network, up to max_images images.
+  std::vector<Slice> TakeBatch() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Computes one batch and answers the calls it completes. No lock held.
+  void Run(std::vector<Slice>& batch, std::vector<float>& input);
+
+  // Constant after construction.
+  const BatcherOptions options_;
+  Metrics* const metrics_;
+
+  std::mutex mu_;
+  std::condition_variable work_;
+  std::deque<std::shared_ptr<Pending>> queue_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  // Whether the last batch taken held more than one call (see the header comment).
+  bool coalescing_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<std::thread> threads_;  // Last: joined before the rest is destroyed.
+};
+
+}  // namespace classifier
+
+#endif  // CLASSIFIER_SERVER_BATCHER_H_
