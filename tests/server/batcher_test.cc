@@ -1,0 +1,274 @@
+// The dynamic batcher through the real server on loopback: concurrent callers get their own
+// answers (the same as one image at a time), calls are coalesced into shared forward passes,
+// expired calls are dropped without being computed, and shutdown answers every accepted call.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <regex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "tests/server/server_fixture.h"
+
+namespace classifier::testing {
+namespace {
+
+constexpr int kClasses = 10;
+
+// GET /metrics over a plain socket; the whole response ("" on failure).
+std::string Scrape(int port) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return "";
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(static_cast<uint16_t>(port));
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  std::string response;
+  if (connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0) {
+    const std::string request = "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
+    if (write(fd, request.data(), request.size()) == static_cast<ssize_t>(request.size())) {
+      char buffer[4096];
+      ssize_t n;
+      while ((n = read(fd, buffer, sizeof(buffer))) > 0) response.append(buffer, n);
+    }
+  }
+  close(fd);
+  return response;
+}
+
+// The value of the sample whose name and labels are exactly `series`; -1 when absent.
+double Sample(const std::string& text, const std::string& series) {
+  const std::regex line("(^|\n)" +
+                        std::regex_replace(series, std::regex(R"([{}\\.+*?()|^$\[\]])"), R"(\$&)") +
+                        " ([^\n]+)");
+  std::smatch match;
+  if (!std::regex_search(text, match, line)) return -1;
+  return std::stod(match[2]);
+}
+
+// One asynchronous Predict call.
+struct AsyncCall {
+  ::grpc::ClientContext context;
+  v1::PredictRequest request;
+  v1::PredictResponse response;
+  ::grpc::Status status;
+  std::unique_ptr<::grpc::ClientAsyncResponseReader<v1::PredictResponse>> reader;
+};
+
+class BatcherTest : public ServerFixture {
+ protected:
+  // A server that coalesces generously: batches wait up to `delay` for more calls.
+  void StartBatching(int max_images, absl::Duration delay) {
+    ServerConfig config;
+    config.batch_max_images = max_images;
+    config.batch_max_delay = delay;
+    config.inference_threads = 1;
+    StartServer(config);
+  }
+
+  // Every class probability of `image` (a test image), asked for alone.
+  std::vector<float> AloneProbabilities(const std::string& model_id, int image) {
+    v1::PredictRequest request;
+    request.set_model_id(model_id);
+    request.set_top_k(kClasses);
+    *request.add_images() = RawImage(test_, image);
+    v1::PredictResponse response;
+    ::grpc::Status status = Predict(request, &response);
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    std::vector<float> probabilities(kClasses, -1);
+    if (response.predictions_size() != 1) return probabilities;
+    for (const v1::LabelProbability& entry : response.predictions(0).top_k()) {
+      probabilities[entry.label()] = entry.probability();
+    }
+    return probabilities;
+  }
+
+  // Starts every call at once on one completion queue and waits for all of them.
+  void RunConcurrently(std::vector<std::unique_ptr<AsyncCall>>& calls,
+                       std::chrono::milliseconds deadline = std::chrono::seconds(60)) {
+    ::grpc::CompletionQueue queue;
+    for (size_t i = 0; i < calls.size(); ++i) {
+      AsyncCall& call = *calls[i];
+      call.context.set_deadline(std::chrono::system_clock::now() + deadline);
+      call.reader = stub_->AsyncPredict(&call.context, call.request, &queue);
+      call.reader->Finish(&call.response, &call.status, reinterpret_cast<void*>(i));
+    }
+    void* tag = nullptr;
+    bool ok = false;
+    for (size_t done = 0; done < calls.size() && queue.Next(&tag, &ok); ++done) {
+    }
+    queue.Shutdown();
+    while (queue.Next(&tag, &ok)) {
+    }
+  }
+
+  // A Predict request of `count` test images from `first` (wrapping around).
+  v1::PredictRequest ImagesRequest(const std::string& model_id, int first, int count) const {
+    v1::PredictRequest request;
+    request.set_model_id(model_id);
+    request.set_top_k(kClasses);
+    for (int i = 0; i < count; ++i)
+      *request.add_images() = RawImage(test_, (first + i) % kTestImages);
+    return request;
+  }
+};
+
+TEST_F(BatcherTest, ConcurrentCallersGetTheirOwnAnswersFromSharedForwardPasses) {
+  // Slices of 16 images: the 40-image calls below are cut up and share passes with others.
+  StartBatching(/*max_images=*/16, absl::Milliseconds(20));
+  const std::string model_id = TrainModel(QuickTraining(/*epochs=*/1));
+  ASSERT_FALSE(model_id.empty());
+  std::vector<std::vector<float>> alone;
+  for (int i = 0; i < kTestImages; ++i) alone.push_back(AloneProbabilities(model_id, i));
+  const std::string before = Scrape(server_->metrics_port());
+  const double passes_before = Sample(before, "classifier_batcher_batch_images_count");
+  const double images_before = Sample(before, "classifier_batcher_batch_images_sum");
+
+  // 64 callers of one image each and 4 of 40 images, all at once, twice.
+  std::vector<std::unique_ptr<AsyncCall>> calls;
+  std::vector<int> first_image;
+  for (int round = 0; round < 2; ++round) {
+    for (int i = 0; i < 68; ++i) {
+      const int first = (round * 68 + i * 3) % kTestImages;
+      calls.push_back(std::make_unique<AsyncCall>());
+      calls.back()->request = ImagesRequest(model_id, first, i < 64 ? 1 : 40);
+      first_image.push_back(first);
+    }
+  }
+  RunConcurrently(calls);
+
+  for (size_t c = 0; c < calls.size(); ++c) {
+    const AsyncCall& call = *calls[c];
+    ASSERT_TRUE(call.status.ok()) << "call " << c << ": " << call.status.error_message();
+    EXPECT_EQ(call.response.model_id(), model_id);
+    ASSERT_EQ(call.response.predictions_size(), call.request.images_size()) << "call " << c;
+    for (int i = 0; i < call.request.images_size(); ++i) {
+      const int image = (first_image[c] + i) % kTestImages;
+      const v1::Prediction& prediction = call.response.predictions(i);
+      ASSERT_EQ(prediction.top_k_size(), kClasses);
+      for (const v1::LabelProbability& entry : prediction.top_k()) {
+        EXPECT_NEAR(entry.probability(), alone[image][entry.label()], 1e-5)
+            << "call " << c << ", image " << i << " (test image " << image << "), label "
+            << entry.label();
+      }
+    }
+  }
+
+  const std::string metrics = Scrape(server_->metrics_port());
+  // Every image of the concurrent calls went through exactly one pass: 2 x (64 + 4 x 40).
+  EXPECT_EQ(Sample(metrics, "classifier_batcher_batch_images_sum") - images_before,
+            2 * (64 + 4 * 40))
+      << metrics;
+  // Fewer passes than calls: calls were coalesced, and some pass served several calls.
+  const double passes = Sample(metrics, "classifier_batcher_batch_images_count") - passes_before;
+  EXPECT_LT(passes, static_cast<double>(calls.size())) << metrics;
+  EXPECT_LT(Sample(metrics, R"(classifier_batcher_batch_calls_bucket{le="1"})"),
+            Sample(metrics, "classifier_batcher_batch_calls_count"))
+      << "no forward pass held more than one call\n"
+      << metrics;
+  EXPECT_GT(Sample(metrics, "classifier_batcher_queue_delay_seconds_count"), 0) << metrics;
+}
+
+TEST_F(BatcherTest, ExpiredCallsAreDroppedWithoutBeingComputed) {
+  // One slice for the big call: the small calls queue behind its whole forward pass.
+  StartBatching(/*max_images=*/10000, absl::ZeroDuration());
+  const std::string model_id = TrainModel(QuickTraining(/*epochs=*/1));
+  ASSERT_FALSE(model_id.empty());
+
+  std::thread big_caller([&] {
+    ::grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(120));
+    v1::PredictRequest request = ImagesRequest(model_id, 0, 10000);
+    request.set_top_k(0);
+    v1::PredictResponse response;
+    ::grpc::Status status = stub_->Predict(&context, request, &response);
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    EXPECT_EQ(response.predictions_size(), 10000);
+  });
+  // Long enough for the 10,000 images (7.8 MB) to arrive and their pass to start; the pass
+  // itself takes 0.3 s or more on one thread.
+  std::this_thread::sleep_for(std::chrono::milliseconds(150));
+  std::vector<std::unique_ptr<AsyncCall>> calls;
+  for (int i = 0; i < 5; ++i) {
+    calls.push_back(std::make_unique<AsyncCall>());
+    calls.back()->request = ImagesRequest(model_id, i, 1);
+  }
+  RunConcurrently(calls, std::chrono::milliseconds(30));
+  for (const auto& call : calls) {
+    EXPECT_EQ(call->status.error_code(), ::grpc::StatusCode::DEADLINE_EXCEEDED);
+  }
+  big_caller.join();
+
+  // The server answered them DEADLINE_EXCEEDED itself and never computed them.
+  std::string metrics;
+  for (int i = 0; i < 100; ++i) {
+    metrics = Scrape(server_->metrics_port());
+    if (Sample(metrics, R"(classifier_rpcs_total{code="DEADLINE_EXCEEDED",method="Predict"})") ==
+        5) {
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_EQ(Sample(metrics, R"(classifier_rpcs_total{code="DEADLINE_EXCEEDED",method="Predict"})"),
+            5)
+      << metrics;
+  EXPECT_EQ(Sample(metrics, "classifier_batcher_batch_images_sum"), 10000) << metrics;
+  EXPECT_EQ(Sample(metrics, "classifier_predict_images_total"), 10000) << metrics;
+}
+
+TEST_F(BatcherTest, ShutdownAnswersEveryAcceptedCall) {
+  StartBatching(/*max_images=*/10000, absl::ZeroDuration());
+  const std::string model_id = TrainModel(QuickTraining(/*epochs=*/1));
+  ASSERT_FALSE(model_id.empty());
+
+  // A big call holds the batcher's thread; 20 small calls queue behind it; then shutdown.
+  std::vector<std::unique_ptr<AsyncCall>> calls;
+  calls.push_back(std::make_unique<AsyncCall>());
+  calls.back()->request = ImagesRequest(model_id, 0, 10000);
+  for (int i = 0; i < 20; ++i) {
+    calls.push_back(std::make_unique<AsyncCall>());
+    calls.back()->request = ImagesRequest(model_id, i, 1);
+  }
+  std::thread shutdown([this] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    server_->Shutdown();
+  });
+  RunConcurrently(calls);
+  shutdown.join();
+  for (size_t c = 0; c < calls.size(); ++c) {
+    EXPECT_TRUE(calls[c]->status.ok()) << "call " << c << ": " << calls[c]->status.error_message();
+    EXPECT_EQ(calls[c]->response.predictions_size(), calls[c]->request.images_size());
+  }
+  // After shutdown nothing new is accepted.
+  v1::PredictResponse response;
+  EXPECT_FALSE(Predict(ImagesRequest(model_id, 0, 1), &response).ok());
+}
+
+TEST_F(BatcherTest, BadBatchingSettingsAreRefusedAtStart) {
+  ServerConfig config;
+  config.listen_address = "127.0.0.1:0";
+  config.metrics_listen = "";
+  config.data_dir = dir_.path() + "/data";
+  config.state_dir = dir_.path() + "/other-state";
+  config.device = "cpu";
+  config.batch_max_images = 0;
+  absl::StatusOr<std::unique_ptr<ClassifierServer>> server = ClassifierServer::Start(config);
+  ASSERT_FALSE(server.ok());
+  EXPECT_EQ(server.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(server.status().message().find("--batch_max_images"), std::string::npos)
+      << server.status();
+  config.batch_max_images = 64;
+  config.inference_threads = 0;
+  server = ClassifierServer::Start(config);
+  ASSERT_FALSE(server.ok());
+  EXPECT_NE(server.status().message().find("--inference_threads"), std::string::npos)
+      << server.status();
+}
+
+}  // namespace
+}  // namespace classifier::testing
