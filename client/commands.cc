@@ -19,6 +19,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "client/format.h"
+#include "client/pictures.h"
 #include "client/weights_file.h"
 
 namespace classifier::cli {
@@ -64,8 +65,10 @@ absl::StatusOr<std::string> ReadWholeFile(const std::string& path) {
 }
 
 // Prints a job's events until its Finished event; the exit code follows the job's end state.
+// With `epochs`, collects the job's epoch_end events there (for `watch --plot`).
 int FollowJob(ClientContext* context, grpc::ClientReaderInterface<v1::JobEvent>* reader,
-              const CommandEnvironment& env, bool json, bool detach) {
+              const CommandEnvironment& env, bool json, bool detach,
+              std::vector<v1::JobEvent::EpochEnd>* epochs = nullptr) {
   JobEventPrinter printer(*env.out, env.terminal, json);
   std::optional<v1::JobEvent::Finished> finished;
   std::string job_id;
@@ -86,6 +89,7 @@ int FollowJob(ClientContext* context, grpc::ClientReaderInterface<v1::JobEvent>*
       return kExitOk;
     }
     printer.Print(event);
+    if (epochs != nullptr && event.has_epoch_end()) epochs->push_back(event.epoch_end());
     if (event.has_finished()) finished = event.finished();
   }
   printer.EndLine();
@@ -132,7 +136,23 @@ int Watch(const Invocation& invocation, const CommandEnvironment& env) {
   ClientContext context;
   std::unique_ptr<grpc::ClientReaderInterface<v1::JobEvent>> reader =
       env.classifier->WatchJob(&context, request);
-  return FollowJob(&context, reader.get(), env, invocation.Bool("json"), /*detach=*/false);
+  if (!invocation.Has("plot")) {
+    return FollowJob(&context, reader.get(), env, invocation.Bool("json"), /*detach=*/false);
+  }
+  std::vector<v1::JobEvent::EpochEnd> epochs;
+  const int code =
+      FollowJob(&context, reader.get(), env, invocation.Bool("json"), /*detach=*/false, &epochs);
+  // The job ended (well or not): its curves are complete. A broken stream leaves no file.
+  if (code != kExitOk && code != kExitJobFailed) return code;
+  const std::string plot = invocation.String("plot");
+  if (absl::Status written = WriteOutputFile(plot, TrainingCurvesSvg(request.job_id(), epochs));
+      !written.ok()) {
+    return LocalFailed(env, written);
+  }
+  *(invocation.Bool("json") ? env.err : env.out)
+      << "saved the curves of " << epochs.size() << " epoch" << (epochs.size() == 1 ? "" : "s")
+      << " to " << plot << "\n";
+  return code;
 }
 
 int Jobs(const Invocation& invocation, const CommandEnvironment& env) {
@@ -184,6 +204,13 @@ int Evaluate(const Invocation& invocation, const CommandEnvironment& env) {
   const grpc::Status status = env.classifier->Evaluate(&context, *request, &response);
   if (!status.ok()) return RpcFailed(env, status);
   *env.out << (invocation.Bool("json") ? ToJsonLine(response) + "\n" : EvaluationReport(response));
+  if (invocation.Has("plot")) {
+    const std::string plot = invocation.String("plot");
+    if (absl::Status written = WriteOutputFile(plot, ConfusionMatrixSvg(response)); !written.ok()) {
+      return LocalFailed(env, written);
+    }
+    if (!invocation.Bool("json")) *env.out << "saved the confusion matrix to " << plot << "\n";
+  }
   return kExitOk;
 }
 
@@ -399,6 +426,113 @@ absl::StatusOr<std::vector<T>> ParseList(const std::string& text, const std::str
   return values;
 }
 
+std::string ImageSize(int64_t height, int64_t width) { return absl::StrCat(height, "x", width); }
+
+int Datasets(const Invocation& invocation, const CommandEnvironment& env) {
+  v1::ListDatasetsResponse response;
+  ClientContext context;
+  SetDeadline(&context, invocation, kDefaultTimeoutSeconds);
+  const grpc::Status status =
+      env.classifier->ListDatasets(&context, v1::ListDatasetsRequest(), &response);
+  if (!status.ok()) return RpcFailed(env, status);
+  if (invocation.Bool("json")) {
+    *env.out << ToJsonLine(response) << "\n";
+    return kExitOk;
+  }
+  std::vector<std::vector<std::string>> rows;
+  for (const v1::DatasetInfo& d : response.datasets()) {
+    const bool usable = d.error().empty();
+    rows.push_back({d.name(), usable ? absl::StrCat(d.train_images()) : "-",
+                    usable ? absl::StrCat(d.test_images()) : "-",
+                    usable ? absl::StrCat(d.num_classes()) : "-",
+                    usable ? ImageSize(d.image_height(), d.image_width()) : "-",
+                    d.builtin() ? "built-in" : "registered", d.path()});
+    // Only an unusable dataset has a note: the others' lines end without trailing spaces.
+    if (!usable) rows.back().push_back("unavailable: " + d.error());
+  }
+  *env.out << FormatTable({"NAME", "TRAIN", "TEST", "CLASSES", "SIZE", "SOURCE", "PATH", "NOTE"},
+                          rows);
+  return kExitOk;
+}
+
+int RegisterDataset(const Invocation& invocation, const CommandEnvironment& env) {
+  v1::RegisterDatasetRequest request;
+  request.set_name(invocation.args[0]);
+  request.set_path(invocation.args[1]);
+  v1::DatasetInfo info;
+  ClientContext context;
+  // The server reads every file in full: allow for a big set on a slow disk.
+  SetDeadline(&context, invocation, kEvaluateTimeoutSeconds);
+  const grpc::Status status = env.classifier->RegisterDataset(&context, request, &info);
+  if (!status.ok()) return RpcFailed(env, status);
+  if (invocation.Bool("json")) {
+    *env.out << ToJsonLine(info) << "\n";
+  } else {
+    *env.out << absl::StrFormat("registered %s (%s): %d train + %d test images of %s, %d classes\n",
+                                info.name(), info.path(), info.train_images(), info.test_images(),
+                                ImageSize(info.image_height(), info.image_width()),
+                                info.num_classes());
+  }
+  return kExitOk;
+}
+
+int Samples(const Invocation& invocation, const CommandEnvironment& env) {
+  if (!invocation.Has("out")) {
+    return UsageFailed(env, absl::InvalidArgumentError("samples needs --out FILE (a .png)"));
+  }
+  v1::GetDatasetSamplesRequest request;
+  request.set_dataset(invocation.String("dataset", "mnist"));
+  request.set_count(invocation.Int32("count"));
+  request.set_seed(invocation.Uint64("seed"));
+  const std::string split = absl::AsciiStrToLower(invocation.String("split", "train"));
+  if (split == "train") {
+    request.set_split(v1::DATASET_SPLIT_TRAIN);
+  } else if (split == "test") {
+    request.set_split(v1::DATASET_SPLIT_TEST);
+  } else {
+    return UsageFailed(
+        env, absl::InvalidArgumentError(absl::StrCat("invalid value '", invocation.String("split"),
+                                                     "' for --split: expected train or test")));
+  }
+  const int scale = invocation.Int32("scale", 1);
+  const int columns = invocation.Int32("columns");
+  if (scale < 1 || scale > 16 || columns < 0) {
+    return UsageFailed(
+        env, absl::InvalidArgumentError("--scale must be in [1, 16] and --columns at least 1"));
+  }
+  v1::GetDatasetSamplesResponse response;
+  ClientContext context;
+  SetDeadline(&context, invocation, kDefaultTimeoutSeconds);
+  const grpc::Status status = env.classifier->GetDatasetSamples(&context, request, &response);
+  if (!status.ok()) return RpcFailed(env, status);
+  absl::StatusOr<SampleGrid> grid = LayOutSamples(response, columns, scale);
+  if (!grid.ok()) {
+    *env.err << "error: " << grid.status().message() << "\n";
+    return kExitServerError;
+  }
+  absl::StatusOr<std::string> png = EncodeGridPng(*grid);
+  if (!png.ok()) return LocalFailed(env, png.status());
+  const std::string out = invocation.String("out");
+  if (absl::Status written = WriteOutputFile(out, *png); !written.ok()) {
+    return LocalFailed(env, written);
+  }
+  *env.out << absl::StrFormat(
+      "saved %s: %d images of %s (%s split, seed %d), %d rows of %d, %dx%d pixels\n", out,
+      response.labels_size(), response.dataset(), SplitName(response.split()), request.seed(),
+      grid->rows, grid->columns, grid->width, grid->height);
+  *env.out << "labels in grid order:\n";
+  for (int row = 0; row < grid->rows; ++row) {
+    std::string line;
+    for (int column = 0; column < grid->columns; ++column) {
+      const int i = row * grid->columns + column;
+      if (i >= response.labels_size()) break;
+      absl::StrAppend(&line, column == 0 ? "" : " ", response.labels(i));
+    }
+    *env.out << line << "\n";
+  }
+  return kExitOk;
+}
+
 }  // namespace
 
 std::string FormatRpcError(const grpc::Status& status) {
@@ -557,10 +691,12 @@ absl::StatusOr<v1::ExportWeightsRequest> BuildExportRequest(const Invocation& in
 int RunCommand(const Invocation& invocation, const CommandEnvironment& environment) {
   using Handler = int (*)(const Invocation&, const CommandEnvironment&);
   static const auto* const handlers = new std::map<std::string, Handler, std::less<>>{
-      {"health", Health}, {"train", Train},   {"watch", Watch},       {"jobs", Jobs},
-      {"job", GetJob},    {"cancel", Cancel}, {"evaluate", Evaluate}, {"predict", Predict},
-      {"models", Models}, {"export", Export}, {"import", Import},     {"deploy", Deploy},
-      {"delete", Delete},
+      {"health", Health},     {"train", Train},       {"watch", Watch},
+      {"jobs", Jobs},         {"job", GetJob},        {"cancel", Cancel},
+      {"evaluate", Evaluate}, {"predict", Predict},   {"models", Models},
+      {"export", Export},     {"import", Import},     {"deploy", Deploy},
+      {"delete", Delete},     {"datasets", Datasets}, {"register-dataset", RegisterDataset},
+      {"samples", Samples},
   };
   auto it = handlers->find(invocation.command);
   if (it == handlers->end()) {

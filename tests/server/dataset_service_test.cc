@@ -19,34 +19,6 @@ constexpr int kDigitClasses = 5;
 
 class DatasetServiceTest : public ServerFixture {
  protected:
-  // The fixture's, without the Prometheus endpoint: these tests do not read it, and its
-  // civetweb listener has failed to start on some machines ("null context when constructing
-  // CivetServer") for reasons that have nothing to do with datasets.
-  void SetUp() override {
-    train_ = MakeSyntheticDataset(kTrainImages, 10, /*seed=*/1);
-    test_ = MakeSyntheticDataset(kTestImages, 10, /*seed=*/2);
-    WriteDatasetFiles(dir_.path() + "/data/mnist", train_, test_, /*gzip=*/true);
-    Restart();
-  }
-
-  void Restart() {
-    server_.reset();
-    ServerConfig config;
-    config.listen_address = "127.0.0.1:0";
-    config.metrics_listen = "";
-    config.data_dir = dir_.path() + "/data";
-    config.fashion_fallback_dir = dir_.path() + "/no-fashion";
-    config.state_dir = dir_.path() + "/state";
-    config.device = "cpu";
-    config.compute_threads = 1;
-    auto server = ClassifierServer::Start(config);
-    ASSERT_TRUE(server.ok()) << server.status();
-    server_ = *std::move(server);
-    channel_ = ::grpc::CreateChannel("127.0.0.1:" + std::to_string(server_->port()),
-                                     ::grpc::InsecureChannelCredentials());
-    stub_ = v1::Classifier::NewStub(channel_);
-  }
-
   std::string DataDir() const { return dir_.path() + "/data"; }
 
   // A complete, valid dataset folder under the data directory with kDigitClasses classes.
@@ -146,7 +118,7 @@ TEST_F(DatasetServiceTest, RegisteredDatasetIsListedTrainedOnAndKeptAcrossRestar
       << events.back().finished().error();
   EXPECT_EQ(events.back().finished().test_metrics().count(), 40);
 
-  Restart();
+  StartServer(ServerConfig{});
   std::vector<v1::DatasetInfo> datasets = List();
   ASSERT_EQ(datasets.size(), 3u);
   EXPECT_EQ(datasets[2].name(), "digits");
