@@ -65,10 +65,12 @@ absl::StatusOr<std::string> ReadWholeFile(const std::string& path) {
 }
 
 // Prints a job's events until its Finished event; the exit code follows the job's end state.
-// With `epochs`, collects the job's epoch_end events there (for `watch --plot`).
+// With `epochs`, collects the job's epoch_end events there (for `watch --plot`), and with
+// `trials` the sweep trial of each.
 int FollowJob(ClientContext* context, grpc::ClientReaderInterface<v1::JobEvent>* reader,
               const CommandEnvironment& env, bool json, bool detach,
-              std::vector<v1::JobEvent::EpochEnd>* epochs = nullptr) {
+              std::vector<v1::JobEvent::EpochEnd>* epochs = nullptr,
+              std::vector<int>* trials = nullptr) {
   JobEventPrinter printer(*env.out, env.terminal, json);
   std::optional<v1::JobEvent::Finished> finished;
   std::string job_id;
@@ -89,7 +91,10 @@ int FollowJob(ClientContext* context, grpc::ClientReaderInterface<v1::JobEvent>*
       return kExitOk;
     }
     printer.Print(event);
-    if (epochs != nullptr && event.has_epoch_end()) epochs->push_back(event.epoch_end());
+    if (epochs != nullptr && event.has_epoch_end()) {
+      epochs->push_back(event.epoch_end());
+      if (trials != nullptr) trials->push_back(event.trial());
+    }
     if (event.has_finished()) finished = event.finished();
   }
   printer.EndLine();
@@ -140,12 +145,14 @@ int Watch(const Invocation& invocation, const CommandEnvironment& env) {
     return FollowJob(&context, reader.get(), env, invocation.Bool("json"), /*detach=*/false);
   }
   std::vector<v1::JobEvent::EpochEnd> epochs;
-  const int code =
-      FollowJob(&context, reader.get(), env, invocation.Bool("json"), /*detach=*/false, &epochs);
+  std::vector<int> trials;
+  const int code = FollowJob(&context, reader.get(), env, invocation.Bool("json"),
+                             /*detach=*/false, &epochs, &trials);
   // The job ended (well or not): its curves are complete. A broken stream leaves no file.
   if (code != kExitOk && code != kExitJobFailed) return code;
   const std::string plot = invocation.String("plot");
-  if (absl::Status written = WriteOutputFile(plot, TrainingCurvesSvg(request.job_id(), epochs));
+  if (absl::Status written =
+          WriteOutputFile(plot, TrainingCurvesSvg(request.job_id(), epochs, trials));
       !written.ok()) {
     return LocalFailed(env, written);
   }

@@ -205,38 +205,76 @@ std::string ConfusionMatrixSvg(const v1::EvaluateResponse& evaluation) {
 }
 
 std::string TrainingCurvesSvg(const std::string& job_id,
-                              const std::vector<v1::JobEvent::EpochEnd>& epochs) {
+                              const std::vector<v1::JobEvent::EpochEnd>& epochs,
+                              const std::vector<int>& trials) {
   constexpr int kPanelWidth = 380;
   constexpr int kPanelHeight = 260;
   constexpr int kLeft = 70;
   constexpr int kTop = 60;
   constexpr int kPanelStride = kLeft + kPanelWidth + 40;
   constexpr int kWidth = 2 * kPanelStride;
-  constexpr int kHeight = kTop + kPanelHeight + 90;
+  constexpr int kLegendPerRow = 4;
+  constexpr int kLegendSpacing = 95;
+  constexpr int kLegendRowHeight = 18;
+  // Trial colours (matplotlib's tab10); a plain job draws train in the first, validation in
+  // the fourth.
+  static constexpr const char* kPalette[] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
+                                             "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"};
+  constexpr int kPaletteSize = sizeof(kPalette) / sizeof(kPalette[0]);
+
+  auto trial_of = [&](size_t i) { return i < trials.size() ? trials[i] : 0; };
+  std::vector<int> distinct_trials;
+  for (size_t i = 0; i < epochs.size(); ++i) distinct_trials.push_back(trial_of(i));
+  std::sort(distinct_trials.begin(), distinct_trials.end());
+  distinct_trials.erase(std::unique(distinct_trials.begin(), distinct_trials.end()),
+                        distinct_trials.end());
+  if (distinct_trials.empty()) distinct_trials.push_back(0);
+  const bool sweep = distinct_trials.size() > 1 || distinct_trials[0] != 0;
 
   struct Series {
     const char* name;
-    const char* legend;
-    const char* colour;
-    const char* dash;
+    bool validation;
     std::function<bool(const v1::JobEvent::EpochEnd&)> has;
     std::function<double(const v1::JobEvent::EpochEnd&)> value;
   };
   auto always = [](const v1::JobEvent::EpochEnd&) { return true; };
   const std::vector<Series> loss_series = {
-      {"train-loss", "train", "#1f77b4", "", always,
-       [](const v1::JobEvent::EpochEnd& e) { return e.train_loss(); }},
-      {"validation-loss", "validation", "#d62728", "6 3",
+      {"train-loss", false, always, [](const v1::JobEvent::EpochEnd& e) { return e.train_loss(); }},
+      {"validation-loss", true,
        [](const v1::JobEvent::EpochEnd& e) { return e.has_validation_loss(); },
        [](const v1::JobEvent::EpochEnd& e) { return e.validation_loss(); }},
   };
   const std::vector<Series> accuracy_series = {
-      {"train-accuracy", "train", "#1f77b4", "", always,
+      {"train-accuracy", false, always,
        [](const v1::JobEvent::EpochEnd& e) { return e.train_accuracy(); }},
-      {"validation-accuracy", "validation", "#d62728", "6 3",
+      {"validation-accuracy", true,
        [](const v1::JobEvent::EpochEnd& e) { return e.has_validation_accuracy(); },
        [](const v1::JobEvent::EpochEnd& e) { return e.validation_accuracy(); }},
   };
+  // One drawn line: a series of one trial.
+  struct Line {
+    const Series* series;
+    int trial;
+    std::string colour;
+    std::string legend;
+  };
+  auto lines_of = [&](const std::vector<Series>& series) {
+    std::vector<Line> lines;
+    for (size_t t = 0; t < distinct_trials.size(); ++t) {
+      for (const Series& s : series) {
+        const int trial = distinct_trials[t];
+        const std::string colour =
+            sweep ? kPalette[t % kPaletteSize] : (s.validation ? kPalette[3] : kPalette[0]);
+        const std::string legend = sweep ? absl::StrCat("trial ", trial)
+                                         : std::string(s.validation ? "validation" : "train");
+        lines.push_back(Line{&s, trial, colour, legend});
+      }
+    }
+    return lines;
+  };
+  const int legend_entries = sweep ? static_cast<int>(distinct_trials.size()) : 2;
+  const int legend_rows = (legend_entries + kLegendPerRow - 1) / kLegendPerRow + (sweep ? 1 : 0);
+  const int height = kTop + kPanelHeight + 72 + legend_rows * kLegendRowHeight;
 
   int last_epoch = 1;
   for (const auto& epoch : epochs) last_epoch = std::max(last_epoch, epoch.epoch());
@@ -249,11 +287,11 @@ std::string TrainingCurvesSvg(const std::string& job_id,
     return ticks;
   }();
 
-  std::string svg = SvgHeader(kWidth, kHeight);
-  absl::StrAppend(&svg, Text(kWidth / 2.0, 24,
-                             absl::StrFormat("job %s: %d epoch%s", job_id, epochs.size(),
-                                             epochs.size() == 1 ? "" : "s"),
-                             14, "middle", "class=\"title\""));
+  std::string svg = SvgHeader(kWidth, height);
+  std::string title =
+      absl::StrFormat("job %s: %d epoch%s", job_id, epochs.size(), epochs.size() == 1 ? "" : "s");
+  if (sweep) absl::StrAppend(&title, absl::StrFormat(" in %d trials", distinct_trials.size()));
+  absl::StrAppend(&svg, Text(kWidth / 2.0, 24, title, 14, "middle", "class=\"title\""));
 
   auto panel = [&](int index, const char* title, const char* y_title,
                    const std::vector<Series>& series, double percent) {
@@ -323,36 +361,51 @@ std::string TrainingCurvesSvg(const std::string& job_id,
                                absl::StrFormat("class=\"axis-title\" transform=\"rotate(-90 "
                                                "%.1f %.1f)\"",
                                                left - 52, middle_y)));
-    // The series, and a legend below the axis title.
-    double legend_x = left;
-    for (const Series& s : series) {
+    // The lines, then a legend below the axis title: per trial in a sweep (train solid,
+    // validation dashed), else train and validation.
+    std::vector<std::pair<std::string, std::string>> legend;  // (colour and dash, text)
+    for (const Line& line : lines_of(series)) {
+      const Series& s = *line.series;
+      const std::string dash = s.validation ? " stroke-dasharray=\"6 3\"" : "";
       std::string points;
       std::string circles;
-      for (const auto& epoch : epochs) {
-        if (!s.has(epoch) || !std::isfinite(s.value(epoch))) continue;
+      for (size_t i = 0; i < epochs.size(); ++i) {
+        const auto& epoch = epochs[i];
+        if (trial_of(i) != line.trial || !s.has(epoch) || !std::isfinite(s.value(epoch))) {
+          continue;
+        }
         const double px = to_x(epoch.epoch());
         const double py = to_y(s.value(epoch) * percent);
         absl::StrAppendFormat(&points, "%s%.1f,%.1f", points.empty() ? "" : " ", px, py);
         absl::StrAppendFormat(&circles,
-                              "<circle class=\"%s\" data-epoch=\"%d\" data-value=\"%s\" "
-                              "cx=\"%.1f\" cy=\"%.1f\" r=\"3\" fill=\"%s\"/>\n",
-                              s.name, epoch.epoch(), FormatValue(s.value(epoch)), px, py, s.colour);
+                              "<circle class=\"%s\" data-trial=\"%d\" data-epoch=\"%d\" "
+                              "data-value=\"%s\" cx=\"%.1f\" cy=\"%.1f\" r=\"3\" fill=\"%s\"/>\n",
+                              s.name, line.trial, epoch.epoch(), FormatValue(s.value(epoch)), px,
+                              py, line.colour);
       }
       if (circles.empty()) continue;
       absl::StrAppendFormat(&svg,
-                            "<polyline class=\"%s\" points=\"%s\" fill=\"none\" stroke=\"%s\" "
-                            "stroke-width=\"2\"%s/>\n",
-                            s.name, points, s.colour,
-                            *s.dash ? absl::StrCat(" stroke-dasharray=\"", s.dash, "\"") : "");
+                            "<polyline class=\"%s\" data-trial=\"%d\" points=\"%s\" fill=\"none\" "
+                            "stroke=\"%s\" stroke-width=\"2\"%s/>\n",
+                            s.name, line.trial, points, line.colour, dash);
       absl::StrAppend(&svg, circles);
-      const double ly = bottom + 62;
+      if (!sweep || !s.validation) {
+        legend.emplace_back(absl::StrCat("stroke=\"", line.colour, "\"", sweep ? "" : dash),
+                            line.legend);
+      }
+    }
+    if (sweep) {
+      legend.emplace_back("stroke=\"black\"", "train");
+      legend.emplace_back("stroke=\"black\" stroke-dasharray=\"6 3\"", "validation");
+    }
+    for (size_t i = 0; i < legend.size(); ++i) {
+      const double lx = left + static_cast<double>(i % kLegendPerRow) * kLegendSpacing;
+      const double ly = bottom + 62 + static_cast<double>(i / kLegendPerRow) * kLegendRowHeight;
       absl::StrAppendFormat(&svg,
                             "<line class=\"legend\" x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" "
-                            "y2=\"%.1f\" stroke=\"%s\" stroke-width=\"2\"%s/>\n",
-                            legend_x, ly - 4, legend_x + 24, ly - 4, s.colour,
-                            *s.dash ? absl::StrCat(" stroke-dasharray=\"", s.dash, "\"") : "");
-      absl::StrAppend(&svg, Text(legend_x + 30, ly, s.legend, 11, "start", "class=\"legend\""));
-      legend_x += 120;
+                            "y2=\"%.1f\" stroke-width=\"2\" %s/>\n",
+                            lx, ly - 4, lx + 24, ly - 4, legend[i].first);
+      absl::StrAppend(&svg, Text(lx + 30, ly, legend[i].second, 11, "start", "class=\"legend\""));
     }
     absl::StrAppend(&svg, "</g>\n");
   };

@@ -50,10 +50,13 @@ std::string ConfusionMatrixSvg(const v1::EvaluateResponse& evaluation);
 // A job's loss and accuracy per epoch as an SVG document: two panels ("loss", "accuracy (%)")
 // with axes, ticks and tick labels, epoch on the x axis; per series (train-loss,
 // validation-loss, train-accuracy, validation-accuracy; validation only when the job has a
-// validation split) a <polyline> and one <circle> per epoch with data-epoch and data-value (the
-// event's value; accuracies as fractions); a legend.
+// validation split) and trial a <polyline> and one <circle> per epoch with data-trial,
+// data-epoch and data-value (the event's value; accuracies as fractions); a legend.
+// `trials[i]` is the sweep trial of `epochs[i]` (JobEvent.trial; empty = all 0, a plain job):
+// a sweep draws each trial in its own colour, train solid and validation dashed.
 std::string TrainingCurvesSvg(const std::string& job_id,
-                              const std::vector<v1::JobEvent::EpochEnd>& epochs);
+                              const std::vector<v1::JobEvent::EpochEnd>& epochs,
+                              const std::vector<int>& trials = {});
 
 // Writes `contents` to `path` so that it is either the whole new file or untouched: a temporary
 // file in the same directory, fsync'd, renamed over `path`, the directory fsync'd. Errors name

@@ -190,5 +190,21 @@ TEST(WriteOutputFileTest, ReplacesWholeOrFailsNamingThePath) {
   EXPECT_EQ(rmdir(dir.c_str()), 0) << "only plot.svg was left in the directory";
 }
 
+TEST(TrainingCurvesSvgTest, ASweepDrawsEveryTrialInItsOwnColour) {
+  const std::string svg = TrainingCurvesSvg("job-4",
+                                            {Epoch(1, 0.9, 0.7, true), Epoch(2, 0.5, 0.8, true),
+                                             Epoch(1, 0.8, 0.75, true), Epoch(2, 0.3, 0.9, true)},
+                                            {1, 1, 2, 2});
+  EXPECT_EQ(Occurrences(svg, "<circle class=\"validation-accuracy\""), 4);
+  EXPECT_EQ(Occurrences(svg, "<polyline class=\"train-loss\""), 2);
+  EXPECT_NE(svg.find("<circle class=\"train-loss\" data-trial=\"2\" data-epoch=\"2\" "
+                     "data-value=\"0.3\""),
+            std::string::npos);
+  EXPECT_NE(svg.find(">trial 1</text>"), std::string::npos);
+  EXPECT_NE(svg.find(">trial 2</text>"), std::string::npos);
+  EXPECT_NE(svg.find("in 2 trials"), std::string::npos);
+  EXPECT_NE(svg.find("stroke=\"#ff7f0e\""), std::string::npos);  // The second trial's colour.
+}
+
 }  // namespace
 }  // namespace classifier::cli
