@@ -35,8 +35,8 @@ class ClassifierService : public v1::Classifier::CallbackService {
   // Every pointer must outlive the service. Predict computes on `batcher` (decoding PNG / JPEG
   // images on `inference` first); Evaluate and ImportWeights run on `inference`. `auth` guards
   // every RPC of this service (the default lets every call through); GetJob, ListJobs, WatchJob,
-  // ListModels, Predict and Evaluate are the read-only ones it may open. With `metrics`, every RPC
-  // and Predict is counted there.
+  // ListModels, Predict, Evaluate, ListDatasets and GetDatasetSamples are the read-only ones it
+  // may open. With `metrics`, every RPC and Predict is counted there.
   ClassifierService(JobManager* jobs, ModelRegistry* models, DatasetCatalog* datasets,
                     WorkQueue* inference, Batcher* batcher, std::string device,
                     ServiceLimits limits, TokenAuthenticator auth = {}, Metrics* metrics = nullptr);
