@@ -89,8 +89,9 @@ absl::Status DrainingError() {
 // the rest wait in `pending_`.
 class JobEventStream : public ::grpc::ServerWriteReactor<v1::JobEvent>, public JobEventSink {
  public:
-  JobEventStream(std::shared_ptr<Job> job, int64_t from_sequence, RpcLog log)
-      : job_(std::move(job)), log_(std::move(log)) {
+  JobEventStream(std::shared_ptr<Job> job, int64_t from_sequence, RpcLog log,
+                 StreamLimiter::Slot slot)
+      : job_(std::move(job)), log_(std::move(log)), slot_(std::move(slot)) {
     job_->Subscribe(this, from_sequence);
     // A finished job with nothing left to replay: end at once.
     std::lock_guard<std::mutex> lock(mu_);
@@ -172,6 +173,8 @@ class JobEventStream : public ::grpc::ServerWriteReactor<v1::JobEvent>, public J
 
   const std::shared_ptr<Job> job_;
   const RpcLog log_;
+  // This stream's place under --max_streams_per_client, given back when the reactor is deleted.
+  const StreamLimiter::Slot slot_;
   std::mutex mu_;
   std::deque<v1::JobEvent> pending_ ABSL_GUARDED_BY(mu_);
   v1::JobEvent current_ ABSL_GUARDED_BY(mu_);  // The event being written.
@@ -251,12 +254,13 @@ class ImportStream : public ::grpc::ServerReadReactor<v1::ImportWeightsRequest> 
 class ChunkStream : public ::grpc::ServerWriteReactor<v1::WeightsChunk> {
  public:
   ChunkStream(std::string contents, std::string sha256, std::string model_id, std::string file_name,
-              RpcLog log)
+              RpcLog log, StreamLimiter::Slot slot)
       : contents_(std::move(contents)),
         sha256_(std::move(sha256)),
         model_id_(std::move(model_id)),
         file_name_(std::move(file_name)),
-        log_(std::move(log)) {
+        log_(std::move(log)),
+        slot_(std::move(slot)) {
     WriteNext();
   }
 
@@ -300,6 +304,7 @@ class ChunkStream : public ::grpc::ServerWriteReactor<v1::WeightsChunk> {
   const std::string model_id_;
   const std::string file_name_;
   const RpcLog log_;
+  const StreamLimiter::Slot slot_;
   size_t offset_ = 0;
   v1::WeightsChunk chunk_;
 };
@@ -404,12 +409,20 @@ ClassifierService::ClassifierService(JobManager* jobs, ModelRegistry* models,
       device_(std::move(device)),
       limits_(limits),
       auth_(std::move(auth)),
-      metrics_(metrics) {}
+      metrics_(metrics),
+      streams_(limits.max_streams_per_client) {}
 
 absl::Status ClassifierService::Admit(const ::grpc::CallbackServerContext& context,
                                       bool read_only) const {
   if (draining_.load()) return DrainingError();
   return auth_.Check(context.client_metadata(), read_only);
+}
+
+absl::StatusOr<StreamLimiter::Slot> ClassifierService::AcquireStream(
+    const ::grpc::CallbackServerContext& context) {
+  const bool valid_token =
+      auth_.enabled() && auth_.Check(context.client_metadata(), /*read_only=*/false).ok();
+  return streams_.Acquire(StreamLimiter::ClientOf(context.peer(), valid_token));
 }
 
 ::grpc::ServerWriteReactor<v1::JobEvent>* ClassifierService::Train(
@@ -418,6 +431,9 @@ absl::Status ClassifierService::Admit(const ::grpc::CallbackServerContext& conte
   if (absl::Status admitted = Admit(*context, /*read_only=*/false); !admitted.ok()) {
     return Refuse<v1::JobEvent>(log, admitted);
   }
+  // Before the job is queued: a refused stream queues nothing.
+  absl::StatusOr<StreamLimiter::Slot> slot = AcquireStream(*context);
+  if (!slot.ok()) return Refuse<v1::JobEvent>(log, slot.status());
   absl::StatusOr<TrainPlan> plan = PlanTraining(*request, *datasets_, device_, models_);
   if (!plan.ok()) return Refuse<v1::JobEvent>(log, plan.status());
   // Stored with the defaults applied, so GetJob shows what actually runs.
@@ -431,7 +447,7 @@ absl::Status ClassifierService::Admit(const ::grpc::CallbackServerContext& conte
   }
   absl::StatusOr<std::shared_ptr<Job>> job = jobs_->Submit(resolved);
   if (!job.ok()) return Refuse<v1::JobEvent>(log, job.status());
-  return new JobEventStream(*std::move(job), /*from_sequence=*/1, std::move(log));
+  return new JobEventStream(*std::move(job), /*from_sequence=*/1, std::move(log), *std::move(slot));
 }
 
 ::grpc::ServerWriteReactor<v1::JobEvent>* ClassifierService::WatchJob(
@@ -440,6 +456,8 @@ absl::Status ClassifierService::Admit(const ::grpc::CallbackServerContext& conte
   if (absl::Status admitted = Admit(*context, /*read_only=*/true); !admitted.ok()) {
     return Refuse<v1::JobEvent>(log, admitted);
   }
+  absl::StatusOr<StreamLimiter::Slot> slot = AcquireStream(*context);
+  if (!slot.ok()) return Refuse<v1::JobEvent>(log, slot.status());
   if (request->from_sequence() < 0) {
     return Refuse<v1::JobEvent>(
         log, absl::InvalidArgumentError(
@@ -447,7 +465,8 @@ absl::Status ClassifierService::Admit(const ::grpc::CallbackServerContext& conte
   }
   absl::StatusOr<std::shared_ptr<Job>> job = jobs_->Get(request->job_id());
   if (!job.ok()) return Refuse<v1::JobEvent>(log, job.status());
-  return new JobEventStream(*std::move(job), request->from_sequence(), std::move(log));
+  return new JobEventStream(*std::move(job), request->from_sequence(), std::move(log),
+                            *std::move(slot));
 }
 
 ::grpc::ServerUnaryReactor* ClassifierService::GetJob(::grpc::CallbackServerContext* context,
@@ -661,6 +680,8 @@ void ClassifierService::SubmitPredict(
   if (absl::Status admitted = Admit(*context, /*read_only=*/false); !admitted.ok()) {
     return Refuse<v1::WeightsChunk>(log, admitted);
   }
+  absl::StatusOr<StreamLimiter::Slot> slot = AcquireStream(*context);
+  if (!slot.ok()) return Refuse<v1::WeightsChunk>(log, slot.status());
   const v1::WeightsFormat format = request->format();
   if (format != v1::WEIGHTS_FORMAT_UNSPECIFIED && format != v1::PYTORCH_STATE_DICT &&
       format != v1::ONNX) {
@@ -695,7 +716,7 @@ void ClassifierService::SubmitPredict(
   }
   std::string sha256 = Sha256Hex(contents);
   return new ChunkStream(std::move(contents), std::move(sha256), record.model_id,
-                         std::move(file_name), std::move(log));
+                         std::move(file_name), std::move(log), *std::move(slot));
 }
 
 ::grpc::ServerUnaryReactor* ClassifierService::ListModels(::grpc::CallbackServerContext* context,

@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/time.h"
+#include "server/log_format.h"
 #include "server/server.h"
 #include "spdlog/spdlog.h"
 
@@ -91,6 +92,31 @@ ABSL_FLAG(std::string, metrics_listen, "127.0.0.1:9464",
           "host:port serving Prometheus metrics at /metrics (port 0 picks a free port; empty "
           "serves none)"
           " (env CLASSIFIER_METRICS_LISTEN)");
+ABSL_FLAG(absl::Duration, keepalive_time, absl::Hours(2),
+          "how often the server pings an idle connection to find dead peers"
+          " (env CLASSIFIER_KEEPALIVE_TIME)");
+ABSL_FLAG(absl::Duration, keepalive_timeout, absl::Seconds(20),
+          "how long a keepalive ping may go unanswered before the connection is closed"
+          " (env CLASSIFIER_KEEPALIVE_TIMEOUT)");
+ABSL_FLAG(absl::Duration, keepalive_min_ping_interval, absl::Seconds(10),
+          "the shortest interval between a client's pings that the server accepts; a client "
+          "pinging more often is sent GOAWAY (too_many_pings)"
+          " (env CLASSIFIER_KEEPALIVE_MIN_PING_INTERVAL)");
+ABSL_FLAG(bool, keepalive_permit_without_calls, false,
+          "accept client keepalive pings on connections with no call open"
+          " (env CLASSIFIER_KEEPALIVE_PERMIT_WITHOUT_CALLS)");
+ABSL_FLAG(int, max_streams_per_client, 16,
+          "streaming calls (Train, WatchJob, ExportWeights) one client (host, or the bearer "
+          "token) may hold open at once; more is RESOURCE_EXHAUSTED; 0 = no limit"
+          " (env CLASSIFIER_MAX_STREAMS_PER_CLIENT)");
+ABSL_FLAG(int, max_concurrent_streams, 256,
+          "calls of any kind open at once on one HTTP/2 connection (more wait in the client); "
+          "0 = no limit"
+          " (env CLASSIFIER_MAX_CONCURRENT_STREAMS)");
+ABSL_FLAG(std::string, log_format, "text",
+          "text, or json: one JSON object per line (time, level, logger, message) for log "
+          "shippers"
+          " (env CLASSIFIER_LOG_FORMAT)");
 
 namespace {
 
@@ -164,6 +190,11 @@ int main(int argc, char** argv) {
   absl::SetFlagsUsageConfig(usage_config);
   if (!ApplyEnvironment()) return EXIT_FAILURE;
   absl::ParseCommandLine(argc, argv);
+  if (absl::Status logging = classifier::ConfigureLogging(absl::GetFlag(FLAGS_log_format));
+      !logging.ok()) {
+    spdlog::error("{}", std::string(logging.message()));
+    return EXIT_FAILURE;
+  }
   LogEffectiveConfiguration();
 
   // Block the shutdown signals in every thread (threads inherit the mask), then
@@ -195,6 +226,12 @@ int main(int argc, char** argv) {
   config.auth_token_file = absl::GetFlag(FLAGS_auth_token_file);
   config.auth_allow_read_only = absl::GetFlag(FLAGS_auth_allow_read_only);
   config.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
+  config.keepalive_time = absl::GetFlag(FLAGS_keepalive_time);
+  config.keepalive_timeout = absl::GetFlag(FLAGS_keepalive_timeout);
+  config.keepalive_min_ping_interval = absl::GetFlag(FLAGS_keepalive_min_ping_interval);
+  config.keepalive_permit_without_calls = absl::GetFlag(FLAGS_keepalive_permit_without_calls);
+  config.max_streams_per_client = absl::GetFlag(FLAGS_max_streams_per_client);
+  config.max_concurrent_streams = absl::GetFlag(FLAGS_max_concurrent_streams);
 
   auto server = classifier::ClassifierServer::Start(config);
   if (!server.ok()) {

@@ -65,6 +65,37 @@ absl::StatusOr<std::shared_ptr<::grpc::ServerCredentials>> PortCredentials(
   return ::grpc::SslServerCredentials(options);
 }
 
+// INVALID_ARGUMENT naming the flag when a limit or keepalive setting is out of range.
+absl::Status CheckTransportSettings(const ServerConfig& config) {
+  const auto positive = [](absl::Duration value, const char* flag) -> absl::Status {
+    if (value > absl::ZeroDuration() && value < absl::Hours(24 * 365)) return absl::OkStatus();
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--", flag, " must be positive and under a year, got ", absl::FormatDuration(value)));
+  };
+  for (auto [value, flag] :
+       {std::pair{config.keepalive_time, "keepalive_time"},
+        std::pair{config.keepalive_timeout, "keepalive_timeout"},
+        std::pair{config.keepalive_min_ping_interval, "keepalive_min_ping_interval"}}) {
+    if (absl::Status status = positive(value, flag); !status.ok()) return status;
+  }
+  for (auto [value, flag] : {std::pair{config.max_streams_per_client, "max_streams_per_client"},
+                             std::pair{config.max_concurrent_streams, "max_concurrent_streams"}}) {
+    if (value < 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--", flag, " must be >= 0 (0 = no limit), got ", value));
+    }
+  }
+  if (config.max_message_bytes <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--max_message_bytes must be positive, got ", config.max_message_bytes));
+  }
+  return absl::OkStatus();
+}
+
+int Milliseconds(absl::Duration duration) {
+  return static_cast<int>(absl::ToInt64Milliseconds(duration));
+}
+
 // Whether `address` (host:port) only accepts connections from this machine.
 bool IsLoopback(const std::string& address) {
   return absl::StartsWith(address, "127.") || absl::StartsWith(address, "localhost:") ||
@@ -119,6 +150,7 @@ struct ClassifierServer::Parts {
 
 absl::StatusOr<std::unique_ptr<ClassifierServer>> ClassifierServer::Start(
     const ServerConfig& config) {
+  if (absl::Status settings = CheckTransportSettings(config); !settings.ok()) return settings;
   absl::StatusOr<std::string> device = ResolveDevice(config.device);
   if (!device.ok()) return device.status();
   if (absl::Status budget = CheckThreadBudget(config); !budget.ok()) return budget;
@@ -188,16 +220,27 @@ absl::StatusOr<std::unique_ptr<ClassifierServer>> ClassifierServer::Start(
         "--auth_token_file)",
         config.listen_address);
   }
+  ServiceLimits limits;
+  limits.max_predict_images = config.max_predict_images;
+  limits.max_streams_per_client = config.max_streams_per_client;
   parts->service = std::make_unique<ClassifierService>(
       parts->jobs.get(), parts->models.get(), parts->datasets.get(), parts->inference.get(),
-      parts->batcher.get(), *device, ServiceLimits{config.max_predict_images}, std::move(auth),
-      parts->metrics.get());
+      parts->batcher.get(), *device, limits, std::move(auth), parts->metrics.get());
 
   ::grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   ::grpc::ServerBuilder builder;
   builder.AddListeningPort(config.listen_address, *credentials, &parts->port);
   builder.SetMaxReceiveMessageSize(config.max_message_bytes);
   builder.SetMaxSendMessageSize(config.max_message_bytes);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, Milliseconds(config.keepalive_time));
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, Milliseconds(config.keepalive_timeout));
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
+                             Milliseconds(config.keepalive_min_ping_interval));
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS,
+                             config.keepalive_permit_without_calls ? 1 : 0);
+  if (config.max_concurrent_streams > 0) {
+    builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, config.max_concurrent_streams);
+  }
   builder.RegisterService(parts->service.get());
   builder.RegisterService(parts->health.get());
   parts->grpc_server = builder.BuildAndStart();

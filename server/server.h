@@ -54,6 +54,22 @@ struct ServerConfig {
   // host:port of the Prometheus /metrics endpoint; port 0 picks a free one (see
   // ClassifierServer::metrics_port()); empty serves no metrics.
   std::string metrics_listen = "127.0.0.1:9464";
+
+  // HTTP/2 keepalive. The server pings an idle connection every keepalive_time and drops it
+  // when no answer comes within keepalive_timeout (so dead peers behind NATs and load balancers
+  // free their streams). A client that pings more often than keepalive_min_ping_interval, or
+  // without calls open when keepalive_permit_without_calls is false, is sent GOAWAY
+  // (too_many_pings) after gRPC's two strikes.
+  absl::Duration keepalive_time = absl::Hours(2);
+  absl::Duration keepalive_timeout = absl::Seconds(20);
+  absl::Duration keepalive_min_ping_interval = absl::Seconds(10);
+  bool keepalive_permit_without_calls = false;
+  // Streaming calls (Train, WatchJob, ExportWeights) one client (host, or the bearer token)
+  // may hold open at once; more is RESOURCE_EXHAUSTED. 0 = no limit.
+  int max_streams_per_client = 16;
+  // HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS: calls of any kind open at once on one connection
+  // (more wait in the client). 0 = gRPC's default (no limit).
+  int max_concurrent_streams = 256;
 };
 
 class ClassifierServer {

@@ -1,6 +1,7 @@
 // Production behaviour of a real server on a loopback port: bearer-token auth (which RPCs it
 // refuses, that health stays open, the read-only opening), Predict requests whose deadline
-// passes in the inference queue, and a drain under load that fails no call in flight.
+// passes in the inference queue, a drain under load that fails no call in flight, the cap on
+// streaming calls per client, and the keepalive policy (a client pinging too often is sent away).
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
@@ -279,6 +280,182 @@ TEST_F(ProductionTest, DrainFailsNoPredictInFlight) {
   EXPECT_EQ(in_flight_failed, 0);
   EXPECT_EQ(other, 0);
   EXPECT_GE(unavailable, 1) << "calls after the drain should be refused";
+}
+
+// One WatchJob stream held open: the first event has arrived, so the server accepted it.
+struct OpenWatch {
+  ::grpc::ClientContext context;
+  std::unique_ptr<::grpc::ClientReader<v1::JobEvent>> reader;
+  v1::JobEvent first;
+  bool accepted = false;
+};
+
+std::unique_ptr<OpenWatch> StartWatch(v1::Classifier::Stub& stub, const std::string& job_id) {
+  auto watch = std::make_unique<OpenWatch>();
+  v1::WatchJobRequest request;
+  request.set_job_id(job_id);
+  request.set_from_sequence(1);
+  watch->reader = stub.WatchJob(&watch->context, request);
+  watch->accepted = watch->reader->Read(&watch->first);
+  return watch;
+}
+
+// The cap counts streams per client: with --max_streams_per_client=3, a Train stream and two
+// WatchJob streams fill it, the next WatchJob is RESOURCE_EXHAUSTED naming the flag (and queues
+// nothing), unary calls still work, and once one stream closes a new one is accepted.
+TEST_F(ProductionTest, StreamsBeyondThePerClientCapAreRefusedUntilOneCloses) {
+  ServerConfig config;
+  config.max_streams_per_client = 3;
+  StartServer(config);
+
+  // A long job, so that its streams stay open until the test cancels it.
+  ::grpc::ClientContext train_context;
+  auto train = stub_->Train(&train_context, QuickTraining(/*epochs=*/1000));
+  v1::JobEvent queued;
+  ASSERT_TRUE(train->Read(&queued));
+  const std::string job_id = queued.job_id();
+  ASSERT_FALSE(job_id.empty());
+
+  std::vector<std::unique_ptr<OpenWatch>> watches;
+  for (int i = 0; i < 2; ++i) {
+    watches.push_back(StartWatch(*stub_, job_id));
+    ASSERT_TRUE(watches.back()->accepted) << "stream " << i + 2 << " of 3 should be accepted";
+  }
+
+  std::unique_ptr<OpenWatch> beyond = StartWatch(*stub_, job_id);
+  EXPECT_FALSE(beyond->accepted);
+  const ::grpc::Status refused = beyond->reader->Finish();
+  EXPECT_EQ(refused.error_code(), StatusCode::RESOURCE_EXHAUSTED) << refused.error_message();
+  EXPECT_NE(refused.error_message().find("--max_streams_per_client=3"), std::string::npos)
+      << refused.error_message();
+  EXPECT_NE(refused.error_message().find("127.0.0.1"), std::string::npos)
+      << refused.error_message();
+  std::cout << "the 4th stream was refused: " << refused.error_message() << "\n";
+
+  // A Train beyond the cap is refused before anything is queued.
+  ::grpc::Status train_refused = TrainStatus("");
+  EXPECT_EQ(train_refused.error_code(), StatusCode::RESOURCE_EXHAUSTED);
+  {
+    ::grpc::ClientContext context;
+    v1::ListJobsResponse jobs;
+    ASSERT_TRUE(stub_->ListJobs(&context, v1::ListJobsRequest(), &jobs).ok())
+        << "unary calls are not capped";
+    EXPECT_EQ(jobs.jobs_size(), 1) << "the refused Train queued a job";
+  }
+
+  // Close one watcher; its place comes back once the server has finished the stream.
+  watches.front()->context.TryCancel();
+  EXPECT_EQ(watches.front()->reader->Finish().error_code(), StatusCode::CANCELLED);
+  watches.erase(watches.begin());
+  std::unique_ptr<OpenWatch> again;
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    again = StartWatch(*stub_, job_id);
+    if (again->accepted) break;
+    again->reader->Finish();
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_TRUE(again->accepted) << "a stream should be accepted after one closed";
+  EXPECT_EQ(again->first.sequence(), 1);
+  watches.push_back(std::move(again));
+
+  // Cancel the job: every stream ends with the job's final event.
+  {
+    ::grpc::ClientContext context;
+    v1::CancelJobRequest cancel;
+    cancel.set_job_id(job_id);
+    v1::Job job;
+    ASSERT_TRUE(stub_->CancelJob(&context, cancel, &job).ok());
+  }
+  for (auto& watch : watches) {
+    v1::JobEvent event;
+    while (watch->reader->Read(&event)) {
+    }
+    EXPECT_TRUE(watch->reader->Finish().ok());
+  }
+  while (train->Read(&queued)) {
+  }
+  EXPECT_TRUE(train->Finish().ok());
+}
+
+// A channel to the server whose keepalive pings every 100 ms, with or without calls open, and
+// without the client-side limits that would space its pings out.
+std::shared_ptr<::grpc::Channel> EagerPingChannel(int port) {
+  ::grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 100);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
+  args.SetInt(GRPC_ARG_HTTP2_MIN_SENT_PING_INTERVAL_WITHOUT_DATA_MS, 10);
+  // Its own connection, not one shared with the fixture's channel.
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  return ::grpc::CreateCustomChannel("127.0.0.1:" + std::to_string(port),
+                                     ::grpc::InsecureChannelCredentials(), args);
+}
+
+// Connects `channel` (one ListJobs) and waits up to `wait` for it to leave READY; returns whether
+// it did.
+bool ConnectionDropped(const std::shared_ptr<::grpc::Channel>& channel,
+                       std::chrono::milliseconds wait) {
+  auto stub = v1::Classifier::NewStub(channel);
+  ::grpc::ClientContext context;
+  v1::ListJobsResponse jobs;
+  EXPECT_TRUE(stub->ListJobs(&context, v1::ListJobsRequest(), &jobs).ok());
+  EXPECT_EQ(channel->GetState(false), GRPC_CHANNEL_READY);
+  const auto deadline = std::chrono::system_clock::now() + wait;
+  while (channel->GetState(false) == GRPC_CHANNEL_READY) {
+    if (!channel->WaitForStateChange(GRPC_CHANNEL_READY, deadline)) return false;
+  }
+  return true;
+}
+
+// The server's keepalive policy is what the flags say. By default (pings no closer than 10 s,
+// none on an idle connection) a client pinging an idle connection every 100 ms is sent GOAWAY
+// (too_many_pings) after gRPC's strikes; with --keepalive_min_ping_interval=50ms and
+// --keepalive_permit_without_calls the same client keeps its connection.
+TEST_F(ProductionTest, KeepalivePolicySendsAwayOnlyClientsThatPingTooOften) {
+  ServerConfig strict;
+  StartServer(strict);
+  const Clock::time_point start = Clock::now();
+  EXPECT_TRUE(ConnectionDropped(EagerPingChannel(server_->port()), std::chrono::seconds(10)))
+      << "the default policy should close a connection pinged every 100 ms";
+  std::cout << "connection pinged every 100 ms dropped after "
+            << std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count()
+            << " ms\n";
+  {
+    // The server itself goes on serving.
+    ::grpc::ClientContext context;
+    v1::ListJobsResponse jobs;
+    EXPECT_TRUE(stub_->ListJobs(&context, v1::ListJobsRequest(), &jobs).ok());
+  }
+
+  ServerConfig lenient;
+  lenient.keepalive_min_ping_interval = absl::Milliseconds(50);
+  lenient.keepalive_permit_without_calls = true;
+  StartServer(lenient);
+  EXPECT_FALSE(ConnectionDropped(EagerPingChannel(server_->port()), std::chrono::seconds(2)))
+      << "pings every 100 ms are within a 50 ms minimum interval";
+}
+
+// Out-of-range transport settings stop the start with a message naming the flag.
+TEST_F(ProductionTest, BadKeepaliveOrStreamSettingsStopTheStart) {
+  server_.reset();
+  ServerConfig config;
+  config.data_dir = dir_.path() + "/data";
+  config.state_dir = dir_.path() + "/state";
+  config.listen_address = "127.0.0.1:0";
+  config.metrics_listen = "";
+  config.device = "cpu";
+  config.keepalive_timeout = absl::ZeroDuration();
+  auto server = ClassifierServer::Start(config);
+  ASSERT_FALSE(server.ok());
+  EXPECT_EQ(server.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(server.status().message().find("--keepalive_timeout"), std::string::npos);
+
+  config.keepalive_timeout = absl::Seconds(20);
+  config.max_streams_per_client = -1;
+  server = ClassifierServer::Start(config);
+  ASSERT_FALSE(server.ok());
+  EXPECT_NE(server.status().message().find("--max_streams_per_client"), std::string::npos);
 }
 
 }  // namespace
