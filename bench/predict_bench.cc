@@ -5,8 +5,9 @@
 //      same batch over gRPC (raw_pixels images), images/s and the ratio gRPC / in-process;
 //   2. latency, one caller, one image per request: gRPC Predict vs a gRPC health Check round
 //      trip (the transport's "echo") and the in-process batch-1 forward, p50 / p99;
-//   3. concurrency: N callers (default 64) each sending one image, closed loop, vs 1 caller:
-//      requests/s, p50 / p99;
+//   3. concurrency: N callers (default 64) each sending one image, closed loop, with the
+//      server's dynamic batching vs batch-1 serving (--baseline_server: a second server started
+//      with --batch_max_images=1) and vs 1 caller: requests/s, p50 / p99;
 //   4. serving while training: the one-caller latency while a training job runs, vs idle.
 //
 // The model: a tutorial CNN trained here for one epoch on synthetic images, uploaded with
@@ -54,6 +55,10 @@ ABSL_FLAG(double, min_seconds, 0.5, "shortest measurement of one throughput figu
 ABSL_FLAG(int, latency_requests, 2000, "requests per kind for the latency percentiles");
 ABSL_FLAG(int, callers, 64, "concurrent callers for the concurrency figure");
 ABSL_FLAG(double, concurrency_seconds, 3, "length of one concurrency measurement");
+ABSL_FLAG(int, concurrency_rounds, 2, "alternating rounds of the concurrency figures");
+ABSL_FLAG(std::string, baseline_server, "",
+          "a second classifier-server started with --batch_max_images=1 (batch-1 serving), for "
+          "the concurrency figure's baseline; empty = compare with 1 caller only");
 ABSL_FLAG(std::string, dataset, "fashion-mnist",
           "dataset the imported model is registered for and the serving-while-training job "
           "trains on (the server must have it)");
@@ -387,30 +392,52 @@ LoadResult ClosedLoop(v1::Classifier::Stub& stub, const v1::PredictRequest& requ
   return result;
 }
 
-void Concurrency(Calls& calls, const v1::PredictRequest& one) {
+// `baseline` (may be null): the same load on a server that serves batch 1 (no batching).
+void Concurrency(Calls& calls, const v1::PredictRequest& one, Calls* baseline,
+                 const v1::PredictRequest& baseline_one) {
   const int callers = absl::GetFlag(FLAGS_callers);
   const double seconds = absl::GetFlag(FLAGS_concurrency_seconds);
+  const int rounds = std::max(1, absl::GetFlag(FLAGS_concurrency_rounds));
   std::printf(
-      "\n== 3. concurrency: one image per request, %d callers vs 1 (%.1f s each, A B A B)\n",
-      callers, seconds);
-  std::vector<double> single_rps, many_rps, single_latency, many_latency;
-  for (int round = 0; round < 2; ++round) {
-    LoadResult single = ClosedLoop(calls.stub(), one, 1, seconds);
-    LoadResult many = ClosedLoop(calls.stub(), one, callers, seconds);
-    single_rps.push_back(single.requests_per_second);
-    many_rps.push_back(many.requests_per_second);
-    single_latency.insert(single_latency.end(), single.latencies.begin(), single.latencies.end());
-    many_latency.insert(many_latency.end(), many.latencies.begin(), many.latencies.end());
+      "\n== 3. concurrency: one image per request, %d callers with dynamic batching vs %s, and "
+      "vs 1 caller (%.1f s each, %d rounds alternating)\n",
+      callers, baseline != nullptr ? "batch-1 serving (--batch_max_images=1)" : "-", seconds,
+      rounds);
+  struct Series {
+    std::vector<double> rps;
+    std::vector<double> latencies;
+    std::string rounds;
+    void Add(const LoadResult& result) {
+      rps.push_back(result.requests_per_second);
+      latencies.insert(latencies.end(), result.latencies.begin(), result.latencies.end());
+      absl::StrAppend(&rounds, rounds.empty() ? "" : ", ",
+                      absl::StrFormat("%.0f", result.requests_per_second));
+    }
+    void Print(const std::string& name) const {
+      std::printf("%-34s %8.0f requests/s (rounds %s), p50 / p99 %s\n", name.c_str(), Median(rps),
+                  rounds.c_str(), LatencySummary(latencies).c_str());
+    }
+  };
+  Series single, many, many_baseline;
+  for (int round = 0; round < rounds; ++round) {
+    single.Add(ClosedLoop(calls.stub(), one, 1, seconds));
+    many.Add(ClosedLoop(calls.stub(), one, callers, seconds));
+    if (baseline != nullptr) {
+      many_baseline.Add(ClosedLoop(baseline->stub(), baseline_one, callers, seconds));
+    }
   }
-  std::printf("1 caller:    %8.0f requests/s (rounds %.0f, %.0f), p50 / p99 %s\n",
-              Median(single_rps), single_rps[0], single_rps[1],
-              LatencySummary(single_latency).c_str());
-  std::printf("%d callers: %8.0f requests/s (rounds %.0f, %.0f), p50 / p99 %s\n", callers,
-              Median(many_rps), many_rps[0], many_rps[1], LatencySummary(many_latency).c_str());
-  std::printf(
-      "ratio: %d callers / 1 caller = %.2f requests/s (target with dynamic batching: >= 2.5x "
-      "batch-1 serving, p99 < 20 ms)\n",
-      callers, Median(many_rps) / Median(single_rps));
+  single.Print("1 caller, batching:");
+  many.Print(absl::StrCat(callers, " callers, batching:"));
+  if (baseline != nullptr) {
+    many_baseline.Print(absl::StrCat(callers, " callers, batch-1 serving:"));
+    std::printf(
+        "ratio: %d callers batching / batch-1 serving = %.2f requests/s (target >= 2.5); p99 "
+        "%.1f ms (target < 20)\n",
+        callers, Median(many.rps) / Median(many_baseline.rps),
+        PercentileMicros(many.latencies, 99) / 1000);
+  }
+  std::printf("ratio: %d callers / 1 caller, batching = %.2f requests/s\n", callers,
+              Median(many.rps) / Median(single.rps));
   std::fflush(stdout);
 }
 
@@ -523,7 +550,19 @@ int Main() {
 
   if (wanted("throughput")) Throughput(calls, model_id, pool);
   if (wanted("latency")) Latency(calls, one, one_pixels);
-  if (wanted("concurrency")) Concurrency(calls, one);
+  if (wanted("concurrency")) {
+    const std::string baseline_target = absl::GetFlag(FLAGS_baseline_server);
+    if (baseline_target.empty()) {
+      Concurrency(calls, one, nullptr, one);
+    } else {
+      std::shared_ptr<::grpc::Channel> baseline_channel = ::grpc::CreateCustomChannel(
+          baseline_target, ::grpc::InsecureChannelCredentials(), arguments);
+      Calls baseline(baseline_channel, **model);
+      const std::string baseline_model =
+          ImportAndDeploy(baseline.stub(), *bytes, absl::GetFlag(FLAGS_dataset));
+      Concurrency(calls, one, &baseline, MakeRequest(pool, 1, baseline_model));
+    }
+  }
   if (wanted("training")) WhileTraining(calls, one, one_pixels);
   return EXIT_SUCCESS;
 }

@@ -1,4 +1,6 @@
 // classifier-server: trains and serves image classifiers over gRPC.
+#include <malloc.h>
+
 #include <algorithm>
 #include <csignal>
 #include <cstdlib>
@@ -175,9 +177,26 @@ void LogEffectiveConfiguration() {
   spdlog::info("configuration: {}", absl::StrJoin(settings, " "));
 }
 
+// glibc's malloc adapts its mmap threshold to the sizes freed so far and hands memory above
+// the trim threshold back to the kernel. LibTorch's activations (MBs per forward pass or
+// training step) then cost mmap / munmap, page faults and TLB shootdowns on every pass or not,
+// depending on history: in-process forward throughput at one batch size varied 2x between
+// runs (bench/README.md), and a training job's munmaps (the mmap lock, TLB shootdowns) can stall
+// the Predict threads of the same process. Fixed thresholds keep such buffers in the heap, reused
+// from pass to pass; memory freed after a peak stays with the process.
+void PinMallocThresholds() {
+  constexpr int kMmapThreshold = 32 << 20;  // glibc's largest on 64-bit.
+  constexpr int kTrimThreshold = 512 << 20;
+  if (mallopt(M_MMAP_THRESHOLD, kMmapThreshold) != 1 ||
+      mallopt(M_TRIM_THRESHOLD, kTrimThreshold) != 1) {
+    spdlog::warn("mallopt failed: malloc keeps its adaptive thresholds");
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  PinMallocThresholds();
   absl::SetProgramUsageMessage(
       "Trains and serves image-classification CNNs over gRPC.\n"
       "  classifier-server [--listen=127.0.0.1:50051] [--data_dir=data] "
