@@ -14,6 +14,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -546,6 +547,16 @@ std::string FormatRpcError(const grpc::Status& status) {
   std::string out = absl::StrCat(
       "error: ", absl::StatusCodeToString(static_cast<absl::StatusCode>(status.error_code())));
   if (!status.error_message().empty()) absl::StrAppend(&out, ": ", status.error_message());
+  // gRPC's own size check ("Received message larger than max (SIZE vs. LIMIT)") names the limit
+  // in bytes, but neither where it is set nor what to do about it.
+  if (status.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED &&
+      absl::StrContains(status.error_message(), "larger than max")) {
+    absl::StrAppend(&out,
+                    "\nhint: that limit is the server's --max_message_bytes (a request) or this "
+                    "client's 4 MiB (an answer); send fewer or smaller images per predict call. "
+                    "Model weights never need one big message: `export` and `import` stream them "
+                    "in 1 MiB chunks (ExportWeights / ImportWeights)");
+  }
   return out;
 }
 
