@@ -232,6 +232,49 @@ TEST_F(TrainingOptionsTest, ASweepRunsEveryTrialInOneStreamAndNamesTheBest) {
     EXPECT_EQ(GetModel(result.model_id()).model_id(), result.model_id());
 }
 
+TEST_F(TrainingOptionsTest, ASweepInterruptedByARestartRunsNoFinishedTrialTwice) {
+  v1::TrainRequest request = QuickTraining(2);
+  request.set_batch_size(5);  // Slow enough to stop inside trial 2.
+  request.set_validation_fraction(0.2);
+  request.mutable_sweep()->add_learning_rates(3e-3);
+  request.mutable_sweep()->add_learning_rates(1e-3);
+  request.mutable_sweep()->add_learning_rates(1e-4);
+  ::grpc::ClientContext context;
+  auto train = stub_->Train(&context, request);
+  v1::JobEvent event;
+  std::vector<v1::JobEvent> seen;
+  // Stop once trial 2 has checkpointed its first epoch.
+  while (train->Read(&event)) {
+    seen.push_back(event);
+    if (event.has_checkpoint_saved() && event.trial() == 2) break;
+  }
+  ASSERT_FALSE(seen.empty());
+  const std::string job_id = seen.front().job_id();
+  server_->Shutdown();
+  while (train->Read(&event)) seen.push_back(event);
+  train->Finish();
+  ASSERT_FALSE(seen.back().has_finished());
+
+  StartServer(ServerConfig{});
+  std::vector<v1::JobEvent> all = Watch(job_id, 1);
+  ASSERT_FALSE(all.empty());
+  ASSERT_TRUE(all.back().has_finished());
+  ASSERT_EQ(all.back().finished().state(), v1::JOB_STATE_SUCCEEDED)
+      << all.back().finished().error();
+  std::map<int, int> trial_starts, trial_ends;
+  std::map<int, std::vector<int>> epochs;
+  for (const v1::JobEvent& e : all) {
+    if (e.has_trial_started()) ++trial_starts[e.trial()];
+    if (e.has_trial_finished()) ++trial_ends[e.trial()];
+    if (e.has_epoch_end()) epochs[e.trial()].push_back(e.epoch_end().epoch());
+  }
+  EXPECT_EQ(trial_starts, (std::map<int, int>{{1, 1}, {2, 1}, {3, 1}}));
+  EXPECT_EQ(trial_ends, (std::map<int, int>{{1, 1}, {2, 1}, {3, 1}}));
+  // Trial 2 resumed from its checkpoint: each of its epochs reported once.
+  for (int trial : {1, 2, 3}) EXPECT_EQ(epochs[trial], (std::vector<int>{1, 2})) << trial;
+  EXPECT_GE(all.back().finished().best_trial(), 1);
+}
+
 TEST_F(TrainingOptionsTest, SweepLimitsAreCheckedUpFront) {
   v1::TrainRequest request = QuickTraining(1);
   request.set_validation_fraction(0.2);
