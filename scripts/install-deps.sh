@@ -14,11 +14,11 @@ mode=${1:-all}
 runtime_packages=(
   libtorch1.13 libgrpc++1.51 libgrpc29 libprotobuf32 libabsl20220623 libspdlog1.10
   libpng16-16 libjpeg62-turbo zlib1g libsqlite3-0 libprometheus-cpp-pull1.0 ca-certificates
-  # NOT OpenBLAS (libopenblas0-*), although LibTorch's linear layers would run faster on it than
-  # on netlib's reference libblas3: its 60 KB of static TLS leave no room in the 100 KB thread
-  # stacks Debian's civetweb asks for, so pthread_create fails with EINVAL and prometheus-cpp's
-  # Exposer (the metrics endpoint) cannot start in a process that loads it ("null context when
-  # constructing CivetServer"). See bench/README.md.
+  # LibTorch's linear layers call sgemm_ from whatever libblas.so.3 the alternatives select:
+  # OpenBLAS (priority 95) rather than netlib's reference libblas3 (10), which made the
+  # tutorial's 784x10 layer ~17% of a training step. The OpenMP build shares LibTorch's libgomp
+  # and its thread count (at::set_num_threads), so --threads still bounds the compute threads.
+  libopenblas0-openmp
   # Data: the Fashion-MNIST the server falls back to (/usr/share/datasets/fashion-mnist), and
   # curl for scripts/fetch-data.sh's official MNIST mirrors.
   dataset-fashion-mnist curl
