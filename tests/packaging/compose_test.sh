@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Checks that docker/compose.yaml is valid (Debian's docker-compose renders it; no Docker
 # engine is needed for `config`) and keeps what operators rely on: the service on port 50051,
-# its healthcheck through classifier-cli, restart policy, named volumes, and the one-shot
-# fetch-data service. Exits 0 on success, 1 on failure, 77 (skipped) without docker-compose.
+# its healthcheck through classifier-cli, restart policy, named volumes, the one-shot
+# fetch-data service, Prometheus (docker/prometheus.yml, checked by Debian's promtool) scraping
+# the server's metrics port, Grafana with the datasource and the dashboard provisioned, and the
+# commented GPU variant, which must still render once uncommented.
+# Exits 0 on success, 1 on failure, 77 (skipped) without docker-compose or promtool.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 
@@ -11,7 +14,14 @@ if ! command -v docker-compose >/dev/null 2>&1; then
   exit 77
 fi
 
-compose=(docker-compose -f "${CLASSIFIER_COMPOSE_FILE:-docker/compose.yaml}")
+if ! command -v promtool >/dev/null 2>&1; then
+  echo "SKIP: promtool not installed (Debian's prometheus package; scripts/install-deps.sh)"
+  exit 77
+fi
+
+compose_file=${CLASSIFIER_COMPOSE_FILE:-docker/compose.yaml}
+compose=(docker-compose -f "$compose_file")
+"${compose[@]}" config -q || { echo "FAIL: docker-compose config -q rejected $compose_file"; exit 1; }
 out=$("${compose[@]}" config) || { echo "FAIL: docker-compose config rejected ${compose[2]}"; exit 1; }
 services=$("${compose[@]}" --profile tools config --services) || {
   echo "FAIL: docker-compose --profile tools config --services failed"
@@ -42,6 +52,110 @@ expect "data volume" 'classifier-data:/var/lib/classifier/data'
 expect "built from the repository's Dockerfile" 'dockerfile: Dockerfile'
 expect "fetch-data service" '^fetch-data$' "$services"
 expect "fetch-data runs classifier-fetch-data" 'classifier-fetch-data'
+
+expect "prometheus service" '^prometheus$' "$services"
+expect "grafana service" '^grafana$' "$services"
+expect "Prometheus image" 'image: prom/prometheus'
+expect "Grafana image" 'image: grafana/grafana'
+
+if promtool check config docker/prometheus.yml; then
+  echo "ok: promtool check config docker/prometheus.yml"
+else
+  echo "FAIL: promtool rejected docker/prometheus.yml"
+  failures=$((failures + 1))
+fi
+
+# The GPU variant: the block between the markers, uncommented, must render with an nvidia device
+# reservation on the classifier service.
+gpu_file=$(mktemp docker/.compose-gpu-XXXXXX.yaml)
+trap 'rm -f "$gpu_file"' EXIT
+awk '/# --- GPU variant/{g=1;next} /# --- end GPU variant/{g=0;next} g{sub(/# /,""); print; next} {print}' \
+  "$compose_file" >"$gpu_file"
+if gpu_out=$(docker-compose -f "$gpu_file" config 2>&1); then
+  echo "ok: the GPU variant renders once uncommented"
+else
+  echo "FAIL: the uncommented GPU variant does not render: $gpu_out"
+  failures=$((failures + 1))
+fi
+
+# The structure, on the rendered YAML: what Prometheus scrapes is what the image serves, and
+# what Grafana is given is what the dashboard needs.
+if ! python3 - "$out" "$gpu_out" <<'PY'; then
+import json, os, re, sys
+import yaml
+
+config = yaml.safe_load(sys.argv[1])
+gpu = yaml.safe_load(sys.argv[2])
+failures = []
+def check(what, ok):
+    print(("ok: " if ok else "FAIL: ") + what)
+    if not ok:
+        failures.append(what)
+
+services = config["services"]
+volumes = set(config.get("volumes", {}))
+check("named volumes for state, data, Prometheus and Grafana",
+      {"classifier-state", "classifier-data", "prometheus-data", "grafana-data"} <= volumes)
+
+# The image's command serves metrics on 0.0.0.0:9464; Prometheus scrapes classifier:9464.
+dockerfile = open("Dockerfile").read()
+check("the image serves metrics on 0.0.0.0:9464",
+      re.search(r'"--metrics_listen", "0\.0\.0\.0:9464"', dockerfile) is not None)
+prom_config = yaml.safe_load(open("docker/prometheus.yml"))
+targets = [t for job in prom_config["scrape_configs"] for sc in job.get("static_configs", [])
+           for t in sc["targets"]]
+check("docker/prometheus.yml scrapes classifier:9464", "classifier:9464" in targets)
+check("the server exposes 9464 to the stack", "9464" in [str(p) for p in services["classifier"].get("expose", [])])
+
+def mounts(service):
+    result = {}
+    for volume in services[service].get("volumes", []):
+        source, target = volume.split(":")[:2]
+        result[target] = source
+    return result
+
+prom = mounts("prometheus")
+check("Prometheus is given docker/prometheus.yml",
+      os.path.realpath(prom.get("/etc/prometheus/prometheus.yml", "")) ==
+      os.path.realpath("docker/prometheus.yml"))
+check("Prometheus keeps its data in a volume", prom.get("/prometheus") == "prometheus-data")
+command = " ".join(services["prometheus"].get("command", []))
+check("Prometheus reads that config", "--config.file=/etc/prometheus/prometheus.yml" in command)
+
+graf = mounts("grafana")
+datasources_dir = graf.get("/etc/grafana/provisioning/datasources", "")
+dashboards_provider_dir = graf.get("/etc/grafana/provisioning/dashboards", "")
+check("Grafana is given the datasource provisioning",
+      os.path.realpath(datasources_dir) == os.path.realpath("docker/grafana/provisioning/datasources"))
+check("Grafana is given the dashboard provider",
+      os.path.realpath(dashboards_provider_dir) == os.path.realpath("docker/grafana/provisioning/dashboards"))
+check("Grafana keeps its data in a volume", graf.get("/var/lib/grafana") == "grafana-data")
+
+datasources = [d for f in sorted(os.listdir(datasources_dir))
+               for d in yaml.safe_load(open(os.path.join(datasources_dir, f)))["datasources"]]
+check("the datasource is the stack's Prometheus",
+      any(d["type"] == "prometheus" and d["url"] == "http://prometheus:9090" for d in datasources))
+providers = [p for f in sorted(os.listdir(dashboards_provider_dir))
+             for p in yaml.safe_load(open(os.path.join(dashboards_provider_dir, f)))["providers"]]
+paths = [p["options"]["path"] for p in providers if p.get("type") == "file"]
+check("a file provider reads a folder Grafana is given", len(paths) == 1 and paths[0] in graf)
+dashboards_dir = graf.get(paths[0], "") if paths else ""
+check("that folder is docker/grafana/dashboards",
+      os.path.realpath(dashboards_dir) == os.path.realpath("docker/grafana/dashboards"))
+dashboard = json.load(open(os.path.join(dashboards_dir, "classifier.json")))
+uids = {d.get("uid") for d in datasources}
+used = {p["datasource"]["uid"] for p in dashboard["panels"] if "datasource" in p}
+check(f"the dashboard's panels use the provisioned datasource uid ({sorted(used)})", used and used <= uids)
+
+devices = (gpu["services"]["classifier"].get("deploy", {}).get("resources", {})
+           .get("reservations", {}).get("devices", []))
+check("the GPU variant reserves an nvidia GPU",
+      any(d.get("driver") == "nvidia" and "gpu" in d.get("capabilities", []) for d in devices))
+check("the default stack reserves no GPU", "deploy" not in services["classifier"])
+sys.exit(1 if failures else 0)
+PY
+  failures=$((failures + 1))
+fi
 
 if ((failures)); then
   echo "compose_test: $failures check(s) failed"
