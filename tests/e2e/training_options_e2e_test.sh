@@ -96,6 +96,44 @@ for key in a:
     assert same == key.startswith("conv"), (key, same)
 PY
 
+# The issue's example: a model trained on MNIST, fine-tuned on a small registered digit set
+# (800 images it never saw), starts far below a from-scratch run on that set.
+cli train --epochs 2 --seed 4 >"$work/base.txt" 2>&1 || true
+base=$(sed -n 's/.*succeeded: model \(model-[0-9a-f]*\),.*/\1/p' "$work/base.txt")
+python3 - "$work/data/mnist" "$work/data/sets/small-digits" <<'PY'
+import gzip, os, sys
+src, dst = sys.argv[1:]
+os.makedirs(dst, exist_ok=True)
+def cut(name, count, header, skip_from_end, out):
+    raw = gzip.open(os.path.join(src, name + ".gz")).read()
+    total = int.from_bytes(raw[4:8], "big")
+    item = (len(raw) - header) // total
+    first = total - skip_from_end
+    body = raw[header + first * item:header + (first + count) * item]
+    open(os.path.join(dst, out), "wb").write(raw[:4] + count.to_bytes(4, "big") + raw[8:header] + body)
+# Images the base model never saw (it trained on the training split): the test split's last
+# 800, 600 to train on and 200 to test.
+cut("t10k-images-idx3-ubyte", 600, 16, 600, "train-images-idx3-ubyte")
+cut("t10k-labels-idx1-ubyte", 600, 8, 600, "train-labels-idx1-ubyte")
+cut("t10k-images-idx3-ubyte", 200, 16, 800, "t10k-images-idx3-ubyte")
+cut("t10k-labels-idx1-ubyte", 200, 8, 800, "t10k-labels-idx1-ubyte")
+PY
+cli register-dataset small-digits sets/small-digits >"$work/register.txt" 2>&1 || true
+check "register-dataset takes the 600 + 200 image set" grep -q "small-digits" "$work/register.txt"
+cli train --dataset small-digits --epochs 1 --batch_size 20 --seed 5 --json >"$work/scratch.json" 2>&1 || true
+cli train --dataset small-digits --epochs 1 --batch_size 20 --seed 5 --init_from_model "$base" \
+  --freeze_convolutions --json >"$work/finetune.json" 2>&1 || true
+check "fine-tuned from the MNIST model: epoch 1's loss is under half a from-scratch run's" python3 - "$work/scratch.json" "$work/finetune.json" <<'PY'
+import json, sys
+def first_loss_and_accuracy(path):
+    events = [json.loads(l) for l in open(path) if l.strip()]
+    assert events[-1]["finished"]["state"] == "JOB_STATE_SUCCEEDED", events[-1]
+    return events[[i for i, e in enumerate(events) if "epoch_end" in e][0]]["epoch_end"]["train_loss"], events[-1]["finished"]["test_metrics"]["accuracy"]
+(scratch, scratch_accuracy), (tuned, tuned_accuracy) = map(first_loss_and_accuracy, sys.argv[1:])
+print(f"epoch 1 train loss: from scratch {scratch:.3f}, fine-tuned {tuned:.3f}; test accuracy {scratch_accuracy:.3f} vs {tuned_accuracy:.3f}")
+assert tuned < 0.5 * scratch and tuned_accuracy > scratch_accuracy
+PY
+
 # Grid search: learning rate x batch size, one stream, the best trial named.
 cli train --epochs 1 --seed 3 --validation_fraction 0.1 --sweep_learning_rates 0.003,0.00001 \
   --sweep_batch_sizes 60,120 >"$work/sweep.txt" 2>&1 || true
