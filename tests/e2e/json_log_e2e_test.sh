@@ -6,7 +6,8 @@
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 mkdir -p "$work/data"
-start_server "$work/data" "$work/state" --log_format json
+# The format and a keepalive setting from the environment, as a container would set them.
+CLASSIFIER_LOG_FORMAT=json CLASSIFIER_KEEPALIVE_TIME=5m start_server "$work/data" "$work/state"
 check "the server answers health" cli health
 nasty=$'job-"quoted"\\back\tslash\nnext line \x01 caf\xc3\xa9'
 status=0
@@ -42,8 +43,8 @@ def has(predicate, what):
         failures.append(f"no record {what}")
 has(lambda r: r["logger"] == "classifier-server" and "listening on" in r["message"]
     and re.search(r"\(port \d+\)", r["message"]), "with 'listening on ... (port N)'")
-has(lambda r: r["message"].startswith("configuration: ") and "log_format=json" in r["message"],
-    "with the effective configuration")
+has(lambda r: r["message"].startswith("configuration: ") and "log_format=json" in r["message"]
+    and "keepalive_time=5m" in r["message"], "with the effective configuration (from CLASSIFIER_*)")
 has(lambda r: "shutdown complete" in r["message"], "with 'shutdown complete'")
 has(lambda r: "rpc WatchJob" in r["message"] and nasty in r["message"],
     "quoting the job id with quotes, backslash, tab, newline, \\x01 and UTF-8 intact")
