@@ -115,6 +115,10 @@ absl::StatusOr<std::string> DatasetCatalog::ResolveInDataDir(const std::string& 
     return absl::InvalidArgumentError(
         "path is empty: give a folder relative to the server's data directory");
   }
+  if (std::any_of(path.begin(), path.end(),
+                  [](char c) { return static_cast<unsigned char>(c) < 0x20; })) {
+    return absl::InvalidArgumentError("path contains control characters");
+  }
   const fs::path relative(path);
   if (relative.is_absolute()) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -254,7 +258,15 @@ absl::StatusOr<DatasetInfo> DatasetCatalog::InspectFolder(DatasetInfo info, bool
 
 absl::StatusOr<DatasetCatalog::LabelStats> DatasetCatalog::ReadLabelStats(
     const DatasetInfo& info) const {
-  const std::pair<std::string, std::string> key(info.train_labels, info.test_labels);
+  // The files' sizes and modification times are part of the key: a label file replaced after a
+  // refused registration must not answer with the old file's counts.
+  std::string key;
+  for (const std::string* path : {&info.train_labels, &info.test_labels}) {
+    std::error_code error;
+    const uintmax_t size = fs::file_size(*path, error);
+    const auto modified = fs::last_write_time(*path, error).time_since_epoch().count();
+    absl::StrAppend(&key, *path, "|", size, "|", modified, "\n");
+  }
   {
     std::lock_guard<std::mutex> lock(classes_mu_);
     auto it = label_stats_.find(key);

@@ -129,7 +129,7 @@ class DatasetCatalog {
   absl::StatusOr<DatasetInfo> InspectFolder(DatasetInfo info, bool confined) const;
   absl::StatusOr<std::string> Locate(const std::string& directory,
                                      const std::string& base_name) const;
-  // The class counts of `info`'s label files, read once per pair of files.
+  // The class counts of `info`'s label files, read once per version of the pair of files.
   absl::StatusOr<LabelStats> ReadLabelStats(const DatasetInfo& info) const;
 
   // Constant after construction.
@@ -145,10 +145,9 @@ class DatasetCatalog {
   // Registered datasets by name; never removed, so a name always means the same files.
   std::map<std::string, Registered> registered_ ABSL_GUARDED_BY(registered_mu_);
 
-  // Keyed by the (train, test) label files.
+  // Keyed by the (train, test) label files' paths, sizes and modification times.
   mutable std::mutex classes_mu_;
-  mutable std::map<std::pair<std::string, std::string>, LabelStats> label_stats_
-      ABSL_GUARDED_BY(classes_mu_);
+  mutable std::map<std::string, LabelStats> label_stats_ ABSL_GUARDED_BY(classes_mu_);
 };
 
 }  // namespace classifier

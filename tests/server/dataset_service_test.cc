@@ -143,6 +143,8 @@ TEST_F(DatasetServiceTest, RefusesBadNamesAndPathsLeavingTheDataDirectory) {
   ExpectStatus(Register("x", "good/../good"), ::grpc::StatusCode::INVALID_ARGUMENT, "..");
   ExpectStatus(Register("x", "../data/good"), ::grpc::StatusCode::INVALID_ARGUMENT, "..");
   ExpectStatus(Register("x", ""), ::grpc::StatusCode::INVALID_ARGUMENT, "path");
+  ExpectStatus(Register("x", std::string("good\0/../..", 11)), ::grpc::StatusCode::INVALID_ARGUMENT,
+               "path");
   ExpectStatus(Register("x", "nowhere"), ::grpc::StatusCode::NOT_FOUND, "nowhere");
 
   // A folder outside the data directory, reached through a link inside it.
@@ -208,6 +210,16 @@ TEST_F(DatasetServiceTest, RefusesAMissingCorruptOrMismatchedFileNamingIt) {
   ::grpc::Status status;
   TrainToEnd(request, &status);
   ExpectStatus(status, ::grpc::StatusCode::NOT_FOUND, "counts");
+
+  // Fixed, the folder registers with the new file's counts (nothing stale from the refusal).
+  WriteFile(DataDir() + "/counts/train-labels-idx1-ubyte",
+            EncodeIdxLabels(std::vector<uint8_t>(120, 6)));
+  v1::DatasetInfo fixed;
+  ASSERT_TRUE(Register("counts", "counts", &fixed).ok());
+  EXPECT_EQ(fixed.num_classes(), 7);
+  ASSERT_EQ(fixed.train_class_counts_size(), 7);
+  EXPECT_EQ(fixed.train_class_counts(6), 120);
+  EXPECT_EQ(fixed.train_class_counts(0), 0);
 }
 
 TEST_F(DatasetServiceTest, SamplesAreTheDatasetsImagesChosenBySeed) {
