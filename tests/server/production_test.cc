@@ -377,6 +377,94 @@ TEST_F(ProductionTest, StreamsBeyondThePerClientCapAreRefusedUntilOneCloses) {
   EXPECT_TRUE(train->Finish().ok());
 }
 
+// With token auth, the calls that carry the valid token count as one client whatever their
+// address; a read-only call without a token counts against its host instead.
+TEST_F(ProductionTest, StreamsWithTheTokenCountAsOneClient) {
+  ServerConfig config;
+  config.auth_token_file = WriteTokenFile();
+  config.auth_allow_read_only = true;
+  config.max_streams_per_client = 1;
+  StartServer(config);
+  const std::string bearer = std::string("Bearer ") + kToken;
+  auto train_context = Context(bearer);
+  auto train = stub_->Train(train_context.get(), QuickTraining(/*epochs=*/1000));
+  v1::JobEvent queued;
+  ASSERT_TRUE(train->Read(&queued));
+
+  auto with_token = Context(bearer);
+  v1::WatchJobRequest request;
+  request.set_job_id(queued.job_id());
+  auto refused = stub_->WatchJob(with_token.get(), request);
+  v1::JobEvent event;
+  EXPECT_FALSE(refused->Read(&event));
+  const ::grpc::Status status = refused->Finish();
+  EXPECT_EQ(status.error_code(), StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_NE(status.error_message().find("the callers holding the bearer token"), std::string::npos)
+      << status.error_message();
+  EXPECT_EQ(status.error_message().find(kToken), std::string::npos) << "the token leaked";
+
+  std::unique_ptr<OpenWatch> anonymous = StartWatch(*stub_, queued.job_id());
+  EXPECT_TRUE(anonymous->accepted) << "a tokenless read-only stream counts against the host";
+
+  auto cancel_context = Context(bearer);
+  v1::CancelJobRequest cancel;
+  cancel.set_job_id(queued.job_id());
+  v1::Job job;
+  ASSERT_TRUE(stub_->CancelJob(cancel_context.get(), cancel, &job).ok());
+  while (anonymous->reader->Read(&event)) {
+  }
+  EXPECT_TRUE(anonymous->reader->Finish().ok());
+  while (train->Read(&event)) {
+  }
+  EXPECT_TRUE(train->Finish().ok());
+}
+
+// --max_concurrent_streams is HTTP/2's per-connection bound: with 2, two open streams on one
+// connection make a third call on it wait (here until its deadline), while another connection
+// is served at once.
+TEST_F(ProductionTest, ConcurrentStreamsPerConnectionAreBounded) {
+  ServerConfig config;
+  config.max_concurrent_streams = 2;
+  config.max_streams_per_client = 0;
+  StartServer(config);
+  ::grpc::ClientContext train_context;
+  auto train = stub_->Train(&train_context, QuickTraining(/*epochs=*/1000));
+  v1::JobEvent queued;
+  ASSERT_TRUE(train->Read(&queued));
+  std::unique_ptr<OpenWatch> watch = StartWatch(*stub_, queued.job_id());
+  ASSERT_TRUE(watch->accepted);
+
+  ::grpc::ClientContext waits;
+  waits.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(500));
+  v1::ListJobsResponse jobs;
+  EXPECT_EQ(stub_->ListJobs(&waits, v1::ListJobsRequest(), &jobs).error_code(),
+            StatusCode::DEADLINE_EXCEEDED)
+      << "a third call on a connection with two streams open should wait";
+
+  ::grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);  // a connection of its own
+  auto other = v1::Classifier::NewStub(::grpc::CreateCustomChannel(
+      "127.0.0.1:" + std::to_string(server_->port()), ::grpc::InsecureChannelCredentials(), args));
+  ::grpc::ClientContext served;
+  served.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  EXPECT_TRUE(other->ListJobs(&served, v1::ListJobsRequest(), &jobs).ok());
+
+  {
+    ::grpc::ClientContext context;
+    v1::CancelJobRequest cancel;
+    cancel.set_job_id(queued.job_id());
+    v1::Job job;
+    ASSERT_TRUE(other->CancelJob(&context, cancel, &job).ok());
+  }
+  v1::JobEvent event;
+  while (watch->reader->Read(&event)) {
+  }
+  EXPECT_TRUE(watch->reader->Finish().ok());
+  while (train->Read(&event)) {
+  }
+  EXPECT_TRUE(train->Finish().ok());
+}
+
 // A channel to the server whose keepalive pings every 100 ms, with or without calls open, and
 // without the client-side limits that would space its pings out.
 std::shared_ptr<::grpc::Channel> EagerPingChannel(int port) {
