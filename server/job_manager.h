@@ -37,9 +37,9 @@ struct JobOutcome {
   bool stopped_early = false;
   int epochs_completed = 0;
   int best_epoch = 0;
+  std::string note;
   // A sweep: its best trial (1-based).
   int best_trial = 0;
-  std::string note;
 };
 
 // Runs one job on the worker thread. Appends progress and epoch_end events to

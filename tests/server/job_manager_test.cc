@@ -39,12 +39,12 @@ class ScriptedExecutor : public JobExecutor {
     for (int epoch = 1; epoch <= job.request().epochs(); ++epoch) {
       while (hold_.load() && !job.cancel_requested()) std::this_thread::sleep_for(1ms);
       if (job.cancel_requested())
-        return JobOutcome{v1::JOB_STATE_CANCELLED, "", {}, false, "stop", false, 0, 0, ""};
+        return JobOutcome{v1::JOB_STATE_CANCELLED, "", {}, false, "stop", false, 0, 0, "", 0};
       v1::JobEvent event;
       event.mutable_epoch_end()->set_epoch(epoch);
       job.Append(event);
     }
-    return JobOutcome{v1::JOB_STATE_SUCCEEDED, "model-" + job.id(), {}, false, "", false, 0, 0, ""};
+    return JobOutcome{v1::JOB_STATE_SUCCEEDED, "model-" + job.id(), {}, false, "", false, 0, 0, "", 0};
   }
 
   std::vector<std::string> order() {
