@@ -84,6 +84,7 @@ Batcher::~Batcher() {
     stopping_ = true;
   }
   work_.notify_all();
+  batch_full_.notify_all();
   for (std::thread& thread : threads_) thread.join();
 }
 
@@ -97,19 +98,26 @@ void Batcher::Submit(Call call) {
     pending->probabilities.resize(static_cast<size_t>(call.images * classes));
   }
   pending->call = std::move(call);
+  bool wake_idle = false;
+  bool wake_waiting = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (!stopping_) {
+      queued_images_ += pending->call.images;
       queue_.push_back(std::move(pending));
       pending = nullptr;
+      // A thread holding a batch open takes this call with it; only a full batch ends its wait.
+      // Otherwise an idle thread takes the call.
+      wake_waiting = waiting_threads_ > 0 && queued_images_ >= options_.max_images;
+      wake_idle = waiting_threads_ == 0 && idle_threads_ > 0;
     }
   }
   if (pending != nullptr) {
     pending->call.done(absl::UnavailableError("the server is shutting down"));
     return;
   }
-  // Every thread: an idle one takes the call, a waiting one may now have a full batch.
-  work_.notify_all();
+  if (wake_waiting) batch_full_.notify_all();
+  if (wake_idle) work_.notify_one();
 }
 
 bool Batcher::ShouldWait() const {
@@ -154,6 +162,7 @@ std::vector<Batcher::Slice> Batcher::TakeBatch() {
       ++it;
     }
   }
+  queued_images_ -= taken;
   coalescing_ = batch.size() > 1;
   return batch;
 }
@@ -166,17 +175,23 @@ void Batcher::Loop() {
     std::vector<Slice> batch;
     {
       std::unique_lock<std::mutex> lock(mu_);
+      ++idle_threads_;
       work_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+      --idle_threads_;
       if (queue_.empty()) return;  // Stopping, and every accepted call is answered or taken.
       if (ShouldWait()) {
         const Clock::time_point until =
             queue_.front()->arrived + absl::ToChronoNanoseconds(options_.max_delay);
-        work_.wait_until(lock, until, [this] {
+        ++waiting_threads_;
+        batch_full_.wait_until(lock, until, [this] {
           return stopping_ || queue_.empty() || ReadyImages() >= options_.max_images;
         });
+        --waiting_threads_;
         if (queue_.empty()) continue;  // Another thread took them.
       }
       batch = TakeBatch();
+      // What this batch left behind goes to another idle thread, if there is one.
+      if (!queue_.empty() && idle_threads_ > 0) work_.notify_one();
     }
     Run(batch, input);
   }

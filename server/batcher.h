@@ -107,8 +107,15 @@ class Batcher {
   Metrics* const metrics_;
 
   std::mutex mu_;
+  // Idle threads wait here for a call.
   std::condition_variable work_;
+  // A thread holding a batch open for more calls waits here: woken only when a full batch may
+  // be queued, not at every arrival (64 callers would otherwise wake it 64 times a batch).
+  std::condition_variable batch_full_;
   std::deque<std::shared_ptr<Pending>> queue_ ABSL_GUARDED_BY(mu_);
+  int64_t queued_images_ ABSL_GUARDED_BY(mu_) = 0;  // Not yet handed to a batch, any network.
+  int idle_threads_ ABSL_GUARDED_BY(mu_) = 0;
+  int waiting_threads_ ABSL_GUARDED_BY(mu_) = 0;  // Holding a batch open.
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   // Whether the last batch taken held more than one call (see the header comment).
   bool coalescing_ ABSL_GUARDED_BY(mu_) = false;
