@@ -44,7 +44,8 @@ class ScriptedExecutor : public JobExecutor {
       event.mutable_epoch_end()->set_epoch(epoch);
       job.Append(event);
     }
-    return JobOutcome{v1::JOB_STATE_SUCCEEDED, "model-" + job.id(), {}, false, "", false, 0, 0, "", 0};
+    return JobOutcome{
+        v1::JOB_STATE_SUCCEEDED, "model-" + job.id(), {}, false, "", false, 0, 0, "", 0};
   }
 
   std::vector<std::string> order() {
