@@ -47,6 +47,8 @@ fetch_mnist() {
 start_server() {
   local data=$1 state=$2; shift 2
   server_log=$work/server-$RANDOM.log
+  # Created here, not by the background job's redirection: the loop below reads it at once.
+  : >"$server_log"
   "$server_bin" --listen 127.0.0.1:0 --metrics_listen 127.0.0.1:0 --data_dir "$data" --state_dir "$state" --device cpu \
     --threads 1 "$@" >"$server_log" 2>&1 &
   server_pid=$!
