@@ -19,6 +19,7 @@
 #include "server/job_manager.h"
 #include "server/metrics.h"
 #include "server/model_registry.h"
+#include "server/stream_limiter.h"
 #include "server/work_queue.h"
 
 namespace classifier {
@@ -28,6 +29,9 @@ struct ServiceLimits {
   int max_predict_images = 10000;
   // Bytes in one ImportWeights upload; more is RESOURCE_EXHAUSTED.
   int64_t max_import_bytes = 256 << 20;
+  // Streaming calls (Train, WatchJob, ExportWeights) one client may hold open at once; more is
+  // RESOURCE_EXHAUSTED (see StreamLimiter). 0 = no limit.
+  int max_streams_per_client = 0;
 };
 
 class ClassifierService : public v1::Classifier::CallbackService {
@@ -96,6 +100,8 @@ class ClassifierService : public v1::Classifier::CallbackService {
   // Whether a new call may start: UNAVAILABLE while draining, UNAUTHENTICATED without the
   // token (see TokenAuthenticator).
   absl::Status Admit(const ::grpc::CallbackServerContext& context, bool read_only) const;
+  // A place for one more streaming call of the calling client (see StreamLimiter).
+  absl::StatusOr<StreamLimiter::Slot> AcquireStream(const ::grpc::CallbackServerContext& context);
   absl::Status DoEvaluate(const v1::EvaluateRequest& request, v1::EvaluateResponse* response);
   // Hands a validated Predict call to the batcher; `finish` answers it.
   void SubmitPredict(const v1::PredictRequest& request, ::grpc::CallbackServerContext& context,
@@ -114,6 +120,7 @@ class ClassifierService : public v1::Classifier::CallbackService {
   Metrics* const metrics_;
 
   std::atomic<bool> draining_{false};
+  StreamLimiter streams_;
 };
 
 }  // namespace classifier
