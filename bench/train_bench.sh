@@ -5,6 +5,10 @@
 #
 #   bench/train_bench.sh          quick: 1 epoch each, 2 rounds (BENCH_EPOCHS, BENCH_ROUNDS)
 #   bench/train_bench.sh --full   10 epochs each, 1 round: also test accuracy after 10 epochs
+#   BENCH_SEEDS="0 1 2" bench/train_bench.sh --full
+#                                 every side once per seed and round (Python's torch.manual_seed
+#                                 and the service's --seed): accuracy mean and spread per side
+#   BENCH_INPROCESS=0             skips the in-process side (halves a seeds run's time)
 #
 # Three sides:
 #   python      OMP_NUM_THREADS=N /usr/bin/python3 seed_train.py ROOT fashion EPOCHS
@@ -20,6 +24,8 @@ source "$(dirname "$0")/lib.sh"
 
 epochs=${BENCH_EPOCHS:-1}
 rounds=${BENCH_ROUNDS:-2}
+read -r -a seeds <<<"${BENCH_SEEDS:-0}"
+inprocess=${BENCH_INPROCESS:-1}
 if [[ ${1:-} == --full ]]; then
   epochs=${BENCH_EPOCHS:-10}
   rounds=${BENCH_ROUNDS:-1}
@@ -38,9 +44,22 @@ cli=("$cli_bin" --server "127.0.0.1:$server_port")
 
 # Each run_* prints "SECONDS_PER_EPOCH ACCURACY" (means over the run's epochs; accuracy on the
 # 10,000 test images after the run) and keeps its full output in $bench_tmp.
+# seed_train.py seeds torch with 0; this runs it unchanged with torch.manual_seed(0) turned
+# into torch.manual_seed(SEED) (its only source of randomness: weights and shuffling).
+seeded_python=$bench_tmp/seeded_train.py
+cat >"$seeded_python" <<'PY'
+import runpy, sys, torch
+seed, script = int(sys.argv[1]), sys.argv[2]
+manual_seed = torch.manual_seed
+torch.manual_seed = lambda _ignored: manual_seed(seed)
+sys.argv = sys.argv[2:]
+runpy.run_path(script, run_name="__main__")
+PY
+
+# run_* TAG SEED
 run_python() {
   local out=$bench_tmp/python-$1.log
-  "$PYTHON" "$SEED_TRAIN" "$bench_tmp/py" fashion "$epochs" >"$out" 2>&1 ||
+  "$PYTHON" "$seeded_python" "$2" "$SEED_TRAIN" "$bench_tmp/py" fashion "$epochs" >"$out" 2>&1 ||
     { cat "$out" >&2; die "seed_train.py failed"; }
   grep -q "threads $BENCH_THREADS\$" "$out" || die "seed_train.py did not run on $BENCH_THREADS threads: $(tail -1 "$out")"
   awk '/^epoch / {sub(/s$/, "", $3); s += $3; n++}
@@ -51,7 +70,7 @@ run_python() {
 run_service() {
   local out=$bench_tmp/service-$1.jsonl
   "${cli[@]}" train --dataset fashion-mnist --epochs "$epochs" --batch_size 60 \
-    --learning_rate 0.001 --seed 0 --json >"$out" || { cat "$out" >&2; die "service training failed"; }
+    --learning_rate 0.001 --seed "$2" --json >"$out" || { cat "$out" >&2; die "service training failed"; }
   "$PYTHON" - "$out" <<'PY'
 import json, sys
 seconds, images, accuracy = [], 0, None
@@ -71,39 +90,66 @@ PY
 run_inprocess() {
   local out=$bench_tmp/inprocess-$1.log
   "$trainer_bench" --data_dir="$FASHION_DIR" --epochs="$epochs" --threads="$BENCH_THREADS" \
-    >"$out" 2>&1 || { cat "$out" >&2; die "trainer_bench failed"; }
+    --seed="$2" >"$out" 2>&1 || { cat "$out" >&2; die "trainer_bench failed"; }
   awk '/^epoch / {sub(/s$/, "", $3); s += $3; n++}
        /^test accuracy / {acc = $3}
        END {printf "%.3f %.4f\n", s / n, acc}' "$out"
 }
 
 echo "== training: Fashion-MNIST 60k, batch 60, Adam 1e-3, $BENCH_THREADS thread(s)," \
-  "$epochs epoch(s) per run, $rounds round(s), alternating python / service / in-process"
-py_s=() sv_s=() ip_s=()
+  "$epochs epoch(s) per run, $rounds round(s) x seed(s) ${seeds[*]}, alternating python /" \
+  "service$( ((inprocess)) && echo ' / in-process')"
+py_s=() sv_s=() ip_s=() py_a=() sv_a=() ip_a=()
 for ((round = 1; round <= rounds; ++round)); do
-  read -r s py_acc < <(run_python "$round")
-  py_s+=("$s")
-  printf 'round %d  python      %7.2f s/epoch  test accuracy %s\n' "$round" "$s" "$py_acc"
-  read -r s sv_acc < <(run_service "$round")
-  sv_s+=("$s")
-  printf 'round %d  service     %7.2f s/epoch  test accuracy %s\n' "$round" "$s" "$sv_acc"
-  read -r s ip_acc < <(run_inprocess "$round")
-  ip_s+=("$s")
-  printf 'round %d  in-process  %7.2f s/epoch  test accuracy %s\n' "$round" "$s" "$ip_acc"
+  for seed in "${seeds[@]}"; do
+    tag=$round-$seed
+    read -r s a < <(run_python "$tag" "$seed")
+    py_s+=("$s") py_a+=("$a")
+    printf 'round %d seed %s  python      %7.2f s/epoch  test accuracy %s\n' "$round" "$seed" "$s" "$a"
+    read -r s a < <(run_service "$tag" "$seed")
+    sv_s+=("$s") sv_a+=("$a")
+    printf 'round %d seed %s  service     %7.2f s/epoch  test accuracy %s\n' "$round" "$seed" "$s" "$a"
+    if ((inprocess)); then
+      read -r s a < <(run_inprocess "$tag" "$seed")
+      ip_s+=("$s") ip_a+=("$a")
+      printf 'round %d seed %s  in-process  %7.2f s/epoch  test accuracy %s\n' "$round" "$seed" "$s" "$a"
+    fi
+  done
 done
+
+# stats NUMBER...: "mean sample-standard-deviation min max" of the numbers, in percent points.
+stats() {
+  printf '%s\n' "$@" | awk '{v[NR] = 100 * $1; s += v[NR]} END {
+    m = s / NR; for (i = 1; i <= NR; ++i) { d += (v[i] - m) ^ 2; if (i == 1 || v[i] < lo) lo = v[i]
+      if (i == 1 || v[i] > hi) hi = v[i] }
+    printf "%.2f %.2f %.2f %.2f\n", m, (NR > 1 ? sqrt(d / (NR - 1)) : 0), lo, hi }'
+}
+runs=${#py_s[@]}
 py=$(median "${py_s[@]}")
 sv=$(median "${sv_s[@]}")
-ip=$(median "${ip_s[@]}")
-echo "-- medians over $rounds round(s), seconds per epoch (test accuracy after the last run," \
-  "$epochs epoch(s))"
-printf 'python seed_train.py     %7.2f s/epoch  %8.0f img/s  accuracy %s\n' "$py" \
-  "$(awk -v s="$py" 'BEGIN {print 60000 / s}')" "$py_acc"
-printf 'service (gRPC job)       %7.2f s/epoch  %8.0f img/s  accuracy %s\n' "$sv" \
-  "$(awk -v s="$sv" 'BEGIN {print 60000 / s}')" "$sv_acc"
-printf 'in-process Trainer       %7.2f s/epoch  %8.0f img/s  accuracy %s\n' "$ip" \
-  "$(awk -v s="$ip" 'BEGIN {print 60000 / s}')" "$ip_acc"
-awk -v py="$py" -v sv="$sv" -v ip="$ip" -v pa="$py_acc" -v sa="$sv_acc" -v e="$epochs" 'BEGIN {
-  printf "ratio python / service:    %.2fx (target >= 3x)\n", py / sv
-  printf "ratio python / in-process: %.2fx\n", py / ip
-  printf "accuracy service - python: %+.2f points after %d epoch(s) (target: within 0.3 after 10)\n",
-    100 * (sa - pa), e }'
+echo "-- medians over $runs run(s) per side, seconds per epoch; test accuracy (%) after $epochs" \
+  "epoch(s): mean, standard deviation, min, max over the runs"
+line() { # NAME SECONDS ACCURACY...
+  local name=$1 sec=$2
+  shift 2
+  read -r mean sd lo hi < <(stats "$@")
+  printf '%-24s %7.2f s/epoch  %8.0f img/s  accuracy %s +- %s (%s..%s)\n' "$name" "$sec" \
+    "$(awk -v s="$sec" 'BEGIN {print 60000 / s}')" "$mean" "$sd" "$lo" "$hi"
+}
+line "python seed_train.py" "$py" "${py_a[@]}"
+line "service (gRPC job)" "$sv" "${sv_a[@]}"
+if ((inprocess)); then
+  ip=$(median "${ip_s[@]}")
+  line "in-process Trainer" "$ip" "${ip_a[@]}"
+fi
+# Per-run ratios (python / service in the same round and seed), then the ratio of medians.
+ratios=()
+for ((i = 0; i < runs; ++i)); do ratios+=("$(awk -v p="${py_s[i]}" -v s="${sv_s[i]}" 'BEGIN {printf "%.2f", p / s}')"); done
+echo "ratio python / service per run: ${ratios[*]}"
+read -r pm _ < <(stats "${py_a[@]}")
+read -r sm _ < <(stats "${sv_a[@]}")
+awk -v py="$py" -v sv="$sv" -v ip="${ip:-0}" -v pm="$pm" -v sm="$sm" -v e="$epochs" 'BEGIN {
+  printf "ratio python / service:    %.2fx (medians; target >= 3x)\n", py / sv
+  if (ip > 0) printf "ratio python / in-process: %.2fx\n", py / ip
+  printf "accuracy service - python: %+.2f points (means) after %d epoch(s) (target: within 0.3 after 10)\n",
+    sm - pm, e }'

@@ -18,6 +18,7 @@
 #include "absl/strings/str_join.h"
 #include "model/cnn.h"
 #include "model/relu_pool.h"
+#include "model/single_channel_conv.h"
 
 namespace classifier {
 namespace {
@@ -691,8 +692,12 @@ CnnImpl::CnnImpl(const Architecture& architecture) {
 
 torch::Tensor CnnImpl::forward(torch::Tensor x, at::Generator* dropout_generator) {
   for (torch::nn::Conv2d& conv : convs_) {
-    // max_pool2d(relu(.), 2), fused on the CPU (see relu_pool.h for why).
-    x = ReluMaxPool2x2(conv->forward(x));
+    // On the CPU: the first layer (one input channel) by hand (single_channel_conv.h), and
+    // max_pool2d(relu(.), 2) fused (relu_pool.h); see those headers for why.
+    const int64_t padding = conv->weight.size(2) / 2;  // As the constructor sets it.
+    x = ReluMaxPool2x2(SingleChannelConvApplies(x, conv->weight, padding)
+                           ? SingleChannelConv(x, conv->weight, conv->bias, padding)
+                           : conv->forward(x));
   }
   x = x.reshape({x.size(0), -1});
   torch::nn::Linear& classifier = fc2_ ? fc2_ : fc1_;

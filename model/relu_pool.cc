@@ -13,6 +13,16 @@ namespace {
 // Which element of the 2x2 window won (row-major: 0 top left .. 3 bottom right), or kNone when
 // the window's maximum is not above 0 (ReLU made it 0: no gradient flows).
 constexpr int32_t kNone = 4;
+// Tells the vectoriser that a loop's iterations are independent: the pointers into one image
+// never overlap within a window, but proving it takes more run-time alias checks than GCC makes.
+#if defined(__clang__)
+#define CLASSIFIER_INDEPENDENT_ITERATIONS _Pragma("clang loop vectorize(assume_safety)")
+#elif defined(__GNUC__)
+#define CLASSIFIER_INDEPENDENT_ITERATIONS _Pragma("GCC ivdep")
+#else
+#define CLASSIFIER_INDEPENDENT_ITERATIONS
+#endif
+
 // Images per task of at::parallel_for: a 28x28x8 image is ~25 KB, already worth a task.
 constexpr int64_t kGrainImages = 1;
 
@@ -39,7 +49,7 @@ void ForwardImage(const float* in, float* out, int32_t* winners, const Shape& s)
       float* o = out + at;
       int32_t* k = kKeepWinners ? winners + at : nullptr;
       // Branch-free selects (v != v: NaN) so that the compiler vectorises across channels.
-#pragma GCC ivdep
+      CLASSIFIER_INDEPENDENT_ITERATIONS
       for (int64_t c = 0; c < c_count; ++c) {
         float m = p0[c];
         int32_t w = 0;
@@ -63,9 +73,10 @@ void ForwardImage(const float* in, float* out, int32_t* winners, const Shape& s)
   }
 }
 
-// One image: routes each output gradient to its window's winner, zeros elsewhere.
 // Floats as their bits, for BackwardImage's masks (may_alias: read and written through float*).
 typedef int32_t FloatBits __attribute__((may_alias));
+
+// One image: routes each output gradient to its window's winner, zeros elsewhere.
 
 template <int kChannels>
 void BackwardImage(const FloatBits* grad_out, const int32_t* winners, FloatBits* grad_in,
@@ -85,9 +96,8 @@ void BackwardImage(const FloatBits* grad_out, const int32_t* winners, FloatBits*
       const int64_t at = (oh * s.out_width + ow) * c_count;
       const FloatBits* __restrict g = grad_out + at;
       const int32_t* __restrict k = winners + at;
-      // On the bits (v & all-ones or & 0): exact, and vectorised, unlike float selects. The
-      // windows never overlap: ivdep spares the vectoriser its (too many) aliasing checks.
-#pragma GCC ivdep
+      // On the bits (v & all-ones or & 0): exact, and vectorised, unlike float selects.
+      CLASSIFIER_INDEPENDENT_ITERATIONS
       for (int64_t c = 0; c < c_count; ++c) {
         const int32_t v = g[c];
         const int32_t w = k[c];

@@ -1,9 +1,8 @@
-// The fused ReLU + 2x2 max-pool (model/relu_pool.h) against LibTorch's own relu and max_pool2d:
-// values, gradients, and a few Adam steps of the tutorial's CNN built both ways; then the
-// service's forward (TrainedModel::PredictProbabilities, which uses the fused kernel on the
-// CPU) against a plain LibTorch forward of its own parameters.
-#include "model/relu_pool.h"
-
+// The hand-written CPU kernels of classifier_model against LibTorch's own operators: the fused
+// ReLU + 2x2 max-pool (model/relu_pool.h) and the single-input-channel convolution
+// (model/single_channel_conv.h), values and gradients; a few Adam steps of the tutorial's CNN
+// built both ways; then the service's forward (TrainedModel::PredictProbabilities, which uses
+// both on the CPU) against a plain LibTorch forward of its own parameters.
 #include <torch/torch.h>
 
 #include <cstdint>
@@ -13,6 +12,8 @@
 #include "gtest/gtest.h"
 #include "model/dataset.h"
 #include "model/network.h"
+#include "model/relu_pool.h"
+#include "model/single_channel_conv.h"
 #include "model/trainer.h"
 
 namespace classifier {
@@ -73,7 +74,74 @@ TEST(ReluPool, NanPropagates) {
   EXPECT_EQ(torch::isnan(fused).sum().item<int64_t>(), 1);
 }
 
-// The tutorial's CNN as plain LibTorch modules, with the pooling chosen by `fused`.
+struct ConvCase {
+  int64_t channels, kernel, height, width;
+  bool channels_last_weight;
+};
+
+class SingleChannelConvTest : public ::testing::TestWithParam<ConvCase> {};
+
+TEST_P(SingleChannelConvTest, ValuesAndGradientsMatchLibTorch) {
+  const ConvCase& c = GetParam();
+  at::Generator generator = at::detail::createCPUGenerator(11);
+  const at::Tensor x = torch::rand({5, 1, c.height, c.width}, generator);
+  at::Tensor weight = torch::randn({c.channels, 1, c.kernel, c.kernel}, generator);
+  if (c.channels_last_weight) {
+    weight = torch::empty_like(weight, at::MemoryFormat::ChannelsLast).copy_(weight);
+  }
+  const at::Tensor bias = torch::randn({c.channels}, generator);
+  const int64_t padding = c.kernel / 2;
+  ASSERT_TRUE(SingleChannelConvApplies(x, weight, padding));
+
+  const at::Tensor w1 = weight.detach().clone().requires_grad_(true);
+  const at::Tensor b1 = bias.clone().requires_grad_(true);
+  const at::Tensor w2 = weight.detach().clone().requires_grad_(true);
+  const at::Tensor b2 = bias.clone().requires_grad_(true);
+  const at::Tensor ours = SingleChannelConv(x, w1, b1, padding);
+  const at::Tensor reference = torch::conv2d(x, w2, b2, /*stride=*/1, padding);
+  ASSERT_EQ(ours.sizes(), reference.sizes());
+  EXPECT_TRUE(torch::allclose(ours, reference, /*rtol=*/0, /*atol=*/kTolerance))
+      << (ours - reference).abs().max().item<float>();
+
+  const at::Tensor weights = torch::randn(reference.sizes(), generator);
+  (ours * weights).sum().backward();
+  (reference * weights).sum().backward();
+  // Gradients sum ~5 * H * W products: compare relative to their size.
+  for (auto [got, want] : {std::pair{w1.grad(), w2.grad()}, {b1.grad(), b2.grad()}}) {
+    ASSERT_EQ(got.sizes(), want.sizes());
+    const double scale = std::max(1.0, want.abs().max().item<double>());
+    EXPECT_LE((got - want).abs().max().item<double>(), kTolerance * scale);
+  }
+  torch::NoGradGuard no_grad;
+  EXPECT_TRUE(torch::allclose(SingleChannelConv(x, weight, bias, padding), reference.detach(),
+                              /*rtol=*/0, /*atol=*/kTolerance));
+}
+
+INSTANTIATE_TEST_SUITE_P(Shapes, SingleChannelConvTest,
+                         ::testing::Values(ConvCase{8, 3, 28, 28, true},
+                                           ConvCase{8, 3, 28, 28, false},
+                                           ConvCase{16, 3, 9, 7, false},
+                                           ConvCase{24, 3, 1, 2, true},
+                                           ConvCase{8, 3, 14, 5, true}));
+
+TEST(SingleChannelConv, FallsBackWhereItDoesNotApply) {
+  const at::Tensor x = torch::rand({2, 2, 8, 8});  // Two input channels.
+  const at::Tensor weight = torch::randn({4, 2, 3, 3});
+  const at::Tensor bias = torch::randn({4});
+  EXPECT_FALSE(SingleChannelConvApplies(x, weight, 1));
+  EXPECT_TRUE(
+      torch::equal(SingleChannelConv(x, weight, bias, 1), torch::conv2d(x, weight, bias, 1, 1)));
+  const at::Tensor grey = torch::rand({2, 1, 8, 8});
+  EXPECT_FALSE(
+      SingleChannelConvApplies(grey.clone().requires_grad_(true), torch::randn({8, 1, 3, 3}), 1));
+  EXPECT_FALSE(SingleChannelConvApplies(grey, torch::randn({6, 1, 3, 3}), 1));  // 6 channels.
+  EXPECT_FALSE(SingleChannelConvApplies(grey, torch::randn({8, 1, 5, 5}), 2));  // 5x5.
+  const at::Tensor five = torch::randn({8, 1, 5, 5});
+  EXPECT_TRUE(torch::equal(SingleChannelConv(grey, five, torch::zeros({8}), 2),
+                           torch::conv2d(grey, five, torch::zeros({8}), 1, 2)));
+}
+
+// The tutorial's CNN as plain LibTorch modules, or (`fused`) with the hand-written kernels.
 struct TinyCnn {
   torch::nn::Conv2d conv1{torch::nn::Conv2dOptions(1, 8, 3).padding(1)};
   torch::nn::Conv2d conv2{torch::nn::Conv2dOptions(8, 16, 3).padding(1)};
@@ -84,7 +152,9 @@ struct TinyCnn {
   }
   at::Tensor Forward(at::Tensor x, bool fused) {
     auto pool = [fused](const at::Tensor& t) { return fused ? ReluMaxPool2x2(t) : Reference(t); };
-    x = pool(conv2->forward(pool(conv1->forward(x))));
+    x = pool(fused ? SingleChannelConv(x, conv1->weight, conv1->bias, /*padding=*/1)
+                   : conv1->forward(x));
+    x = pool(conv2->forward(x));
     return fc1->forward(x.reshape({x.size(0), -1}));
   }
 };
