@@ -80,8 +80,10 @@ printf '  %-44s %s\n' \
   "accuracy (argmax)" "$(share 'at::_ops::argmax::call')"
 echo "-- layers (inclusive)"
 printf '  %-44s %s\n' \
-  "conv forward (mkldnn_convolution)" "$(share 'at::native::mkldnn_convolution')" \
+  "conv forward (oneDNN, mkldnn_convolution)" "$(share 'at::native::mkldnn_convolution')" \
   "conv backward (convolution_backward)" "$(share 'at::native::convolution_backward')" \
+  "conv1 forward (single_channel_conv.cc)" "$(share 'classifier::SingleChannelConv')" \
+  "conv1 weight gradient (single_channel_conv.cc)" "$(share 'torch::autograd::CppNode<classifier::(anonymous namespace)::SingleChannelConvFunction>::apply')" \
   "fused ReLU + max-pool forward (relu_pool.cc)" "$(share 'classifier::ReluMaxPool2x2')" \
   "fused ReLU + max-pool backward" "$(share 'torch::autograd::CppNode<classifier::(anonymous namespace)::ReluMaxPool2x2Function>::apply')" \
   "max-pool forward (LibTorch's; 0 when fused)" "$(share 'at::native::max_pool2d')" \
@@ -90,7 +92,7 @@ printf '  %-44s %s\n' \
   "ReLU backward (threshold_backward)" "$(share 'at::native::structured_threshold_backward_out::impl')" \
   "linear forward (addmm)" "$(share 'at::native::structured_addmm_out_cpu::impl')" \
   "linear backward (AddmmBackward0)" "$(share 'torch::autograd::generated::AddmmBackward0::apply')" \
-  "  of which sgemm_ (self; reference libblas3 only)" "$(share 'sgemm_')" \
+  "  of which BLAS sgemm_ (inclusive)" "$(share 'sgemm_')" \
   "page faults (kernel)" "$(share 'asm_exc_page_fault')" \
   "malloc (_int_malloc)" "$(share '_int_malloc')" \
   "free (_int_free)" "$(share '_int_free')"
