@@ -18,6 +18,7 @@
 #include "absl/strings/str_join.h"
 #include "model/cnn.h"
 #include "model/relu_pool.h"
+#include "model/rowwise_linear.h"
 #include "model/single_channel_conv.h"
 
 namespace classifier {
@@ -701,7 +702,9 @@ torch::Tensor CnnImpl::forward(torch::Tensor x, at::Generator* dropout_generator
   }
   x = x.reshape({x.size(0), -1});
   torch::nn::Linear& classifier = fc2_ ? fc2_ : fc1_;
-  if (fc2_) x = torch::relu(fc1_->forward(x));
+  // RowwiseLinear: the same bits for an image whatever its batch (rowwise_linear.h); it
+  // steps aside while training.
+  if (fc2_) x = torch::relu(RowwiseLinear(x, fc1_->weight, fc1_->bias));
   if (is_training() && dropout_ > 0) {
     TORCH_CHECK(dropout_generator != nullptr, "dropout needs the trainer's generator");
     // Inverted dropout, as torch.nn.Dropout: keep with 1 - p, scale the kept by 1 / (1 - p). The
@@ -710,7 +713,7 @@ torch::Tensor CnnImpl::forward(torch::Tensor x, at::Generator* dropout_generator
         torch::empty(x.sizes(), torch::kFloat).bernoulli_(1.0 - dropout_, *dropout_generator);
     x = x * keep.to(x.device()).div_(1.0 - dropout_);
   }
-  return classifier->forward(x);
+  return RowwiseLinear(x, classifier->weight, classifier->bias);
 }
 
 std::vector<torch::Tensor> CnnImpl::ConvolutionParameters() {

@@ -13,6 +13,7 @@
 #include "model/dataset.h"
 #include "model/network.h"
 #include "model/relu_pool.h"
+#include "model/rowwise_linear.h"
 #include "model/single_channel_conv.h"
 #include "model/trainer.h"
 
@@ -139,6 +140,24 @@ TEST(SingleChannelConv, FallsBackWhereItDoesNotApply) {
   const at::Tensor five = torch::randn({8, 1, 5, 5});
   EXPECT_TRUE(torch::equal(SingleChannelConv(grey, five, torch::zeros({8}), 2),
                            torch::conv2d(grey, five, torch::zeros({8}), 1, 2)));
+}
+
+TEST(RowwiseLinear, MatchesLibTorchAndNeverDependsOnTheBatch) {
+  at::Generator generator = at::detail::createCPUGenerator(12);
+  const at::Tensor x = torch::randn({37, 784}, generator);
+  const at::Tensor weight = torch::randn({10, 784}, generator);
+  const at::Tensor bias = torch::randn({10}, generator);
+  torch::NoGradGuard no_grad;
+  const at::Tensor all = RowwiseLinear(x, weight, bias);
+  const at::Tensor reference = torch::linear(x, weight, bias);
+  EXPECT_TRUE(torch::allclose(all, reference, /*rtol=*/0, /*atol=*/1e-3))
+      << (all - reference).abs().max().item<float>();  // Sums of 784 products near 28.
+  for (int64_t row : {0, 5, 36}) {
+    EXPECT_TRUE(
+        torch::equal(RowwiseLinear(x.slice(0, row, row + 1), weight, bias), all[row].unsqueeze(0)))
+        << "row " << row;
+    EXPECT_TRUE(torch::equal(RowwiseLinear(x.slice(0, row, 37), weight, bias)[0], all[row]));
+  }
 }
 
 // The tutorial's CNN as plain LibTorch modules, or (`fused`) with the hand-written kernels.
