@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -38,6 +39,17 @@ class PersistenceTest : public testing::ServerFixture {
       }
     }
     return probabilities;
+  }
+
+  // Equal up to float rounding: concurrent calls share forward passes (the dynamic batcher), and
+  // a pass over more images may round the last bits differently; another model's answers differ
+  // by far more.
+  static bool Near(const std::vector<float>& a, const std::vector<float>& b) {
+    if (a.size() != b.size()) return false;
+    for (size_t i = 0; i < a.size(); ++i) {
+      if (std::fabs(a[i] - b[i]) > 1e-5f) return false;
+    }
+    return true;
   }
 
   std::string ExportBytes(const std::string& model_id) {
@@ -252,7 +264,7 @@ TEST_F(PersistenceTest, DeployingBackAndForthNeverFailsARequest) {
         ++requests;
         if (got == std::vector<float>(200)) {
           ++errors;
-        } else if (got != expected_a && got != expected_b) {
+        } else if (!Near(got, expected_a) && !Near(got, expected_b)) {
           ++wrong;
         }
       }
