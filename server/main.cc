@@ -120,6 +120,12 @@ ABSL_FLAG(std::string, log_format, "text",
           "shippers"
           " (env CLASSIFIER_LOG_FORMAT)");
 
+ABSL_FLAG(std::string, log_level, "info",
+          "debug, info, warn or error; successful Predict calls are logged at debug (at many "
+          "thousand calls a second a line each would cost more than their forward passes; "
+          "classifier_rpcs_total counts them)"
+          " (env CLASSIFIER_LOG_LEVEL)");
+
 namespace {
 
 constexpr char kEnvironmentPrefix[] = "CLASSIFIER_";
@@ -214,6 +220,13 @@ int main(int argc, char** argv) {
     spdlog::error("{}", std::string(logging.message()));
     return EXIT_FAILURE;
   }
+  const std::string log_level = absl::GetFlag(FLAGS_log_level);
+  const spdlog::level::level_enum level = spdlog::level::from_str(log_level);
+  if (log_level != "debug" && log_level != "info" && log_level != "warn" && log_level != "error") {
+    spdlog::error("--log_level must be debug, info, warn or error, got \"{}\"", log_level);
+    return EXIT_FAILURE;
+  }
+  spdlog::set_level(level);
   LogEffectiveConfiguration();
 
   // Block the shutdown signals in every thread (threads inherit the mask), then

@@ -92,6 +92,6 @@ sleep 1
 status=0; stop_server || status=$?
 check "SIGTERM: exit status 0 (got $status)" test "$status" -eq 0
 check "SIGTERM: the log says shutdown complete" grep -q "shutdown complete" "$server_log"
-check "one log line per RPC" grep -q "rpc Predict from" "$server_log"
+check "one log line per RPC (successful Predict calls at debug level)" grep -q "rpc Evaluate from" "$server_log"
 check "one log line per epoch" grep -qE "job job-[0-9a-f]+ epoch 1/3: loss" "$server_log"
 finish
