@@ -347,7 +347,6 @@ void Latency(Calls& calls, const v1::PredictRequest& one, const std::vector<floa
   std::fflush(stdout);
 }
 
-
 // `callers` Predict calls always in flight on one completion queue (a closed loop, as
 // `callers` clients that each send the next request when the answer arrives). Counts the
 // calls that finish within `seconds` after a warm-up of a fifth of that.

@@ -183,9 +183,22 @@ void Batcher::Loop() {
         const Clock::time_point until =
             queue_.front()->arrived + absl::ToChronoNanoseconds(options_.max_delay);
         ++waiting_threads_;
-        batch_full_.wait_until(lock, until, [this] {
+        // Wait in steps of a quarter of max_delay and stop early after a step in which no call
+        // arrived: with a few callers, all of whose calls are already here, no more are coming
+        // (measured: 2 callers of 1 image each waited the full delay every batch, and got half
+        // the throughput of 1 caller); under load calls keep arriving and the batch fills.
+        const auto step = absl::ToChronoNanoseconds(options_.max_delay / 4);
+        const auto full = [this] {
           return stopping_ || queue_.empty() || ReadyImages() >= options_.max_images;
-        });
+        };
+        for (int64_t seen = queued_images_;;) {
+          const Clock::time_point now = Clock::now();
+          if (now >= until || batch_full_.wait_until(lock, std::min(until, now + step), full)) {
+            break;
+          }
+          if (queued_images_ <= seen) break;  // A quiet step: take what is here.
+          seen = queued_images_;
+        }
         --waiting_threads_;
         if (queue_.empty()) continue;  // Another thread took them.
       }

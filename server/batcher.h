@@ -14,7 +14,8 @@
 // On top of that a batch smaller than `max_images` waits for more calls up to `max_delay` after
 // its oldest call arrived, but only while the batcher is coalescing (the previous batch held
 // more than one call): a lone caller, whose next call cannot arrive before this one is
-// answered, never waits.
+// answered, never waits. The wait also ends after a quarter of `max_delay` in which no call
+// arrived: a few callers whose calls are all queued wait that quarter, not the whole delay.
 //
 // Deadlines: a call whose deadline has passed when its turn comes is answered
 // DEADLINE_EXCEEDED without being computed (its client has given up).
