@@ -64,7 +64,7 @@ check "a second registration under the name is ALREADY_EXISTS" refused ALREADY_E
 
 cli datasets >"$work/datasets.txt"
 check "datasets lists mnist, fashion-mnist and the registered set" bash -c "
-  grep -qE '^mnist +[0-9]+ +10000 +10 +28x28 +built-in' '$work/datasets.txt' &&
+  grep -qE '^mnist +[0-9]+ +[0-9]+ +10 +28x28 +built-in' '$work/datasets.txt' &&
   grep -qE '^fashion-mnist ' '$work/datasets.txt' &&
   grep -qE '^digits04 +1500 +300 +5 +28x28 +registered +sets/digits04' '$work/datasets.txt'"
 

@@ -253,6 +253,10 @@ TEST_F(ProductionTest, DrainFailsNoPredictInFlight) {
       ++ok;
     } else if (code == StatusCode::UNAVAILABLE) {
       ++unavailable;
+    } else if (code == StatusCode::CANCELLED && call.start >= drain_begin) {
+      // Sent after the drain began and still unmatched to a handler when gRPC's Shutdown closed
+      // the transport: gRPC itself cancels those (seen under load); our handlers never saw it.
+      ++unavailable;
     } else {
       ++other;
       ADD_FAILURE() << "code " << code << ": " << call.status.error_message();
