@@ -118,6 +118,13 @@ std::string SummaryNote(const TrainingSummary& summary, const TrainOptions& opti
 
 namespace {
 
+// The cross product's size; an empty list keeps the request's own value (one entry). Each list
+// is shorter than 2^31, so the product of four fits.
+int64_t SweepTrials(const v1::Sweep& sweep) {
+  return int64_t{std::max(1, sweep.learning_rates_size())} * std::max(1, sweep.batch_sizes_size()) *
+         std::max(1, sweep.architectures_size()) * std::max(1, sweep.augment_size());
+}
+
 // One training run's plan: everything but the sweep.
 absl::StatusOr<TrainPlan> PlanOne(const v1::TrainRequest& request, const DatasetCatalog& catalog,
                                   const std::string& device, const ModelRegistry* registry) {
@@ -332,8 +339,7 @@ absl::StatusOr<TrainPlan> PlanTraining(const v1::TrainRequest& request,
   const int batch_sizes = std::max(1, sweep.batch_sizes_size());
   const int architectures = std::max(1, sweep.architectures_size());
   const int augments = std::max(1, sweep.augment_size());
-  const int64_t trials =
-      int64_t{learning_rates} * batch_sizes * architectures * augments;  // Each list is < 2^31.
+  const int64_t trials = SweepTrials(sweep);
   if (trials > kMaxSweepTrials) {
     return absl::ResourceExhaustedError(absl::StrCat(
         "sweep: ", learning_rates, " learning_rates x ", batch_sizes, " batch_sizes x ",
@@ -467,11 +473,8 @@ v1::JobEvent::Started TrainingExecutor::Describe(const v1::TrainRequest& request
   started.set_device(device_);
   started.set_epochs(request.epochs() > 0 ? request.epochs() : kDefaultEpochs);
   if (request.has_sweep()) {
-    const v1::Sweep& sweep = request.sweep();
     // PlanTraining refused more than kMaxSweepTrials before the job was queued.
-    const int64_t trials =
-        int64_t{std::max(1, sweep.learning_rates_size())} * std::max(1, sweep.batch_sizes_size()) *
-        std::max(1, sweep.architectures_size()) * std::max(1, sweep.augment_size());
+    const int64_t trials = SweepTrials(request.sweep());
     started.set_trials(static_cast<int>(std::min<int64_t>(trials, kMaxSweepTrials)));
   }
   // Headers only; a dataset that has gone missing fails in Execute with a clear
