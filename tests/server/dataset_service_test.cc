@@ -4,10 +4,12 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <memory>
 #include <set>
 #include <string>
 #include <vector>
 
+#include "server/dataset_catalog.h"
 #include "tests/server/server_fixture.h"
 
 namespace classifier::testing {
@@ -260,6 +262,42 @@ TEST_F(DatasetServiceTest, SamplesAreTheDatasetsImagesChosenBySeed) {
                ::grpc::StatusCode::INVALID_ARGUMENT, "count");
   ExpectStatus(Samples("nope", v1::DATASET_SPLIT_TRAIN, 4, 1, &samples),
                ::grpc::StatusCode::NOT_FOUND, "nope");
+}
+
+}  // namespace
+}  // namespace classifier::testing
+
+namespace classifier::testing {
+namespace {
+
+// Jobs share one loaded copy of a dataset: the catalog loads each split once.
+TEST_F(DatasetServiceTest, EachSplitIsLoadedOnceAndShared) {
+  DatasetCatalog catalog(dir_.path() + "/data", dir_.path() + "/no-fashion");
+  absl::StatusOr<std::shared_ptr<const Dataset>> first = catalog.Load("mnist", Split::kTrain);
+  absl::StatusOr<std::shared_ptr<const Dataset>> second = catalog.Load("mnist", Split::kTrain);
+  absl::StatusOr<std::shared_ptr<const Dataset>> test = catalog.Load("mnist", Split::kTest);
+  ASSERT_TRUE(first.ok() && second.ok() && test.ok()) << first.status();
+  EXPECT_EQ(first->get(), second->get());
+  EXPECT_NE(first->get(), test->get());
+  EXPECT_EQ((*first)->size(), kTrainImages);
+}
+
+// Model ids name registry entries, never files: an id shaped like a path finds nothing.
+TEST_F(DatasetServiceTest, AModelIdShapedLikeAPathIsNotFound) {
+  for (const std::string id : {"../../etc/passwd", "/etc/passwd", "models/../x"}) {
+    v1::PredictRequest predict;
+    predict.set_model_id(id);
+    *predict.add_images() = RawImage(test_, 0);
+    v1::PredictResponse response;
+    ExpectStatus(Predict(predict, &response), ::grpc::StatusCode::NOT_FOUND, id);
+    ::grpc::ClientContext context;
+    v1::ExportWeightsRequest request;
+    request.set_model_id(id);
+    auto reader = stub_->ExportWeights(&context, request);
+    v1::WeightsChunk chunk;
+    EXPECT_FALSE(reader->Read(&chunk));
+    ExpectStatus(reader->Finish(), ::grpc::StatusCode::NOT_FOUND, id);
+  }
 }
 
 }  // namespace
