@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <cstring>
 #include <deque>
 #include <memory>
 #include <mutex>
@@ -33,8 +32,14 @@ constexpr size_t kExportChunkBytes = 1 << 20;
 // One log line per RPC: method, peer, status, duration; counted in `metrics` when not null.
 class RpcLog {
  public:
-  RpcLog(const char* method, ::grpc::CallbackServerContext* context, Metrics* metrics)
-      : method_(method), peer_(context->peer()), start_(absl::Now()), metrics_(metrics) {}
+  // `ok_level`: the level of the line for a successful call (failures are always info).
+  RpcLog(const char* method, ::grpc::CallbackServerContext* context, Metrics* metrics,
+         spdlog::level::level_enum ok_level = spdlog::level::info)
+      : method_(method),
+        peer_(context->peer()),
+        start_(absl::Now()),
+        metrics_(metrics),
+        ok_level_(ok_level) {}
   void Done(const ::grpc::Status& status) const {
     const absl::Duration elapsed = absl::Now() - start_;
     if (metrics_ != nullptr) {
@@ -43,10 +48,7 @@ class RpcLog {
     }
     const double ms = absl::ToDoubleMilliseconds(elapsed);
     if (status.ok()) {
-      // Predict is the hot path: a line per call would cost more than its forward pass at
-      // batch 1 (see bench/README.md); --log_level=debug shows them.
-      spdlog::log(std::strcmp(method_, "Predict") == 0 ? spdlog::level::debug : spdlog::level::info,
-                  "rpc {} from {}: OK in {:.1f} ms", method_, peer_, ms);
+      spdlog::log(ok_level_, "rpc {} from {}: OK in {:.1f} ms", method_, peer_, ms);
     } else {
       spdlog::info("rpc {} from {}: code {} in {:.1f} ms: {}", method_, peer_,
                    static_cast<int>(status.error_code()), ms, status.error_message());
@@ -58,6 +60,7 @@ class RpcLog {
   std::string peer_;
   absl::Time start_;
   Metrics* metrics_;
+  const spdlog::level::level_enum ok_level_;
 };
 
 // A streaming call refused before it started.
@@ -567,7 +570,9 @@ absl::Status ClassifierService::DoEvaluate(const v1::EvaluateRequest& request,
 ::grpc::ServerUnaryReactor* ClassifierService::Predict(::grpc::CallbackServerContext* context,
                                                        const v1::PredictRequest* request,
                                                        v1::PredictResponse* response) {
-  RpcLog log("Predict", context, metrics_);
+  // The hot path: a line per call would cost more than its forward pass at batch 1 (see
+  // bench/README.md); --log_level=debug shows them.
+  RpcLog log("Predict", context, metrics_, spdlog::level::debug);
   if (absl::Status admitted = Admit(*context, /*read_only=*/true); !admitted.ok()) {
     return FinishUnary(context, log, admitted);
   }
