@@ -42,7 +42,8 @@ anchor_port=$("$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0
 bench_pids+=($!)
 
 # The service, serving the tutorial's CNN as torch.save wrote it.
-start_server compare
+# --log_level=debug: its OK Predict lines are how the calls are counted (see ok_calls).
+start_server compare --log_level=debug
 cli=("$cli_bin" --server "127.0.0.1:$server_port")
 "$PYTHON" - "$bench_tmp/cnn.pth" <<'PY'
 import sys, torch, torch.nn as nn
