@@ -84,7 +84,7 @@ Batcher::~Batcher() {
     stopping_ = true;
   }
   work_.notify_all();
-  batch_full_.notify_all();
+  batch_ready_.notify_all();
   for (std::thread& thread : threads_) thread.join();
 }
 
@@ -106,9 +106,11 @@ void Batcher::Submit(Call call) {
       queued_images_ += pending->call.images;
       queue_.push_back(std::move(pending));
       pending = nullptr;
-      // A thread holding a batch open takes this call with it; only a full batch ends its wait.
-      // Otherwise an idle thread takes the call.
-      wake_waiting = waiting_threads_ > 0 && queued_images_ >= options_.max_images;
+      // A thread holding a batch open takes this call with it; only a ready batch ends its
+      // wait (checked again there, per network). Otherwise an idle thread takes the call.
+      wake_waiting =
+          waiting_threads_ > 0 && (queued_images_ >= options_.max_images ||
+                                   static_cast<int64_t>(queue_.size()) >= last_batch_calls_);
       wake_idle = waiting_threads_ == 0 && idle_threads_ > 0;
     }
   }
@@ -116,25 +118,27 @@ void Batcher::Submit(Call call) {
     pending->call.done(absl::UnavailableError("the server is shutting down"));
     return;
   }
-  if (wake_waiting) batch_full_.notify_all();
+  if (wake_waiting) batch_ready_.notify_all();
   if (wake_idle) work_.notify_one();
 }
 
 bool Batcher::ShouldWait() const {
-  return !stopping_ && coalescing_ && options_.max_delay > absl::ZeroDuration() &&
-         ReadyImages() < options_.max_images;
+  return !stopping_ && last_batch_calls_ > 1 && options_.max_delay > absl::ZeroDuration() &&
+         !BatchReady();
 }
 
-int64_t Batcher::ReadyImages() const {
-  if (queue_.empty()) return 0;
+bool Batcher::BatchReady() const {
+  if (queue_.empty()) return false;
   const TrainedModel* network = queue_.front()->call.network.get();
   int64_t images = 0;
+  int64_t calls = 0;
   for (const std::shared_ptr<Pending>& pending : queue_) {
     if (pending->call.network.get() != network) continue;
     images += pending->call.images - pending->next;
-    if (images >= options_.max_images) break;
+    ++calls;
+    if (images >= options_.max_images || calls >= last_batch_calls_) return true;
   }
-  return images;
+  return false;
 }
 
 std::vector<Batcher::Slice> Batcher::TakeBatch() {
@@ -163,7 +167,7 @@ std::vector<Batcher::Slice> Batcher::TakeBatch() {
     }
   }
   queued_images_ -= taken;
-  coalescing_ = batch.size() > 1;
+  last_batch_calls_ = static_cast<int64_t>(batch.size());
   return batch;
 }
 
@@ -184,16 +188,13 @@ void Batcher::Loop() {
             queue_.front()->arrived + absl::ToChronoNanoseconds(options_.max_delay);
         ++waiting_threads_;
         // Wait in steps of a quarter of max_delay and stop early after a step in which no call
-        // arrived: with a few callers, all of whose calls are already here, no more are coming
-        // (measured: 2 callers of 1 image each waited the full delay every batch, and got half
-        // the throughput of 1 caller); under load calls keep arriving and the batch fills.
+        // arrived: a caller of the previous batch that went away is not waited for to the end
+        // of the delay; under load calls keep arriving and the batch fills.
         const auto step = absl::ToChronoNanoseconds(options_.max_delay / 4);
-        const auto full = [this] {
-          return stopping_ || queue_.empty() || ReadyImages() >= options_.max_images;
-        };
+        const auto ready = [this] { return stopping_ || queue_.empty() || BatchReady(); };
         for (int64_t seen = queued_images_;;) {
           const Clock::time_point now = Clock::now();
-          if (now >= until || batch_full_.wait_until(lock, std::min(until, now + step), full)) {
+          if (now >= until || batch_ready_.wait_until(lock, std::min(until, now + step), ready)) {
             break;
           }
           if (queued_images_ <= seen) break;  // A quiet step: take what is here.

@@ -11,11 +11,14 @@
 // that are cut into slices of `max_images` images (a cache-sized forward: no cliff at 10,000
 // images), which other calls' slices can share a pass with, and which every thread can work on
 // at once. Calls queue while the threads compute, so under load batches form by themselves.
-// On top of that a batch smaller than `max_images` waits for more calls up to `max_delay` after
-// its oldest call arrived, but only while the batcher is coalescing (the previous batch held
-// more than one call): a lone caller, whose next call cannot arrive before this one is
-// answered, never waits. The wait also ends after a quarter of `max_delay` in which no call
-// arrived: a few callers whose calls are all queued wait that quarter, not the whole delay.
+// On top of that a batch may wait for more calls, up to `max_delay` after its oldest call
+// arrived, but only while the batcher is coalescing (the previous batch held more than one
+// call), and only until as many calls are queued as the previous batch answered: callers
+// waiting on their answers send their next calls as soon as they have them, so the previous
+// batch's callers are the ones worth waiting for (2 callers: a batch of 2 goes as soon as the
+// second call is in; 64: as soon as the 64th is). A lone caller, whose next call cannot arrive
+// before this one is answered, never waits; a batch of `max_images` images never waits. The
+// wait also ends after a quarter of `max_delay` in which no call arrived (a caller that left).
 //
 // Deadlines: a call whose deadline has passed when its turn comes is answered
 // DEADLINE_EXCEEDED without being computed (its client has given up).
@@ -99,8 +102,9 @@ class Batcher {
   void Loop();
   // Whether the oldest queued call should wait for more calls to join its batch.
   bool ShouldWait() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Queued images that the oldest queued call's network would take now, up to max_images.
-  int64_t ReadyImages() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Whether the calls queued for the oldest queued call's network make a batch worth taking
+  // now: max_images images, or as many calls as the previous batch held.
+  bool BatchReady() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Takes the next batch off the queue: the oldest call's network, up to max_images images.
   std::vector<Slice> TakeBatch() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Computes one batch and answers the calls it completes. No lock held.
@@ -113,16 +117,16 @@ class Batcher {
   std::mutex mu_;
   // Idle threads wait here for a call.
   std::condition_variable work_;
-  // A thread holding a batch open for more calls waits here: woken only when a full batch may
-  // be queued, not at every arrival (64 callers would otherwise wake it 64 times a batch).
-  std::condition_variable batch_full_;
+  // A thread holding a batch open for more calls waits here: woken only when a ready batch
+  // may be queued, not at every arrival (64 callers would otherwise wake it 64 times a batch).
+  std::condition_variable batch_ready_;
   std::deque<std::shared_ptr<Pending>> queue_ ABSL_GUARDED_BY(mu_);
   int64_t queued_images_ ABSL_GUARDED_BY(mu_) = 0;  // Not yet handed to a batch, any network.
   int idle_threads_ ABSL_GUARDED_BY(mu_) = 0;
   int waiting_threads_ ABSL_GUARDED_BY(mu_) = 0;  // Holding a batch open.
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  // Whether the last batch taken held more than one call (see the header comment).
-  bool coalescing_ ABSL_GUARDED_BY(mu_) = false;
+  // Calls in the last batch taken: more than one means coalescing (see the header comment).
+  int64_t last_batch_calls_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<std::thread> threads_;  // Last: joined before the rest is destroyed.
 };
 

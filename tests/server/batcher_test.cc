@@ -1,6 +1,7 @@
 // The dynamic batcher through the real server on loopback: concurrent callers get their own
-// answers (the same as one image at a time), calls are coalesced into shared forward passes,
-// expired calls are dropped without being computed, and shutdown answers every accepted call.
+// answers (the same as one image at a time), calls are coalesced into shared forward passes
+// without waiting for callers that are not coming, expired calls are dropped without being
+// computed, and shutdown answers every accepted call.
 #include <chrono>
 #include <cmath>
 #include <string>
@@ -136,6 +137,47 @@ TEST_F(BatcherTest, ConcurrentCallersGetTheirOwnAnswersFromSharedForwardPasses) 
       << "no forward pass held more than one call\n"
       << metrics;
   EXPECT_GT(Sample(metrics, "classifier_batcher_queue_delay_seconds_count"), 0) << metrics;
+}
+
+TEST_F(BatcherTest, ABatchGoesAsSoonAsThePreviousBatchsCallersAreBack) {
+  // The longest delay the server takes: a round that waited for it, or for its quarter (the
+  // quiet step), would take 250 ms or more instead of a few.
+  const absl::Duration delay = absl::Seconds(1);
+  StartBatching(/*max_images=*/256, delay);
+  const std::string model_id = TrainModel(QuickTraining(/*epochs=*/1));
+  ASSERT_FALSE(model_id.empty());
+  const std::string before = Scrape(server_->metrics_port());
+
+  // Four callers in lock step, like closed-loop clients: each round's calls leave together
+  // once the previous round's answers are in.
+  constexpr int kRounds = 12;
+  constexpr int kCallers = 4;
+  const auto start = std::chrono::steady_clock::now();
+  for (int round = 0; round < kRounds; ++round) {
+    std::vector<std::unique_ptr<AsyncCall>> calls;
+    for (int i = 0; i < kCallers; ++i) {
+      calls.push_back(std::make_unique<AsyncCall>());
+      calls.back()->request = ImagesRequest(model_id, round * kCallers + i, 1);
+    }
+    RunConcurrently(calls);
+    for (const auto& call : calls) ASSERT_TRUE(call->status.ok()) << call->status.error_message();
+  }
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+
+  const std::string metrics = Scrape(server_->metrics_port());
+  const double batches = Sample(metrics, "classifier_batcher_batch_calls_count") -
+                         Sample(before, "classifier_batcher_batch_calls_count");
+  const double single = Sample(metrics, R"(classifier_batcher_batch_calls_bucket{le="1"})") -
+                        Sample(before, R"(classifier_batcher_batch_calls_bucket{le="1"})");
+  // The calls were coalesced (so the batcher was in its waiting mode)...
+  EXPECT_LT(batches, kRounds * kCallers) << metrics;
+  EXPECT_LT(single, batches) << "no forward pass held more than one call\n" << metrics;
+  // ...and the rounds did not wait for the delay or its quarter (half the rounds doing so would
+  // already cross this line): a batch went as soon as as many calls were queued as the
+  // previous batch held.
+  EXPECT_LT(seconds, kRounds / 2 * absl::ToDoubleSeconds(delay / 4))
+      << kRounds << " rounds of " << kCallers << " one-image calls took " << seconds << " s";
 }
 
 TEST_F(BatcherTest, ExpiredCallsAreDroppedWithoutBeingComputed) {
