@@ -95,6 +95,16 @@ start_server() {
   [[ -n $server_port && -n $server_pid ]] || die "$name: cannot parse '$line'"
 }
 
+# metrics_port NAME: the Prometheus port of the server start_server started as NAME (its log's
+# "serving Prometheus metrics on ... (port N)" line; start it with --metrics_listen=HOST:0).
+metrics_port() {
+  local port
+  port=$(sed -n 's/.*serving Prometheus metrics on .* (port \([0-9]*\)).*/\1/p' \
+    "$bench_tmp/$1.log" | head -1)
+  [[ -n $port ]] || die "$1: no metrics port in $bench_tmp/$1.log"
+  echo "$port"
+}
+
 # stop_server PID: SIGTERM (a clean shutdown) and wait for it.
 stop_server() {
   kill -TERM "$1" 2>/dev/null || true
@@ -105,4 +115,41 @@ stop_server() {
 median() {
   printf '%s\n' "$@" | sort -g | awk '{v[NR] = $1} END {
     if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+# grpc_frame OUT: writes standard input (one serialized message) to OUT as one gRPC frame (flag
+# byte 0, big-endian length, message): the body h2load sends with -d.
+grpc_frame() {
+  local message=$bench_tmp/frame-message.bin size
+  cat >"$message"
+  size=$(stat -c %s "$message")
+  printf '%b' "$(printf '\\x00\\x%02x\\x%02x\\x%02x\\x%02x' $((size >> 24 & 255)) \
+    $((size >> 16 & 255)) $((size >> 8 & 255)) $((size & 255)))" >"$1"
+  cat "$message" >>"$1"
+}
+
+# h2load_grpc BODY CLIENTS REQUESTS URL: REQUESTS unary gRPC calls of BODY (a gRPC frame) from
+# CLIENTS connections, one call in flight on each (-m 1: CLIENTS independent closed-loop
+# callers); prints "REQ_PER_S MEAN_MS SUCCEEDED". h2load reads HTTP statuses only, not gRPC's:
+# callers check the gRPC outcome themselves (OK counts in the server's metrics or log).
+h2load_grpc() {
+  local out=$bench_tmp/h2load.txt
+  h2load -n "$3" -c "$2" -m 1 -H 'content-type: application/grpc' -H 'te: trailers' \
+    -d "$1" "$4" >"$out" 2>&1 || { cat "$out" >&2; die "h2load failed"; }
+  awk '/^finished in/ {rps = $4}
+       /^requests:/ {ok = $8}
+       /^time for request:/ {mean = $6; unit = mean; sub(/[a-z]+$/, "", mean); sub(/^[0-9.]+/, "", unit)
+         if (unit == "us") mean /= 1000; if (unit == "s") mean *= 1000}
+       END {printf "%s %.2f %s\n", rps, mean, ok}' "$out"
+}
+
+# metrics_sample PORT NAME: the value of one sample (NAME with its labels, as exposed) on the
+# server's Prometheus endpoint at 127.0.0.1:PORT; 0 when absent. Plain bash: no HTTP client.
+metrics_sample() {
+  local body
+  exec 9<>"/dev/tcp/127.0.0.1/$1" || die "no metrics endpoint on port $1"
+  printf 'GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' >&9
+  body=$(cat <&9)
+  exec 9<&-
+  awk -v name="$2" '$1 == name {v = $2} END {print v + 0}' <<<"$body"
 }

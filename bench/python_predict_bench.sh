@@ -85,18 +85,6 @@ for n in (1, 64):
         assert len(answer.predictions) == n, (name, n, len(answer.predictions))
 PY
 
-# h2load_run NAME PORT PATH IMAGES CLIENTS REQUESTS: prints "REQ_PER_S MEAN_MS SUCCEEDED".
-h2load_run() {
-  local out=$bench_tmp/h2load.txt
-  h2load -n "$6" -c "$5" -m 1 -H 'content-type: application/grpc' -H 'te: trailers' \
-    -d "$bench_tmp/$1-$4.bin" "http://127.0.0.1:$2$3" >"$out" 2>&1 || { cat "$out" >&2; die "h2load failed"; }
-  awk '/^finished in/ {rps = $4}
-       /^requests:/ {ok = $8}
-       /^time for request:/ {mean = $6; unit = mean; sub(/[a-z]+$/, "", mean); sub(/^[0-9.]+/, "", unit)
-         if (unit == "us") mean /= 1000; if (unit == "s") mean *= 1000}
-       END {printf "%s %.2f %s\n", rps, mean, ok}' "$out"
-}
-
 ok_calls() { grep -c 'rpc Predict .*: OK' "$bench_tmp/compare.log" || true; }
 
 echo "== Predict vs the Python grpcio server (tutorial CNN, OMP_NUM_THREADS=$BENCH_THREADS; service" \
@@ -107,13 +95,13 @@ for config in "1 1 2000" "1 64 3000" "64 1 300" "64 8 400"; do
   read -r images clients requests <<<"$config"
   py_rps=() sv_rps=() py_ms=() sv_ms=()
   for ((round = 1; round <= rounds; ++round)); do
-    read -r rps ms ok < <(h2load_run anchor "$anchor_port" /anchor.Predictor/Predict \
-      "$images" "$clients" "$requests")
+    read -r rps ms ok < <(h2load_grpc "$bench_tmp/anchor-$images.bin" "$clients" "$requests" \
+      "http://127.0.0.1:$anchor_port/anchor.Predictor/Predict")
     [[ $ok == "$requests" ]] || die "python server: $ok of $requests requests succeeded"
     py_rps+=("$rps") py_ms+=("$ms")
     before=$(ok_calls)
-    read -r rps ms ok < <(h2load_run service "$server_port" /classifier.v1.Classifier/Predict \
-      "$images" "$clients" "$requests")
+    read -r rps ms ok < <(h2load_grpc "$bench_tmp/service-$images.bin" "$clients" "$requests" \
+      "http://127.0.0.1:$server_port/classifier.v1.Classifier/Predict")
     (($(ok_calls) - before == requests)) || die "service: only $(($(ok_calls) - before)) OK calls"
     sv_rps+=("$rps") sv_ms+=("$ms")
   done
