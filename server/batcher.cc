@@ -69,6 +69,7 @@ Batcher::Batcher(BatcherOptions options, Metrics* metrics)
     : options_([&options] {
         options.max_images = std::max(options.max_images, 1);
         options.max_delay = std::max(options.max_delay, absl::ZeroDuration());
+        options.idle_poll = std::max(options.idle_poll, absl::ZeroDuration());
         options.threads = std::max(options.threads, 1);
         options.compute_threads = std::max(options.compute_threads, 1);
         return options;
@@ -105,6 +106,7 @@ void Batcher::Submit(Call call) {
     if (!stopping_) {
       queued_images_ += pending->call.images;
       queue_.push_back(std::move(pending));
+      queued_calls_.store(queue_.size(), std::memory_order_relaxed);
       pending = nullptr;
       // A thread holding a batch open takes this call with it; only a ready batch ends its
       // wait (checked again there, per network). Otherwise an idle thread takes the call.
@@ -167,6 +169,7 @@ std::vector<Batcher::Slice> Batcher::TakeBatch() {
     }
   }
   queued_images_ -= taken;
+  queued_calls_.store(queue_.size(), std::memory_order_relaxed);
   last_batch_calls_ = static_cast<int64_t>(batch.size());
   return batch;
 }
@@ -177,6 +180,7 @@ void Batcher::Loop() {
   std::vector<float> input;  // Reused: the batch's pixels, without a fresh allocation per pass.
   for (;;) {
     std::vector<Slice> batch;
+    PollForWork();
     {
       std::unique_lock<std::mutex> lock(mu_);
       ++idle_threads_;
@@ -208,6 +212,16 @@ void Batcher::Loop() {
       if (!queue_.empty() && idle_threads_ > 0) work_.notify_one();
     }
     Run(batch, input);
+  }
+}
+
+void Batcher::PollForWork() const {
+  if (options_.idle_poll <= absl::ZeroDuration()) return;
+  const Clock::time_point until = Clock::now() + absl::ToChronoNanoseconds(options_.idle_poll);
+  while (queued_calls_.load(std::memory_order_relaxed) == 0 && Clock::now() < until) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();  // Tells the core this is a spin loop (power, the sibling thread).
+#endif
   }
 }
 

@@ -61,6 +61,12 @@ ABSL_FLAG(int, batch_max_delay_us, 1000,
           "more calls, only while calls are being coalesced (a lone caller never waits); 0 = "
           "never wait"
           " (env CLASSIFIER_BATCH_MAX_DELAY_US)");
+ABSL_FLAG(int, batch_idle_poll_us, 250,
+          "dynamic batching: microseconds an inference thread that finds no call keeps polling "
+          "for one before it sleeps (at most 1000): a steady caller's next call then starts "
+          "without a thread wake-up (measured: Predict p50 -19 to -50 us for one caller), paid "
+          "with up to that much CPU after each batch; 0 = sleep at once"
+          " (env CLASSIFIER_BATCH_IDLE_POLL_US)");
 ABSL_FLAG(int, max_queued_jobs, 64,
           "jobs that may wait in the queue"
           " (env CLASSIFIER_MAX_QUEUED_JOBS)");
@@ -254,6 +260,7 @@ int main(int argc, char** argv) {
   config.inference_threads = absl::GetFlag(FLAGS_inference_threads);
   config.batch_max_images = absl::GetFlag(FLAGS_batch_max_images);
   config.batch_max_delay = absl::Microseconds(absl::GetFlag(FLAGS_batch_max_delay_us));
+  config.batch_idle_poll = absl::Microseconds(absl::GetFlag(FLAGS_batch_idle_poll_us));
   config.max_queued_jobs = absl::GetFlag(FLAGS_max_queued_jobs);
   config.max_predict_images = absl::GetFlag(FLAGS_max_predict_images);
   config.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);

@@ -122,6 +122,12 @@ absl::Status CheckThreadBudget(const ServerConfig& config) {
         absl::StrCat("--batch_max_delay_us must be between 0 and 1000000, got ",
                      absl::ToInt64Microseconds(config.batch_max_delay)));
   }
+  if (config.batch_idle_poll < absl::ZeroDuration() ||
+      config.batch_idle_poll > absl::Milliseconds(1)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--batch_idle_poll_us must be between 0 and 1000, got ",
+                     absl::ToInt64Microseconds(config.batch_idle_poll)));
+  }
   return absl::OkStatus();
 }
 
@@ -161,9 +167,10 @@ absl::StatusOr<std::unique_ptr<ClassifierServer>> ClassifierServer::Start(
   SetComputeThreads(training_threads);
   spdlog::info(
       "thread budget: training {} intra-op thread(s), inference {} thread(s) of 1; batcher: up "
-      "to {} images per forward pass, waits up to {} us while coalescing",
+      "to {} images per forward pass, waits up to {} us while coalescing, polls {} us when idle",
       training_threads, config.inference_threads, config.batch_max_images,
-      absl::ToInt64Microseconds(config.batch_max_delay));
+      absl::ToInt64Microseconds(config.batch_max_delay),
+      absl::ToInt64Microseconds(config.batch_idle_poll));
 
   auto parts = std::make_unique<Parts>();
   parts->config = config;
@@ -195,6 +202,7 @@ absl::StatusOr<std::unique_ptr<ClassifierServer>> ClassifierServer::Start(
   BatcherOptions batching;
   batching.max_images = config.batch_max_images;
   batching.max_delay = config.batch_max_delay;
+  batching.idle_poll = config.batch_idle_poll;
   batching.threads = config.inference_threads;
   batching.compute_threads = 1;
   parts->batcher = std::make_unique<Batcher>(batching, parts->metrics.get());

@@ -34,6 +34,9 @@ struct ServerConfig {
   // calls are being coalesced.
   int batch_max_images = 256;
   absl::Duration batch_max_delay = absl::Microseconds(1000);
+  // How long an inference thread that finds no call polls for one before it sleeps (see
+  // BatcherOptions::idle_poll): lower latency for steady callers, paid in CPU; 0 = never.
+  absl::Duration batch_idle_poll = absl::Microseconds(250);
   int max_queued_jobs = 64;
   int max_predict_images = 10000;
   // gRPC message size limit, both directions.

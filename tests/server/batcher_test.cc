@@ -274,6 +274,13 @@ TEST_F(BatcherTest, BadBatchingSettingsAreRefusedAtStart) {
   ASSERT_FALSE(server.ok());
   EXPECT_NE(server.status().message().find("--inference_threads"), std::string::npos)
       << server.status();
+  config.inference_threads = 1;
+  config.batch_idle_poll = absl::Milliseconds(2);  // More than the 1 ms allowed.
+  server = ClassifierServer::Start(config);
+  ASSERT_FALSE(server.ok());
+  EXPECT_EQ(server.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(server.status().message().find("--batch_idle_poll_us"), std::string::npos)
+      << server.status();
 }
 
 }  // namespace
