@@ -54,11 +54,12 @@ struct BatcherOptions {
   // How long a batch smaller than max_images may wait for more calls while coalescing (see
   // above); zero never waits.
   absl::Duration max_delay = absl::Microseconds(1000);
-  // How long a thread that finds no call polls for one (spinning, the lock not held) before it
-  // sleeps. A sleeping thread takes 40-60 us to wake on another core of this machine's VM and
-  // then runs its forward pass on cold caches; a steady caller's next call, which arrives a
-  // round trip after its answer, finds a polling thread instead. Costs up to this much CPU
-  // after every batch; zero sleeps at once.
+  // How long a thread that finds no call polls for one (yielding to any other runnable thread,
+  // the lock not held) before it sleeps, while polling is on (SetIdlePolling). A sleeping
+  // thread takes 40-60 us to wake on another core of this machine's VM and then runs its
+  // forward pass on cold caches; a steady caller's next call, which arrives a round trip after
+  // its answer, finds a polling thread instead. Costs up to this much CPU after every batch;
+  // zero sleeps at once.
   absl::Duration idle_poll = absl::ZeroDuration();
   // Threads running forward passes, each with `compute_threads` LibTorch intra-op threads:
   // together, the inference thread budget (see README "Thread budget").
@@ -101,6 +102,11 @@ class Batcher {
 
   const BatcherOptions& options() const { return options_; }
 
+  // Whether idle threads poll (options().idle_poll) or sleep at once; thread-safe. The server
+  // turns polling off while a training job runs: then the cores are the job's and gRPC's, and
+  // a polling thread, even one that yields, lengthens their waits.
+  void SetIdlePolling(bool enabled) { idle_polling_.store(enabled, std::memory_order_relaxed); }
+
  private:
   using Clock = std::chrono::steady_clock;
   struct Pending;
@@ -133,6 +139,7 @@ class Batcher {
   int64_t queued_images_ ABSL_GUARDED_BY(mu_) = 0;  // Not yet handed to a batch, any network.
   // queue_.size(), written under mu_, read without it by polling threads.
   std::atomic<size_t> queued_calls_{0};
+  std::atomic<bool> idle_polling_{true};
   int idle_threads_ ABSL_GUARDED_BY(mu_) = 0;
   int waiting_threads_ ABSL_GUARDED_BY(mu_) = 0;  // Holding a batch open.
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;

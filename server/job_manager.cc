@@ -9,11 +9,13 @@
 namespace classifier {
 
 JobManager::JobManager(JobExecutor* executor, Store* store, int max_queued_jobs,
-                       std::vector<StoredJob> recovered, Metrics* metrics)
+                       std::vector<StoredJob> recovered, Metrics* metrics,
+                       std::function<void(bool training)> on_training)
     : executor_(executor),
       store_(store),
       max_queued_jobs_(max_queued_jobs),
       metrics_(metrics),
+      on_training_(std::move(on_training)),
       id_generator_(std::random_device{}()) {
   std::vector<std::shared_ptr<Job>> waiting;
   for (StoredJob& stored : recovered) {
@@ -55,6 +57,7 @@ void JobManager::UpdateJobCounts() {
   if (metrics_ != nullptr) {
     metrics_->SetJobCounts(static_cast<int>(queue_.size()), running_ ? 1 : 0);
   }
+  if (on_training_) on_training_(running_ != nullptr);
 }
 
 absl::StatusOr<std::shared_ptr<Job>> JobManager::Submit(const v1::TrainRequest& request) {

@@ -9,6 +9,7 @@
 
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -67,8 +68,11 @@ class JobManager {
   // only. `recovered` are the jobs read back from the store: those that were running resume
   // first, then the queued ones run, in their original order. At most `max_queued_jobs` new
   // jobs wait at once. `metrics` (may be null) gets the queue length and each final state.
+  // `on_training` (may be empty) hears whether a job is running whenever that may have
+  // changed, under the manager's lock: it must be quick and must not call back.
   JobManager(JobExecutor* executor, Store* store, int max_queued_jobs,
-             std::vector<StoredJob> recovered = {}, Metrics* metrics = nullptr);
+             std::vector<StoredJob> recovered = {}, Metrics* metrics = nullptr,
+             std::function<void(bool training)> on_training = nullptr);
   // Shuts down (see Shutdown) and joins the worker.
   ~JobManager();
   JobManager(const JobManager&) = delete;
@@ -95,7 +99,7 @@ class JobManager {
  private:
   void WorkerLoop();
   std::string NewJobId() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Publishes the queued and running counts to metrics_.
+  // Publishes the queued and running counts to metrics_ and on_training_.
   void UpdateJobCounts() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // Constant after construction.
@@ -103,6 +107,7 @@ class JobManager {
   Store* const store_;
   const int max_queued_jobs_;
   Metrics* const metrics_;
+  const std::function<void(bool training)> on_training_;
 
   mutable std::mutex mu_;
   std::condition_variable work_available_;

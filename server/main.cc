@@ -63,7 +63,8 @@ ABSL_FLAG(int, batch_max_delay_us, 1000,
           " (env CLASSIFIER_BATCH_MAX_DELAY_US)");
 ABSL_FLAG(int, batch_idle_poll_us, 250,
           "dynamic batching: microseconds an inference thread that finds no call keeps polling "
-          "for one before it sleeps (at most 1000): a steady caller's next call then starts "
+          "for one before it sleeps (at most 1000; never while a training job runs): a steady "
+          "caller's next call then starts "
           "without a thread wake-up (measured: Predict p50 -19 to -50 us for one caller), paid "
           "with up to that much CPU after each batch; 0 = sleep at once"
           " (env CLASSIFIER_BATCH_IDLE_POLL_US)");

@@ -206,9 +206,12 @@ absl::StatusOr<std::unique_ptr<ClassifierServer>> ClassifierServer::Start(
   batching.threads = config.inference_threads;
   batching.compute_threads = 1;
   parts->batcher = std::make_unique<Batcher>(batching, parts->metrics.get());
-  parts->jobs =
-      std::make_unique<JobManager>(parts->executor.get(), parts->store.get(),
-                                   config.max_queued_jobs, *std::move(jobs), parts->metrics.get());
+  // Idle inference threads poll only while no job trains (Batcher::SetIdlePolling). The batcher
+  // outlives the manager (declared before it).
+  parts->jobs = std::make_unique<JobManager>(
+      parts->executor.get(), parts->store.get(), config.max_queued_jobs, *std::move(jobs),
+      parts->metrics.get(),
+      [batcher = parts->batcher.get()](bool training) { batcher->SetIdlePolling(!training); });
   parts->health =
       std::make_unique<HealthService>(std::vector<std::string>{"classifier.v1.Classifier"});
   TokenAuthenticator auth;

@@ -181,6 +181,38 @@ TEST(JobManagerTest, CancelRunningJobStopsIt) {
   WaitForState(**job, v1::JOB_STATE_CANCELLED);
 }
 
+TEST(JobManagerTest, TellsWhetherAJobIsTraining) {
+  // The server turns the batcher's idle polling off through this while a job trains.
+  ScriptedExecutor executor;
+  executor.hold_ = true;
+  std::mutex mu;
+  std::vector<bool> heard;
+  JobManager manager(&executor, /*store=*/nullptr, 10, {}, /*metrics=*/nullptr, [&](bool training) {
+    std::lock_guard<std::mutex> lock(mu);
+    heard.push_back(training);
+  });
+  auto job = manager.Submit(Request(2));
+  ASSERT_TRUE(job.ok());
+  WaitForState(**job, v1::JOB_STATE_RUNNING);
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    ASSERT_FALSE(heard.empty());
+    EXPECT_TRUE(heard.back()) << "a running job was not reported";
+  }
+  executor.hold_ = false;
+  WaitForState(**job, v1::JOB_STATE_SUCCEEDED);
+  // The worker reports the end just after the job's final state.
+  for (int i = 0; i < 5000; ++i) {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      if (!heard.back()) break;
+    }
+    std::this_thread::sleep_for(1ms);
+  }
+  std::lock_guard<std::mutex> lock(mu);
+  EXPECT_FALSE(heard.back()) << "the end of the job was not reported";
+}
+
 TEST(JobManagerTest, FullQueueIsResourceExhausted) {
   ScriptedExecutor executor;
   executor.hold_ = true;
