@@ -111,6 +111,11 @@ stop_server() {
   while kill -0 "$1" 2>/dev/null; do sleep 0.1; done
 }
 
+# ratio A B: prints A / B with two decimals.
+ratio() {
+  awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'
+}
+
 # median NUMBER...: prints the median.
 median() {
   printf '%s\n' "$@" | sort -g | awk '{v[NR] = $1} END {

@@ -94,7 +94,7 @@ if [[ $sections == *concurrency* ]] && command -v h2load >/dev/null; then
   a=$(median "${rps_a[@]}")
   b=$(median "${rps_b[@]}")
   echo "ratio: $h2_callers callers batching / batch-1 serving (h2load) = $a / $b =" \
-    "$(awk -v a="$a" -v b="$b" 'BEGIN {printf "%.2f", a / b}') requests/s, medians (target >= 2.5)"
+    "$(ratio "$a" "$b") requests/s, medians (target >= 2.5)"
 fi
 
 if ((training_rounds > 0)); then
@@ -117,5 +117,5 @@ if ((training_rounds > 0)); then
   a=$(median "${p99_a[@]}")
   b=$(median "${p99_b[@]}")
   echo "Predict p99 while training, median of rounds: A (split) $a us (target < 5000)," \
-    "B (training on 2 threads) $b us; B / A = $(awk -v a="$a" -v b="$b" 'BEGIN {printf "%.2f", b / a}')"
+    "B (training on 2 threads) $b us; B / A = $(ratio "$b" "$a")"
 fi

@@ -107,6 +107,6 @@ for config in "1 1 2000" "1 64 3000" "64 1 300" "64 8 400"; do
   done
   p=$(median "${py_rps[@]}") s=$(median "${sv_rps[@]}")
   printf '%-22s %12.0f (%5.2f ms) %12.0f (%5.2f ms) %8.2fx\n' "$images x $clients" "$p" \
-    "$(median "${py_ms[@]}")" "$s" "$(median "${sv_ms[@]}")" "$(awk -v s="$s" -v p="$p" 'BEGIN {print s / p}')"
+    "$(median "${py_ms[@]}")" "$s" "$(median "${sv_ms[@]}")" "$(ratio "$s" "$p")"
 done
 echo "(images/s = req/s x images; mean = h2load's mean time per request)"

@@ -103,8 +103,8 @@ class Batcher {
   const BatcherOptions& options() const { return options_; }
 
   // Whether idle threads poll (options().idle_poll) or sleep at once; thread-safe. The server
-  // turns polling off while a training job runs: then the cores are the job's and gRPC's, and
-  // a polling thread, even one that yields, lengthens their waits.
+  // turns polling off while a training job runs: the cores are then the job's and gRPC's, and a
+  // polling thread would compete with them for CPU time.
   void SetIdlePolling(bool enabled) { idle_polling_.store(enabled, std::memory_order_relaxed); }
 
  private:
