@@ -18,6 +18,7 @@
 #include "absl/status/status.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "model/compute_threads.h"
 #include "model/trainer.h"
 
 namespace classifier {
@@ -82,6 +83,34 @@ std::unique_ptr<TrainedModel> TrainSmallModel(const Dataset& data, const Archite
   absl::StatusOr<std::unique_ptr<TrainedModel>> model = (*trainer)->Run(observer);
   EXPECT_TRUE(model.ok()) << model.status();
   return model.ok() ? std::move(*model) : nullptr;
+}
+
+// The thread budget (model/compute_threads.h): a thread that sets its own intra-op count keeps
+// it across forward passes, and neither changes nor takes the process default.
+TEST(ComputeThreadsTest, AThreadsCountIsItsOwn) {
+  const Dataset data = MakeQuadrants(40, 3);
+  const std::unique_ptr<TrainedModel> model = TrainSmallModel(data, Architecture());
+  ASSERT_NE(model, nullptr);
+  const int default_before = ThreadComputeThreads();
+  SetComputeThreads(2);  // The process default, as the server sets --training_threads.
+  int inference_before = 0, inference_after = 0, other = 0;
+  std::thread inference([&] {
+    SetThreadComputeThreads(1);
+    inference_before = ThreadComputeThreads();
+    for (int i = 0; i < 3; ++i)
+      ASSERT_TRUE(model->PredictProbabilities(ToFloats(data, 0, 8), 8).ok());
+    inference_after = ThreadComputeThreads();
+  });
+  inference.join();
+  std::thread fresh([&] {
+    ASSERT_TRUE(model->PredictProbabilities(ToFloats(data, 0, 8), 8).ok());
+    other = ThreadComputeThreads();
+  });
+  fresh.join();
+  EXPECT_EQ(inference_before, 1);
+  EXPECT_EQ(inference_after, 1) << "a forward pass reset the thread's own count";
+  EXPECT_EQ(other, 2) << "a thread with no count of its own did not take the default";
+  SetComputeThreads(default_before);
 }
 
 class NetworkTest : public ::testing::Test {

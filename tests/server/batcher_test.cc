@@ -2,19 +2,27 @@
 // answers (the same as one image at a time), calls are coalesced into shared forward passes
 // without waiting for callers that are not coming, expired calls are dropped without being
 // computed, and shutdown answers every accepted call.
+#include "server/batcher.h"
+
+#include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <condition_variable>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "model/trainer.h"
 #include "tests/server/metrics_scrape.h"
 #include "tests/server/server_fixture.h"
+#include "tests/testing/synthetic_data.h"
 
 namespace classifier::testing {
 namespace {
 
 constexpr int kClasses = 10;
+constexpr int64_t kImagePixels = 28 * 28;
 
 // One asynchronous Predict call.
 struct AsyncCall {
@@ -258,6 +266,60 @@ TEST_F(BatcherTest, ShutdownAnswersEveryAcceptedCall) {
   EXPECT_FALSE(Predict(ImagesRequest(model_id, 0, 1), &response).ok());
 }
 
+// The batcher alone: the thread that submits calls (in the server, one of gRPC's callback
+// threads) never fills, computes or answers one; the batcher's own threads do.
+TEST(BatcherThreadsTest, CallsAreComputedAndAnsweredOnTheBatchersThreadsNotTheCallers) {
+  const Dataset data = MakeSyntheticDataset(60, 10, /*seed=*/1);
+  TrainOptions options;
+  options.epochs = 1;
+  options.batch_size = 20;
+  options.seed = 3;
+  absl::StatusOr<std::unique_ptr<Trainer>> trainer = Trainer::Create(data, options);
+  ASSERT_TRUE(trainer.ok()) << trainer.status();
+  TrainingObserver observer;
+  absl::StatusOr<std::unique_ptr<TrainedModel>> model = (*trainer)->Run(observer);
+  ASSERT_TRUE(model.ok()) << model.status();
+  const std::shared_ptr<const TrainedModel> network = *std::move(model);
+
+  BatcherOptions batching;
+  batching.threads = 2;
+  Batcher batcher(batching, /*metrics=*/nullptr);
+  const std::thread::id caller = std::this_thread::get_id();
+  constexpr int kCalls = 30;
+  std::mutex mu;
+  std::condition_variable answered_cv;
+  int answered = 0;
+  int failed = 0;
+  int on_caller = 0;  // fill or done calls made on the submitting thread.
+  for (int i = 0; i < kCalls; ++i) {
+    Batcher::Call call;
+    call.network = network;
+    call.images = 1 + i % 3;
+    call.fill = [&](int64_t /*first*/, int64_t count, float* out) {
+      std::fill(out, out + count * kImagePixels, 0.5f);
+      std::lock_guard<std::mutex> lock(mu);
+      if (std::this_thread::get_id() == caller) ++on_caller;
+      return absl::OkStatus();
+    };
+    call.done = [&, images = call.images](absl::StatusOr<std::vector<float>> probabilities) {
+      std::lock_guard<std::mutex> lock(mu);
+      if (std::this_thread::get_id() == caller) ++on_caller;
+      if (!probabilities.ok() || probabilities->size() != static_cast<size_t>(images * kClasses)) {
+        ++failed;
+      }
+      ++answered;
+      answered_cv.notify_all();
+    };
+    batcher.Submit(std::move(call));
+  }
+  std::unique_lock<std::mutex> lock(mu);
+  ASSERT_TRUE(
+      answered_cv.wait_for(lock, std::chrono::seconds(60), [&] { return answered == kCalls; }))
+      << answered << " of " << kCalls << " calls answered";
+  EXPECT_EQ(failed, 0);
+  EXPECT_EQ(on_caller, 0) << "the submitting thread filled or answered a call";
+}
+
 TEST_F(BatcherTest, BadBatchingSettingsAreRefusedAtStart) {
   ServerConfig config;
   config.listen_address = "127.0.0.1:0";
@@ -278,6 +340,13 @@ TEST_F(BatcherTest, BadBatchingSettingsAreRefusedAtStart) {
   EXPECT_NE(server.status().message().find("--inference_threads"), std::string::npos)
       << server.status();
   config.inference_threads = 1;
+  config.batch_max_delay = absl::Seconds(2);  // More than the 1 s allowed.
+  server = ClassifierServer::Start(config);
+  ASSERT_FALSE(server.ok());
+  EXPECT_EQ(server.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(server.status().message().find("--batch_max_delay_us"), std::string::npos)
+      << server.status();
+  config.batch_max_delay = absl::Milliseconds(1);
   config.batch_idle_poll = absl::Milliseconds(2);  // More than the 1 ms allowed.
   server = ClassifierServer::Start(config);
   ASSERT_FALSE(server.ok());
