@@ -63,6 +63,26 @@ start_server() {
   server_addr=127.0.0.1:$server_port
 }
 
+# start_prometheus: Debian's prometheus scraping the started server's metrics endpoint every
+# second, on a free port; sets metrics_port, prom_port and prom_pid, and stops it at exit.
+start_prometheus() {
+  metrics_port=$(sed -n 's/.*serving Prometheus metrics on .* (port \([0-9]*\)).*/\1/p' "$server_log" | head -1)
+  check "the server logs its metrics port" test -n "$metrics_port"
+  prom_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  cat >"$work/prometheus.yml" <<YAML
+global:
+  scrape_interval: 1s
+scrape_configs:
+  - job_name: classifier
+    static_configs:
+      - targets: ["127.0.0.1:$metrics_port"]
+YAML
+  prometheus --config.file="$work/prometheus.yml" --storage.tsdb.path="$work/tsdb" \
+    --web.listen-address="127.0.0.1:$prom_port" >"$work/prometheus.log" 2>&1 &
+  prom_pid=$!
+  trap 'kill $prom_pid 2>/dev/null || true; cleanup' EXIT
+}
+
 # stop_server: SIGTERM, then the exit status of the server.
 stop_server() {
   kill -TERM "$server_pid"

@@ -9,24 +9,8 @@ if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then
 fi
 fetch_mnist "$work/data"
 start_server "$work/data" "$work/state"
-metrics_port=$(sed -n 's/.*serving Prometheus metrics on .* (port \([0-9]*\)).*/\1/p' "$server_log" | head -1)
-check "the server logs its metrics port" test -n "$metrics_port"
-
-# A free port for Prometheus itself.
-prom_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-cat >"$work/prometheus.yml" <<YAML
-global:
-  scrape_interval: 1s
-scrape_configs:
-  - job_name: classifier
-    static_configs:
-      - targets: ["127.0.0.1:$metrics_port"]
-YAML
+start_prometheus
 check "promtool accepts the scrape config" promtool check config "$work/prometheus.yml"
-prometheus --config.file="$work/prometheus.yml" --storage.tsdb.path="$work/tsdb" \
-  --web.listen-address="127.0.0.1:$prom_port" >"$work/prometheus.log" 2>&1 &
-prom_pid=$!
-trap 'kill $prom_pid 2>/dev/null || true; cleanup' EXIT
 
 query() {  # query PROMQL: prints the first sample's value, or nothing.
   python3 - "$prom_port" "$1" <<'PY'

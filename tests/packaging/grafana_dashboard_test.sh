@@ -17,23 +17,8 @@ fi
 
 fetch_mnist "$work/data"
 start_server "$work/data" "$work/state"
-metrics_port=$(sed -n 's/.*serving Prometheus metrics on .* (port \([0-9]*\)).*/\1/p' "$server_log" | head -1)
-check "the server logs its metrics port" test -n "$metrics_port"
-
 # Prometheus scrapes from the start, so that rate() has two samples of the activity below.
-prom_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-cat >"$work/prometheus.yml" <<YAML
-global:
-  scrape_interval: 1s
-scrape_configs:
-  - job_name: classifier
-    static_configs:
-      - targets: ["127.0.0.1:$metrics_port"]
-YAML
-prometheus --config.file="$work/prometheus.yml" --storage.tsdb.path="$work/tsdb" \
-  --web.listen-address="127.0.0.1:$prom_port" >"$work/prometheus.log" 2>&1 &
-prom_pid=$!
-trap 'kill $prom_pid 2>/dev/null || true; cleanup' EXIT
+start_prometheus
 
 check "a one-epoch job trains" bash -c "'$cli_bin' --server '$server_addr' train --epochs 1 --seed 3 >'$work/train.txt' 2>&1"
 "$idx_to_png_bin" "$work/data/mnist/t10k-images-idx3-ubyte.gz" \
