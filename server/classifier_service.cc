@@ -30,13 +30,14 @@ constexpr int kImagePixels = kImageSide * kImageSide;
 constexpr size_t kExportChunkBytes = 1 << 20;
 
 // One log line per RPC: method, peer, status, duration; counted in `metrics` when not null.
+// Done must be called before the call is finished (the context must still be alive).
 class RpcLog {
  public:
   // `ok_level`: the level of the line for a successful call (failures are always info).
   RpcLog(const char* method, ::grpc::CallbackServerContext* context, Metrics* metrics,
          spdlog::level::level_enum ok_level = spdlog::level::info)
       : method_(method),
-        peer_(context->peer()),
+        context_(context),
         start_(absl::Now()),
         metrics_(metrics),
         ok_level_(ok_level) {}
@@ -46,18 +47,22 @@ class RpcLog {
       metrics_->ObserveRpc(method_, static_cast<int>(status.error_code()),
                            absl::ToDoubleSeconds(elapsed));
     }
+    const spdlog::level::level_enum level = status.ok() ? ok_level_ : spdlog::level::info;
+    // The peer is a fresh string: only made for a line that is written (not, by default, for
+    // every successful Predict).
+    if (!spdlog::should_log(level)) return;
     const double ms = absl::ToDoubleMilliseconds(elapsed);
     if (status.ok()) {
-      spdlog::log(ok_level_, "rpc {} from {}: OK in {:.1f} ms", method_, peer_, ms);
+      spdlog::log(level, "rpc {} from {}: OK in {:.1f} ms", method_, context_->peer(), ms);
     } else {
-      spdlog::info("rpc {} from {}: code {} in {:.1f} ms: {}", method_, peer_,
-                   static_cast<int>(status.error_code()), ms, status.error_message());
+      spdlog::log(level, "rpc {} from {}: code {} in {:.1f} ms: {}", method_, context_->peer(),
+                  static_cast<int>(status.error_code()), ms, status.error_message());
     }
   }
 
  private:
   const char* method_;
-  std::string peer_;
+  ::grpc::CallbackServerContext* context_;
   absl::Time start_;
   Metrics* metrics_;
   const spdlog::level::level_enum ok_level_;
