@@ -75,7 +75,8 @@ prometheus::Histogram::BucketBoundaries QueueDelayBuckets() {
 
 Metrics::Metrics()
     : registry_(std::make_shared<prometheus::Registry>()),
-      process_(std::make_shared<ProcessCollectable>()) {
+      process_(std::make_shared<ProcessCollectable>()),
+      rpc_duration_buckets_(LatencyBuckets()) {
   prometheus::Registry& r = *registry_;
   rpcs_ = &prometheus::BuildCounter()
                .Name("classifier_rpcs_total")
@@ -175,7 +176,7 @@ Metrics::~Metrics() = default;
 void Metrics::ObserveRpc(const std::string& method, int code, double seconds) {
   const std::string code_name = absl::StatusCodeToString(static_cast<absl::StatusCode>(code));
   rpcs_->Add({{"method", method}, {"code", code_name}}).Increment();
-  rpc_duration_->Add({{"method", method}}, LatencyBuckets()).Observe(seconds);
+  rpc_duration_->Add({{"method", method}}, rpc_duration_buckets_).Observe(seconds);
 }
 
 void Metrics::ObservePredict(int images) {

@@ -7,6 +7,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 
@@ -71,6 +72,9 @@ class Metrics {
   std::shared_ptr<ProcessCollectable> process_;
   prometheus::Family<prometheus::Counter>* rpcs_ = nullptr;
   prometheus::Family<prometheus::Histogram>* rpc_duration_ = nullptr;
+  // rpc_duration_'s bucket boundaries, made once: Family::Add takes them at every call, used or
+  // not.
+  std::vector<double> rpc_duration_buckets_;
   prometheus::Counter* predict_images_ = nullptr;
   prometheus::Histogram* predict_batch_size_ = nullptr;
   prometheus::Histogram* batcher_queue_delay_ = nullptr;
