@@ -921,6 +921,27 @@ absl::StatusOr<std::string> ResolveDevice(const std::string& spec) {
   }
 }
 
+absl::Status WarmUpDevice(const std::string& device) {
+  if (device == "cpu") return absl::OkStatus();
+  try {
+    const torch::Device on(device);
+    const Architecture tutorial;
+    Cnn network(tutorial);
+    network->to(on);
+    const torch::Tensor images =
+        torch::zeros({2, tutorial.input_channels, tutorial.image_size, tutorial.image_size},
+                     torch::TensorOptions().device(on));
+    const torch::Tensor labels = torch::zeros({2}, torch::dtype(torch::kLong).device(on));
+    const torch::Tensor loss =
+        torch::nn::functional::cross_entropy(network->forward(images), labels);
+    loss.backward();
+    (void)loss.item<float>();  // Waits for the device.
+    return absl::OkStatus();
+  } catch (const std::exception& e) {
+    return StatusFromException(e, absl::StrCat("starting device ", device));
+  }
+}
+
 void SetComputeThreads(int threads) {
   if (threads > 0) at::set_num_threads(threads);
 }

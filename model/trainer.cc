@@ -19,7 +19,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "model/augment_torch.h"
+#include "model/capturable_adam.h"
 #include "model/cnn.h"
+#include "model/cuda_graph.h"
 
 namespace classifier {
 namespace {
@@ -37,6 +39,9 @@ double SecondsSince(Clock::time_point start) {
 constexpr double kMaxValidationFraction = 0.5;
 // Validation batches: bounded memory, and no gradients are kept.
 constexpr int64_t kValidationBatch = 1000;
+// Full batches stepped eagerly before the step is recorded as a CUDA graph: what the first
+// steps initialise lazily (cuBLAS and cuDNN handles and workspaces) cannot be recorded.
+constexpr int kEagerStepsBeforeRecording = 3;
 // Mixed into the seed of the split's generator, so that it is not the trainer's.
 constexpr uint64_t kSplitSeedSalt = 0x5eed5b11u;
 
@@ -331,6 +336,33 @@ void SetParamState(torch::optim::Optimizer& optimizer, const torch::Tensor& para
   state[OptimizerStateKey<std::decay_t<decltype(state)>>(parameter)] = std::move(param_state);
 }
 
+// A CapturableAdam (cuda_graph.h's steps) keeps its moments on its own; torch::optim's Adam or
+// AdamW state is what checkpoints read and write. These move the moments between the two.
+template <typename ParamState>
+void ImportMoments(torch::optim::Optimizer& optimizer, CapturableAdam& adam) {
+  const std::vector<torch::Tensor>& parameters = adam.parameters();
+  for (size_t i = 0; i < parameters.size(); ++i) {
+    if (const ParamState* moments = FindParamState<ParamState>(optimizer, parameters[i])) {
+      adam.SetMoments(i, AdamMoments{moments->step(), moments->exp_avg(), moments->exp_avg_sq()});
+    }
+  }
+}
+
+template <typename ParamState>
+void ExportMoments(const CapturableAdam& adam, torch::optim::Optimizer& optimizer) {
+  // As torch::optim: no state before the first step (a checkpoint refuses a step count of 0).
+  if (adam.StepCount() == 0) return;
+  const std::vector<torch::Tensor>& parameters = adam.parameters();
+  for (size_t i = 0; i < parameters.size(); ++i) {
+    const AdamMoments moments = adam.Moments(i);
+    auto param_state = std::make_unique<ParamState>();
+    param_state->step(moments.step);
+    param_state->exp_avg(moments.exp_avg);
+    param_state->exp_avg_sq(moments.exp_avg_sq);
+    SetParamState(optimizer, parameters[i], std::move(param_state));
+  }
+}
+
 // A dict of str to anything, for the payload.
 c10::impl::GenericDict NewDict() {
   return c10::impl::GenericDict(c10::StringType::get(), c10::AnyType::get());
@@ -341,6 +373,9 @@ c10::impl::GenericDict NewDict() {
 struct TrainingState {
   Cnn module{nullptr};
   std::unique_ptr<torch::optim::Optimizer> optimizer;
+  // Steps instead of `optimizer` when the run records CUDA graphs (set by Run); `optimizer`
+  // then holds its moments only at checkpoints (SyncOptimizer).
+  std::unique_ptr<CapturableAdam> capturable_adam;
   at::Generator generator;
   int epochs_done = 0;
   int64_t batches_done = 0;  // In epoch epochs_done + 1.
@@ -384,6 +419,17 @@ struct Trainer::Impl {
   TrainingSummary summary;
 
   int64_t TrainCount() const { return train_index.defined() ? train_index.size(0) : train.size(); }
+  // Whether Run records its full-batch steps as a CUDA graph (TrainOptions::cuda_graphs).
+  bool RecordsCudaGraphs() const {
+    return options.cuda_graphs && device.is_cuda() && CudaGraphsAvailable() &&
+           (options.optimizer == OptimizerKind::kAdam ||
+            options.optimizer == OptimizerKind::kAdamW) &&
+           IsIdentity(options.augmentation) && options.architecture.dropout == 0;
+  }
+  // Makes state.capturable_adam, with the moments of state.optimizer.
+  void UseCapturableAdam(TrainingState& state) const;
+  // Copies state.capturable_adam's moments, if any, into state.optimizer, for SaveState.
+  void SyncOptimizer(TrainingState& state) const;
   // Whether early stopping ends the run after `state`'s epochs.
   bool StopsEarly(const TrainingState& state) const {
     return options.early_stopping_patience > 0 && state.epochs_done > 0 &&
@@ -552,6 +598,29 @@ TrainingState Trainer::Impl::NewState() const {
       break;
   }
   return state;
+}
+
+void Trainer::Impl::UseCapturableAdam(TrainingState& state) const {
+  CapturableAdamOptions adam;
+  adam.learning_rate = options.learning_rate;
+  adam.weight_decay = options.weight_decay;
+  adam.decoupled_weight_decay = options.optimizer == OptimizerKind::kAdamW;
+  state.capturable_adam =
+      std::make_unique<CapturableAdam>(state.optimizer->param_groups().at(0).params(), adam);
+  if (adam.decoupled_weight_decay) {
+    ImportMoments<torch::optim::AdamWParamState>(*state.optimizer, *state.capturable_adam);
+  } else {
+    ImportMoments<torch::optim::AdamParamState>(*state.optimizer, *state.capturable_adam);
+  }
+}
+
+void Trainer::Impl::SyncOptimizer(TrainingState& state) const {
+  if (state.capturable_adam == nullptr) return;
+  if (options.optimizer == OptimizerKind::kAdamW) {
+    ExportMoments<torch::optim::AdamWParamState>(*state.capturable_adam, *state.optimizer);
+  } else {
+    ExportMoments<torch::optim::AdamParamState>(*state.capturable_adam, *state.optimizer);
+  }
 }
 
 TrainingCheckpoint Trainer::Impl::SaveState(const TrainingState& state) {
@@ -901,6 +970,15 @@ absl::StatusOr<std::unique_ptr<TrainedModel>> Trainer::Impl::Run(TrainingObserve
   TrainingState& state = *loaded;
   const double earlier_seconds = state.elapsed_seconds;  // Of the runs before a restore.
   auto elapsed = [&] { return earlier_seconds + SecondsSince(run_start); };
+  const bool records_graph = RecordsCudaGraphs();
+  if (records_graph) UseCapturableAdam(state);
+  // A recording needs a stream other than the default one; the whole run uses it, so that its
+  // eager and replayed steps are ordered on one stream.
+  const ScopedSideStream side_stream(records_graph ? device : torch::Device(torch::kCPU));
+  auto checkpoint_of = [&](TrainingState& current) {
+    SyncOptimizer(current);
+    return SaveState(current);
+  };
 
   // The whole set on the device once, as uint8: batches are gathered from it with
   // index_select and converted to float one batch at a time. On the CPU the tensor is a view of
@@ -947,11 +1025,60 @@ absl::StatusOr<std::unique_ptr<TrainedModel>> Trainer::Impl::Run(TrainingObserve
   summary = TrainingSummary();
   const bool augment = !IsIdentity(options.augmentation);
 
+  // One training step on the images at `positions` of the epoch's permutation: the batch's mean
+  // loss and its count of right answers, both left on the device.
+  struct StepResult {
+    torch::Tensor loss;
+    torch::Tensor correct;
+  };
+  auto train_step = [&](const torch::Tensor& positions) -> StepResult {
+    const torch::Tensor indices =
+        train_on.defined() ? train_on.index_select(0, positions) : positions;
+    torch::Tensor x = images.index_select(0, indices).to(torch::kFloat).div_(kPixelScale);
+    const torch::Tensor y = labels.index_select(0, indices);
+    if (augment) x = AugmentImages(x, options.augmentation, state.generator);
+    const torch::Tensor logits = state.module->forward(x, &state.generator);
+    const torch::Tensor loss = torch::nn::functional::cross_entropy(logits, y);
+    if (state.capturable_adam != nullptr) {
+      state.capturable_adam->ZeroGrad();
+      loss.backward();
+      state.capturable_adam->Step();
+    } else {
+      state.optimizer->zero_grad();
+      loss.backward();
+      state.optimizer->step();
+    }
+    return {loss.detach(), logits.detach().argmax(/*dim=*/1).eq(y).sum()};
+  };
+  // With records_graph: full batches are gathered through static_positions, whose address the
+  // recording keeps; after kEagerStepsBeforeRecording eager steps the step is recorded, and
+  // replays write their results into `recorded`. A last, partial batch steps eagerly.
+  const torch::Tensor static_positions =
+      records_graph ? torch::empty({batch_size}, torch::dtype(torch::kLong).device(device))
+                    : torch::Tensor();
+  int eager_full_steps = 0;
+  std::unique_ptr<RecordedStep> graph;
+  StepResult recorded;
+  auto step_batch = [&](const torch::Tensor& positions) -> StepResult {
+    if (!records_graph || positions.size(0) != batch_size) return train_step(positions);
+    static_positions.copy_(positions);
+    if (graph != nullptr) {
+      graph->Replay();
+      return recorded;
+    }
+    StepResult result = train_step(static_positions);
+    if (++eager_full_steps == kEagerStepsBeforeRecording) {
+      graph = RecordedStep::Record([&] { recorded = train_step(static_positions); });
+    }
+    return result;
+  };
+
   for (int epoch = state.epochs_done + 1; epoch <= options.epochs; ++epoch) {
     const double learning_rate = LearningRateForEpoch(options, epoch);
     for (torch::optim::OptimizerParamGroup& group : state.optimizer->param_groups()) {
       group.options().set_lr(learning_rate);
     }
+    if (state.capturable_adam != nullptr) state.capturable_adam->SetLearningRate(learning_rate);
     // Checked here rather than after the epoch, so that a run restored from the checkpoint of
     // the epoch that ended it ends at once too.
     if (StopsEarly(state)) {
@@ -1004,7 +1131,7 @@ absl::StatusOr<std::unique_ptr<TrainedModel>> Trainer::Impl::Run(TrainingObserve
         state.correct = correct.item<int64_t>();
         state.epoch_seconds = epoch_seconds();
         state.elapsed_seconds = elapsed();
-        observer.OnCheckpoint(SaveState(state));
+        observer.OnCheckpoint(checkpoint_of(state));
         return absl::CancelledError(
             absl::StrCat("training cancelled at epoch ", epoch, ", batch ", batch));
       }
@@ -1015,20 +1142,9 @@ absl::StatusOr<std::unique_ptr<TrainedModel>> Trainer::Impl::Run(TrainingObserve
       }
       const int64_t start = (batch - 1) * batch_size;
       const int64_t size = std::min(batch_size, n - start);
-      torch::Tensor indices = state.order.slice(/*dim=*/0, start, start + size);
-      if (train_on.defined()) indices = train_on.index_select(0, indices);
-      torch::Tensor x = images.index_select(0, indices).to(torch::kFloat).div_(kPixelScale);
-      const torch::Tensor y = labels.index_select(0, indices);
-      if (augment) x = AugmentImages(x, options.augmentation, state.generator);
-
-      const torch::Tensor logits = state.module->forward(x, &state.generator);
-      const torch::Tensor loss = torch::nn::functional::cross_entropy(logits, y);
-      state.optimizer->zero_grad();
-      loss.backward();
-      state.optimizer->step();
-      correct += logits.detach().argmax(/*dim=*/1).eq(y).sum();
-
-      batch_losses.select(/*dim=*/0, batch - 1).copy_(loss.detach());
+      const StepResult result = step_batch(state.order.slice(/*dim=*/0, start, start + size));
+      correct += result.correct;
+      batch_losses.select(/*dim=*/0, batch - 1).copy_(result.loss);
       state.batches_done = batch;
       state.seen += size;
 
@@ -1085,7 +1201,7 @@ absl::StatusOr<std::unique_ptr<TrainedModel>> Trainer::Impl::Run(TrainingObserve
     state.seen = 0;
     state.epoch_seconds = 0;
     state.elapsed_seconds = elapsed();
-    observer.OnCheckpoint(SaveState(state));
+    observer.OnCheckpoint(checkpoint_of(state));
   }
 
   summary.epochs_completed = state.epochs_done;

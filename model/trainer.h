@@ -45,6 +45,11 @@ struct TrainOptions {
   int progress_reports_per_epoch = 0;
   // A device ResolveDevice returned.
   std::string device = "cpu";
+  // On a CUDA device, record the training step of a full batch once as a CUDA graph and replay
+  // it (cuda_graph.h): one launch per batch instead of about a hundred. Applies to Adam and
+  // AdamW without augmentation or dropout (their random draws come from the run's CPU
+  // generator); other runs, and CPU runs, step eagerly whatever this says. Off only to compare.
+  bool cuda_graphs = true;
   Architecture architecture;
   // Fraction of the training set held out for validation, in [0, 0.5]; 0 = none. The hold-out
   // is drawn from `seed` (see SplitForValidation) and never trained on.

@@ -159,6 +159,7 @@ absl::StatusOr<std::unique_ptr<ClassifierServer>> ClassifierServer::Start(
   if (absl::Status settings = CheckTransportSettings(config); !settings.ok()) return settings;
   absl::StatusOr<std::string> device = ResolveDevice(config.device);
   if (!device.ok()) return device.status();
+  if (absl::Status status = WarmUpDevice(*device); !status.ok()) return status;
   if (absl::Status budget = CheckThreadBudget(config); !budget.ok()) return budget;
   // The process default, which the training job's thread takes up; inference threads set their
   // own (model/compute_threads.h).

@@ -218,6 +218,20 @@ TEST(DeviceTest, ResolvesSpecs) {
   }
 }
 
+// The server warms its device up at start: the resolved device works; on a machine without
+// CUDA a CUDA device is an error, not a crash.
+TEST(DeviceTest, WarmUpStartsTheResolvedDevice) {
+  absl::StatusOr<std::string> automatic = ResolveDevice("auto");
+  ASSERT_TRUE(automatic.ok()) << automatic.status();
+  EXPECT_TRUE(WarmUpDevice(*automatic).ok()) << WarmUpDevice(*automatic);
+  EXPECT_TRUE(WarmUpDevice("cpu").ok());
+  if (*automatic == "cpu") {
+    const absl::Status status = WarmUpDevice("cuda:0");
+    EXPECT_FALSE(status.ok());
+    EXPECT_THAT(std::string(status.message()), HasSubstr("cuda:0"));
+  }
+}
+
 TEST_F(NetworkTest, PredictReturnsProbabilitiesPerImage) {
   const std::vector<float> pixels = ToFloats(*data_, 0, 5);
   absl::StatusOr<std::vector<float>> probabilities = model_->PredictProbabilities(pixels, 5);

@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# The GPU checks (issue 5's and 17's): on a machine with an NVIDIA GPU and PyTorch's own
+# LibTorch but none of the service's other libraries, build model/ and trainer_bench against
+# that LibTorch with CUDA (CLASSIFIER_MODEL_ONLY), run the CUDA tests, and time the tutorial's
+# 10 epochs + evaluation on Fashion-MNIST (60,000 images, MNIST's size): CUDA graphs on and off,
+# alternating (A B A B), and the same loop in PyTorch's Python on the same GPU. Prints figures;
+# never a test.
+#
+#   bench/gpu/gpu_check.sh prepare   here (Debian 12): Debian's .deb files of the libraries
+#                                    model/ needs besides LibTorch, and the data, into .device/
+#   bench/gpu/gpu_check.sh run       there, from the repository root with .device/ beside it
+#                                    (the device tool: carry [".device"]); logs into $OUT
+set -uo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+mode=${1:-}
+stash=.device
+
+case "$mode" in
+  prepare)
+    set -e
+    grep -qx '/.device/' .git/info/exclude 2>/dev/null || echo '/.device/' >>.git/info/exclude
+    mkdir -p "$stash/debs" "$stash/data"
+    # Abseil, libpng, libjpeg and zlib for model/; GoogleTest for its tests.
+    (cd "$stash/debs" && apt-get download libabsl-dev libabsl20220623 libpng-dev libpng16-16 \
+      libjpeg62-turbo-dev libjpeg62-turbo zlib1g-dev libgtest-dev libgmock-dev)
+    for f in "$stash"/debs/*%3a*; do [[ -e $f ]] && mv "$f" "${f//%3a/_}"; done
+    fashion=/usr/share/datasets/fashion-mnist
+    [[ -f $fashion/train-images-idx3-ubyte.gz ]] || {
+      echo "gpu_check: $fashion missing: apt-get install dataset-fashion-mnist" >&2; exit 1; }
+    cp "$fashion"/*.gz "$stash/data/"
+    du -sh "$stash"
+    ;;
+  run)
+    out=${OUT:-/tmp/gpu_check}
+    export PYTHONUNBUFFERED=1
+    mkdir -p "$out"
+    [[ -d $stash/debs && -d $stash/data ]] || {
+      echo "gpu_check: no $stash/: run 'bench/gpu/gpu_check.sh prepare' first" >&2; exit 1; }
+    nvidia-smi -L; g++ --version | head -1; cmake --version | head -1
+    deps=/tmp/classifier-deps
+    for f in "$stash"/debs/*.deb; do dpkg -x "$f" "$deps"; done
+    export LD_LIBRARY_PATH=$deps/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+    torch_prefix=$(python3 -c 'import torch; print(torch.utils.cmake_prefix_path)')
+    python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)'
+    cuda_root=$(dirname "$(dirname "$(command -v nvcc)")")
+    build=build-gpu
+    cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCLASSIFIER_MODEL_ONLY=ON \
+      -DCLASSIFIER_WERROR=OFF -DCMAKE_PREFIX_PATH="$torch_prefix;$deps/usr" \
+      -DCUDAToolkit_ROOT="$cuda_root" \
+      -DCMAKE_CXX_FLAGS="-isystem $deps/usr/include -isystem $deps/usr/include/x86_64-linux-gnu" \
+      >"$out/configure.log" 2>&1 || { tail -40 "$out/configure.log"; exit 1; }
+    grep -i "cuda" "$out/configure.log" | head -5
+    time cmake --build "$build" -j"$(nproc)" --target trainer_bench capturable_adam_test \
+      trainer_test network_test -- -k 0 >"$out/build.log" 2>&1
+    grep -E "error|Error" "$out/build.log" | head -40
+    bench() {
+      "$build/bench/trainer_bench" --data_dir="$stash/data" --device=cuda --epochs=10 "$@"
+    }
+    {
+      for round in 1 2; do
+        echo "== round $round: A cuda_graphs=true"; bench --cuda_graphs=true
+        echo "== round $round: B cuda_graphs=false"; bench --cuda_graphs=false
+      done
+      echo "== PyTorch eager, same GPU, 3 epochs"; python3 bench/gpu/torch_gpu_train.py "$stash/data" 3
+    } 2>&1 | tee "$out/bench.log" | grep -E "==|device start|epoch 1/|epoch 10/|accuracy|evaluation|Error|error"
+    {
+      "$build/tests/model/capturable_adam_test"
+      "$build/tests/model/trainer_test" --gtest_filter='CudaGraph*:TrainerTest.LearnsSeparable*'
+      "$build/tests/model/network_test" --gtest_filter='*Device*'
+    } >"$out/tests.log" 2>&1
+    grep -E "^\[  (PASSED|FAILED|SKIPPED) |FAILED|Failure" "$out/tests.log" | head -20
+    ;;
+  *)
+    echo "usage: $0 prepare|run" >&2
+    exit 2
+    ;;
+esac
