@@ -10,6 +10,7 @@
 #                                    model/ needs besides LibTorch, and the data, into .device/
 #   bench/gpu/gpu_check.sh run       there, from the repository root with .device/ beside it
 #                                    (the device tool: carry [".device"]); logs into $OUT
+#   bench/gpu/gpu_check.sh tests     there: the build and every test of model/, no timing
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 mode=${1:-}
@@ -30,7 +31,7 @@ case "$mode" in
     cp "$fashion"/*.gz "$stash/data/"
     du -sh "$stash"
     ;;
-  run)
+  run | tests)
     out=${OUT:-/tmp/gpu_check}
     export PYTHONUNBUFFERED=1
     mkdir -p "$out"
@@ -51,8 +52,16 @@ case "$mode" in
       >"$out/configure.log" 2>&1 || { tail -40 "$out/configure.log"; exit 1; }
     grep -i "cuda" "$out/configure.log" | head -5
     time cmake --build "$build" -j"$(nproc)" --target trainer_bench capturable_adam_test \
-      trainer_test network_test -- -k 0 >"$out/build.log" 2>&1
+      trainer_test network_test augment_test -- -k 0 >"$out/build.log" 2>&1
     grep -E "error|Error" "$out/build.log" | head -40
+    if [[ $mode == tests ]]; then
+      for t in capturable_adam_test trainer_test network_test augment_test; do
+        "$build/tests/model/$t" >"$out/$t.log" 2>&1
+        echo "$t: exit $?"
+        grep -E "^\[  (PASSED|FAILED|SKIPPED) |^\[  FAILED  \]|Failure" "$out/$t.log" | head -20
+      done
+      exit 0
+    fi
     bench() {
       "$build/bench/trainer_bench" --data_dir="$stash/data" --device=cuda --epochs=10 "$@"
     }
@@ -71,7 +80,7 @@ case "$mode" in
     grep -E "^\[  (PASSED|FAILED|SKIPPED) |FAILED|Failure" "$out/tests.log" | head -20
     ;;
   *)
-    echo "usage: $0 prepare|run" >&2
+    echo "usage: $0 prepare|run|tests" >&2
     exit 2
     ;;
 esac

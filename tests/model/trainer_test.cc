@@ -1169,5 +1169,88 @@ TEST(CudaGraphTrainingTest, LearnsAndResumesLikeEagerSteps) {
   EXPECT_NEAR(resumed_result->loss, graphed_result->loss, 0.05 * graphed_result->loss + 1e-3);
 }
 
+// On a GPU, with the options a recorded step must honour: a validation split (the batch is
+// gathered through the training indices inside the recording), keep_best, AdamW's decoupled
+// decay and a learning rate that changes every epoch (a device value the replays read). The
+// run learns as the eager one does, and returns the best epoch's weights. Skipped without CUDA.
+TEST(CudaGraphTrainingTest, HonoursValidationKeepBestAdamWAndTheSchedule) {
+  if (!ResolveDevice("cuda").ok()) GTEST_SKIP() << "no CUDA device";
+  const Dataset data = MakeQuadrants(400, 9);
+  TrainOptions options = SmallOptions();
+  options.device = "cuda";
+  options.epochs = 4;
+  options.optimizer = OptimizerKind::kAdamW;
+  options.weight_decay = 0.01;
+  options.lr_schedule = LearningRateSchedule::kStep;
+  options.lr_step_size = 1;
+  options.lr_gamma = 0.5;
+  options.validation_fraction = 0.25;
+  options.keep_best = true;
+  std::vector<RecordingObserver> observers(2);
+  std::vector<std::unique_ptr<TrainedModel>> models;
+  for (const bool graphs : {false, true}) {
+    options.cuda_graphs = graphs;
+    absl::StatusOr<std::unique_ptr<TrainedModel>> model = Train(data, options, observers[graphs]);
+    ASSERT_TRUE(model.ok()) << model.status();
+    models.push_back(std::move(*model));
+  }
+  const RecordingObserver& eager = observers[0];
+  const RecordingObserver& graphed = observers[1];
+  ASSERT_EQ(graphed.epochs.size(), 4u);
+  for (size_t i = 0; i < 4; ++i) {
+    ASSERT_TRUE(graphed.epochs[i].validation_accuracy.has_value());
+    EXPECT_NEAR(graphed.epochs[i].train_loss, eager.epochs[i].train_loss,
+                0.02 * eager.epochs[i].train_loss + 1e-3)
+        << "epoch " << i + 1;
+    EXPECT_NEAR(*graphed.epochs[i].validation_accuracy, *eager.epochs[i].validation_accuracy, 0.03)
+        << "epoch " << i + 1;
+  }
+  EXPECT_GT(*graphed.epochs.back().validation_accuracy, 0.9);
+  absl::StatusOr<EvaluationResult> result = models[1]->Evaluate(data);
+  ASSERT_TRUE(result.ok());
+  EXPECT_GT(result->accuracy, 0.9);
+}
+
+// Augmentation and dropout draw on the run's CPU generator, so such runs step eagerly on a GPU
+// whatever cuda_graphs says; they train there, and the same seed gives the same first epoch.
+TEST(CudaGraphTrainingTest, AugmentationAndDropoutTrainEagerlyOnCuda) {
+  if (!ResolveDevice("cuda").ok()) GTEST_SKIP() << "no CUDA device";
+  const Dataset data = MakeQuadrants(200, 5);
+  TrainOptions options = AugmentedOptions();
+  options.device = "cuda";
+  options.architecture.hidden_units = 32;
+  options.architecture.dropout = 0.2;
+  RecordingObserver first;
+  absl::StatusOr<std::unique_ptr<TrainedModel>> model = Train(data, options, first);
+  ASSERT_TRUE(model.ok()) << model.status();
+  EXPECT_GT(first.epochs.back().train_accuracy, 0.5);
+  RecordingObserver second;
+  ASSERT_TRUE(Train(data, options, second).ok());
+  EXPECT_NEAR(second.epochs[0].train_loss, first.epochs[0].train_loss,
+              0.02 * first.epochs[0].train_loss);
+}
+
+// A model trained on the GPU predicts there as its CPU copy does (the same state dict loaded
+// on each device).
+TEST(CudaGraphTrainingTest, PredictionsOnCudaMatchTheCpuCopy) {
+  if (!ResolveDevice("cuda").ok()) GTEST_SKIP() << "no CUDA device";
+  const Dataset data = MakeQuadrants(200, 5);
+  TrainOptions options = SmallOptions();
+  options.device = "cuda";
+  RecordingObserver observer;
+  absl::StatusOr<std::unique_ptr<TrainedModel>> model = Train(data, options, observer);
+  ASSERT_TRUE(model.ok()) << model.status();
+  absl::StatusOr<std::unique_ptr<TrainedModel>> on_cpu =
+      TrainedModel::FromStateDictBytes(StateDict(**model), options.architecture, "cpu");
+  ASSERT_TRUE(on_cpu.ok()) << on_cpu.status();
+  std::vector<float> pixels(data.pixels.begin(), data.pixels.begin() + 50 * kPixels);
+  for (float& pixel : pixels) pixel /= 255;
+  absl::StatusOr<std::vector<float>> gpu = (*model)->PredictProbabilities(pixels, 50);
+  absl::StatusOr<std::vector<float>> cpu = (*on_cpu)->PredictProbabilities(pixels, 50);
+  ASSERT_TRUE(gpu.ok() && cpu.ok());
+  ASSERT_EQ(gpu->size(), cpu->size());
+  for (size_t i = 0; i < gpu->size(); ++i) EXPECT_NEAR((*gpu)[i], (*cpu)[i], 1e-4) << i;
+}
+
 }  // namespace
 }  // namespace classifier
