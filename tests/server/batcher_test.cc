@@ -210,9 +210,14 @@ TEST_F(BatcherTest, ExpiredCallsAreDroppedWithoutBeingComputed) {
     EXPECT_TRUE(status.ok()) << status.error_message();
     EXPECT_EQ(response.predictions_size(), 10000);
   });
-  // Long enough for the 10,000 images (7.8 MB) to arrive and their pass to start; the pass
-  // itself takes 0.3 s or more on one thread.
-  std::this_thread::sleep_for(std::chrono::milliseconds(150));
+  // Until the 10,000 images (7.8 MB) have arrived and their pass has started (the pass itself
+  // takes 0.3 s or more on one thread), whatever the machine's load: not a fixed time.
+  const auto started_by = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (Sample(Scrape(server_->metrics_port()), "classifier_batcher_queue_delay_seconds_count") <
+             1 &&
+         std::chrono::steady_clock::now() < started_by) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
   std::vector<std::unique_ptr<AsyncCall>> calls;
   for (int i = 0; i < 5; ++i) {
     calls.push_back(std::make_unique<AsyncCall>());
