@@ -5,6 +5,8 @@
 #include <filesystem>
 #include <numeric>
 #include <random>
+#include <string>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -228,8 +230,9 @@ absl::StatusOr<DatasetInfo> DatasetCatalog::InspectFolder(DatasetInfo info, bool
   if (!train.ok()) return train.status();
   absl::StatusOr<IdxHeader> test = ReadIdxHeader(info.test_images);
   if (!test.ok()) return test.status();
-  for (const auto& [header, path] :
-       {std::make_pair(&*train, &info.train_images), std::make_pair(&*test, &info.test_images)}) {
+  const std::pair<const IdxHeader*, const std::string*> image_files[] = {
+      {&*train, &info.train_images}, {&*test, &info.test_images}};
+  for (const auto& [header, path] : image_files) {
     if (header->dimensions.size() != 3) {
       return absl::InvalidArgumentError(
           absl::StrCat(*path,
