@@ -574,9 +574,8 @@ TEST_F(TrainerTest, RestoreRejectsACheckpointOfOtherOptionsOrData) {
   add("seed = 11, these options have 12", [](TrainOptions& o) { o.seed = 12; });
   add("epochs = 3, these options have 4", [](TrainOptions& o) { o.epochs = 4; });
   add("learning_rate", [](TrainOptions& o) { o.learning_rate = 1e-3; });
-  add("architecture.conv_channels = [8, 16], these options have [8, 8]", [](TrainOptions& o) {
-    o.architecture.conv_channels = {8, 8};
-  });
+  const auto eight_eight = [](TrainOptions& o) { o.architecture.conv_channels = {8, 8}; };
+  add("architecture.conv_channels = [8, 16], these options have [8, 8]", eight_eight);
   add("architecture.kernel_size", [](TrainOptions& o) { o.architecture.kernel_size = 5; });
   add("architecture.num_classes", [](TrainOptions& o) { o.architecture.num_classes = 10; });
   for (const Case& c : cases) {
