@@ -1,6 +1,8 @@
 #include "model/network.h"
 
 #include <caffe2/serialize/inline_container.h>
+#include <torch/csrc/jit/serialization/export.h>
+#include <torch/csrc/jit/serialization/pickler.h>
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -86,10 +88,11 @@ absl::Status CheckDatasetFits(const Dataset& dataset, const Architecture& archit
 // Reading state dict files.
 //
 // LibTorch's own torch::pickle_load cannot read what Python's torch.save(model.state_dict())
-// writes: it turns the collections.OrderedDict into None. So the pickle is read here by a small
-// interpreter that knows exactly the opcodes and globals a state dict uses (from Python's
-// torch.save and from torch::pickle_save) and refuses everything else; the zip container and
-// the tensor storages are read with LibTorch's PyTorchStreamReader.
+// writes: it turns the collections.OrderedDict into None (1.13 and 2.6 alike; 2.6 then throws).
+// So the pickle is read here by a small interpreter that knows exactly the opcodes and globals a
+// state dict uses (from Python's torch.save, from ToStateDictBytes, and from torch::pickle_save,
+// which earlier versions of ToStateDictBytes used) and refuses everything else; the zip
+// container and the tensor storages are read with LibTorch's PyTorchStreamReader.
 
 struct PickleValue;
 using PicklePtr = std::shared_ptr<PickleValue>;
@@ -1009,14 +1012,44 @@ absl::StatusOr<std::unique_ptr<TrainedModel>> TrainedModel::FromStateDictBytes(
   }
 }
 
+namespace {
+
+// torch::pickle_save's file (torch.save's zip format) without its type tags. pickle_save wraps
+// every dict in torch.jit._pickle.restore_type_tag, a global that torch.load refuses when
+// weights_only=True, its default since PyTorch 2.6. Untagged, the pickle names only what
+// Python's own state dicts name (torch._utils._rebuild_tensor_v2, torch.FloatStorage,
+// collections.OrderedDict), and the dict comes back as a plain dict.
+std::string SaveUntagged(const c10::IValue& value) {
+  std::vector<char> pickle;
+  torch::jit::Pickler pickler(
+      [&pickle](const char* bytes, size_t size) {
+        pickle.insert(pickle.end(), bytes, bytes + size);
+      },
+      /*tensor_table=*/nullptr, /*type_renamer=*/nullptr, /*memoized_class_types=*/nullptr,
+      /*get_tensor_id=*/nullptr, /*tag_aggregates=*/false);
+  pickler.protocol();
+  pickler.pushIValue(value);
+  pickler.stop();
+  std::string file;
+  caffe2::serialize::PyTorchStreamWriter writer([&file](const void* bytes, size_t size) {
+    file.append(static_cast<const char*>(bytes), size);
+    return size;
+  });
+  torch::jit::writeArchiveAndTensors("data", pickle.data(), pickle.size(), pickler.tensorData(),
+                                     writer);
+  writer.writeEndOfFile();
+  return file;
+}
+
+}  // namespace
+
 absl::StatusOr<std::string> TrainedModel::ToStateDictBytes() const {
   try {
     c10::Dict<std::string, at::Tensor> dict;
     for (const auto& item : impl_->module->named_parameters()) {
       dict.insert(item.key(), item.value().detach().to(torch::kCPU).contiguous().clone());
     }
-    const std::vector<char> data = torch::pickle_save(c10::IValue(dict));
-    return std::string(data.begin(), data.end());
+    return SaveUntagged(c10::IValue(dict));
   } catch (const std::exception& e) {
     return StatusFromException(e, "writing the state dict");
   }

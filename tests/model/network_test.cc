@@ -305,6 +305,15 @@ TEST_F(NetworkTest, StateDictRoundTripGivesIdenticalProbabilities) {
   EXPECT_EQ(*again, *bytes);
 }
 
+// torch.load's default since PyTorch 2.6 (weights_only=True) refuses any global a plain state
+// dict does not name, such as torch::pickle_save's torch.jit._pickle.restore_type_tag.
+TEST_F(NetworkTest, StateDictNamesOnlyGlobalsThatTorchLoadAllowsByDefault) {
+  absl::StatusOr<std::string> bytes = model_->ToStateDictBytes();
+  ASSERT_TRUE(bytes.ok()) << bytes.status();
+  EXPECT_EQ(bytes->find("restore_type_tag"), std::string::npos);
+  EXPECT_NE(bytes->find("_rebuild_tensor_v2"), std::string::npos);
+}
+
 TEST_F(NetworkTest, StateDictWithWrongKeysOrShapesIsRejectedNamingTheKey) {
   absl::StatusOr<std::string> bytes = model_->ToStateDictBytes();
   ASSERT_TRUE(bytes.ok()) << bytes.status();
@@ -465,7 +474,7 @@ class CNN(nn.Module):
         x = self.pool(F.relu(self.conv1(x))); x = self.pool(F.relu(self.conv2(x)))
         return self.fc1(x.reshape(x.shape[0], -1))
 x = torch.from_numpy(numpy.fromfile(d + '/pixels.f32', dtype=numpy.float32)).reshape(-1, 1, 28, 28)
-m = CNN(1, 10); m.load_state_dict(torch.load(d + '/ours.pth')); m.eval()
+m = CNN(1, 10); m.load_state_dict(torch.load(d + '/ours.pth', weights_only=True)); m.eval()
 with torch.no_grad():
     numpy.asarray(F.softmax(m(x), 1), dtype=numpy.float32).tofile(d + '/ours.f32')
 torch.manual_seed(3); theirs = CNN(1, 10); theirs.eval()
