@@ -22,7 +22,11 @@ fi
 compose_file=${CLASSIFIER_COMPOSE_FILE:-docker/compose.yaml}
 compose=(docker-compose -f "$compose_file")
 "${compose[@]}" config -q || { echo "FAIL: docker-compose config -q rejected $compose_file"; exit 1; }
-out=$("${compose[@]}" config) || { echo "FAIL: docker-compose config rejected ${compose[2]}"; exit 1; }
+# With the tools profile: Compose 2.x leaves a profile's services out of `config` otherwise.
+out=$("${compose[@]}" --profile tools config) || {
+  echo "FAIL: docker-compose config rejected ${compose[2]}"
+  exit 1
+}
 services=$("${compose[@]}" --profile tools config --services) || {
   echo "FAIL: docker-compose --profile tools config --services failed"
   exit 1
@@ -41,14 +45,14 @@ expect() {  # expect DESCRIPTION EXTENDED_REGEX [TEXT]
 health=$(awk '/^ *healthcheck:/{h=1} h&&/^ *test:/{t=1;next} t&&/^ *- /{print;next} t{exit}' <<<"$out" | tr -d ' -' | tr '\n' ' ')
 
 expect "service classifier" '^  classifier:$'
-expect "port 50051 published" '(published: 50051|50051:50051)'
+# Compose 1.x (Debian 12) and 2.x (Debian 13) render ports and volumes differently: 2.x quotes
+# the published port and writes every volume in the long syntax (checked in Python below).
+expect "port 50051 published" '(published: "?50051"?$|50051:50051)'
 expect "port 50051 targeted" '(target: 50051|:50051$)'
 expect "healthcheck present" '^ *healthcheck:$'
 expect "healthcheck runs classifier-cli --server 127.0.0.1:50051 health" \
   'classifiercli server 127\.0\.0\.1:50051 health' "$health"
 expect "restart unless-stopped" 'restart: unless-stopped'
-expect "state volume" 'classifier-state:/var/lib/classifier/state'
-expect "data volume" 'classifier-data:/var/lib/classifier/data'
 expect "built from the repository's Dockerfile" 'dockerfile: Dockerfile'
 expect "fetch-data service" '^fetch-data$' "$services"
 expect "fetch-data runs classifier-fetch-data" 'classifier-fetch-data'
@@ -108,11 +112,19 @@ check("docker/prometheus.yml scrapes classifier:9464", "classifier:9464" in targ
 check("the server exposes 9464 to the stack", "9464" in [str(p) for p in services["classifier"].get("expose", [])])
 
 def mounts(service):
+    # Compose 1.x renders the short syntax (source:target[:mode]), 2.x the long one (a map).
     result = {}
     for volume in services[service].get("volumes", []):
-        source, target = volume.split(":")[:2]
+        if isinstance(volume, dict):
+            source, target = volume.get("source", ""), volume["target"]
+        else:
+            source, target = volume.split(":")[:2]
         result[target] = source
     return result
+
+server = mounts("classifier")
+check("state volume", server.get("/var/lib/classifier/state") == "classifier-state")
+check("data volume", server.get("/var/lib/classifier/data") == "classifier-data")
 
 prom = mounts("prometheus")
 check("Prometheus is given docker/prometheus.yml",
