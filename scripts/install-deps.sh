@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Installs every build, test and run dependency from Debian 12's packages. Idempotent: a
-# second run installs nothing. Used by the README, .ci/run and the Dockerfile so the three
-# can never disagree.
+# Installs every build, test and run dependency from Debian's packages: Debian 12 (bookworm,
+# LibTorch 1.13) or Debian 13 (trixie, LibTorch 2.6; scripts/trixie.sh). Idempotent: a second
+# run installs nothing. Used by the README, .ci/run and the Dockerfile so the three can never
+# disagree.
 #
 #   scripts/install-deps.sh          everything: run, build and test (default)
 #   scripts/install-deps.sh build    what building the server and CLI needs (the Dockerfile)
@@ -11,9 +12,31 @@ set -euo pipefail
 
 mode=${1:-all}
 
+# The packages whose names carry a library's version (and the one file Debian 13 moved): the
+# only differences between the two releases.
+# shellcheck disable=SC1091
+. /etc/os-release
+case "${VERSION_CODENAME:-}" in
+  bookworm)
+    versioned_runtime=(libtorch1.13 libgrpc++1.51 libgrpc29 libprotobuf32 libabsl20220623
+      libspdlog1.10 libpng16-16)
+    # grpc/health/v1/health.proto (proto/CMakeLists.txt finds it in either package).
+    health_proto=grpc-proto
+    ;;
+  trixie)
+    versioned_runtime=(libtorch2.6 libgrpc++1.51t64 libgrpc29t64 libprotobuf32t64
+      libabsl20240722 libspdlog1.15 libpng16-16t64)
+    health_proto=golang-google-grpc-dev
+    ;;
+  *)
+    echo "install-deps: Debian 12 (bookworm) or 13 (trixie) only; this is ${PRETTY_NAME:-unknown}" >&2
+    exit 1
+    ;;
+esac
+
 runtime_packages=(
-  libtorch1.13 libgrpc++1.51 libgrpc29 libprotobuf32 libabsl20220623 libspdlog1.10
-  libpng16-16 libjpeg62-turbo zlib1g libsqlite3-0 libprometheus-cpp-pull1.0 ca-certificates
+  "${versioned_runtime[@]}" libjpeg62-turbo zlib1g libsqlite3-0 libprometheus-cpp-pull1.0
+  ca-certificates
   # LibTorch's linear layers call sgemm_ from whatever libblas.so.3 the alternatives select:
   # OpenBLAS (priority 95) rather than netlib's reference libblas3 (10), which made the
   # tutorial's 784x10 layer ~17% of a training step. The OpenMP build shares LibTorch's libgomp
@@ -26,7 +49,7 @@ runtime_packages=(
 build_packages=(
   build-essential cmake ninja-build pkg-config
   libtorch-dev libgrpc++-dev libgrpc-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
-  grpc-proto libabsl-dev libspdlog-dev libfmt-dev libgtest-dev libgmock-dev
+  "$health_proto" libabsl-dev libspdlog-dev libfmt-dev libgtest-dev libgmock-dev
   libpng-dev libjpeg62-turbo-dev zlib1g-dev libsqlite3-dev libssl-dev prometheus-cpp-dev
   # ONNX export: the headers of libonnx_proto, the ONNX library LibTorch itself links.
   libonnx-dev
