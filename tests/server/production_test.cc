@@ -192,32 +192,41 @@ TEST_F(ProductionTest, PredictWhoseDeadlinePassesInTheQueueIsDropped) {
   const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
   const int busy_calls = std::max(4, static_cast<int>(2.0 / std::max(seconds, 0.01)) + 1);
 
-  const double passes_before =
-      Sample(Scrape(server_->metrics_port()), "classifier_batcher_batch_images_count");
-  std::vector<std::thread> busy;
-  std::atomic<int> busy_ok{0};
-  for (int i = 0; i < busy_calls; ++i) {
-    busy.emplace_back([&] {
-      v1::PredictResponse r;
-      if (Predict(big, &r).ok()) busy_ok.fetch_add(1);
-    });
-  }
-  // The inference thread is busy once it has computed a busy call's first slice (a generous
-  // deadline: a loaded machine is slow to move the busy calls' pixels).
-  for (int i = 0; i < 3000; ++i) {
-    const double passes =
+  // On a loaded machine the busy calls' megabytes can arrive so slowly that the inference
+  // thread is idle again when the late call comes, which is then computed in time: that round
+  // proves nothing and is played again, up to five times. The late call is never anything but
+  // answered or DEADLINE_EXCEEDED.
+  ::grpc::Status status;
+  for (int round = 0; round < 5 && status.error_code() != StatusCode::DEADLINE_EXCEEDED; ++round) {
+    const double passes_before =
         Sample(Scrape(server_->metrics_port()), "classifier_batcher_batch_images_count");
-    if (passes > passes_before) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
+    std::vector<std::thread> busy;
+    std::atomic<int> busy_ok{0};
+    for (int i = 0; i < busy_calls; ++i) {
+      busy.emplace_back([&] {
+        v1::PredictResponse r;
+        if (Predict(big, &r).ok()) busy_ok.fetch_add(1);
+      });
+    }
+    // The inference thread is busy once it has computed a busy call's first slice (a generous
+    // deadline: a loaded machine is slow to move the busy calls' pixels).
+    for (int i = 0; i < 3000; ++i) {
+      const double passes =
+          Sample(Scrape(server_->metrics_port()), "classifier_batcher_batch_images_count");
+      if (passes > passes_before) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
 
-  ::grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(100));
-  v1::PredictResponse late;
-  ::grpc::Status status = late_stub->Predict(&context, Batch(1), &late);
+    ::grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(100));
+    v1::PredictResponse late;
+    status = late_stub->Predict(&context, Batch(1), &late);
+    EXPECT_TRUE(status.ok() || status.error_code() == StatusCode::DEADLINE_EXCEEDED)
+        << status.error_message();
+    for (std::thread& t : busy) t.join();
+    EXPECT_EQ(busy_ok.load(), busy_calls);
+  }
   EXPECT_EQ(status.error_code(), StatusCode::DEADLINE_EXCEEDED) << status.error_message();
-  for (std::thread& t : busy) t.join();
-  EXPECT_EQ(busy_ok.load(), busy_calls);
 
   bool dropped = false;
   for (int i = 0; i < 500 && !dropped; ++i) {
