@@ -8,6 +8,19 @@
 #   scripts/install-deps.sh build    what building the server and CLI needs (the Dockerfile)
 #   scripts/install-deps.sh runtime  only what the server and CLI need at run time
 #   scripts/install-deps.sh bench    everything, plus what bench/ compares against
+#
+# and on Debian 13 (trixie) with `contrib non-free` in the apt sources, LibTorch 2.6 with CUDA
+# (the Dockerfile's GPU stages and scripts/cuda-build-check.sh):
+#
+#   scripts/install-deps.sh gpu-build    building the server, CLI, tests and bench
+#   scripts/install-deps.sh gpu-runtime  running the server and CLI
+#
+# Debian's libtorch-cuda-2.6 depends on nvidia-cudnn, an installer whose postinst downloads
+# cuDNN 9.0 from developer.download.nvidia.com once its license question is answered
+# "I Agree" (the default, so also what a non-interactive install answers).
+# CLASSIFIER_CUDNN=download (the default) answers that; CLASSIFIER_CUDNN=none answers
+# "I Decline": nothing is downloaded, and libcudnn.so.9 is absent until `dpkg-reconfigure
+# nvidia-cudnn` is run with access to NVIDIA's server (what a machine without it must do).
 set -euo pipefail
 
 mode=${1:-all}
@@ -63,10 +76,31 @@ test_packages=(
   # tests/e2e/prometheus_e2e_test.sh: a real Prometheus scrapes the metrics endpoint.
   prometheus
 )
+# Debian 13 (trixie) with CUDA, the same roles under trixie's names.
+gpu_runtime_packages=(
+  libtorch-cuda-2.6 libgrpc++1.51t64 libgrpc29t64 libprotobuf32t64 libabsl20240722 libspdlog1.15
+  libpng16-16t64 libjpeg62-turbo zlib1g libsqlite3-0 libprometheus-cpp-pull1.0 ca-certificates
+  libopenblas0-openmp dataset-fashion-mnist curl
+)
+gpu_build_packages=(
+  build-essential cmake ninja-build pkg-config
+  # nvcc: the CUDA part of Debian's TorchConfig.cmake stops without it. NCCL's header for
+  # LibTorch's c10d NCCL process group and Gloo's for its Gloo one (the libraries come with
+  # libtorch-cuda-2.6).
+  libtorch-cuda-dev nvidia-cuda-toolkit libnccl-dev libgloo-cuda-dev
+  libgrpc++-dev libgrpc-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
+  # Trixie has no grpc-proto package: grpc/health/v1/health.proto comes with this one.
+  golang-google-grpc-dev
+  libabsl-dev libspdlog-dev libfmt-dev libgtest-dev libgmock-dev
+  libpng-dev libjpeg62-turbo-dev zlib1g-dev libsqlite3-dev libssl-dev prometheus-cpp-dev libonnx-dev
+)
 # Node.js with npm (for `buf curl`, the grpcurl peer the tests use, and for the npm fallback of
 # scripts/fetch-data.sh, hence at run time too): machines that already carry a Node.js build
 # with its own npm must not get Debian's npm, which conflicts with it.
-if ! command -v npm >/dev/null 2>&1; then runtime_packages+=(nodejs npm); fi
+if ! command -v npm >/dev/null 2>&1; then
+  runtime_packages+=(nodejs npm)
+  gpu_runtime_packages+=(nodejs npm)
+fi
 
 case "$mode" in
   runtime) wanted=("${runtime_packages[@]}") ;;
@@ -76,8 +110,23 @@ case "$mode" in
     # The tutorial's loop needs torchvision; the Python predict server grpcio; h2load and perf.
     wanted=("${runtime_packages[@]}" "${build_packages[@]}" "${test_packages[@]}"
       python3-torchvision python3-grpcio nghttp2-client linux-perf) ;;
-  *) echo "usage: $0 [all|build|runtime|bench]" >&2; exit 2 ;;
+  gpu-runtime) wanted=("${gpu_runtime_packages[@]}") ;;
+  gpu-build) wanted=("${gpu_runtime_packages[@]}" "${gpu_build_packages[@]}") ;;
+  *) echo "usage: $0 [all|build|runtime|bench|gpu-build|gpu-runtime]" >&2; exit 2 ;;
 esac
+
+if [[ $mode == gpu-* ]]; then
+  codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
+  if [[ $codename != trixie ]]; then
+    echo "install-deps: $mode needs Debian 13 (trixie), this is '${codename:-unknown}'" >&2
+    exit 1
+  fi
+  case "${CLASSIFIER_CUDNN:-download}" in
+    download) cudnn_answer="I Agree" ;;
+    none) cudnn_answer="I Decline" ;;
+    *) echo "install-deps: CLASSIFIER_CUDNN is download or none, not '$CLASSIFIER_CUDNN'" >&2; exit 2 ;;
+  esac
+fi
 
 missing=()
 for pkg in "${wanted[@]}"; do
@@ -95,5 +144,27 @@ echo "install-deps: installing ${missing[*]}"
 sudo_cmd=()
 if [[ $(id -u) -ne 0 ]]; then sudo_cmd=(sudo); fi
 export DEBIAN_FRONTEND=noninteractive
+if [[ -n ${cudnn_answer:-} ]]; then
+  echo "nvidia-cudnn nvidia-cudnn/question select $cudnn_answer" |
+    "${sudo_cmd[@]}" debconf-set-selections
+fi
 "${sudo_cmd[@]}" apt-get update -qq
-"${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+unavailable=()
+for pkg in "${missing[@]}"; do
+  policy=$(apt-cache policy "$pkg" 2>/dev/null)
+  if [[ $policy != *"Candidate: "[0-9]* ]]; then unavailable+=("$pkg"); fi
+done
+if ((${#unavailable[@]})); then
+  echo "install-deps: the apt sources offer no ${unavailable[*]}" >&2
+  if [[ $mode == gpu-* ]]; then
+    echo "install-deps: $mode needs trixie's contrib and non-free components in the apt sources" >&2
+  fi
+  exit 1
+fi
+if ! "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"; then
+  if [[ ${cudnn_answer:-} == "I Agree" ]]; then
+    echo "install-deps: if nvidia-cudnn failed above, its postinst could not download cuDNN from" \
+      "developer.download.nvidia.com: allow that host, or run with CLASSIFIER_CUDNN=none" >&2
+  fi
+  exit 1
+fi
