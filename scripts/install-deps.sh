@@ -76,31 +76,16 @@ test_packages=(
   # tests/e2e/prometheus_e2e_test.sh: a real Prometheus scrapes the metrics endpoint.
   prometheus
 )
-# Debian 13 (trixie) with CUDA, the same roles under trixie's names.
-gpu_runtime_packages=(
-  libtorch-cuda-2.6 libgrpc++1.51t64 libgrpc29t64 libprotobuf32t64 libabsl20240722 libspdlog1.15
-  libpng16-16t64 libjpeg62-turbo zlib1g libsqlite3-0 libprometheus-cpp-pull1.0 ca-certificates
-  libopenblas0-openmp dataset-fashion-mnist curl
-)
-gpu_build_packages=(
-  build-essential cmake ninja-build pkg-config
-  # nvcc: the CUDA part of Debian's TorchConfig.cmake stops without it. NCCL's header for
-  # LibTorch's c10d NCCL process group and Gloo's for its Gloo one (the libraries come with
-  # libtorch-cuda-2.6).
-  libtorch-cuda-dev nvidia-cuda-toolkit libnccl-dev libgloo-cuda-dev
-  libgrpc++-dev libgrpc-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
-  # Trixie has no grpc-proto package: grpc/health/v1/health.proto comes with this one.
-  golang-google-grpc-dev
-  libabsl-dev libspdlog-dev libfmt-dev libgtest-dev libgmock-dev
-  libpng-dev libjpeg62-turbo-dev zlib1g-dev libsqlite3-dev libssl-dev prometheus-cpp-dev libonnx-dev
-)
 # Node.js with npm (for `buf curl`, the grpcurl peer the tests use, and for the npm fallback of
 # scripts/fetch-data.sh, hence at run time too): machines that already carry a Node.js build
 # with its own npm must not get Debian's npm, which conflicts with it.
-if ! command -v npm >/dev/null 2>&1; then
-  runtime_packages+=(nodejs npm)
-  gpu_runtime_packages+=(nodejs npm)
-fi
+if ! command -v npm >/dev/null 2>&1; then runtime_packages+=(nodejs npm); fi
+# Debian 13 with CUDA: the same lists with LibTorch's CUDA build, plus nvcc (the CUDA part of
+# Debian's TorchConfig.cmake stops without it), NCCL's header for LibTorch's c10d NCCL process
+# group and Gloo's for its Gloo one (the libraries come with libtorch-cuda-2.6).
+gpu_runtime_packages=("${runtime_packages[@]/#libtorch2.6/libtorch-cuda-2.6}")
+gpu_build_packages=("${build_packages[@]/#libtorch-dev/libtorch-cuda-dev}"
+  nvidia-cuda-toolkit libnccl-dev libgloo-cuda-dev)
 
 case "$mode" in
   runtime) wanted=("${runtime_packages[@]}") ;;
