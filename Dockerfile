@@ -8,6 +8,16 @@
 #
 # or docker/compose.yaml, which also has the one-shot `fetch-data` service that puts MNIST
 # into the data volume (Fashion-MNIST is in the image: Debian's dataset-fashion-mnist).
+#
+# The GPU variant is Debian 13 with its LibTorch 2.6 built for CUDA 12.4 (with NCCL); the same
+# binaries pick cuda:0 by themselves (--device auto). It needs the NVIDIA Container Toolkit on
+# the host, and building it fetches cuDNN from NVIDIA (see gpu-build below):
+#
+#   docker build --build-arg CLASSIFIER_VARIANT=gpu -t classifier:gpu .
+#   docker run --gpus all -p 50051:50051 -v classifier-data:/var/lib/classifier/data classifier:gpu
+
+# cpu or gpu: the pair of stages the final image comes from (BuildKit builds only that pair).
+ARG CLASSIFIER_VARIANT=cpu
 
 FROM debian:bookworm AS build
 WORKDIR /src
@@ -17,10 +27,39 @@ RUN scripts/install-deps.sh build && rm -rf /var/lib/apt/lists/*
 COPY . .
 RUN scripts/build.sh -DCLASSIFIER_BUILD_TESTS=OFF
 
-FROM debian:bookworm-slim AS runtime
+FROM debian:bookworm-slim AS runtime-cpu
 COPY scripts/install-deps.sh /tmp/install-deps.sh
 RUN /tmp/install-deps.sh runtime && rm -rf /var/lib/apt/lists/* /tmp/install-deps.sh
 COPY --from=build /src/build/server/classifier-server /src/build/client/classifier-cli /usr/local/bin/
+
+# GPU: LibTorch with CUDA is in Debian's contrib (nvcc in non-free). Its nvidia-cudnn
+# dependency is an installer whose postinst downloads cuDNN 9.0 from
+# developer.download.nvidia.com: building this stage needs that host and accepts NVIDIA's cuDNN
+# license (CLASSIFIER_CUDNN=download, see scripts/install-deps.sh). About 2.9 GB of packages.
+FROM debian:trixie AS gpu-build
+WORKDIR /src
+RUN sed -i 's/^Components: main$/Components: main contrib non-free/' \
+      /etc/apt/sources.list.d/debian.sources
+COPY scripts/install-deps.sh scripts/install-deps.sh
+# cuDNN is downloaded once, here; its libraries are kept aside for the runtime stage.
+RUN CLASSIFIER_CUDNN=download scripts/install-deps.sh gpu-build && rm -rf /var/lib/apt/lists/* \
+ && mkdir /opt/cudnn && cp -a /usr/lib/x86_64-linux-gnu/libcudnn*.so.9* /opt/cudnn/
+COPY . .
+RUN scripts/build.sh -DCLASSIFIER_BUILD_TESTS=OFF
+
+FROM debian:trixie-slim AS runtime-gpu
+RUN sed -i 's/^Components: main$/Components: main contrib non-free/' \
+      /etc/apt/sources.list.d/debian.sources
+COPY scripts/install-deps.sh /tmp/install-deps.sh
+RUN CLASSIFIER_CUDNN=none /tmp/install-deps.sh gpu-runtime \
+ && rm -rf /var/lib/apt/lists/* /tmp/install-deps.sh
+COPY --from=gpu-build /opt/cudnn/ /usr/lib/x86_64-linux-gnu/
+RUN ldconfig
+COPY --from=gpu-build /src/build/server/classifier-server /src/build/client/classifier-cli /usr/local/bin/
+# What the NVIDIA Container Toolkit mounts in: the driver's CUDA library and nvidia-smi.
+ENV NVIDIA_VISIBLE_DEVICES=all NVIDIA_DRIVER_CAPABILITIES=compute,utility
+
+FROM runtime-${CLASSIFIER_VARIANT} AS runtime
 # `classifier-fetch-data DATA_DIR` (see docker/compose.yaml); needs curl, node and npm, which
 # install-deps.sh's runtime mode installs.
 COPY scripts/fetch-data.sh /usr/local/bin/classifier-fetch-data

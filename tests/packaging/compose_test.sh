@@ -70,12 +70,13 @@ else
 fi
 
 # The GPU variant: the block between the markers, uncommented, must render with an nvidia device
-# reservation on the classifier service.
+# reservation on the classifier service, and CLASSIFIER_VARIANT=gpu must build the Dockerfile's
+# GPU stages.
 gpu_file=$(mktemp docker/.compose-gpu-XXXXXX.yaml)
 trap 'rm -f "$gpu_file"' EXIT
 awk '/# --- GPU variant/{g=1;next} /# --- end GPU variant/{g=0;next} g{sub(/# /,""); print; next} {print}' \
   "$compose_file" >"$gpu_file"
-if gpu_out=$(docker-compose -f "$gpu_file" config 2>&1); then
+if gpu_out=$(CLASSIFIER_VARIANT=gpu docker-compose -f "$gpu_file" config 2>&1); then
   echo "ok: the GPU variant renders once uncommented"
 else
   echo "FAIL: the uncommented GPU variant does not render: $gpu_out"
@@ -164,6 +165,16 @@ devices = (gpu["services"]["classifier"].get("deploy", {}).get("resources", {})
 check("the GPU variant reserves an nvidia GPU",
       any(d.get("driver") == "nvidia" and "gpu" in d.get("capabilities", []) for d in devices))
 check("the default stack reserves no GPU", "deploy" not in services["classifier"])
+for name in ("classifier", "fetch-data"):
+    for rendered, variant in ((config, "cpu"), (gpu, "gpu")):
+        service = rendered["services"][name]
+        check(f"{name} builds the {variant} image",
+              service["build"].get("args", {}).get("CLASSIFIER_VARIANT") == variant
+              and service["image"] == f"classifier:{variant}")
+stages = set(re.findall(r"^FROM \S+ AS (\S+)$", dockerfile, re.M))
+check("the Dockerfile's final stage is built from runtime-cpu or runtime-gpu",
+      {"runtime-cpu", "runtime-gpu", "gpu-build"} <= stages
+      and re.search(r"^FROM runtime-\$\{CLASSIFIER_VARIANT\} AS runtime$", dockerfile, re.M) is not None)
 sys.exit(1 if failures else 0)
 PY
   failures=$((failures + 1))
