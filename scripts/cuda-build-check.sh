@@ -8,7 +8,8 @@
 #   sudo scripts/cuda-build-check.sh ROOTFS   # elsewhere; an existing one is reused as a cache
 #
 # Not run by CI: the first run downloads about 2.9 GB of packages (8.5 GB installed) and
-# takes about 10 minutes before the build, which takes about 20 more on 2 cores. Run it by
+# takes 10-14 minutes before the build (debootstrap 2, the packages 8-12), which takes about
+# 20 more on 2 cores (a whole first run with the build folder kept: 20 minutes). Run it by
 # hand after changing model/ or the CMake files, before stopping. Later runs reuse the root
 # fs (only missing packages are installed) and the build folder.
 #
