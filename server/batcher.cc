@@ -124,6 +124,21 @@ void Batcher::Submit(Call call) {
   if (wake_idle) work_.notify_one();
 }
 
+Batcher::Pause Batcher::PauseBatches() {
+  std::lock_guard<std::mutex> lock(mu_);
+  ++pauses_;
+  return Pause(this);
+}
+
+Batcher::Pause::~Pause() {
+  if (batcher_ == nullptr) return;
+  {
+    std::lock_guard<std::mutex> lock(batcher_->mu_);
+    --batcher_->pauses_;
+  }
+  batcher_->work_.notify_all();
+}
+
 bool Batcher::ShouldWait() const {
   return !stopping_ && last_batch_calls_ > 1 && options_.max_delay > absl::ZeroDuration() &&
          !BatchReady();
@@ -184,7 +199,7 @@ void Batcher::Loop() {
     {
       std::unique_lock<std::mutex> lock(mu_);
       ++idle_threads_;
-      work_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+      work_.wait(lock, [this] { return stopping_ || (!queue_.empty() && pauses_ == 0); });
       --idle_threads_;
       if (queue_.empty()) return;  // Stopping, and every accepted call is answered or taken.
       if (ShouldWait()) {

@@ -37,6 +37,7 @@
 #include <memory>
 #include <mutex>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -102,6 +103,27 @@ class Batcher {
 
   const BatcherOptions& options() const { return options_; }
 
+  // While a Pause lives, no thread takes a new batch: calls queue and wait (a thread already
+  // computing, or holding a batch open, finishes that batch). Pauses nest; the destructor of
+  // the batcher ends them all. What a test uses to hold a call in the queue deterministically,
+  // e.g. until its deadline has passed, instead of racing busy work against it.
+  class Pause {
+   public:
+    Pause(Pause&& other) noexcept : batcher_(std::exchange(other.batcher_, nullptr)) {}
+    Pause& operator=(Pause&&) = delete;
+    Pause(const Pause&) = delete;
+    ~Pause();
+
+   private:
+    friend class Batcher;
+    explicit Pause(Batcher* batcher) : batcher_(batcher) {}
+    Batcher* batcher_;
+  };
+  [[nodiscard]] Pause PauseBatches();
+
+  // Calls queued and not yet wholly taken into a batch; thread-safe.
+  size_t queued_calls() const { return queued_calls_.load(std::memory_order_relaxed); }
+
   // Whether idle threads poll (options().idle_poll) or sleep at once; thread-safe. The server
   // turns polling off while a training job runs: the cores are then the job's and gRPC's, and a
   // polling thread would compete with them for CPU time.
@@ -143,6 +165,7 @@ class Batcher {
   int idle_threads_ ABSL_GUARDED_BY(mu_) = 0;
   int waiting_threads_ ABSL_GUARDED_BY(mu_) = 0;  // Holding a batch open.
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  int pauses_ ABSL_GUARDED_BY(mu_) = 0;  // Pause objects alive.
   // Calls in the last batch taken: more than one means coalescing (see the header comment).
   int64_t last_batch_calls_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<std::thread> threads_;  // Last: joined before the rest is destroyed.

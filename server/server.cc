@@ -282,6 +282,8 @@ int ClassifierServer::metrics_port() const { return parts_->metrics ? parts_->me
 
 const std::string& ClassifierServer::device() const { return parts_->device; }
 
+Batcher& ClassifierServer::batcher() { return *parts_->batcher; }
+
 void ClassifierServer::Shutdown() {
   std::call_once(parts_->shutdown_once, [this] {
     spdlog::info("shutting down: health NOT_SERVING, refusing new calls");

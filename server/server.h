@@ -11,6 +11,8 @@
 
 namespace classifier {
 
+class Batcher;
+
 struct ServerConfig {
   // host:port; port 0 picks a free one (see ClassifierServer::port()).
   std::string listen_address = "127.0.0.1:50051";
@@ -91,6 +93,8 @@ class ClassifierServer {
   // The bound port of the metrics endpoint; 0 when metrics are off.
   int metrics_port() const;
   const std::string& device() const;
+  // The dynamic batcher that computes Predict (tests pause it: Batcher::PauseBatches).
+  Batcher& batcher();
 
   // Health goes NOT_SERVING and new calls are refused; queued and running jobs
   // are cancelled (each ends with a final event, so their streams finish);
