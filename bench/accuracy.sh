@@ -27,7 +27,7 @@ declare -A flags=(
     --dropout 0.3 --translation 0.06 --validation_fraction 0.1 --keep_best --lr_schedule cosine"
   [mnist-tutorial]="--dataset mnist --epochs 10"
   [mnist-wide]="--dataset mnist --epochs 15 --conv_channels 32,64 --hidden_units 128
-    --dropout 0.3 --rotation 10 --translation 0.1 --lr_schedule cosine"
+    --dropout 0.3 --rotation_degrees 10 --translation 0.1 --lr_schedule cosine"
 )
 names=("$@")
 ((${#names[@]})) || names=(fashion-tutorial fashion-wide mnist-tutorial mnist-wide)

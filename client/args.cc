@@ -80,6 +80,21 @@ absl::StatusOr<std::string> CheckValue(const FlagSpec& flag, std::string value) 
   return value;
 }
 
+// Flags renamed to the proto's field names: the old spellings still work, for one release, with
+// a deprecation line.
+const char* RenamedFlag(absl::string_view name) {
+  static constexpr std::pair<const char*, const char*> kRenamed[] = {
+      {"lr_step", "lr_step_size"},      {"early_stopping", "early_stopping_patience"},
+      {"hflip", "horizontal_flip"},     {"vflip", "vertical_flip"},
+      {"rotation", "rotation_degrees"}, {"progress_reports", "progress_reports_per_epoch"},
+      {"deploy", "deploy_when_done"},
+  };
+  for (const auto& [old_name, new_name] : kRenamed) {
+    if (name == old_name) return new_name;
+  }
+  return nullptr;
+}
+
 std::string FlagUsageLines(const std::vector<FlagSpec>& flags) {
   std::string out;
   for (const FlagSpec& flag : flags) {
@@ -118,28 +133,30 @@ const std::vector<CommandSpec>& Commands() {
         {"momentum", FlagType::kDouble, "M", "sgd's momentum, in [0, 1) (default 0)"},
         {"weight_decay", FlagType::kDouble, "W",
          "weight decay in [0, 1] (L2 for adam and sgd, decoupled for adamw; default 0)"},
+        {"label_smoothing", FlagType::kDouble, "E",
+         "cross-entropy label smoothing in [0, 1), as PyTorch's (default 0: none)"},
         {"lr_schedule", FlagType::kString, "NAME",
          "none, step or cosine: the learning rate from epoch to epoch (default none)"},
-        {"lr_step", FlagType::kInt32, "N", "step schedule: epochs per step (default 1)"},
+        {"lr_step_size", FlagType::kInt32, "N", "step schedule: epochs per step (default 1)"},
         {"lr_gamma", FlagType::kDouble, "G", "step schedule: factor per step (default 0.1)"},
-        {"rotation", FlagType::kDouble, "DEGREES",
+        {"rotation_degrees", FlagType::kDouble, "DEGREES",
          "augmentation: random rotation in [-DEGREES, DEGREES] (default 0)"},
         {"translation", FlagType::kDouble, "F",
          "augmentation: random shift up to F times the image's side (default 0)"},
         {"scale_min", FlagType::kDouble, "S", "augmentation: smallest random zoom (default 1)"},
         {"scale_max", FlagType::kDouble, "S", "augmentation: largest random zoom (default 1)"},
-        {"hflip", FlagType::kBool, "",
+        {"horizontal_flip", FlagType::kBool, "",
          "augmentation: random left-right flips (refused for digits: a flipped 6 is a 9)"},
-        {"vflip", FlagType::kBool, "", "augmentation: random upside-down flips (same)"},
-        {"progress_reports", FlagType::kInt32, "N",
+        {"vertical_flip", FlagType::kBool, "", "augmentation: random upside-down flips (same)"},
+        {"progress_reports_per_epoch", FlagType::kInt32, "N",
          "progress reports within each epoch (default 0: only at epoch ends)"},
-        {"deploy", FlagType::kBool, "",
+        {"deploy_when_done", FlagType::kBool, "",
          "deploy the model when the job succeeds (Predict and Evaluate then use it)"},
         {"validation_fraction", FlagType::kDouble, "F",
          "hold out this fraction of the training set for validation, in [0, 0.5] (default 0)"},
         {"keep_best", FlagType::kBool, "",
          "keep the weights of the epoch with the best validation accuracy"},
-        {"early_stopping", FlagType::kInt32, "N",
+        {"early_stopping_patience", FlagType::kInt32, "N",
          "stop after N epochs without a better validation accuracy (default 0: never)"},
         {"conv_channels", FlagType::kString, "C1,C2,...",
          "output channels of each conv layer (default 8,16: the tutorial's)"},
@@ -338,8 +355,14 @@ absl::StatusOr<Invocation> ParseArgs(const std::vector<std::string>& argv,
                                                      "argument that starts with -)"));
     }
     const size_t equals = token.find('=');
-    const std::string name =
+    std::string name =
         token.substr(2, equals == std::string::npos ? std::string::npos : equals - 2);
+    if (const char* renamed = RenamedFlag(name); renamed != nullptr) {
+      inv.deprecations.push_back(absl::StrCat("--", name,
+                                              " is deprecated and will be removed; use --", renamed,
+                                              " (the TrainRequest field's name)"));
+      name = renamed;
+    }
     const FlagSpec* flag = FindFlag(GlobalFlags(), name);
     if (flag == nullptr && command != nullptr) flag = FindFlag(command->flags, name);
     if (flag == nullptr) {

@@ -64,6 +64,8 @@ struct Invocation {
   bool help = false;
   std::map<std::string, std::string, std::less<>> flags;
   std::vector<std::string> args;
+  // One line per deprecated flag spelling used (see the renamed flags in args.cc), for stderr.
+  std::vector<std::string> deprecations;
 
   bool Has(absl::string_view name) const;
   std::string String(absl::string_view name, absl::string_view fallback = "") const;

@@ -567,11 +567,11 @@ absl::StatusOr<v1::TrainRequest> BuildTrainRequest(const Invocation& invocation)
   request.set_batch_size(invocation.Int32("batch_size"));
   request.set_learning_rate(invocation.Double("learning_rate"));
   request.set_seed(invocation.Uint64("seed"));
-  request.set_progress_reports_per_epoch(invocation.Int32("progress_reports"));
-  request.set_deploy_when_done(invocation.Bool("deploy"));
+  request.set_progress_reports_per_epoch(invocation.Int32("progress_reports_per_epoch"));
+  request.set_deploy_when_done(invocation.Bool("deploy_when_done"));
   request.set_validation_fraction(invocation.Double("validation_fraction"));
   request.set_keep_best(invocation.Bool("keep_best"));
-  request.set_early_stopping_patience(invocation.Int32("early_stopping"));
+  request.set_early_stopping_patience(invocation.Int32("early_stopping_patience"));
   if (invocation.Has("optimizer")) {
     const std::string optimizer = absl::AsciiStrToLower(invocation.String("optimizer"));
     if (optimizer == "adam") {
@@ -588,6 +588,7 @@ absl::StatusOr<v1::TrainRequest> BuildTrainRequest(const Invocation& invocation)
   }
   request.set_momentum(invocation.Double("momentum"));
   request.set_weight_decay(invocation.Double("weight_decay"));
+  request.set_label_smoothing(invocation.Double("label_smoothing"));
   if (invocation.Has("lr_schedule")) {
     const std::string schedule = absl::AsciiStrToLower(invocation.String("lr_schedule"));
     if (schedule == "none") {
@@ -602,17 +603,18 @@ absl::StatusOr<v1::TrainRequest> BuildTrainRequest(const Invocation& invocation)
                        "' for --lr_schedule: expected none, step or cosine"));
     }
   }
-  request.set_lr_step_size(invocation.Int32("lr_step"));
+  request.set_lr_step_size(invocation.Int32("lr_step_size"));
   request.set_lr_gamma(invocation.Double("lr_gamma"));
-  for (const char* flag : {"rotation", "translation", "scale_min", "scale_max", "hflip", "vflip"}) {
+  for (const char* flag : {"rotation_degrees", "translation", "scale_min", "scale_max",
+                           "horizontal_flip", "vertical_flip"}) {
     if (!invocation.Has(flag)) continue;
     v1::Augmentation* augmentation = request.mutable_augmentation();
-    augmentation->set_rotation_degrees(invocation.Double("rotation"));
+    augmentation->set_rotation_degrees(invocation.Double("rotation_degrees"));
     augmentation->set_translation(invocation.Double("translation"));
     augmentation->set_scale_min(invocation.Double("scale_min"));
     augmentation->set_scale_max(invocation.Double("scale_max"));
-    augmentation->set_horizontal_flip(invocation.Bool("hflip"));
-    augmentation->set_vertical_flip(invocation.Bool("vflip"));
+    augmentation->set_horizontal_flip(invocation.Bool("horizontal_flip"));
+    augmentation->set_vertical_flip(invocation.Bool("vertical_flip"));
     break;
   }
 

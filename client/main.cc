@@ -32,6 +32,9 @@ int main(int argc, char** argv) {
               << "\nRun 'classifier-cli --help' for usage.\n";
     return kExitUsage;
   }
+  for (const std::string& deprecation : invocation->deprecations) {
+    std::cerr << "warning: " << deprecation << "\n";
+  }
   if (invocation->help) {
     const CommandSpec* command = FindCommand(invocation->command);
     std::cout << (command == nullptr ? Usage() : CommandUsage(*command));

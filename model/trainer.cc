@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <map>
 #include <new>
 #include <optional>
 #include <sstream>
@@ -16,8 +17,10 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/string_view.h"
 #include "model/augment_torch.h"
 #include "model/capturable_adam.h"
 #include "model/cnn.h"
@@ -36,7 +39,6 @@ double SecondsSince(Clock::time_point start) {
   return std::max(kTick, std::chrono::duration<double>(Clock::now() - start).count());
 }
 
-constexpr double kMaxValidationFraction = 0.5;
 // Validation batches: bounded memory, and no gradients are kept.
 constexpr int64_t kValidationBatch = 1000;
 // Full batches stepped eagerly before the step is recorded as a CUDA graph: what the first
@@ -45,124 +47,27 @@ constexpr int kEagerStepsBeforeRecording = 3;
 // Mixed into the seed of the split's generator, so that it is not the trainer's.
 constexpr uint64_t kSplitSeedSalt = 0x5eed5b11u;
 
-int64_t HeldOutCount(int64_t size, double fraction) {
-  return std::llround(static_cast<double>(size) * fraction);
-}
-
+// The options' rules (train_options.h), then what only the loaded data can tell: that it holds
+// what its header says and that every label has an output.
 absl::Status CheckOptions(const Dataset& train, const TrainOptions& options) {
-  if (options.epochs < 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("epochs must be at least 1, got ", options.epochs));
-  }
-  if (train.size() < 1) {
-    return absl::InvalidArgumentError("the training dataset holds no images");
-  }
-  if (options.batch_size < 1 || options.batch_size > train.size()) {
-    return absl::InvalidArgumentError(absl::StrCat("batch_size must be between 1 and ",
-                                                   train.size(), " (the dataset's size), got ",
-                                                   options.batch_size));
-  }
-  if (!std::isfinite(options.learning_rate) || options.learning_rate <= 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("learning_rate must be a finite number above 0, got ", options.learning_rate));
-  }
-  if (options.optimizer != OptimizerKind::kAdam && options.optimizer != OptimizerKind::kAdamW &&
-      options.optimizer != OptimizerKind::kSgd) {
-    return absl::InvalidArgumentError("optimizer is not one of adam, adamw, sgd");
-  }
-  if (!std::isfinite(options.momentum) || options.momentum < 0 || options.momentum >= 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("momentum must be in [0, 1), got ", options.momentum));
-  }
-  if (options.momentum > 0 && options.optimizer != OptimizerKind::kSgd) {
-    return absl::InvalidArgumentError("momentum applies to the sgd optimizer only");
-  }
-  if (!std::isfinite(options.weight_decay) || options.weight_decay < 0 ||
-      options.weight_decay > 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("weight_decay must be in [0, 1], got ", options.weight_decay));
-  }
-  if (absl::Status status = ValidateAugmentation(options.augmentation); !status.ok()) {
-    return status;
-  }
-  if (options.lr_step_size < 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("lr_step_size must be at least 1, got ", options.lr_step_size));
-  }
-  if (!std::isfinite(options.lr_gamma) || options.lr_gamma <= 0 || options.lr_gamma > 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("lr_gamma must be in (0, 1], got ", options.lr_gamma));
-  }
-  if (!std::isfinite(options.validation_fraction) || options.validation_fraction < 0 ||
-      options.validation_fraction > kMaxValidationFraction) {
-    return absl::InvalidArgumentError(absl::StrCat("validation_fraction must be in [0, ",
-                                                   kMaxValidationFraction, "], got ",
-                                                   options.validation_fraction));
-  }
-  if (options.early_stopping_patience < 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "early_stopping_patience must be 0 or more, got ", options.early_stopping_patience));
-  }
-  if (options.validation_fraction == 0 && options.keep_best) {
-    return absl::InvalidArgumentError(
-        "keep_best needs a validation split: set validation_fraction above 0");
-  }
-  if (options.validation_fraction == 0 && options.early_stopping_patience > 0) {
-    return absl::InvalidArgumentError(
-        "early_stopping_patience needs a validation split: set validation_fraction above 0");
-  }
-  if (options.validation_fraction > 0) {
-    const int64_t held_out = HeldOutCount(train.size(), options.validation_fraction);
-    if (held_out < 1) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("validation_fraction ", options.validation_fraction, " of ", train.size(),
-                       " images holds out no image; raise it or use more data"));
-    }
-    if (options.batch_size > train.size() - held_out) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("batch_size must be at most ", train.size() - held_out,
-                       " (the training images left after validation_fraction ",
-                       options.validation_fraction, "), got ", options.batch_size));
-    }
-  }
-  if (options.progress_reports_per_epoch < 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "progress_reports_per_epoch must be 0 or more, got ", options.progress_reports_per_epoch));
-  }
-  const Architecture& a = options.architecture;
-  if (absl::Status status = ValidateArchitecture(a); !status.ok()) return status;
-  if (a.input_channels != 1) {
-    return absl::InvalidArgumentError(absl::StrCat("architecture.input_channels is ",
-                                                   a.input_channels,
-                                                   " but datasets hold grey images (1 channel)"));
-  }
-  if (train.rows != a.image_size || train.cols != a.image_size) {
-    return absl::InvalidArgumentError(absl::StrCat("architecture.image_size is ", a.image_size,
-                                                   " but the dataset's images are ", train.rows,
-                                                   "x", train.cols));
-  }
+  DataShape shape;
+  shape.name = "the training data";
+  shape.train_count = train.size();
+  shape.image_height = train.rows;
+  shape.image_width = train.cols;
+  shape.num_classes = train.num_classes;
+  if (absl::Status status = CheckTrainOptions(options, shape); !status.ok()) return status;
   if (static_cast<int64_t>(train.pixels.size()) != train.size() * train.image_size()) {
     return absl::InvalidArgumentError(absl::StrCat("the dataset holds ", train.pixels.size(),
                                                    " pixels for ", train.size(), " images of ",
                                                    train.rows, "x", train.cols));
   }
-  if (options.initial_weights != nullptr &&
-      !SameShape(options.initial_weights->architecture(), a)) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("the initial weights are of another architecture (",
-                     DescribeArchitecture(options.initial_weights->architecture()),
-                     ") than the one to train (", DescribeArchitecture(a), ")"));
-  }
-  if (train.num_classes > a.num_classes) {
-    return absl::InvalidArgumentError(absl::StrCat("architecture.num_classes is ", a.num_classes,
-                                                   " but the dataset has ", train.num_classes,
-                                                   " classes"));
-  }
+  const int num_classes = options.architecture.num_classes;
   for (int64_t i = 0; i < train.size(); ++i) {
-    if (train.labels[i] >= a.num_classes) {
+    if (train.labels[i] >= num_classes) {
       return absl::InvalidArgumentError(
           absl::StrCat("the label of training image ", i, " is ", int{train.labels[i]},
-                       ", not below architecture.num_classes = ", a.num_classes));
+                       ", not below architecture.num_classes = ", num_classes));
     }
   }
   return absl::OkStatus();
@@ -257,12 +162,6 @@ double DoubleField(const c10::impl::GenericDict& dict, const std::string& key) {
   return value.toDouble();
 }
 
-bool BoolField(const c10::impl::GenericDict& dict, const std::string& key) {
-  const c10::IValue value = Field(dict, key);
-  if (!value.isBool()) throw CheckpointError(absl::StrCat("its field ", key, " is not a bool"));
-  return value.toBool();
-}
-
 at::Tensor TensorField(const c10::impl::GenericDict& dict, const std::string& key) {
   const c10::IValue value = Field(dict, key);
   if (!value.isTensor()) throw CheckpointError(absl::StrCat("its field ", key, " is not a tensor"));
@@ -275,14 +174,6 @@ c10::impl::GenericDict DictField(const c10::impl::GenericDict& dict, const std::
     throw CheckpointError(absl::StrCat("its field ", key, " is not a dict"));
   }
   return value.toGenericDict();
-}
-
-std::vector<int64_t> IntListField(const c10::impl::GenericDict& dict, const std::string& key) {
-  const c10::IValue value = Field(dict, key);
-  if (!value.isIntList()) {
-    throw CheckpointError(absl::StrCat("its field ", key, " is not a list of ints"));
-  }
-  return value.toIntVector();
 }
 
 std::string ShapeString(c10::IntArrayRef shape) {
@@ -366,6 +257,60 @@ void ExportMoments(const CapturableAdam& adam, torch::optim::Optimizer& optimize
 // A dict of str to anything, for the payload.
 c10::impl::GenericDict NewDict() {
   return c10::impl::GenericDict(c10::StringType::get(), c10::AnyType::get());
+}
+
+// The key a checkpoint stores an option under: its field name without "architecture." (the
+// keys of format 1, which checkpoints already written carry).
+std::string CheckpointKey(absl::string_view field) {
+  constexpr absl::string_view kArchitecture = "architecture.";
+  return std::string(absl::StartsWith(field, kArchitecture) ? field.substr(kArchitecture.size())
+                                                            : field);
+}
+
+// An option as a checkpoint's payload holds it.
+c10::IValue OptionValue(int value) { return int64_t{value}; }
+c10::IValue OptionValue(uint64_t value) { return static_cast<int64_t>(value); }  // Same 64 bits.
+c10::IValue OptionValue(double value) { return value; }
+c10::IValue OptionValue(bool value) { return value; }
+c10::IValue OptionValue(OptimizerKind value) { return static_cast<int64_t>(value); }
+c10::IValue OptionValue(LearningRateSchedule value) { return static_cast<int64_t>(value); }
+c10::IValue OptionValue(const std::vector<int>& value) {
+  return c10::List<int64_t>(std::vector<int64_t>(value.begin(), value.end()));
+}
+
+// The run's options (ForEachRunOption), for a checkpoint's "run" dict.
+c10::impl::GenericDict RunOptionsDict(const TrainOptions& options) {
+  c10::impl::GenericDict run = NewDict();
+  ForEachRunOption(options, [&run](const char* field, const auto& value) {
+    run.insert(CheckpointKey(field), OptionValue(value));
+  });
+  return run;
+}
+
+// A CheckpointError naming the first option that differs between a checkpoint's "run" dict and
+// `options`. An option the checkpoint lacks (written before the option existed) had its
+// default value then.
+void CheckRunOptions(const c10::impl::GenericDict& run, const TrainOptions& options) {
+  const TrainOptions default_options;
+  std::map<std::string, c10::IValue> defaults;
+  ForEachRunOption(default_options, [&defaults](const char* field, const auto& value) {
+    defaults.emplace(field, OptionValue(value));
+  });
+  ForEachRunOption(options, [&](const char* field, const auto& value) {
+    const std::string key = CheckpointKey(field);
+    const c10::IValue here = OptionValue(value);
+    const c10::IValue saved = run.contains(key) ? run.at(key) : defaults.at(field);
+    if (saved.tagKind() != here.tagKind()) {
+      throw CheckpointError(absl::StrCat("its option ", field, " is a ", saved.tagKind(),
+                                         ", not a ", here.tagKind()));
+    }
+    if (!(saved == here)) {
+      std::ostringstream message;
+      message << "it was written with " << field << " = " << saved << ", these options have "
+              << here;
+      throw CheckpointError(message.str());
+    }
+  });
 }
 
 // Everything that changes while training: what a checkpoint holds. Tensors live on the
@@ -624,39 +569,9 @@ void Trainer::Impl::SyncOptimizer(TrainingState& state) const {
 }
 
 TrainingCheckpoint Trainer::Impl::SaveState(const TrainingState& state) {
-  const Architecture& a = options.architecture;
-  c10::impl::GenericDict run = NewDict();
-  run.insert("input_channels", int64_t{a.input_channels});
-  run.insert("image_size", int64_t{a.image_size});
-  run.insert("num_classes", int64_t{a.num_classes});
-  run.insert("conv_channels", c10::List<int64_t>(std::vector<int64_t>(a.conv_channels.begin(),
-                                                                      a.conv_channels.end())));
-  run.insert("kernel_size", int64_t{a.kernel_size});
-  run.insert("hidden_units", int64_t{a.hidden_units});
-  run.insert("dropout", a.dropout);
-  run.insert("freeze_convolutions", options.freeze_convolutions);
-  run.insert("batch_size", int64_t{options.batch_size});
-  run.insert("learning_rate", options.learning_rate);
-  run.insert("seed", static_cast<int64_t>(options.seed));  // The same 64 bits.
-  run.insert("epochs", int64_t{options.epochs});
+  c10::impl::GenericDict run = RunOptionsDict(options);
   run.insert("dataset_size", train.size());
   run.insert("dataset_fingerprint", static_cast<int64_t>(DataFingerprint()));
-  run.insert("validation_fraction", options.validation_fraction);
-  run.insert("keep_best", options.keep_best);
-  run.insert("early_stopping_patience", int64_t{options.early_stopping_patience});
-  run.insert("optimizer", static_cast<int64_t>(options.optimizer));
-  run.insert("momentum", options.momentum);
-  run.insert("weight_decay", options.weight_decay);
-  run.insert("lr_schedule", static_cast<int64_t>(options.lr_schedule));
-  run.insert("lr_step_size", int64_t{options.lr_step_size});
-  run.insert("lr_gamma", options.lr_gamma);
-  const AugmentationOptions& augmentation = options.augmentation;
-  run.insert("augmentation.rotation_degrees", augmentation.rotation_degrees);
-  run.insert("augmentation.translation", augmentation.translation);
-  run.insert("augmentation.scale_min", augmentation.scale_min);
-  run.insert("augmentation.scale_max", augmentation.scale_max);
-  run.insert("augmentation.horizontal_flip", augmentation.horizontal_flip);
-  run.insert("augmentation.vertical_flip", augmentation.vertical_flip);
 
   c10::Dict<std::string, at::Tensor> parameters;
   c10::impl::GenericDict optimizer = NewDict();
@@ -767,59 +682,7 @@ absl::StatusOr<TrainingState> Trainer::Impl::LoadState(const std::string& bytes)
 
     // The run it belongs to.
     const c10::impl::GenericDict run = DictField(dict, "run");
-    auto expect = [](const std::string& field, const auto& here, const auto& saved) {
-      if (here != saved) {
-        throw CheckpointError(absl::StrCat("it was written with ", field, " = ", saved,
-                                           ", these options have ", here));
-      }
-    };
-    const Architecture& a = options.architecture;
-    expect("architecture.input_channels", int64_t{a.input_channels},
-           IntField(run, "input_channels"));
-    expect("architecture.image_size", int64_t{a.image_size}, IntField(run, "image_size"));
-    expect("architecture.num_classes", int64_t{a.num_classes}, IntField(run, "num_classes"));
-    const std::vector<int64_t> channels = IntListField(run, "conv_channels");
-    if (!std::equal(channels.begin(), channels.end(), a.conv_channels.begin(),
-                    a.conv_channels.end())) {
-      throw CheckpointError(absl::StrCat("it was written with architecture.conv_channels = [",
-                                         absl::StrJoin(channels, ", "), "], these options have [",
-                                         absl::StrJoin(a.conv_channels, ", "), "]"));
-    }
-    expect("architecture.kernel_size", int64_t{a.kernel_size}, IntField(run, "kernel_size"));
-    // Absent from checkpoints written before these options existed: their defaults.
-    expect("architecture.hidden_units", int64_t{a.hidden_units},
-           run.contains("hidden_units") ? IntField(run, "hidden_units") : int64_t{0});
-    expect("architecture.dropout", a.dropout,
-           run.contains("dropout") ? DoubleField(run, "dropout") : 0.0);
-    expect("freeze_convolutions", options.freeze_convolutions,
-           run.contains("freeze_convolutions") ? BoolField(run, "freeze_convolutions") : false);
-    expect("batch_size", int64_t{options.batch_size}, IntField(run, "batch_size"));
-    expect("learning_rate", options.learning_rate, DoubleField(run, "learning_rate"));
-    expect("seed", options.seed, static_cast<uint64_t>(IntField(run, "seed")));
-    expect("epochs", int64_t{options.epochs}, IntField(run, "epochs"));
-    expect("validation_fraction", options.validation_fraction,
-           DoubleField(run, "validation_fraction"));
-    expect("keep_best", options.keep_best, BoolField(run, "keep_best"));
-    expect("early_stopping_patience", int64_t{options.early_stopping_patience},
-           IntField(run, "early_stopping_patience"));
-    expect("optimizer", static_cast<int64_t>(options.optimizer), IntField(run, "optimizer"));
-    expect("momentum", options.momentum, DoubleField(run, "momentum"));
-    expect("weight_decay", options.weight_decay, DoubleField(run, "weight_decay"));
-    expect("lr_schedule", static_cast<int64_t>(options.lr_schedule), IntField(run, "lr_schedule"));
-    expect("lr_step_size", int64_t{options.lr_step_size}, IntField(run, "lr_step_size"));
-    expect("lr_gamma", options.lr_gamma, DoubleField(run, "lr_gamma"));
-    const AugmentationOptions& augmentation = options.augmentation;
-    for (const auto& [key, value] : {std::pair<const char*, double>{"augmentation.rotation_degrees",
-                                                                    augmentation.rotation_degrees},
-                                     {"augmentation.translation", augmentation.translation},
-                                     {"augmentation.scale_min", augmentation.scale_min},
-                                     {"augmentation.scale_max", augmentation.scale_max}}) {
-      expect(key, value, DoubleField(run, key));
-    }
-    expect("augmentation.horizontal_flip", augmentation.horizontal_flip,
-           BoolField(run, "augmentation.horizontal_flip"));
-    expect("augmentation.vertical_flip", augmentation.vertical_flip,
-           BoolField(run, "augmentation.vertical_flip"));
+    CheckRunOptions(run, options);
     const int64_t n = train.size();
     const int64_t dataset_size = IntField(run, "dataset_size");
     if (dataset_size != n) {
@@ -1038,7 +901,9 @@ absl::StatusOr<std::unique_ptr<TrainedModel>> Trainer::Impl::Run(TrainingObserve
     const torch::Tensor y = labels.index_select(0, indices);
     if (augment) x = AugmentImages(x, options.augmentation, state.generator);
     const torch::Tensor logits = state.module->forward(x, &state.generator);
-    const torch::Tensor loss = torch::nn::functional::cross_entropy(logits, y);
+    const torch::Tensor loss = torch::nn::functional::cross_entropy(
+        logits, y,
+        torch::nn::functional::CrossEntropyFuncOptions().label_smoothing(options.label_smoothing));
     if (state.capturable_adam != nullptr) {
       state.capturable_adam->ZeroGrad();
       loss.backward();

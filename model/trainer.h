@@ -14,64 +14,9 @@
 #include "model/augment.h"
 #include "model/dataset.h"
 #include "model/network.h"
+#include "model/train_options.h"
 
 namespace classifier {
-
-enum class OptimizerKind { kAdam, kAdamW, kSgd };
-enum class LearningRateSchedule {
-  kNone,
-  // learning_rate * lr_gamma^floor((epoch - 1) / lr_step_size).
-  kStep,
-  // learning_rate * (1 + cos(pi * (epoch - 1) / epochs)) / 2: from learning_rate towards 0.
-  kCosine,
-};
-
-// Validated, defaults applied: the server translates a request into this.
-struct TrainOptions {
-  int epochs = 10;
-  int batch_size = 60;
-  double learning_rate = 1e-3;
-  uint64_t seed = 0;
-  OptimizerKind optimizer = OptimizerKind::kAdam;
-  // SGD's momentum, in [0, 1); 0 for the other optimizers.
-  double momentum = 0;
-  // L2 penalty (Adam, SGD) or decoupled weight decay (AdamW), in [0, 1].
-  double weight_decay = 0;
-  // The learning rate of each epoch (constant within it).
-  LearningRateSchedule lr_schedule = LearningRateSchedule::kNone;
-  int lr_step_size = 1;   // Epochs per step, >= 1 (kStep only).
-  double lr_gamma = 0.1;  // Factor per step, in (0, 1] (kStep only).
-  // Progress reports within each epoch, evenly spaced; 0 = only epoch ends.
-  int progress_reports_per_epoch = 0;
-  // A device ResolveDevice returned.
-  std::string device = "cpu";
-  // On a CUDA device, record the training step of a full batch once as a CUDA graph and replay
-  // it (cuda_graph.h): one launch per batch instead of about a hundred. Applies to Adam and
-  // AdamW without augmentation or dropout (their random draws come from the run's CPU
-  // generator); other runs, and CPU runs, step eagerly whatever this says. Off only to compare.
-  bool cuda_graphs = true;
-  Architecture architecture;
-  // Fraction of the training set held out for validation, in [0, 0.5]; 0 = none. The hold-out
-  // is drawn from `seed` (see SplitForValidation) and never trained on.
-  double validation_fraction = 0;
-  // Return the weights of the epoch with the best validation accuracy rather than the last
-  // (requires validation_fraction > 0).
-  bool keep_best = false;
-  // Stop after this many epochs without a better validation accuracy; 0 = never (requires
-  // validation_fraction > 0).
-  int early_stopping_patience = 0;
-  // Applied to every training batch on the device, drawn from the run's generator; the
-  // validation images are never augmented.
-  AugmentationOptions augmentation;
-  // Fine-tuning: start from these weights instead of a random initialisation (the generator is
-  // still drawn from as if initialising, so the rest of the run is seeded the same). Its
-  // architecture must have the same shape (SameShape) as `architecture`: FAILED_PRECONDITION
-  // from Trainer::Create otherwise.
-  std::shared_ptr<const TrainedModel> initial_weights;
-  // Train only the linear layers: the convolutions keep their weights (usually those of
-  // initial_weights) bit for bit, and the optimizer never sees them.
-  bool freeze_convolutions = false;
-};
 
 // The indices of the training images (ascending) and of the held-out ones (ascending) for a
 // set of `size` images: round(size * fraction) of them held out, chosen by a generator seeded
@@ -152,8 +97,8 @@ class TrainingObserver {
 // Trains one network on one dataset. Not thread-safe: one thread runs it.
 class Trainer {
  public:
-  // Checks the options against the data (batch size, architecture vs image size...):
-  // INVALID_ARGUMENT naming the field. `train` must outlive the trainer.
+  // Checks the options against the data (CheckTrainOptions, then that every label has an
+  // output): INVALID_ARGUMENT naming the field. `train` must outlive the trainer.
   static absl::StatusOr<std::unique_ptr<Trainer>> Create(const Dataset& train,
                                                          const TrainOptions& options);
   ~Trainer();

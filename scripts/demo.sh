@@ -48,7 +48,7 @@ done
 "${cli[@]}" health
 
 step "train: the tutorial's CNN, batch 60, Adam 1e-3, $epochs epochs"
-"${cli[@]}" train --dataset mnist --epochs "$epochs" --progress_reports 10 | tee "$state_dir/train.txt"
+"${cli[@]}" train --dataset mnist --epochs "$epochs" --progress_reports_per_epoch 10 | tee "$state_dir/train.txt"
 model=$(sed -n 's/.*succeeded: model \(model-[0-9a-f]*\),.*/\1/p' "$state_dir/train.txt")
 
 step "evaluate $model on the MNIST test set"

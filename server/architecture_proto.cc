@@ -1,30 +1,15 @@
 #include "server/architecture_proto.h"
 
-#include "absl/strings/str_cat.h"
-
 namespace classifier {
-namespace {
 
-constexpr int kDefaultKernelSize = 3;
-
-}  // namespace
-
-absl::StatusOr<Architecture> ArchitectureFromRequest(const v1::Architecture& proto,
-                                                     int num_classes) {
-  Architecture architecture;
+Architecture ArchitectureFromRequest(const v1::Architecture& proto) {
+  Architecture architecture;  // Its defaults: the tutorial's network.
   if (!proto.conv_channels().empty()) {
     architecture.conv_channels.assign(proto.conv_channels().begin(), proto.conv_channels().end());
   }
-  if (proto.kernel_size() < 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "architecture.kernel_size must be odd and at least 1 (0 = ", kDefaultKernelSize, "), got ",
-        proto.kernel_size()));
-  }
-  architecture.kernel_size = proto.kernel_size() == 0 ? kDefaultKernelSize : proto.kernel_size();
+  if (proto.kernel_size() != 0) architecture.kernel_size = proto.kernel_size();
   architecture.hidden_units = proto.hidden_units();
   architecture.dropout = proto.dropout();
-  architecture.num_classes = num_classes;
-  if (absl::Status status = ValidateArchitecture(architecture); !status.ok()) return status;
   return architecture;
 }
 

@@ -17,6 +17,7 @@
 #include "model/onnx_export.h"
 #include "server/file_util.h"
 #include "server/status_util.h"
+#include "server/train_request.h"
 #include "server/training_executor.h"
 #include "spdlog/spdlog.h"
 
@@ -448,15 +449,8 @@ absl::StatusOr<StreamLimiter::Slot> ClassifierService::AcquireStream(
   if (!slot.ok()) return Refuse<v1::JobEvent>(log, slot.status());
   absl::StatusOr<TrainPlan> plan = PlanTraining(*request, *datasets_, device_, models_);
   if (!plan.ok()) return Refuse<v1::JobEvent>(log, plan.status());
-  // Stored with the defaults applied, so GetJob shows what actually runs.
-  v1::TrainRequest resolved = *request;
-  resolved.set_dataset(plan->dataset);
-  resolved.set_epochs(plan->options.epochs);
-  resolved.set_batch_size(plan->options.batch_size);
-  resolved.set_learning_rate(plan->options.learning_rate);
-  if (resolved.optimizer() == v1::OPTIMIZER_KIND_UNSPECIFIED) {
-    resolved.set_optimizer(v1::OPTIMIZER_KIND_ADAM);
-  }
+  // Stored resolved, so GetJob shows what actually runs.
+  const v1::TrainRequest resolved = ResolvedRequest(*request, *plan);
   absl::StatusOr<std::shared_ptr<Job>> job = jobs_->Submit(resolved);
   if (!job.ok()) return Refuse<v1::JobEvent>(log, job.status());
   return new JobEventStream(*std::move(job), /*from_sequence=*/1, std::move(log), *std::move(slot));

@@ -1,6 +1,5 @@
-// Turns a TrainRequest into a trained, evaluated, registered model: the
-// JobExecutor that the worker thread runs. Also the one place where a request
-// is validated and defaults applied.
+// Turns a stored (resolved) TrainRequest into a trained, evaluated, registered model: the
+// JobExecutor that the worker thread runs. The request's translation is train_request.h's.
 #ifndef CLASSIFIER_SERVER_TRAINING_EXECUTOR_H_
 #define CLASSIFIER_SERVER_TRAINING_EXECUTOR_H_
 
@@ -16,47 +15,9 @@
 #include "server/metrics.h"
 #include "server/model_registry.h"
 #include "server/store.h"
+#include "server/train_request.h"
 
 namespace classifier {
-
-// The tutorial's configuration: what zero / absent fields mean.
-inline constexpr char kDefaultDataset[] = "mnist";
-inline constexpr int kDefaultEpochs = 10;
-inline constexpr int kMaxEpochs = 1000;
-inline constexpr int kDefaultBatchSize = 60;
-inline constexpr double kDefaultLearningRate = 1e-3;
-inline constexpr int kMaxProgressReportsPerEpoch = 1000;
-inline constexpr double kMaxValidationFraction = 0.5;
-inline constexpr int kMaxEarlyStoppingPatience = 1000;
-inline constexpr double kMaxWeightDecay = 1.0;
-inline constexpr double kDefaultLrGamma = 0.1;
-// Datasets of digits, whose meaning flips change: augmentation flips are refused on them.
-inline constexpr const char* kDigitDatasets[] = {"mnist"};
-
-// More trials than this in one sweep is RESOURCE_EXHAUSTED: a sweep holds the worker (and the
-// queue behind it) for all of its trials.
-inline constexpr int kMaxSweepTrials = 16;
-
-// One trial of a sweep: the values it tries (for its TrialStarted event) and its options.
-struct TrialPlan {
-  v1::JobEvent::TrialStarted started;
-  TrainOptions options;
-};
-
-struct TrainPlan {
-  std::string dataset;
-  TrainOptions options;
-  // The trials of a sweep, in order; empty for a plain job.
-  std::vector<TrialPlan> trials;
-};
-
-// Validates `request` against the catalog (and, for init_from_model, the registry; may be null
-// when there is none) and applies the defaults. INVALID_ARGUMENT names the field and its allowed
-// range; NOT_FOUND names an unknown dataset, model or a missing file; FAILED_PRECONDITION an
-// init_from_model of another shape; RESOURCE_EXHAUSTED a sweep of too many trials.
-absl::StatusOr<TrainPlan> PlanTraining(const v1::TrainRequest& request,
-                                       const DatasetCatalog& catalog, const std::string& device,
-                                       const ModelRegistry* registry);
 
 class TrainingExecutor : public JobExecutor {
  public:

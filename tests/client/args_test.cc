@@ -53,19 +53,43 @@ TEST(ClientArgsTest, TrainFlags) {
   absl::StatusOr<Invocation> inv =
       Parse({"train", "--dataset", "fashion-mnist", "--epochs=3", "--batch_size", "128",
              "--learning_rate", "1e-4", "--seed", "18446744073709551615", "--optimizer", "adam",
-             "--progress_reports", "5", "--json", "--detach=false"});
+             "--progress_reports_per_epoch", "5", "--label_smoothing", "0.1", "--json",
+             "--detach=false"});
   ASSERT_TRUE(inv.ok()) << inv.status();
   EXPECT_EQ(inv->String("dataset"), "fashion-mnist");
   EXPECT_EQ(inv->Int32("epochs"), 3);
   EXPECT_EQ(inv->Int32("batch_size"), 128);
   EXPECT_DOUBLE_EQ(inv->Double("learning_rate"), 1e-4);
   EXPECT_EQ(inv->Uint64("seed"), 18446744073709551615ull);
-  EXPECT_EQ(inv->Int32("progress_reports"), 5);
+  EXPECT_EQ(inv->Int32("progress_reports_per_epoch"), 5);
+  EXPECT_DOUBLE_EQ(inv->Double("label_smoothing"), 0.1);
+  EXPECT_TRUE(inv->deprecations.empty());
   EXPECT_TRUE(inv->Bool("json"));
   EXPECT_FALSE(inv->Bool("detach"));
   EXPECT_TRUE(inv->Has("detach"));
   EXPECT_FALSE(inv->Has("optimizer_x"));
   EXPECT_EQ(inv->Int32("missing", 7), 7);
+}
+
+// Train flags are named as the TrainRequest's fields; the old spellings still work for one
+// release, each with a deprecation line naming its replacement.
+TEST(ClientArgsTest, OldFlagSpellingsAreAliasesWithADeprecationLine) {
+  absl::StatusOr<Invocation> inv =
+      Parse({"train", "--lr_step", "2", "--early_stopping=3", "--hflip", "--vflip", "--rotation",
+             "10", "--progress_reports", "4", "--deploy"});
+  ASSERT_TRUE(inv.ok()) << inv.status();
+  EXPECT_EQ(inv->Int32("lr_step_size"), 2);
+  EXPECT_EQ(inv->Int32("early_stopping_patience"), 3);
+  EXPECT_TRUE(inv->Bool("horizontal_flip"));
+  EXPECT_TRUE(inv->Bool("vertical_flip"));
+  EXPECT_DOUBLE_EQ(inv->Double("rotation_degrees"), 10);
+  EXPECT_EQ(inv->Int32("progress_reports_per_epoch"), 4);
+  EXPECT_TRUE(inv->Bool("deploy_when_done"));
+  EXPECT_FALSE(inv->Has("lr_step"));
+  ASSERT_EQ(inv->deprecations.size(), 7u);
+  EXPECT_THAT(inv->deprecations[0], HasSubstr("--lr_step is deprecated"));
+  EXPECT_THAT(inv->deprecations[0], HasSubstr("use --lr_step_size"));
+  EXPECT_THAT(inv->deprecations[6], HasSubstr("use --deploy_when_done"));
 }
 
 TEST(ClientArgsTest, PositionalArguments) {

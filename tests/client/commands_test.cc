@@ -371,7 +371,7 @@ TEST_F(ClientCommandsTest, TrainSendsEveryFlagAndPrintsALog) {
   CannedJob(v1::JOB_STATE_SUCCEEDED);
   Result r = Run({"train", "--dataset", "fashion-mnist", "--epochs", "1", "--batch_size", "64",
                   "--learning_rate", "0.002", "--seed", "42", "--optimizer", "adam",
-                  "--progress_reports", "4"});
+                  "--progress_reports_per_epoch", "4"});
   EXPECT_EQ(r.exit_code, kExitOk) << r.err;
   EXPECT_EQ(r.err, "");
   EXPECT_EQ(r.out,
@@ -394,9 +394,26 @@ TEST_F(ClientCommandsTest, TrainSendsEveryFlagAndPrintsALog) {
 
 TEST_F(ClientCommandsTest, TrainSendsTheValidationAndOptimizerFlags) {
   CannedJob(v1::JOB_STATE_SUCCEEDED);
-  Result r = Run({"train", "--validation_fraction", "0.1", "--keep_best", "--early_stopping", "3",
-                  "--optimizer", "sgd", "--momentum", "0.9", "--weight_decay", "1e-4",
-                  "--lr_schedule", "step", "--lr_step", "2", "--lr_gamma", "0.5"});
+  Result r = Run({"train",
+                  "--validation_fraction",
+                  "0.1",
+                  "--keep_best",
+                  "--early_stopping_patience",
+                  "3",
+                  "--optimizer",
+                  "sgd",
+                  "--momentum",
+                  "0.9",
+                  "--weight_decay",
+                  "1e-4",
+                  "--label_smoothing",
+                  "0.1",
+                  "--lr_schedule",
+                  "step",
+                  "--lr_step_size",
+                  "2",
+                  "--lr_gamma",
+                  "0.5"});
   EXPECT_EQ(r.exit_code, kExitOk) << r.err;
   const v1::TrainRequest& request = classifier_.train_request;
   EXPECT_DOUBLE_EQ(request.validation_fraction(), 0.1);
@@ -405,13 +422,15 @@ TEST_F(ClientCommandsTest, TrainSendsTheValidationAndOptimizerFlags) {
   EXPECT_EQ(request.optimizer(), v1::OPTIMIZER_KIND_SGD);
   EXPECT_DOUBLE_EQ(request.momentum(), 0.9);
   EXPECT_DOUBLE_EQ(request.weight_decay(), 1e-4);
+  EXPECT_DOUBLE_EQ(request.label_smoothing(), 0.1);
   EXPECT_EQ(request.lr_schedule(), v1::LEARNING_RATE_SCHEDULE_STEP);
   EXPECT_EQ(request.lr_step_size(), 2);
   EXPECT_DOUBLE_EQ(request.lr_gamma(), 0.5);
   EXPECT_FALSE(request.has_augmentation());
 
-  EXPECT_EQ(Run({"train", "--dataset", "fashion-mnist", "--rotation", "10", "--translation", "0.1",
-                 "--scale_min", "0.9", "--scale_max", "1.1", "--hflip", "--vflip"})
+  EXPECT_EQ(Run({"train", "--dataset", "fashion-mnist", "--rotation_degrees", "10", "--translation",
+                 "0.1", "--scale_min", "0.9", "--scale_max", "1.1", "--horizontal_flip",
+                 "--vertical_flip"})
                 .exit_code,
             kExitOk);
   const v1::Augmentation& augmentation = classifier_.train_request.augmentation();
@@ -436,9 +455,9 @@ TEST_F(ClientCommandsTest, TrainSendsTheValidationAndOptimizerFlags) {
 
 TEST_F(ClientCommandsTest, TrainDeploySetsDeployWhenDone) {
   CannedJob(v1::JOB_STATE_SUCCEEDED);
-  EXPECT_EQ(Run({"train", "--deploy"}).exit_code, kExitOk);
+  EXPECT_EQ(Run({"train", "--deploy_when_done"}).exit_code, kExitOk);
   EXPECT_TRUE(classifier_.train_request.deploy_when_done());
-  EXPECT_EQ(Run({"train", "--deploy=false"}).exit_code, kExitOk);
+  EXPECT_EQ(Run({"train", "--deploy_when_done=false"}).exit_code, kExitOk);
   EXPECT_FALSE(classifier_.train_request.deploy_when_done());
 }
 

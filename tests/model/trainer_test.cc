@@ -17,6 +17,7 @@
 #include "gtest/gtest.h"
 #include "model/dataset.h"
 #include "model/network.h"
+#include "tests/testing/shared_data.h"
 
 namespace classifier {
 namespace {
@@ -184,7 +185,6 @@ TEST_F(TrainerTest, ReportsEpochsAndEvenlySpacedProgress) {
     EXPECT_EQ(p.batches, 7);
     EXPECT_EQ(p.epochs, 2);
     EXPECT_GT(p.train_loss, 0);
-    EXPECT_GE(p.train_accuracy, 0);
     EXPECT_LE(p.train_accuracy, 1);
     EXPECT_GT(p.images_per_second, 0);
   }
@@ -671,8 +671,8 @@ TEST_F(TrainerTest, TutorialNetworkCheckpointIsSmallAndQuick) {
 // On the 10,000 training images the tutorial's own Python loop reaches 97.1-97.5% over seeds
 // 0-3; this trainer 96.9-97.5% over seeds 0-5 (96.90% with seed 1). Prints the figures.
 TEST(MnistTrainingTest, DISABLED_ReachesTheTutorialsAccuracy) {
-  const std::string dir = "/work/shared/data/mnist";
-  if (!std::filesystem::is_directory(dir)) GTEST_SKIP() << dir << " is absent";
+  const std::string dir = testing::RealMnistDir();
+  if (dir.empty()) GTEST_SKIP() << testing::RealMnistSkipReason();
   absl::StatusOr<Dataset> train =
       LoadIdxDataset(dir + "/train-images-idx3-ubyte.gz", dir + "/train-labels-idx1-ubyte.gz");
   absl::StatusOr<Dataset> test =
@@ -755,7 +755,7 @@ TEST_F(TrainerTest, ValidationIsReportedEveryEpochAndTrainsOnTheRestOnly) {
     ASSERT_TRUE(epoch.validation_loss.has_value());
     ASSERT_TRUE(epoch.validation_accuracy.has_value());
     EXPECT_GT(*epoch.validation_loss, 0);
-    EXPECT_GE(*epoch.validation_accuracy, 0);
+    EXPECT_GT(*epoch.validation_accuracy, 0.25) << "no better than chance on 4 classes";
     EXPECT_LE(*epoch.validation_accuracy, 1);
   }
   // The last epoch's validation figures are the model's on the held-out images.
@@ -1048,6 +1048,52 @@ TEST_F(TrainerTest, OptimizerOptionsAreCheckedAndMustMatchTheCheckpoint) {
     EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << message;
     EXPECT_THAT(status.message(), HasSubstr(message));
   }
+}
+
+// Label smoothing changes the training loss (PyTorch's definition: a confident network pays for
+// the probability it leaves off the other classes), is checked, and must match on restore.
+TEST_F(TrainerTest, LabelSmoothingChangesTheTrainingLossAndMustMatchTheCheckpoint) {
+  // A trained network, then one epoch at a learning rate too small to move it: the epoch's mean
+  // loss is the loss of those weights, with and without smoothing.
+  RecordingObserver trained_observer;
+  absl::StatusOr<std::unique_ptr<TrainedModel>> trained =
+      Train(*data_, SmallOptions(), trained_observer);
+  ASSERT_TRUE(trained.ok()) << trained.status();
+  const std::shared_ptr<const TrainedModel> weights = *std::move(trained);
+  auto still_loss = [&](double label_smoothing) {
+    TrainOptions options = SmallOptions();
+    options.epochs = 1;
+    options.learning_rate = 1e-12;
+    options.initial_weights = weights;
+    options.label_smoothing = label_smoothing;
+    RecordingObserver observer;
+    absl::StatusOr<std::unique_ptr<TrainedModel>> model = Train(*data_, options, observer);
+    EXPECT_TRUE(model.ok()) << model.status();
+    return observer.epochs.empty() ? -1.0 : observer.epochs.front().train_loss;
+  };
+  const double plain = still_loss(0);
+  const double smoothed = still_loss(0.2);
+  ASSERT_GT(plain, 0);
+  EXPECT_LT(plain, 0.5) << "the network should have learnt the quadrants";
+  // Smoothing 0.2 over 4 classes asks for 0.85 on the label and 0.05 elsewhere: a network that
+  // puts nearly all of its probability on the label pays far more than its plain loss.
+  EXPECT_GT(smoothed, plain + 0.1) << "plain " << plain << ", smoothed " << smoothed;
+
+  TrainOptions bad = SmallOptions();
+  bad.label_smoothing = 1;
+  absl::StatusOr<std::unique_ptr<Trainer>> refused = Trainer::Create(*data_, bad);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(refused.status().message(), HasSubstr("label_smoothing"));
+
+  RecordingObserver stopped(kStopInEpoch2);
+  ASSERT_EQ(Train(*data_, SmallOptions(), stopped).status().code(), absl::StatusCode::kCancelled);
+  TrainOptions smoothing = SmallOptions();
+  smoothing.label_smoothing = 0.1;
+  absl::StatusOr<std::unique_ptr<Trainer>> trainer = Trainer::Create(*data_, smoothing);
+  ASSERT_TRUE(trainer.ok()) << trainer.status();
+  const absl::Status restored = (*trainer)->Restore(stopped.checkpoints.back().bytes);
+  EXPECT_EQ(restored.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(restored.message(), HasSubstr("label_smoothing = 0"));
 }
 
 // ---------------------------------------------------------------------------------------------

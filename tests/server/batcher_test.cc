@@ -221,8 +221,8 @@ TEST_F(BatcherTest, ExpiredCallsAreDroppedWithoutBeingComputed) {
     EXPECT_EQ(server_->batcher().queued_calls(), calls.size());
     // The server's deadline is its own receipt time (before now) plus the timeout the client
     // sent, so it has passed by then: the clients' own deadlines pass a little earlier.
-    const auto server_deadlines_passed = std::chrono::steady_clock::now() + kTimeout +
-                                         std::chrono::milliseconds(100);
+    const auto server_deadlines_passed =
+        std::chrono::steady_clock::now() + kTimeout + std::chrono::milliseconds(100);
     callers.join();
     std::this_thread::sleep_until(server_deadlines_passed);
   }
@@ -231,8 +231,7 @@ TEST_F(BatcherTest, ExpiredCallsAreDroppedWithoutBeingComputed) {
   }
 
   // Resumed: the server answers them DEADLINE_EXCEEDED itself and never computes them.
-  const std::string expired =
-      R"(classifier_rpcs_total{code="DEADLINE_EXCEEDED",method="Predict"})";
+  const std::string expired = R"(classifier_rpcs_total{code="DEADLINE_EXCEEDED",method="Predict"})";
   std::string metrics;
   for (int i = 0; i < 600; ++i) {
     metrics = Scrape(server_->metrics_port());

@@ -300,5 +300,34 @@ TEST_F(DatasetServiceTest, AModelIdShapedLikeAPathIsNotFound) {
   }
 }
 
+// The network takes 28x28 images: a registered dataset of another size is refused when the job
+// is asked for, naming both sizes, not when the worker loads it.
+TEST_F(DatasetServiceTest, TrainingOnImagesOfAnotherSizeIsRefusedBeforeAJobStarts) {
+  auto images = [](int count) {
+    Dataset data;
+    data.rows = 32;
+    data.cols = 32;
+    data.num_classes = 2;
+    data.pixels.assign(static_cast<size_t>(count) * 32 * 32, 0);
+    for (int i = 0; i < count; ++i) {
+      data.labels.push_back(static_cast<uint8_t>(i % 2));
+      data.pixels[static_cast<size_t>(i) * 32 * 32 + (i % 2) * 500] = 255;
+    }
+    return data;
+  };
+  WriteDatasetFiles(DataDir() + "/big", images(40), images(10), /*gzip=*/false);
+  ASSERT_TRUE(Register("big", "big").ok());
+  v1::TrainRequest request = QuickTraining(1);
+  request.set_dataset("big");
+  request.set_batch_size(10);
+  ::grpc::Status status;
+  EXPECT_TRUE(TrainToEnd(request, &status).empty());
+  ExpectStatus(status, ::grpc::StatusCode::INVALID_ARGUMENT, "big's images are 32x32");
+  ::grpc::ClientContext context;
+  v1::ListJobsResponse jobs;
+  ASSERT_TRUE(stub_->ListJobs(&context, v1::ListJobsRequest(), &jobs).ok());
+  EXPECT_EQ(jobs.jobs_size(), 0) << "a refused request became a job";
+}
+
 }  // namespace
 }  // namespace classifier::testing

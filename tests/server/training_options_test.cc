@@ -297,5 +297,36 @@ TEST_F(TrainingOptionsTest, SweepLimitsAreCheckedUpFront) {
   ExpectRefused(request, ::grpc::StatusCode::INVALID_ARGUMENT, "sweep.augment[0]");
 }
 
+// label_smoothing through the real server: refused out of range naming the field, and a job
+// that uses it stores its request resolved (every default written in), which GetJob shows.
+TEST_F(TrainingOptionsTest, LabelSmoothingTrainsAndTheJobStoresItsRequestResolved) {
+  v1::TrainRequest request = QuickTraining(1);
+  request.set_label_smoothing(1);
+  ExpectRefused(request, ::grpc::StatusCode::INVALID_ARGUMENT, "label_smoothing");
+  request.set_label_smoothing(-0.5);
+  ExpectRefused(request, ::grpc::StatusCode::INVALID_ARGUMENT, "label_smoothing");
+
+  request = v1::TrainRequest();  // Nothing set but the smoothing and what keeps the test quick.
+  request.set_epochs(1);
+  request.set_batch_size(30);
+  request.set_label_smoothing(0.1);
+  std::vector<v1::JobEvent> events = TrainToEnd(request);
+  ASSERT_FALSE(events.empty());
+  ASSERT_EQ(events.back().finished().state(), v1::JOB_STATE_SUCCEEDED)
+      << events.back().finished().error();
+  const v1::TrainRequest stored = GetJob(events.back().job_id()).request();
+  EXPECT_DOUBLE_EQ(stored.label_smoothing(), 0.1);
+  EXPECT_EQ(stored.dataset(), "mnist");
+  EXPECT_EQ(stored.epochs(), 1);
+  EXPECT_EQ(stored.batch_size(), 30);
+  EXPECT_DOUBLE_EQ(stored.learning_rate(), 1e-3);
+  EXPECT_EQ(stored.optimizer(), v1::OPTIMIZER_KIND_ADAM);
+  EXPECT_EQ(stored.lr_schedule(), v1::LEARNING_RATE_SCHEDULE_CONSTANT);
+  EXPECT_THAT(stored.architecture().conv_channels(), ElementsAre(8, 16));
+  EXPECT_EQ(stored.architecture().kernel_size(), 3);
+  EXPECT_EQ(stored.architecture().num_classes(), 10);
+  EXPECT_GT(events.back().finished().test_metrics().accuracy(), 0.3);  // Chance: 0.1.
+}
+
 }  // namespace
 }  // namespace classifier::testing
