@@ -43,6 +43,7 @@
 #include "classifier/v1/classifier.grpc.pb.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "model/dataset.h"
+#include "model/device.h"
 #include "model/network.h"
 #include "model/trainer.h"
 

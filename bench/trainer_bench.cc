@@ -17,6 +17,7 @@
 #include "absl/flags/usage.h"
 #include "absl/status/statusor.h"
 #include "model/dataset.h"
+#include "model/device.h"
 #include "model/network.h"
 #include "model/trainer.h"
 

@@ -1,4 +1,4 @@
-// Private to classifier_model (network.cc, trainer.cc): the LibTorch module behind
+// Private to classifier_model (network.cc, trainer.cc, device.cc): the LibTorch module behind
 // TrainedModel. Includes <torch/torch.h>, so never include it from a public header, server/
 // or client/.
 #ifndef CLASSIFIER_MODEL_CNN_H_

@@ -13,7 +13,7 @@
 namespace classifier {
 
 // Sets the intra-op thread count of the calling thread only (threads >= 1): other threads and
-// the process default (SetComputeThreads in network.h) keep theirs. Call it once at the start
+// the process default (SetComputeThreads in device.h) keep theirs. Call it once at the start
 // of a thread, before its first forward pass; anything that later calls at::init_num_threads
 // or at::set_num_threads on this thread resets it to the process default.
 void SetThreadComputeThreads(int threads);

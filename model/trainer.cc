@@ -25,6 +25,7 @@
 #include "model/capturable_adam.h"
 #include "model/cnn.h"
 #include "model/cuda_graph.h"
+#include "model/device.h"
 
 namespace classifier {
 namespace {

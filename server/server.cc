@@ -9,7 +9,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "model/compute_threads.h"
-#include "model/network.h"
+#include "model/device.h"
 #include "server/auth.h"
 #include "server/batcher.h"
 #include "server/classifier_service.h"

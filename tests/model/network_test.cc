@@ -19,6 +19,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "model/compute_threads.h"
+#include "model/device.h"
 #include "model/trainer.h"
 
 namespace classifier {

@@ -29,6 +29,7 @@
 #include "gmock/gmock.h"
 #include "google/protobuf/descriptor.h"
 #include "gtest/gtest.h"
+#include "model/device.h"
 #include "model/network.h"
 #include "model/trainer.h"
 #include "tests/testing/synthetic_data.h"

@@ -16,6 +16,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "model/dataset.h"
+#include "model/device.h"
 #include "model/network.h"
 #include "tests/testing/shared_data.h"
 
