@@ -1,0 +1,129 @@
+// The model registry alone, over a real store: which model a request gets (named, deployed,
+// newest), deploy and delete with their refusals, and a restart that finds every model again and
+// refuses to serve a corrupt weights file while the others serve.
+#include "server/model_registry.h"
+
+#include <filesystem>
+#include <memory>
+#include <string>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "model/trainer.h"
+#include "tests/testing/synthetic_data.h"
+
+namespace classifier {
+namespace {
+
+using ::testing::HasSubstr;
+
+class ModelRegistryTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    absl::StatusOr<std::unique_ptr<Store>> store = Store::Open(dir_.path() + "/state.db");
+    ASSERT_TRUE(store.ok()) << store.status();
+    store_ = *std::move(store);
+    registry_ = NewRegistry();
+  }
+
+  std::unique_ptr<ModelRegistry> NewRegistry() {
+    auto registry = std::make_unique<ModelRegistry>(dir_.path() + "/models", store_.get(), "cpu");
+    EXPECT_TRUE(registry->LoadFromStore().ok());
+    return registry;
+  }
+
+  // A small trained network (one quick epoch on synthetic data).
+  static std::unique_ptr<TrainedModel> Network(uint64_t seed) {
+    const Dataset data = testing::MakeSyntheticDataset(60, 10, seed);
+    TrainOptions options;
+    options.epochs = 1;
+    options.batch_size = 20;
+    options.seed = seed;
+    absl::StatusOr<std::unique_ptr<Trainer>> trainer = Trainer::Create(data, options);
+    EXPECT_TRUE(trainer.ok()) << trainer.status();
+    TrainingObserver quiet;
+    absl::StatusOr<std::unique_ptr<TrainedModel>> model = (*trainer)->Run(quiet);
+    EXPECT_TRUE(model.ok()) << model.status();
+    return *std::move(model);
+  }
+
+  std::string Register(uint64_t seed) {
+    ModelRecord record;
+    record.dataset = "mnist";
+    absl::StatusOr<std::shared_ptr<const RegisteredModel>> registered =
+        registry_->Register(Network(seed), record);
+    EXPECT_TRUE(registered.ok()) << registered.status();
+    return registered.ok() ? (*registered)->record.model_id : "";
+  }
+
+  testing::TempDir dir_;
+  std::unique_ptr<Store> store_;
+  std::unique_ptr<ModelRegistry> registry_;
+};
+
+TEST_F(ModelRegistryTest, ARequestGetsTheNamedModelElseTheDeployedElseTheNewest) {
+  absl::StatusOr<std::shared_ptr<const RegisteredModel>> none = registry_->Resolve("");
+  EXPECT_EQ(none.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(none.status().message(), HasSubstr("train one first"));
+
+  const std::string first = Register(1);
+  const std::string second = Register(2);
+  ASSERT_NE(first, second);
+  EXPECT_EQ((*registry_->Resolve(""))->record.model_id, second) << "the newest serves";
+  EXPECT_EQ((*registry_->Resolve(first))->record.model_id, first);
+  ASSERT_TRUE(registry_->Deploy(first).ok());
+  EXPECT_EQ((*registry_->Resolve(""))->record.model_id, first) << "the deployed serves";
+  EXPECT_EQ(registry_->deployed_model_id(), first);
+
+  const absl::Status unknown = registry_->Deploy("model-nope");
+  EXPECT_EQ(unknown.code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(unknown.message(), HasSubstr("model-nope"));
+  EXPECT_EQ(registry_->Resolve("model-nope").status().code(), absl::StatusCode::kNotFound);
+
+  // The registered record: its file, size and hash.
+  const std::shared_ptr<const RegisteredModel> model = *registry_->Resolve(first);
+  EXPECT_TRUE(std::filesystem::exists(model->record.weights_path));
+  EXPECT_EQ(static_cast<int64_t>(std::filesystem::file_size(model->record.weights_path)),
+            model->record.size_bytes);
+  EXPECT_EQ(model->record.sha256.size(), 64u);
+}
+
+TEST_F(ModelRegistryTest, TheDeployedModelCannotBeDeletedAndADeletedOneIsGoneWithItsFile) {
+  const std::string first = Register(1);
+  const std::string second = Register(2);
+  ASSERT_TRUE(registry_->Deploy(second).ok());
+  const absl::Status refused = registry_->Delete(second);
+  EXPECT_EQ(refused.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(refused.message(), HasSubstr("deployed"));
+
+  const std::shared_ptr<const RegisteredModel> held = *registry_->Resolve(first);
+  ASSERT_TRUE(registry_->Delete(first).ok());
+  EXPECT_FALSE(std::filesystem::exists(held->record.weights_path));
+  EXPECT_EQ(registry_->Resolve(first).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(registry_->List().size(), 1u);
+  // A request that held the model keeps a working network.
+  EXPECT_TRUE(held->network->PredictProbabilities(std::vector<float>(28 * 28, 0.5f), 1).ok());
+  EXPECT_EQ(registry_->Delete(first).code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(ModelRegistryTest, ARestartFindsEveryModelAndACorruptFileServesNothing) {
+  const std::string first = Register(1);
+  const std::string second = Register(2);
+  ASSERT_TRUE(registry_->Deploy(first).ok());
+  const std::string second_path = (*registry_->Resolve(second))->record.weights_path;
+  registry_.reset();
+  testing::WriteFile(second_path, "not the weights that were recorded");
+
+  registry_ = NewRegistry();
+  ASSERT_EQ(registry_->List().size(), 2u);
+  EXPECT_EQ(registry_->List()[0]->record.model_id, first) << "oldest first";
+  EXPECT_EQ(registry_->deployed_model_id(), first);
+  EXPECT_TRUE(registry_->Resolve(first).ok());
+  const absl::StatusOr<std::shared_ptr<const RegisteredModel>> corrupt = registry_->Resolve(second);
+  EXPECT_EQ(corrupt.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(corrupt.status().message(), HasSubstr(second_path));
+  EXPECT_THAT(corrupt.status().message(), HasSubstr("SHA-256"));
+}
+
+}  // namespace
+}  // namespace classifier

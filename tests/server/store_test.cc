@@ -1,0 +1,128 @@
+// The SQLite store alone: everything written is read back the same after the database is
+// closed and opened again (a restart), in the documented order, and its refusals name the
+// problem.
+#include "server/store.h"
+
+#include <filesystem>
+#include <memory>
+#include <string>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/testing/synthetic_data.h"
+
+namespace classifier {
+namespace {
+
+using ::testing::HasSubstr;
+
+class StoreTest : public ::testing::Test {
+ protected:
+  std::unique_ptr<Store> Open() {
+    absl::StatusOr<std::unique_ptr<Store>> store = Store::Open(path_);
+    EXPECT_TRUE(store.ok()) << store.status();
+    return store.ok() ? *std::move(store) : nullptr;
+  }
+
+  testing::TempDir dir_;
+  const std::string path_ = dir_.path() + "/state/classifier.db";  // Its folder is created.
+};
+
+v1::JobEvent Event(const std::string& job_id, int64_t sequence, int epoch) {
+  v1::JobEvent event;
+  event.set_job_id(job_id);
+  event.set_sequence(sequence);
+  event.mutable_epoch_end()->set_epoch(epoch);
+  return event;
+}
+
+TEST_F(StoreTest, JobsAndTheirEventsSurviveARestartInOrder) {
+  {
+    std::unique_ptr<Store> store = Open();
+    ASSERT_NE(store, nullptr);
+    v1::TrainRequest first;
+    first.set_epochs(3);
+    first.set_label_smoothing(0.1);
+    ASSERT_TRUE(store->InsertJob("job-b", first).ok());
+    ASSERT_TRUE(store->InsertJob("job-a", v1::TrainRequest()).ok());
+    for (int i = 1; i <= 3; ++i) ASSERT_TRUE(store->AppendEvent(Event("job-b", i, i)).ok());
+    ASSERT_TRUE(store->AppendEvent(Event("job-a", 1, 7)).ok());
+  }
+  std::unique_ptr<Store> store = Open();
+  ASSERT_NE(store, nullptr);
+  absl::StatusOr<std::vector<StoredJob>> jobs = store->LoadJobs();
+  ASSERT_TRUE(jobs.ok()) << jobs.status();
+  ASSERT_EQ(jobs->size(), 2u);
+  EXPECT_EQ((*jobs)[0].job_id, "job-b") << "submission order, not name order";
+  EXPECT_EQ((*jobs)[0].request.epochs(), 3);
+  EXPECT_DOUBLE_EQ((*jobs)[0].request.label_smoothing(), 0.1);
+  ASSERT_EQ((*jobs)[0].events.size(), 3u);
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ((*jobs)[0].events[i].sequence(), i + 1);
+    EXPECT_EQ((*jobs)[0].events[i].epoch_end().epoch(), i + 1);
+  }
+  EXPECT_EQ((*jobs)[1].job_id, "job-a");
+  ASSERT_EQ((*jobs)[1].events.size(), 1u);
+}
+
+TEST_F(StoreTest, ModelsTheDeployedIdCheckpointsAndDatasetsSurviveARestart) {
+  {
+    std::unique_ptr<Store> store = Open();
+    ASSERT_NE(store, nullptr);
+    for (const char* id : {"model-2", "model-1", "model-3"}) {
+      StoredModel model;
+      model.model.set_model_id(id);
+      model.model.set_dataset("mnist");
+      model.weights_path = std::string("/models/") + id + ".pth";
+      ASSERT_TRUE(store->PutModel(model).ok());
+    }
+    ASSERT_TRUE(store->DeleteModel("model-1").ok());
+    EXPECT_TRUE(store->DeployedModelId().ok());
+    EXPECT_EQ(*store->DeployedModelId(), "");
+    ASSERT_TRUE(store->SetDeployedModelId("model-3").ok());
+    ASSERT_TRUE(store->PutCheckpoint({"job-1", 2, 5, "/ck/job-1.ckpt", "abc"}).ok());
+    ASSERT_TRUE(store->PutCheckpoint({"job-1", 3, 0, "/ck/job-1.ckpt", "def"}).ok());  // Replaces.
+    ASSERT_TRUE(store->PutCheckpoint({"job-2", 1, 0, "/ck/job-2.ckpt", "123"}).ok());
+    ASSERT_TRUE(store->DeleteCheckpoint("job-2").ok());
+    ASSERT_TRUE(store->InsertDataset({"zeta", "sets/zeta", 20}).ok());
+    ASSERT_TRUE(store->InsertDataset({"alpha", "sets/alpha", 10}).ok());
+    const absl::Status taken = store->InsertDataset({"alpha", "elsewhere", 30});
+    EXPECT_EQ(taken.code(), absl::StatusCode::kAlreadyExists);
+    EXPECT_THAT(taken.message(), HasSubstr("alpha"));
+  }
+  std::unique_ptr<Store> store = Open();
+  ASSERT_NE(store, nullptr);
+  absl::StatusOr<std::vector<StoredModel>> models = store->LoadModels();
+  ASSERT_TRUE(models.ok());
+  ASSERT_EQ(models->size(), 2u);
+  EXPECT_EQ((*models)[0].model.model_id(), "model-2") << "oldest first";
+  EXPECT_EQ((*models)[0].weights_path, "/models/model-2.pth");
+  EXPECT_EQ((*models)[1].model.model_id(), "model-3");
+  EXPECT_EQ(*store->DeployedModelId(), "model-3");
+
+  absl::StatusOr<std::optional<StoredCheckpoint>> checkpoint = store->GetCheckpoint("job-1");
+  ASSERT_TRUE(checkpoint.ok() && checkpoint->has_value());
+  EXPECT_EQ((*checkpoint)->epoch, 3);
+  EXPECT_EQ((*checkpoint)->batch, 0);
+  EXPECT_EQ((*checkpoint)->sha256, "def");
+  absl::StatusOr<std::optional<StoredCheckpoint>> deleted = store->GetCheckpoint("job-2");
+  ASSERT_TRUE(deleted.ok());
+  EXPECT_FALSE(deleted->has_value());
+
+  absl::StatusOr<std::vector<StoredDataset>> datasets = store->LoadDatasets();
+  ASSERT_TRUE(datasets.ok());
+  ASSERT_EQ(datasets->size(), 2u);
+  EXPECT_EQ((*datasets)[0].name, "alpha") << "by name";
+  EXPECT_EQ((*datasets)[0].path, "sets/alpha");
+  EXPECT_EQ((*datasets)[1].registered_unix_ms, 20);
+}
+
+TEST_F(StoreTest, AFileThatIsNotADatabaseIsRefusedNamingIt) {
+  testing::WriteFile(dir_.path() + "/garbage.db", std::string(4096, 'x'));
+  absl::StatusOr<std::unique_ptr<Store>> store = Store::Open(dir_.path() + "/garbage.db");
+  ASSERT_FALSE(store.ok());
+  EXPECT_THAT(store.status().message(), HasSubstr(dir_.path() + "/garbage.db"));
+}
+
+}  // namespace
+}  // namespace classifier
