@@ -12,6 +12,7 @@
 #include <iostream>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -211,92 +212,58 @@ TEST_F(ProductionTest, PredictWhoseDeadlinePassesInTheQueueIsDropped) {
       << "the expired call was computed";
 }
 
-// Four clients call Predict in a loop while the server drains: every call the server admitted
-// finishes OK, later ones get UNAVAILABLE, and nothing else happens.
+// Four clients' Predict calls are in flight (held for certain in the paused batcher's queue)
+// when the server drains: every one of them finishes OK, and calls made once the drain has
+// begun are refused. No fixed sleeps: each step waits for the state the next one needs.
 TEST_F(ProductionTest, DrainFailsNoPredictInFlight) {
   TrainModel(QuickTraining(1));
   const v1::PredictRequest request = Batch(2000);
-
-  struct Call {
-    Clock::time_point start, end;
-    ::grpc::Status status;
-  };
-  std::mutex mu;
-  std::vector<Call> calls;
-  std::atomic<bool> stop{false};
-  std::atomic<int> in_flight{0};
+  constexpr int kClients = 4;
+  std::vector<::grpc::Status> in_flight(kClients);
   std::vector<std::thread> clients;
-  for (int i = 0; i < 4; ++i) {
-    clients.emplace_back([&] {
-      while (!stop.load()) {
-        Call call;
-        call.start = Clock::now();
-        in_flight.fetch_add(1);
+  std::thread shutdown;
+  const auto deadline = Clock::now() + std::chrono::seconds(60);
+  {
+    std::optional<Batcher::Pause> pause(server_->batcher().PauseBatches());
+    for (int i = 0; i < kClients; ++i) {
+      clients.emplace_back([&, i] {
         v1::PredictResponse response;
-        call.status = Predict(request, &response);
-        in_flight.fetch_sub(1);
-        call.end = Clock::now();
-        {
-          std::lock_guard<std::mutex> lock(mu);
-          calls.push_back(call);
+        in_flight[i] = Predict(request, &response);
+        if (in_flight[i].ok() && response.predictions_size() != request.images_size()) {
+          in_flight[i] = ::grpc::Status(StatusCode::DATA_LOSS, "a partial answer");
         }
-        if (!call.status.ok()) std::this_thread::sleep_for(std::chrono::milliseconds(5));
-      }
-    });
-  }
-  std::this_thread::sleep_for(std::chrono::seconds(1));
-  const Clock::time_point drain_begin = Clock::now();
-  const int in_flight_at_drain = in_flight.load();
-  server_->Shutdown();
-  std::this_thread::sleep_for(std::chrono::milliseconds(200));
-  stop.store(true);
-  for (std::thread& t : clients) t.join();
+      });
+    }
+    while (server_->batcher().queued_calls() < kClients && Clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    EXPECT_EQ(server_->batcher().queued_calls(), static_cast<size_t>(kClients));
 
-  int in_flight_ok = 0, in_flight_failed = 0, ok = 0, unavailable = 0, other = 0;
-  for (const Call& call : calls) {
-    const StatusCode code = call.status.error_code();
-    if (code == StatusCode::OK) {
-      ++ok;
-    } else if (code == StatusCode::UNAVAILABLE) {
-      ++unavailable;
-    } else if (code == StatusCode::CANCELLED &&
-               drain_begin - call.start < std::chrono::milliseconds(50)) {
-      // Sent after the drain began (or in the last moments before it) and still unmatched to a
-      // handler when gRPC's Shutdown closed the transport: gRPC itself cancels those (seen under
-      // load); our handlers never saw it.
-      ++unavailable;
-    } else {
-      ++other;
-      ADD_FAILURE() << "code " << code << ": " << call.status.error_message();
+    // The drain begins; a call made now is refused (by our handler, or by gRPC's own
+    // shutdown once it has closed the listener), never computed.
+    shutdown = std::thread([this] { server_->Shutdown(); });
+    ::grpc::Status late;
+    for (bool refused = false; !refused && Clock::now() < deadline;) {
+      ::grpc::ClientContext context;
+      v1::ListModelsResponse models;
+      refused = !stub_->ListModels(&context, v1::ListModelsRequest(), &models).ok();
+      if (!refused) std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }
-    if (call.start < drain_begin && call.end > drain_begin) {
-      // Refused at the door just as the drain began: it never started on the server. Or sent
-      // in the last moments before it and still unmatched to a handler when gRPC's Shutdown
-      // closed the transport, which cancels those itself (seen on a CI clone: 3 calls sent
-      // just before the drain). A call older than that reached its handler and must finish.
-      const bool refused_at_start =
-          (code == StatusCode::UNAVAILABLE &&
-           call.status.error_message().find("shutting down") != std::string::npos) ||
-          (code == StatusCode::CANCELLED &&
-           drain_begin - call.start < std::chrono::milliseconds(50));
-      if (code == StatusCode::OK) {
-        ++in_flight_ok;
-      } else if (!refused_at_start) {
-        ++in_flight_failed;
-        ADD_FAILURE() << "in-flight call failed: code " << code << ": "
-                      << call.status.error_message();
-      }
-    }
+    v1::PredictResponse late_response;
+    late = Predict(Batch(1), &late_response);
+    EXPECT_TRUE(late.error_code() == StatusCode::UNAVAILABLE ||
+                late.error_code() == StatusCode::CANCELLED)
+        << "a call after the drain began: code " << late.error_code() << ": "
+        << late.error_message();
+    pause.reset();  // The calls in flight compute now, during the drain.
   }
-  std::cout << "drain: " << in_flight_at_drain << " Predict calls in flight when the drain began, "
-            << in_flight_ok << " of them completed OK, " << in_flight_failed << " failed; " << ok
-            << " OK and " << unavailable << " UNAVAILABLE calls in all\n";
-  RecordProperty("in_flight_at_drain", in_flight_at_drain);
-  RecordProperty("in_flight_failed", in_flight_failed);
-  EXPECT_GE(in_flight_ok, 1) << "the drain should have found calls in flight";
-  EXPECT_EQ(in_flight_failed, 0);
-  EXPECT_EQ(other, 0);
-  EXPECT_GE(unavailable, 1) << "calls after the drain should be refused";
+  for (std::thread& client : clients) client.join();
+  shutdown.join();
+  for (int i = 0; i < kClients; ++i) {
+    EXPECT_TRUE(in_flight[i].ok())
+        << "in-flight call " << i << " failed: code " << in_flight[i].error_code() << ": "
+        << in_flight[i].error_message();
+  }
 }
 
 // One WatchJob stream held open: the first event has arrived, so the server accepted it.
