@@ -21,6 +21,7 @@
 
 #include "client/args.h"
 #include "client/weights_file.h"
+#include "tests/testing/synthetic_data.h"
 
 namespace classifier::cli {
 namespace {
@@ -302,12 +303,6 @@ class ClientCommandsTest : public ::testing::Test {
   std::unique_ptr<v1::Classifier::Stub> classifier_stub_;
   std::unique_ptr<grpc::health::v1::Health::Stub> health_stub_;
 };
-
-std::string MakeTempDir() {
-  std::string pattern = testing::TempDir() + "/commands_test.XXXXXX";
-  EXPECT_NE(mkdtemp(pattern.data()), nullptr);
-  return pattern;
-}
 
 std::vector<std::string> ListDir(const std::string& dir) {
   std::vector<std::string> names;
@@ -628,7 +623,8 @@ TEST_F(ClientCommandsTest, Evaluate) {
 }
 
 TEST_F(ClientCommandsTest, PredictSendsFileBytes) {
-  const std::string dir = MakeTempDir();
+  const classifier::testing::TempDir temp;
+  const std::string& dir = temp.path();
   std::ofstream(dir + "/a.png", std::ios::binary) << std::string("\x89PNG-ish", 8);  // 8 bytes
   std::ofstream(dir + "/b.jpg", std::ios::binary) << "\xFF\xD8\xFF";                 // 3 bytes
   Result r = Run({"predict", dir + "/a.png", dir + "/b.jpg", "--model", "m"});
@@ -677,7 +673,8 @@ TEST_F(ClientCommandsTest, Models) {
 // import, deploy, delete
 
 TEST_F(ClientCommandsTest, ImportSendsTheFormatThenTheFileInMebibyteChunks) {
-  const std::string dir = MakeTempDir();
+  const classifier::testing::TempDir temp;
+  const std::string& dir = temp.path();
   std::string file(2 * kImportChunkBytes + 12345, '\0');
   for (size_t i = 0; i < file.size(); ++i) file[i] = static_cast<char>(i * 7 % 251);
   std::ofstream(dir + "/MulticlassCNN.pth", std::ios::binary) << file;
@@ -704,7 +701,8 @@ TEST_F(ClientCommandsTest, ImportSendsTheFormatThenTheFileInMebibyteChunks) {
 }
 
 TEST_F(ClientCommandsTest, ImportPrintsTheFilesFiguresWhenTheServerGivesNone) {
-  const std::string dir = MakeTempDir();
+  const classifier::testing::TempDir temp;
+  const std::string& dir = temp.path();
   std::ofstream(dir + "/w.pth", std::ios::binary) << "tiny";
   classifier_.import_model.set_model_id("model-3");
   classifier_.import_fill_figures = false;
@@ -722,7 +720,8 @@ TEST_F(ClientCommandsTest, ImportPrintsTheFilesFiguresWhenTheServerGivesNone) {
 }
 
 TEST_F(ClientCommandsTest, ImportOfAnEmptyFileSendsOnlyTheFormat) {
-  const std::string dir = MakeTempDir();
+  const classifier::testing::TempDir temp;
+  const std::string& dir = temp.path();
   std::ofstream(dir + "/empty.pth", std::ios::binary) << "";
   classifier_.import_model.set_model_id("model-4");
   EXPECT_EQ(Run({"import", dir + "/empty.pth"}).exit_code, kExitOk);
@@ -731,7 +730,8 @@ TEST_F(ClientCommandsTest, ImportOfAnEmptyFileSendsOnlyTheFormat) {
 }
 
 TEST_F(ClientCommandsTest, ImportOfAMissingFileSendsNothing) {
-  const std::string dir = MakeTempDir();
+  const classifier::testing::TempDir temp;
+  const std::string& dir = temp.path();
   Result r = Run({"import", dir + "/missing.pth"});
   EXPECT_EQ(r.exit_code, kExitLocalError);
   EXPECT_THAT(r.err, StartsWith("error: cannot read " + dir + "/missing.pth: "));
@@ -740,7 +740,8 @@ TEST_F(ClientCommandsTest, ImportOfAMissingFileSendsNothing) {
 }
 
 TEST_F(ClientCommandsTest, ImportRejectedByTheServer) {
-  const std::string dir = MakeTempDir();
+  const classifier::testing::TempDir temp;
+  const std::string& dir = temp.path();
   // Big enough that the server answers while the upload is still going.
   std::ofstream(dir + "/big.pth", std::ios::binary) << std::string(3 * kImportChunkBytes, 'x');
   std::ofstream(dir + "/small.pth", std::ios::binary) << "not a state dict";
@@ -812,7 +813,8 @@ std::vector<v1::WeightsChunk> Chunks(const std::string& file, size_t chunk_size,
 }
 
 TEST_F(ClientCommandsTest, ExportWritesAVerifiedFile) {
-  const std::string dir = MakeTempDir();
+  const classifier::testing::TempDir temp;
+  const std::string& dir = temp.path();
   const std::string file(10000, 'w');
   classifier_.chunks = Chunks(file, 4096, "../evil/model-1.pth");
   Result r = Run({"export", "--out", dir, "--model", "model-1"});
@@ -830,7 +832,8 @@ TEST_F(ClientCommandsTest, ExportWritesAVerifiedFile) {
 }
 
 TEST_F(ClientCommandsTest, ExportRejectsABadDigest) {
-  const std::string dir = MakeTempDir();
+  const classifier::testing::TempDir temp;
+  const std::string& dir = temp.path();
   classifier_.chunks = Chunks("weights", 3);
   classifier_.chunks.back().set_sha256(Sha256Hex("other"));
   Result r = Run({"export", "--out", dir});
@@ -840,7 +843,8 @@ TEST_F(ClientCommandsTest, ExportRejectsABadDigest) {
 }
 
 TEST_F(ClientCommandsTest, ExportRejectsGapsAndShortFiles) {
-  const std::string dir = MakeTempDir();
+  const classifier::testing::TempDir temp;
+  const std::string& dir = temp.path();
   classifier_.chunks = Chunks("weights!", 3);
   classifier_.chunks.erase(classifier_.chunks.begin() + 1);
   Result r = Run({"export", "--out", dir});
@@ -857,7 +861,8 @@ TEST_F(ClientCommandsTest, ExportRejectsGapsAndShortFiles) {
 }
 
 TEST_F(ClientCommandsTest, ExportStreamErrorRemovesTheTemporaryFile) {
-  const std::string dir = MakeTempDir();
+  const classifier::testing::TempDir temp;
+  const std::string& dir = temp.path();
   classifier_.chunks = Chunks("weights!", 3);
   classifier_.chunks.pop_back();
   classifier_.stream_status = grpc::Status(grpc::StatusCode::INTERNAL, "disk on fire");
@@ -880,7 +885,8 @@ TEST_F(ClientCommandsTest, ExportFormatIsChecked) {
 }
 
 TEST_F(ClientCommandsTest, ExportOnnx) {
-  const std::string dir = MakeTempDir();
+  const classifier::testing::TempDir temp;
+  const std::string& dir = temp.path();
   const std::string file(5000, 'o');
   classifier_.chunks = Chunks(file, 4096, "model-1.onnx");
   Result r = Run({"export", "--format", "onnx", "--out", dir, "--model", "model-1"});
@@ -903,7 +909,8 @@ TEST_F(ClientCommandsTest, ExportOnnx) {
   // Without --out: the current directory.
   char cwd[4096];
   ASSERT_NE(getcwd(cwd, sizeof(cwd)), nullptr);
-  const std::string other = MakeTempDir();
+  const classifier::testing::TempDir other_temp;
+  const std::string& other = other_temp.path();
   ASSERT_EQ(chdir(other.c_str()), 0);
   classifier_.chunks = Chunks(file, 4096, "model-3.pth");
   r = Run({"export", "--format", "onnx"});

@@ -13,6 +13,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "model/image.h"
+#include "tests/testing/synthetic_data.h"
 
 namespace classifier::cli {
 namespace {
@@ -175,9 +176,8 @@ std::string ReadAll(const std::string& path) {
 }
 
 TEST(WriteOutputFileTest, ReplacesWholeOrFailsNamingThePath) {
-  char dir_template[] = "/tmp/pictures-test-XXXXXX";
-  ASSERT_NE(mkdtemp(dir_template), nullptr);
-  const std::string dir = dir_template;
+  const classifier::testing::TempDir temp;
+  const std::string& dir = temp.path();
   const std::string path = dir + "/plot.svg";
   ASSERT_TRUE(WriteOutputFile(path, "first").ok());
   ASSERT_TRUE(WriteOutputFile(path, "second, longer").ok());

@@ -12,20 +12,13 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "tests/testing/synthetic_data.h"
 
 namespace classifier::cli {
 namespace {
 
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
-
-// A fresh empty directory per test.
-std::string MakeTempDir() {
-  std::string pattern = testing::TempDir() + "/weights_file_test.XXXXXX";
-  char* dir = mkdtemp(pattern.data());
-  EXPECT_NE(dir, nullptr);
-  return pattern;
-}
 
 std::vector<std::string> ListDir(const std::string& dir) {
   std::vector<std::string> names;
@@ -74,7 +67,8 @@ TEST(ClientWithExtensionTest, KeepsReplacesOrAppends) {
 }
 
 TEST(ClientResolveOutputPathTest, FileDirectoryOrDefault) {
-  const std::string dir = MakeTempDir();
+  const classifier::testing::TempDir temp;
+  const std::string& dir = temp.path();
   EXPECT_EQ(ResolveOutputPath("", "w.pth"), "w.pth");
   EXPECT_EQ(ResolveOutputPath(dir, "w.pth"), dir + "/w.pth");
   EXPECT_EQ(ResolveOutputPath(dir + "/", "w.pth"), dir + "/w.pth");
@@ -82,7 +76,8 @@ TEST(ClientResolveOutputPathTest, FileDirectoryOrDefault) {
 }
 
 TEST(ClientAtomicFileWriterTest, CommitsAVerifiedFile) {
-  const std::string dir = MakeTempDir();
+  const classifier::testing::TempDir temp;
+  const std::string& dir = temp.path();
   const std::string path = dir + "/w.pth";
   absl::StatusOr<std::unique_ptr<AtomicFileWriter>> writer = AtomicFileWriter::Create(path);
   ASSERT_TRUE(writer.ok()) << writer.status();
@@ -101,7 +96,8 @@ TEST(ClientAtomicFileWriterTest, CommitsAVerifiedFile) {
 }
 
 TEST(ClientAtomicFileWriterTest, MismatchesLeaveNothingBehind) {
-  const std::string dir = MakeTempDir();
+  const classifier::testing::TempDir temp;
+  const std::string& dir = temp.path();
   const std::string path = dir + "/w.pth";
   {
     absl::StatusOr<std::unique_ptr<AtomicFileWriter>> writer = AtomicFileWriter::Create(path);
@@ -135,7 +131,8 @@ TEST(ClientAtomicFileWriterTest, MismatchesLeaveNothingBehind) {
 }
 
 TEST(ClientAtomicFileWriterTest, ReplacesAnExistingFile) {
-  const std::string dir = MakeTempDir();
+  const classifier::testing::TempDir temp;
+  const std::string& dir = temp.path();
   const std::string path = dir + "/w.pth";
   std::ofstream(path) << "old";
   absl::StatusOr<std::unique_ptr<AtomicFileWriter>> writer = AtomicFileWriter::Create(path);
@@ -146,8 +143,9 @@ TEST(ClientAtomicFileWriterTest, ReplacesAnExistingFile) {
 }
 
 TEST(ClientAtomicFileWriterTest, MissingDirectoryIsAnError) {
+  const classifier::testing::TempDir missing;
   absl::StatusOr<std::unique_ptr<AtomicFileWriter>> writer =
-      AtomicFileWriter::Create(MakeTempDir() + "/no/such/dir/w.pth");
+      AtomicFileWriter::Create(missing.path() + "/no/such/dir/w.pth");
   ASSERT_FALSE(writer.ok());
   EXPECT_THAT(writer.status().message(), HasSubstr("cannot create"));
 }

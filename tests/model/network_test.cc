@@ -21,9 +21,15 @@
 #include "model/compute_threads.h"
 #include "model/device.h"
 #include "model/trainer.h"
+#include "tests/testing/synthetic_data.h"
 
 namespace classifier {
 namespace {
+
+// Labels cycling 0-3, declared as 10 classes (the tutorial network's outputs).
+Dataset Quadrants(int64_t count, uint32_t seed) {
+  return testing::MakeQuadrants(count, seed, /*num_classes=*/10, testing::QuadrantLabels::kCycling);
+}
 
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
@@ -32,33 +38,6 @@ constexpr int kSide = 28;
 constexpr int kPixels = kSide * kSide;
 // Debian's interpreter, which has python3-torch; another python3 may come first on the PATH.
 constexpr char kPython[] = "/usr/bin/python3";
-
-// Four easy classes: a bright 10x10 square in one quadrant, faint noise elsewhere.
-Dataset MakeQuadrants(int64_t count, uint32_t seed) {
-  Dataset dataset;
-  dataset.rows = kSide;
-  dataset.cols = kSide;
-  dataset.num_classes = 10;
-  dataset.pixels.resize(count * kPixels);
-  dataset.labels.resize(count);
-  uint32_t state = seed;
-  auto next = [&state] {
-    state = state * 1664525u + 1013904223u;
-    return state >> 24;
-  };
-  for (int64_t i = 0; i < count; ++i) {
-    const int label = static_cast<int>(i % 4);
-    dataset.labels[i] = static_cast<uint8_t>(label);
-    uint8_t* image = dataset.pixels.data() + i * kPixels;
-    for (int p = 0; p < kPixels; ++p) image[p] = static_cast<uint8_t>(next() % 40);
-    const int top = (label / 2) * 14 + 2 + static_cast<int>(next() % 3);
-    const int left = (label % 2) * 14 + 2 + static_cast<int>(next() % 3);
-    for (int r = top; r < top + 10; ++r) {
-      for (int c = left; c < left + 10; ++c) image[r * kSide + c] = 200 + next() % 56;
-    }
-  }
-  return dataset;
-}
 
 std::vector<float> ToFloats(const Dataset& dataset, int64_t first, int64_t count) {
   std::vector<float> pixels(count * kPixels);
@@ -89,7 +68,7 @@ std::unique_ptr<TrainedModel> TrainSmallModel(const Dataset& data, const Archite
 // The thread budget (model/compute_threads.h): a thread that sets its own intra-op count keeps
 // it across forward passes, and neither changes nor takes the process default.
 TEST(ComputeThreadsTest, AThreadsCountIsItsOwn) {
-  const Dataset data = MakeQuadrants(40, 3);
+  const Dataset data = Quadrants(40, 3);
   const std::unique_ptr<TrainedModel> model = TrainSmallModel(data, Architecture());
   ASSERT_NE(model, nullptr);
   const int default_before = ThreadComputeThreads();
@@ -117,7 +96,7 @@ TEST(ComputeThreadsTest, AThreadsCountIsItsOwn) {
 class NetworkTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    data_ = new Dataset(MakeQuadrants(120, 1));
+    data_ = new Dataset(Quadrants(120, 1));
     model_ = TrainSmallModel(*data_, Architecture()).release();
   }
   static void TearDownTestSuite() {
@@ -420,7 +399,7 @@ TEST_F(NetworkTest, EvaluateRejectsMismatchedDatasets) {
   small.pixels.resize(14 * 14);
   small.labels = {1};
   EXPECT_EQ(model_->Evaluate(small).status().code(), absl::StatusCode::kInvalidArgument);
-  Dataset bad_label = MakeQuadrants(4, 3);
+  Dataset bad_label = Quadrants(4, 3);
   bad_label.labels[2] = 10;
   EXPECT_EQ(model_->Evaluate(bad_label).status().code(), absl::StatusCode::kInvalidArgument);
 }

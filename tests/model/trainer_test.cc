@@ -19,42 +19,18 @@
 #include "model/device.h"
 #include "model/network.h"
 #include "tests/testing/shared_data.h"
+#include "tests/testing/synthetic_data.h"
 
 namespace classifier {
 namespace {
+
+using testing::MakeQuadrants;
 
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
 constexpr int kSide = 28;
 constexpr int kPixels = kSide * kSide;
-
-// Four easy classes: a bright 10x10 square in one quadrant, faint noise elsewhere.
-Dataset MakeQuadrants(int64_t count, uint32_t seed) {
-  Dataset dataset;
-  dataset.rows = kSide;
-  dataset.cols = kSide;
-  dataset.num_classes = 4;
-  dataset.pixels.resize(count * kPixels);
-  dataset.labels.resize(count);
-  uint32_t state = seed;
-  auto next = [&state] {
-    state = state * 1664525u + 1013904223u;
-    return state >> 24;
-  };
-  for (int64_t i = 0; i < count; ++i) {
-    const int label = static_cast<int>(next() % 4);
-    dataset.labels[i] = static_cast<uint8_t>(label);
-    uint8_t* image = dataset.pixels.data() + i * kPixels;
-    for (int p = 0; p < kPixels; ++p) image[p] = static_cast<uint8_t>(next() % 40);
-    const int top = (label / 2) * 14 + 2 + static_cast<int>(next() % 3);
-    const int left = (label % 2) * 14 + 2 + static_cast<int>(next() % 3);
-    for (int r = top; r < top + 10; ++r) {
-      for (int c = left; c < left + 10; ++c) image[r * kSide + c] = 200 + next() % 56;
-    }
-  }
-  return dataset;
-}
 
 TrainOptions SmallOptions() {
   TrainOptions options;

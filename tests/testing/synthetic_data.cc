@@ -89,4 +89,33 @@ TempDir::~TempDir() {
   std::filesystem::remove_all(path_, ignored);
 }
 
+Dataset MakeQuadrants(int64_t count, uint32_t seed, int num_classes, QuadrantLabels labels) {
+  constexpr int kSide = 28;
+  constexpr int kPixels = kSide * kSide;
+  Dataset dataset;
+  dataset.rows = kSide;
+  dataset.cols = kSide;
+  dataset.num_classes = num_classes;
+  dataset.pixels.resize(count * kPixels);
+  dataset.labels.resize(count);
+  uint32_t state = seed;
+  auto next = [&state] {
+    state = state * 1664525u + 1013904223u;
+    return state >> 24;
+  };
+  for (int64_t i = 0; i < count; ++i) {
+    const int label =
+        labels == QuadrantLabels::kCycling ? static_cast<int>(i % 4) : static_cast<int>(next() % 4);
+    dataset.labels[i] = static_cast<uint8_t>(label);
+    uint8_t* image = dataset.pixels.data() + i * kPixels;
+    for (int p = 0; p < kPixels; ++p) image[p] = static_cast<uint8_t>(next() % 40);
+    const int top = (label / 2) * 14 + 2 + static_cast<int>(next() % 3);
+    const int left = (label % 2) * 14 + 2 + static_cast<int>(next() % 3);
+    for (int r = top; r < top + 10; ++r) {
+      for (int c = left; c < left + 10; ++c) image[r * kSide + c] = 200 + next() % 56;
+    }
+  }
+  return dataset;
+}
+
 }  // namespace classifier::testing

@@ -15,6 +15,15 @@ namespace classifier::testing {
 // orientation depend on c, plus seeded noise), labels cycling through the classes.
 Dataset MakeSyntheticDataset(int64_t count, int num_classes, uint64_t seed);
 
+// How MakeQuadrants labels its images.
+enum class QuadrantLabels { kRandom, kCycling };
+
+// `count` 28x28 images of four easy classes: a bright 10x10 square in one quadrant (the label),
+// faint noise elsewhere, all drawn from `seed`. Labels are drawn at random or cycle 0, 1, 2, 3;
+// `num_classes` is what the dataset declares (4, or more for a network with spare outputs).
+Dataset MakeQuadrants(int64_t count, uint32_t seed, int num_classes = 4,
+                      QuadrantLabels labels = QuadrantLabels::kRandom);
+
 // Writes train (and t10k) IDX files with the official names into `directory` (created).
 // gzip'd when `gzip` is true.
 void WriteDatasetFiles(const std::string& directory, const Dataset& train, const Dataset& test,
