@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "server/queued_writer.h"
 
 namespace classifier {
 
@@ -17,66 +18,30 @@ HealthCheckResponse::ServingStatus ToServingStatus(bool serving) {
 
 }  // namespace
 
-// Streams the current status, then every change, one write in flight at a time.
-class HealthService::Watcher : public ::grpc::ServerWriteReactor<HealthCheckResponse> {
+// Streams the current status, then every change. Only the newest status waits behind the write
+// in flight: a status replaced before it could be written is worth nothing to a watcher. Deletes
+// itself in OnDone (QueuedWriter), leaving the service's list on the way.
+class HealthService::Watcher : public QueuedWriter<HealthCheckResponse> {
  public:
-  Watcher(HealthService* service, HealthCheckResponse::ServingStatus initial) : service_(service) {
+  Watcher(HealthService* service, HealthCheckResponse::ServingStatus initial)
+      : QueuedWriter(Backlog::kLatest,
+                     ::grpc::Status(::grpc::StatusCode::CANCELLED, "watch cancelled"),
+                     ::grpc::Status(::grpc::StatusCode::CANCELLED, "stream closed")),
+        service_(service) {
     Send(initial);
   }
+  // On a gRPC thread, after the last callback: SetServing never reaches this watcher again.
+  ~Watcher() override { service_->Unregister(this); }
 
   // Called with the service's lock held; never blocks.
   void Send(HealthCheckResponse::ServingStatus status) {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (finished_) return;
-    pending_ = status;
-    has_pending_ = true;
-    MaybeWrite();
-  }
-
-  void OnWriteDone(bool ok) override {
-    std::lock_guard<std::mutex> lock(mu_);
-    writing_ = false;
-    if (!ok || cancelled_) {
-      FinishOnce(::grpc::Status(::grpc::StatusCode::CANCELLED, "stream closed"));
-      return;
-    }
-    MaybeWrite();
-  }
-
-  void OnCancel() override {
-    std::lock_guard<std::mutex> lock(mu_);
-    cancelled_ = true;
-    if (!writing_) FinishOnce(::grpc::Status(::grpc::StatusCode::CANCELLED, "watch cancelled"));
-  }
-
-  void OnDone() override {
-    service_->Unregister(this);
-    delete this;
+    HealthCheckResponse response;
+    response.set_status(status);
+    QueuedWriter::Send(std::move(response));
   }
 
  private:
-  void MaybeWrite() {
-    if (writing_ || !has_pending_ || finished_) return;
-    response_.set_status(pending_);
-    has_pending_ = false;
-    writing_ = true;
-    StartWrite(&response_);
-  }
-
-  void FinishOnce(const ::grpc::Status& status) {
-    if (finished_) return;
-    finished_ = true;
-    Finish(status);
-  }
-
   HealthService* const service_;
-  std::mutex mu_;
-  HealthCheckResponse response_;
-  HealthCheckResponse::ServingStatus pending_ = HealthCheckResponse::UNKNOWN;
-  bool has_pending_ = false;
-  bool writing_ = false;
-  bool cancelled_ = false;
-  bool finished_ = false;
 };
 
 HealthService::HealthService(std::vector<std::string> services)
