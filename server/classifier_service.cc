@@ -1,12 +1,9 @@
 #include "server/classifier_service.h"
 
 #include <algorithm>
-#include <chrono>
-#include <cmath>
-#include <deque>
 #include <memory>
-#include <mutex>
 #include <numeric>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -16,10 +13,11 @@
 #include "model/image.h"
 #include "model/onnx_export.h"
 #include "server/file_util.h"
+#include "server/rpc_log.h"
 #include "server/status_util.h"
+#include "server/stream_reactors.h"
 #include "server/train_request.h"
 #include "server/training_executor.h"
-#include "spdlog/spdlog.h"
 
 namespace classifier {
 namespace {
@@ -27,300 +25,9 @@ namespace {
 // MNIST-like images are 28x28: the only input size the networks take for now.
 constexpr int kImageSide = 28;
 constexpr int kImagePixels = kImageSide * kImageSide;
-// Export chunks stay far below gRPC's default 4 MiB message limit.
-constexpr size_t kExportChunkBytes = 1 << 20;
-
-// One log line per RPC: method, peer, status, duration; counted in `metrics` when not null.
-// Done must be called before the call is finished (the context must still be alive).
-class RpcLog {
- public:
-  // `ok_level`: the level of the line for a successful call (failures are always info).
-  RpcLog(const char* method, ::grpc::CallbackServerContext* context, Metrics* metrics,
-         spdlog::level::level_enum ok_level = spdlog::level::info)
-      : method_(method),
-        context_(context),
-        start_(absl::Now()),
-        metrics_(metrics),
-        ok_level_(ok_level) {}
-  void Done(const ::grpc::Status& status) const {
-    const absl::Duration elapsed = absl::Now() - start_;
-    if (metrics_ != nullptr) {
-      metrics_->ObserveRpc(method_, static_cast<int>(status.error_code()),
-                           absl::ToDoubleSeconds(elapsed));
-    }
-    const spdlog::level::level_enum level = status.ok() ? ok_level_ : spdlog::level::info;
-    // The peer is a fresh string: only made for a line that is written (not, by default, for
-    // every successful Predict).
-    if (!spdlog::should_log(level)) return;
-    const double ms = absl::ToDoubleMilliseconds(elapsed);
-    if (status.ok()) {
-      spdlog::log(level, "rpc {} from {}: OK in {:.1f} ms", method_, context_->peer(), ms);
-    } else {
-      spdlog::log(level, "rpc {} from {}: code {} in {:.1f} ms: {}", method_, context_->peer(),
-                  static_cast<int>(status.error_code()), ms, status.error_message());
-    }
-  }
-
- private:
-  const char* method_;
-  ::grpc::CallbackServerContext* context_;
-  absl::Time start_;
-  Metrics* metrics_;
-  const spdlog::level::level_enum ok_level_;
-};
-
-// A streaming call refused before it started.
-template <typename Message>
-class RefusedStream : public ::grpc::ServerWriteReactor<Message> {
- public:
-  explicit RefusedStream(const ::grpc::Status& status) { this->Finish(status); }
-  void OnDone() override { delete this; }
-};
-
-template <typename Message>
-::grpc::ServerWriteReactor<Message>* Refuse(const RpcLog& log, const absl::Status& status) {
-  ::grpc::Status grpc_status = ToGrpcStatus(status);
-  log.Done(grpc_status);
-  return new RefusedStream<Message>(grpc_status);
-}
-
-::grpc::ServerUnaryReactor* FinishUnary(::grpc::CallbackServerContext* context, const RpcLog& log,
-                                        const absl::Status& status) {
-  ::grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  ::grpc::Status grpc_status = ToGrpcStatus(status);
-  log.Done(grpc_status);
-  reactor->Finish(grpc_status);
-  return reactor;
-}
-
 absl::Status DrainingError() {
   return absl::UnavailableError("the server is shutting down; retry on another instance");
 }
-
-// Streams a job's events from a sequence number until its final event. The job
-// pushes events in order (under its lock); one write is in flight at a time and
-// the rest wait in `pending_`.
-class JobEventStream : public ::grpc::ServerWriteReactor<v1::JobEvent>, public JobEventSink {
- public:
-  JobEventStream(std::shared_ptr<Job> job, int64_t from_sequence, RpcLog log,
-                 StreamLimiter::Slot slot)
-      : job_(std::move(job)), log_(std::move(log)), slot_(std::move(slot)) {
-    job_->Subscribe(this, from_sequence);
-    // A finished job with nothing left to replay: end at once.
-    std::lock_guard<std::mutex> lock(mu_);
-    if (!writing_ && pending_.empty() && job_->finished()) FinishOnce(::grpc::Status::OK);
-  }
-
-  void OnEvent(const v1::JobEvent& event) override {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (finished_) return;
-    pending_.push_back(event);
-    MaybeWrite();
-  }
-
-  void OnDetached(const std::string& reason) override {
-    std::lock_guard<std::mutex> lock(mu_);
-    detached_ = true;
-    detach_reason_ = reason;
-    if (!writing_ && pending_.empty()) FinishDetached();
-  }
-
-  void OnWriteDone(bool ok) override {
-    std::lock_guard<std::mutex> lock(mu_);
-    writing_ = false;
-    if (!ok || cancelled_) {
-      FinishOnce(::grpc::Status(::grpc::StatusCode::CANCELLED, "the client went away"));
-      return;
-    }
-    if (detached_ && pending_.empty()) {
-      FinishDetached();
-      return;
-    }
-    if (current_.has_finished()) {
-      FinishOnce(::grpc::Status::OK);
-      return;
-    }
-    MaybeWrite();
-  }
-
-  void OnCancel() override {
-    // The client hung up: the job goes on; only this stream ends. A write in
-    // flight finishes first (with ok = false), and OnWriteDone ends the stream.
-    std::lock_guard<std::mutex> lock(mu_);
-    cancelled_ = true;
-    if (!writing_) {
-      FinishOnce(::grpc::Status(::grpc::StatusCode::CANCELLED, "the client cancelled the stream"));
-    }
-  }
-
-  void OnDone() override {
-    job_->Unsubscribe(this);
-    delete this;
-  }
-
- private:
-  void MaybeWrite() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (writing_ || finished_ || pending_.empty()) return;
-    current_ = std::move(pending_.front());
-    pending_.pop_front();
-    last_sent_ = current_.sequence();
-    writing_ = true;
-    StartWrite(&current_);
-  }
-
-  void FinishOnce(const ::grpc::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (finished_) return;
-    finished_ = true;
-    log_.Done(status);
-    Finish(status);
-  }
-
-  // Every event so far has been sent; the job goes on after the server restarts.
-  void FinishDetached() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    FinishOnce(::grpc::Status(
-        ::grpc::StatusCode::UNAVAILABLE,
-        absl::StrCat(detach_reason_, "; job ", job_->id(),
-                     " continues when the server is back: WatchJob with from_sequence ",
-                     last_sent_ + 1)));
-  }
-
-  const std::shared_ptr<Job> job_;
-  const RpcLog log_;
-  // This stream's place under --max_streams_per_client, given back when the reactor is deleted.
-  const StreamLimiter::Slot slot_;
-  std::mutex mu_;
-  std::deque<v1::JobEvent> pending_ ABSL_GUARDED_BY(mu_);
-  v1::JobEvent current_ ABSL_GUARDED_BY(mu_);  // The event being written.
-  bool writing_ ABSL_GUARDED_BY(mu_) = false;
-  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
-  bool finished_ ABSL_GUARDED_BY(mu_) = false;
-  bool detached_ ABSL_GUARDED_BY(mu_) = false;
-  std::string detach_reason_ ABSL_GUARDED_BY(mu_);
-  int64_t last_sent_ ABSL_GUARDED_BY(mu_) = 0;
-};
-
-// Receives an uploaded weights file, then registers it on the inference queue.
-class ImportStream : public ::grpc::ServerReadReactor<v1::ImportWeightsRequest> {
- public:
-  ImportStream(ClassifierService* service, ::grpc::CallbackServerContext* context,
-               v1::ImportWeightsResponse* response, int64_t max_bytes, RpcLog log)
-      : service_(service),
-        context_(context),
-        response_(response),
-        max_bytes_(max_bytes),
-        log_(std::move(log)) {
-    StartRead(&message_);
-  }
-
-  void OnReadDone(bool ok) override {
-    if (!ok) {
-      // The upload ended: half-closed by the client, or cancelled (then nothing registers).
-      if (context_->IsCancelled()) {
-        Done(::grpc::Status(::grpc::StatusCode::CANCELLED, "the upload was cancelled"));
-        return;
-      }
-      service_->inference()->Submit(
-          [this] { Done(ToGrpcStatus(service_->DoImport(dataset_, bytes_, response_))); });
-      return;
-    }
-    if (first_) {
-      first_ = false;
-      dataset_ = message_.dataset();
-      if (message_.format() != v1::WEIGHTS_FORMAT_UNSPECIFIED &&
-          message_.format() != v1::PYTORCH_STATE_DICT) {
-        Done(ToGrpcStatus(absl::InvalidArgumentError(
-            absl::StrCat("format ", v1::WeightsFormat_Name(message_.format()),
-                         " cannot be imported; upload a PYTORCH_STATE_DICT file"))));
-        return;
-      }
-    }
-    if (static_cast<int64_t>(bytes_.size() + message_.data().size()) > max_bytes_) {
-      Done(ToGrpcStatus(absl::ResourceExhaustedError(
-          absl::StrCat("the upload is larger than the server's limit of ", max_bytes_, " bytes"))));
-      return;
-    }
-    bytes_ += message_.data();
-    StartRead(&message_);
-  }
-
-  void OnDone() override { delete this; }
-
- private:
-  void Done(const ::grpc::Status& status) {
-    log_.Done(status);
-    Finish(status);
-  }
-
-  ClassifierService* const service_;
-  ::grpc::CallbackServerContext* const context_;
-  v1::ImportWeightsResponse* const response_;
-  const int64_t max_bytes_;
-  const RpcLog log_;
-  v1::ImportWeightsRequest message_;
-  bool first_ = true;
-  std::string dataset_;
-  std::string bytes_;
-};
-
-// Streams a file's bytes in chunks; the last chunk carries the SHA-256 of the
-// whole file.
-class ChunkStream : public ::grpc::ServerWriteReactor<v1::WeightsChunk> {
- public:
-  ChunkStream(std::string contents, std::string sha256, std::string model_id, std::string file_name,
-              RpcLog log, StreamLimiter::Slot slot)
-      : contents_(std::move(contents)),
-        sha256_(std::move(sha256)),
-        model_id_(std::move(model_id)),
-        file_name_(std::move(file_name)),
-        log_(std::move(log)),
-        slot_(std::move(slot)) {
-    WriteNext();
-  }
-
-  void OnWriteDone(bool ok) override {
-    if (!ok) {
-      Done(::grpc::Status(::grpc::StatusCode::CANCELLED, "the client went away"));
-      return;
-    }
-    if (offset_ >= contents_.size()) {
-      Done(::grpc::Status::OK);
-      return;
-    }
-    WriteNext();
-  }
-
-  void OnDone() override { delete this; }
-
- private:
-  // Only ever called from the constructor or OnWriteDone, so writes never
-  // overlap.
-  void WriteNext() {
-    const size_t length = std::min(kExportChunkBytes, contents_.size() - offset_);
-    chunk_.Clear();
-    chunk_.set_data(contents_.substr(offset_, length));
-    chunk_.set_offset(static_cast<int64_t>(offset_));
-    chunk_.set_total_size(static_cast<int64_t>(contents_.size()));
-    chunk_.set_model_id(model_id_);
-    chunk_.set_file_name(file_name_);
-    offset_ += length;
-    if (offset_ >= contents_.size()) chunk_.set_sha256(sha256_);
-    StartWrite(&chunk_);
-  }
-
-  void Done(const ::grpc::Status& status) {
-    log_.Done(status);
-    Finish(status);
-  }
-
-  const std::string contents_;
-  const std::string sha256_;
-  const std::string model_id_;
-  const std::string file_name_;
-  const RpcLog log_;
-  const StreamLimiter::Slot slot_;
-  size_t offset_ = 0;
-  v1::WeightsChunk chunk_;
-};
 
 // Checks the parts of a request image that cost nothing to check (which field is set, its
 // size), so that a malformed call is refused before it queues.
@@ -723,8 +430,8 @@ void ClassifierService::SubmitPredict(
     file_name = absl::StrCat(record.model_id, ".pth");
   }
   std::string sha256 = Sha256Hex(contents);
-  return new ChunkStream(std::move(contents), std::move(sha256), record.model_id,
-                         std::move(file_name), std::move(log), *std::move(slot));
+  return new ChunkStream(contents, sha256, record.model_id, file_name, std::move(log),
+                         *std::move(slot));
 }
 
 ::grpc::ServerUnaryReactor* ClassifierService::ListModels(::grpc::CallbackServerContext* context,
@@ -747,16 +454,16 @@ void ClassifierService::SubmitPredict(
     ::grpc::CallbackServerContext* context, v1::ImportWeightsResponse* response) {
   RpcLog log("ImportWeights", context, metrics_);
   if (absl::Status admitted = Admit(*context, /*read_only=*/false); !admitted.ok()) {
-    class Refused : public ::grpc::ServerReadReactor<v1::ImportWeightsRequest> {
-     public:
-      explicit Refused(const ::grpc::Status& status) { Finish(status); }
-      void OnDone() override { delete this; }
-    };
     ::grpc::Status status = ToGrpcStatus(admitted);
     log.Done(status);
-    return new Refused(status);
+    return new RefusedReader<v1::ImportWeightsRequest>(status);
   }
-  return new ImportStream(this, context, response, limits_.max_import_bytes, std::move(log));
+  return new ImportStream(
+      context, limits_.max_import_bytes, inference_,
+      [this, response](const std::string& dataset, const std::string& bytes) {
+        return DoImport(dataset, bytes, response);
+      },
+      std::move(log));
 }
 
 absl::Status ClassifierService::DoImport(const std::string& dataset, const std::string& bytes,
