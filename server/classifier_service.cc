@@ -10,9 +10,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "google/protobuf/util/time_util.h"
-#include "model/image.h"
 #include "model/onnx_export.h"
 #include "server/file_util.h"
+#include "server/predict_input.h"
 #include "server/rpc_log.h"
 #include "server/status_util.h"
 #include "server/stream_reactors.h"
@@ -22,76 +22,8 @@
 namespace classifier {
 namespace {
 
-// MNIST-like images are 28x28: the only input size the networks take for now.
-constexpr int kImageSide = 28;
-constexpr int kImagePixels = kImageSide * kImageSide;
 absl::Status DrainingError() {
   return absl::UnavailableError("the server is shutting down; retry on another instance");
-}
-
-// Checks the parts of a request image that cost nothing to check (which field is set, its
-// size), so that a malformed call is refused before it queues.
-absl::Status CheckImage(const v1::Image& image, int index) {
-  switch (image.data_case()) {
-    case v1::Image::kEncoded:
-      return absl::OkStatus();  // Only decoding tells.
-    case v1::Image::kRawPixels:
-      if (image.raw_pixels().size() != kImagePixels) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "images[", index, "].raw_pixels: ", image.raw_pixels().size(), " bytes, want ",
-            kImagePixels, " (", kImageSide, "x", kImageSide, " grey)"));
-      }
-      return absl::OkStatus();
-    case v1::Image::kFloatPixels:
-      if (image.float_pixels().values_size() != kImagePixels) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "images[", index, "].float_pixels: ", image.float_pixels().values_size(),
-            " values, want ", kImagePixels, " (", kImageSide, "x", kImageSide, " grey)"));
-      }
-      return absl::OkStatus();
-    case v1::Image::DATA_NOT_SET:
-      break;
-  }
-  return absl::InvalidArgumentError(
-      absl::StrCat("images[", index, "] has no data: set encoded, raw_pixels or float_pixels"));
-}
-
-// Writes one request image (checked by CheckImage) as 28x28 grey values in [0, 1] to `out`.
-absl::Status WriteImagePixels(const v1::Image& image, int index, float* out) {
-  switch (image.data_case()) {
-    case v1::Image::kEncoded: {
-      absl::StatusOr<std::vector<float>> decoded = DecodeToMnistLike(image.encoded(), kImageSide);
-      if (!decoded.ok()) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("images[", index, "].encoded: ", decoded.status().message()));
-      }
-      std::copy(decoded->begin(), decoded->end(), out);
-      return absl::OkStatus();
-    }
-    case v1::Image::kRawPixels: {
-      const std::string& raw = image.raw_pixels();
-      for (int i = 0; i < kImagePixels; ++i) {
-        out[i] = static_cast<unsigned char>(raw[i]) / 255.0f;
-      }
-      return absl::OkStatus();
-    }
-    case v1::Image::kFloatPixels: {
-      const auto& values = image.float_pixels().values();
-      for (int i = 0; i < kImagePixels; ++i) {
-        const float value = values[i];
-        if (!(value >= 0.0f && value <= 1.0f)) {  // Also catches NaN.
-          return absl::InvalidArgumentError(absl::StrCat("images[", index, "].float_pixels.values[",
-                                                         i, "] is ", value,
-                                                         ", want a value in [0, 1]"));
-        }
-        out[i] = value;
-      }
-      return absl::OkStatus();
-    }
-    case v1::Image::DATA_NOT_SET:
-      break;
-  }
-  return CheckImage(image, index);
 }
 
 // The answer to a Predict call from its probabilities (count x num_classes).
@@ -299,6 +231,7 @@ absl::Status ClassifierService::DoEvaluate(const v1::EvaluateRequest& request,
       models_->Resolve(request->model_id());
   if (!model.ok()) return FinishUnary(context, log, model.status());
   const int num_classes = (*model)->network->architecture().num_classes;
+  const int side = (*model)->network->architecture().image_size;
   if (request->top_k() < 0 || request->top_k() > num_classes) {
     return FinishUnary(
         context, log,
@@ -308,7 +241,7 @@ absl::Status ClassifierService::DoEvaluate(const v1::EvaluateRequest& request,
   bool encoded = false;
   for (int i = 0; i < count; ++i) {
     const v1::Image& image = request->images(i);
-    if (absl::Status status = CheckImage(image, i); !status.ok()) {
+    if (absl::Status status = CheckImage(image, i, side); !status.ok()) {
       return FinishUnary(context, log, status);
     }
     encoded = encoded || image.data_case() == v1::Image::kEncoded;
@@ -347,10 +280,11 @@ void ClassifierService::SubmitPredict(
     const v1::PredictRequest& request, ::grpc::CallbackServerContext& context,
     std::shared_ptr<const RegisteredModel> model,
     std::function<void(absl::StatusOr<std::vector<float>>)> finish) {
-  const int count = request.images_size();
+  // The images are the network's input: side x side, as its architecture says.
+  const int side = model->network->architecture().image_size;
   Batcher::Call call;
   call.network = model->network;
-  call.images = count;
+  call.images = request.images_size();
   call.deadline = context.deadline();
   call.done = std::move(finish);
   bool encoded = false;
@@ -359,33 +293,17 @@ void ClassifierService::SubmitPredict(
   }
   if (!encoded) {
     // The request outlives the call (it is freed after Finish): read it in place.
-    call.fill = [&request](int64_t first, int64_t n, float* out) {
-      for (int64_t i = first; i < first + n; ++i) {
-        absl::Status status =
-            WriteImagePixels(request.images(static_cast<int>(i)), static_cast<int>(i), out);
-        if (!status.ok()) return status;
-        out += kImagePixels;
-      }
-      return absl::OkStatus();
-    };
+    call.fill = FillFromRequest(request, side);
     batcher_->Submit(std::move(call));
     return;
   }
   // On a work queue thread: decode every image now, hand the batcher the pixels.
-  auto pixels = std::make_shared<std::vector<float>>(static_cast<size_t>(count) * kImagePixels);
-  for (int i = 0; i < count; ++i) {
-    absl::Status status = WriteImagePixels(request.images(i), i,
-                                           pixels->data() + static_cast<size_t>(i) * kImagePixels);
-    if (!status.ok()) {
-      call.done(status);
-      return;
-    }
+  absl::StatusOr<PixelFill> fill = DecodeRequest(request, side);
+  if (!fill.ok()) {
+    call.done(fill.status());
+    return;
   }
-  call.fill = [pixels](int64_t first, int64_t n, float* out) {
-    std::copy(pixels->begin() + first * kImagePixels, pixels->begin() + (first + n) * kImagePixels,
-              out);
-    return absl::OkStatus();
-  };
+  call.fill = *std::move(fill);
   batcher_->Submit(std::move(call));
 }
 
