@@ -1,18 +1,16 @@
 #include "server/classifier_service.h"
 
-#include <algorithm>
 #include <memory>
-#include <numeric>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "google/protobuf/util/time_util.h"
 #include "model/onnx_export.h"
 #include "server/file_util.h"
 #include "server/predict_input.h"
+#include "server/result_proto.h"
 #include "server/rpc_log.h"
 #include "server/status_util.h"
 #include "server/stream_reactors.h"
@@ -24,27 +22,6 @@ namespace {
 
 absl::Status DrainingError() {
   return absl::UnavailableError("the server is shutting down; retry on another instance");
-}
-
-// The answer to a Predict call from its probabilities (count x num_classes).
-void WritePredictions(const std::vector<float>& probabilities, int count, int num_classes,
-                      int top_k, v1::PredictResponse* response) {
-  std::vector<int> order(num_classes);
-  response->mutable_predictions()->Reserve(count);
-  for (int i = 0; i < count; ++i) {
-    const float* row = probabilities.data() + static_cast<size_t>(i) * num_classes;
-    std::iota(order.begin(), order.end(), 0);
-    std::partial_sort(order.begin(), order.begin() + top_k, order.end(),
-                      [row](int a, int b) { return row[a] > row[b]; });
-    v1::Prediction* prediction = response->add_predictions();
-    prediction->set_label(order[0]);
-    prediction->set_probability(row[order[0]]);
-    for (int k = 0; k < top_k; ++k) {
-      v1::LabelProbability* entry = prediction->add_top_k();
-      entry->set_label(order[k]);
-      entry->set_probability(row[order[k]]);
-    }
-  }
 }
 
 }  // namespace
@@ -187,21 +164,7 @@ absl::Status ClassifierService::DoEvaluate(const v1::EvaluateRequest& request,
   response->set_model_id((*model)->record.model_id);
   response->set_dataset(dataset_name);
   response->set_split(train_split ? v1::DATASET_SPLIT_TRAIN : v1::DATASET_SPLIT_TEST);
-  response->set_accuracy(result->accuracy);
-  response->set_loss(result->loss);
-  response->set_count(result->count);
-  for (size_t label = 0; label < result->per_class.size(); ++label) {
-    const ClassMetrics& metrics = result->per_class[label];
-    v1::ClassMetrics* out = response->add_per_class();
-    out->set_label(static_cast<int32_t>(label));
-    out->set_precision(metrics.precision);
-    out->set_recall(metrics.recall);
-    out->set_f1(metrics.f1);
-    out->set_support(metrics.support);
-  }
-  for (const std::vector<int64_t>& row : result->confusion) {
-    response->add_confusion_matrix()->mutable_counts()->Add(row.begin(), row.end());
-  }
+  WriteEvaluation(*result, response);
   return absl::OkStatus();
 }
 
@@ -451,32 +414,6 @@ absl::Status ClassifierService::DoImport(const std::string& dataset, const std::
   return FinishUnary(context, log, models_->Delete(request->model_id()));
 }
 
-namespace {
-
-void ToDatasetProto(const DatasetListing& listing, v1::DatasetInfo* out) {
-  out->set_name(listing.name);
-  out->set_path(listing.path);
-  out->set_builtin(listing.builtin);
-  if (listing.registered_unix_ms > 0) {
-    *out->mutable_registered_time() =
-        google::protobuf::util::TimeUtil::MillisecondsToTimestamp(listing.registered_unix_ms);
-  }
-  if (!listing.info.ok()) {
-    out->set_error(std::string(listing.info.status().message()));
-    return;
-  }
-  const DatasetInfo& info = *listing.info;
-  out->set_train_images(info.train_count);
-  out->set_test_images(info.test_count);
-  out->set_num_classes(info.num_classes);
-  out->set_image_height(static_cast<int32_t>(info.image_height));
-  out->set_image_width(static_cast<int32_t>(info.image_width));
-  for (int64_t count : info.train_class_counts) out->add_train_class_counts(count);
-  for (int64_t count : info.test_class_counts) out->add_test_class_counts(count);
-}
-
-}  // namespace
-
 ::grpc::ServerUnaryReactor* ClassifierService::RegisterDataset(
     ::grpc::CallbackServerContext* context, const v1::RegisterDatasetRequest* request,
     v1::DatasetInfo* response) {
@@ -545,11 +482,7 @@ void ToDatasetProto(const DatasetListing& listing, v1::DatasetInfo* out) {
     if (samples.ok()) {
       response->set_dataset(dataset);
       response->set_split(test ? v1::DATASET_SPLIT_TEST : v1::DATASET_SPLIT_TRAIN);
-      response->set_image_height(static_cast<int32_t>(samples->rows));
-      response->set_image_width(static_cast<int32_t>(samples->cols));
-      response->set_pixels(std::string(samples->pixels.begin(), samples->pixels.end()));
-      for (int label : samples->labels) response->add_labels(label);
-      for (int64_t index : samples->indices) response->add_indices(index);
+      WriteDatasetSamples(*samples, response);
     }
     ::grpc::Status status = ToGrpcStatus(samples.status());
     log.Done(status);
