@@ -91,11 +91,6 @@ class ClassifierService : public v1::Classifier::CallbackService {
                                                 const v1::GetDatasetSamplesRequest* request,
                                                 v1::GetDatasetSamplesResponse* response) override;
 
-  // Registers uploaded weights (see ImportWeights); runs on the inference queue.
-  absl::Status DoImport(const std::string& dataset, const std::string& bytes,
-                        v1::ImportWeightsResponse* response);
-  WorkQueue* inference() const { return inference_; }
-
  private:
   // Whether a new call may start: UNAVAILABLE while draining, UNAUTHENTICATED without the
   // token (see TokenAuthenticator).
@@ -103,6 +98,9 @@ class ClassifierService : public v1::Classifier::CallbackService {
   // A place for one more streaming call of the calling client (see StreamLimiter).
   absl::StatusOr<StreamLimiter::Slot> AcquireStream(const ::grpc::CallbackServerContext& context);
   absl::Status DoEvaluate(const v1::EvaluateRequest& request, v1::EvaluateResponse* response);
+  // Registers uploaded weights (see ImportWeights); runs on the inference queue.
+  absl::Status DoImport(const std::string& dataset, const std::string& bytes,
+                        v1::ImportWeightsResponse* response);
   // Hands a validated Predict call to the batcher; `finish` answers it.
   void SubmitPredict(const v1::PredictRequest& request, ::grpc::CallbackServerContext& context,
                      std::shared_ptr<const RegisteredModel> model,
