@@ -27,6 +27,12 @@ namespace classifier {
 // Threading: Send and FinishWhenDrained are thread-safe and never block on the network (they
 // take the writer's own lock, briefly), so they may be called from a job's thread with the job's
 // lock held. OnWriteDone and OnCancel run on gRPC's callback threads and never block either.
+//
+// Lifetime: once Send or FinishWhenDrained has finished the call from a thread of ours (not from
+// a gRPC callback, which gRPC waits for), gRPC may run OnDone on another thread before that call
+// has returned. So a subclass whose methods are called by our threads waits for them in its
+// destructor: JobEventStream unsubscribes under the job's lock, which its callers hold, and the
+// health Watcher unregisters under the service's lock.
 template <typename Message>
 class QueuedWriter : public ::grpc::ServerWriteReactor<Message> {
  public:
