@@ -30,12 +30,10 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -46,6 +44,7 @@
 #include "absl/time/time.h"
 #include "model/network.h"
 #include "server/metrics.h"
+#include "server/mutex.h"
 
 namespace classifier {
 
@@ -136,27 +135,32 @@ class Batcher {
 
   void Loop();
   // Polls queued_calls_ for up to options_.idle_poll (see there). No lock held.
-  void PollForWork() const;
+  void PollForWork() const ABSL_LOCKS_EXCLUDED(mu_);
   // Whether the oldest queued call should wait for more calls to join its batch.
   bool ShouldWait() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Whether the calls queued for the oldest queued call's network make a batch worth taking
   // now: max_images images, or as many calls as the previous batch held.
   bool BatchReady() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Whether a thread holding a batch open should stop waiting: stopping, the queue emptied by
+  // another thread, or BatchReady().
+  bool BatchTakeable() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Waits on batch_ready_ until BatchTakeable() or `deadline`; returns BatchTakeable().
+  bool WaitForBatch(Clock::time_point deadline) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Takes the next batch off the queue: the oldest call's network, up to max_images images.
   std::vector<Slice> TakeBatch() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Computes one batch and answers the calls it completes. No lock held.
-  void Run(std::vector<Slice>& batch, std::vector<float>& input);
+  void Run(std::vector<Slice>& batch, std::vector<float>& input) ABSL_LOCKS_EXCLUDED(mu_);
 
   // Constant after construction.
   const BatcherOptions options_;
   Metrics* const metrics_;
 
-  std::mutex mu_;
+  Mutex mu_;
   // Idle threads wait here for a call.
-  std::condition_variable work_;
+  CondVar work_;
   // A thread holding a batch open for more calls waits here: woken only when a ready batch
   // may be queued, not at every arrival (64 callers would otherwise wake it 64 times a batch).
-  std::condition_variable batch_ready_;
+  CondVar batch_ready_;
   std::deque<std::shared_ptr<Pending>> queue_ ABSL_GUARDED_BY(mu_);
   int64_t queued_images_ ABSL_GUARDED_BY(mu_) = 0;  // Not yet handed to a batch, any network.
   // queue_.size(), written under mu_, read without it by polling threads.

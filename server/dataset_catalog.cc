@@ -97,7 +97,7 @@ absl::Status DatasetCatalog::LoadRegistered() {
   if (store_ == nullptr) return absl::OkStatus();
   absl::StatusOr<std::vector<StoredDataset>> stored = store_->LoadDatasets();
   if (!stored.ok()) return stored.status();
-  std::lock_guard<std::mutex> lock(registered_mu_);
+  MutexLock lock(&registered_mu_);
   for (const StoredDataset& dataset : *stored) {
     registered_[dataset.name] = Registered{dataset.path, dataset.registered_unix_ms};
   }
@@ -107,7 +107,7 @@ absl::Status DatasetCatalog::LoadRegistered() {
 
 std::vector<std::string> DatasetCatalog::Names() const {
   std::vector<std::string> names = {kMnist, kFashionMnist};
-  std::lock_guard<std::mutex> lock(registered_mu_);
+  MutexLock lock(&registered_mu_);
   for (const auto& [name, registered] : registered_) names.push_back(name);
   return names;
 }
@@ -184,7 +184,7 @@ absl::StatusOr<DatasetInfo> DatasetCatalog::Inspect(const std::string& name) con
     return inspected;
   }
   {
-    std::lock_guard<std::mutex> lock(registered_mu_);
+    MutexLock lock(&registered_mu_);
     auto it = registered_.find(name);
     if (it != registered_.end()) {
       info.path = it->second.path;
@@ -271,7 +271,7 @@ absl::StatusOr<DatasetCatalog::LabelStats> DatasetCatalog::ReadLabelStats(
     absl::StrAppend(&key, *path, "|", size, "|", modified, "\n");
   }
   {
-    std::lock_guard<std::mutex> lock(classes_mu_);
+    MutexLock lock(&classes_mu_);
     auto it = label_stats_.find(key);
     if (it != label_stats_.end()) return it->second;
   }
@@ -290,7 +290,7 @@ absl::StatusOr<DatasetCatalog::LabelStats> DatasetCatalog::ReadLabelStats(
   }
   stats.train_counts.assign(train->begin(), train->begin() + stats.num_classes);
   stats.test_counts.assign(test->begin(), test->begin() + stats.num_classes);
-  std::lock_guard<std::mutex> lock(classes_mu_);
+  MutexLock lock(&classes_mu_);
   label_stats_[key] = stats;
   return stats;
 }
@@ -308,7 +308,7 @@ absl::StatusOr<DatasetInfo> DatasetCatalog::Register(const std::string& name,
         absl::StrCat("name \"", name, "\" is reserved for the built-in dataset"));
   }
   {
-    std::lock_guard<std::mutex> lock(registered_mu_);
+    MutexLock lock(&registered_mu_);
     if (registered_.count(name) > 0) {
       return absl::AlreadyExistsError(absl::StrCat("dataset \"", name, "\" already exists"));
     }
@@ -341,7 +341,7 @@ absl::StatusOr<DatasetInfo> DatasetCatalog::Register(const std::string& name,
   }
 
   inspected->registered_unix_ms = NowUnixMillis();
-  std::lock_guard<std::mutex> lock(registered_mu_);
+  MutexLock lock(&registered_mu_);
   if (registered_.count(name) > 0) {
     return absl::AlreadyExistsError(absl::StrCat("dataset \"", name, "\" already exists"));
   }
@@ -369,7 +369,7 @@ std::vector<DatasetListing> DatasetCatalog::List() const {
       listing.registered_unix_ms = listing.info->registered_unix_ms;
     } else {
       listing.builtin = name == kMnist || name == kFashionMnist;
-      std::lock_guard<std::mutex> lock(registered_mu_);
+      MutexLock lock(&registered_mu_);
       auto it = registered_.find(name);
       if (it != registered_.end()) {
         listing.path = it->second.path;
@@ -383,7 +383,7 @@ std::vector<DatasetListing> DatasetCatalog::List() const {
 
 absl::StatusOr<std::shared_ptr<const Dataset>> DatasetCatalog::Load(const std::string& name,
                                                                     Split split) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   auto it = loaded_.find({name, split});
   if (it != loaded_.end()) return it->second;
   absl::StatusOr<DatasetInfo> info = Inspect(name);

@@ -6,7 +6,6 @@
 #include <cstdint>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <utility>
 #include <vector>
@@ -14,6 +13,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "model/dataset.h"
+#include "server/mutex.h"
 #include "server/store.h"
 
 namespace classifier {
@@ -137,16 +137,16 @@ class DatasetCatalog {
   const std::string fashion_fallback_dir_;
   Store* const store_;
 
-  std::mutex mu_;
+  Mutex mu_;
   std::map<std::pair<std::string, Split>, std::shared_ptr<const Dataset>> loaded_
       ABSL_GUARDED_BY(mu_);
 
-  mutable std::mutex registered_mu_;
+  mutable Mutex registered_mu_;
   // Registered datasets by name; never removed, so a name always means the same files.
   std::map<std::string, Registered> registered_ ABSL_GUARDED_BY(registered_mu_);
 
   // Keyed by the (train, test) label files' paths, sizes and modification times.
-  mutable std::mutex classes_mu_;
+  mutable Mutex classes_mu_;
   mutable std::map<std::string, LabelStats> label_stats_ ABSL_GUARDED_BY(classes_mu_);
 };
 

@@ -23,7 +23,7 @@ bool IsTerminal(v1::JobState state) {
 
 Job::Job(StoredJob stored, JobEventStore* store)
     : id_(std::move(stored.job_id)), request_(std::move(stored.request)), store_(store) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   snapshot_.set_job_id(id_);
   *snapshot_.mutable_request() = request_;
   for (v1::JobEvent& event : stored.events) {
@@ -36,7 +36,7 @@ Job::Job(StoredJob stored, JobEventStore* store)
 Job::Job(std::string id, v1::TrainRequest request, int queue_position, JobEventStore* store)
     : id_(std::move(id)), request_(std::move(request)), store_(store) {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     snapshot_.set_job_id(id_);
     *snapshot_.mutable_request() = request_;
   }
@@ -46,7 +46,7 @@ Job::Job(std::string id, v1::TrainRequest request, int queue_position, JobEventS
 }
 
 int64_t Job::Append(v1::JobEvent event) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return AppendLocked(std::move(event));
 }
 
@@ -104,7 +104,7 @@ void Job::ApplyToSnapshot(const v1::JobEvent& event) {
 }
 
 bool Job::BeginRunning(const v1::JobEvent::Started& started) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   if (snapshot_.state() != v1::JOB_STATE_QUEUED) return false;
   v1::JobEvent event;
   *event.mutable_started() = started;
@@ -113,7 +113,7 @@ bool Job::BeginRunning(const v1::JobEvent::Started& started) {
 }
 
 bool Job::BeginResuming(const v1::JobEvent::Resumed& resumed) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   if (snapshot_.state() != v1::JOB_STATE_INTERRUPTED) return false;
   v1::JobEvent event;
   *event.mutable_resumed() = resumed;
@@ -127,13 +127,13 @@ void Job::Interrupt() {
 }
 
 void Job::DetachWatchers(const std::string& reason) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   for (JobEventSink* sink : sinks_) sink->OnDetached(reason);
   sinks_.clear();
 }
 
 bool Job::Cancel(const std::string& reason) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   if (IsTerminal(snapshot_.state())) return false;
   if (!cancel_requested_.exchange(true)) cancel_reason_ = reason;
   if (snapshot_.state() == v1::JOB_STATE_RUNNING) return false;
@@ -147,36 +147,36 @@ bool Job::Cancel(const std::string& reason) {
 }
 
 std::string Job::cancel_reason() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return cancel_reason_;
 }
 
 void Job::Subscribe(JobEventSink* sink, int64_t from_sequence) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   const size_t first = static_cast<size_t>(std::max<int64_t>(from_sequence, 1) - 1);
   for (size_t i = first; i < events_.size(); ++i) sink->OnEvent(events_[i]);
   sinks_.push_back(sink);
 }
 
 void Job::Unsubscribe(JobEventSink* sink) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   sinks_.erase(std::remove(sinks_.begin(), sinks_.end(), sink), sinks_.end());
 }
 
 v1::JobState Job::state() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return snapshot_.state();
 }
 
 bool Job::finished() const { return IsTerminal(state()); }
 
 v1::Job Job::Snapshot() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return snapshot_;
 }
 
 std::vector<v1::JobEvent> Job::Events() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return events_;
 }
 

@@ -10,13 +10,13 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/time/time.h"
 #include "classifier/v1/classifier.pb.h"
+#include "server/mutex.h"
 #include "server/store.h"
 
 namespace classifier {
@@ -99,7 +99,7 @@ class Job {
   std::atomic<bool> cancel_requested_{false};
   std::atomic<bool> interrupting_{false};
 
-  mutable std::mutex mu_;
+  mutable Mutex mu_;
   std::vector<v1::JobEvent> events_ ABSL_GUARDED_BY(mu_);
   std::vector<JobEventSink*> sinks_ ABSL_GUARDED_BY(mu_);
   v1::Job snapshot_ ABSL_GUARDED_BY(mu_);

@@ -32,7 +32,7 @@ JobManager::JobManager(JobExecutor* executor, Store* store, int max_queued_jobs,
   }
   queue_.insert(queue_.end(), waiting.begin(), waiting.end());
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     UpdateJobCounts();
   }
   if (!recovered.empty()) {
@@ -61,7 +61,7 @@ void JobManager::UpdateJobCounts() {
 }
 
 absl::StatusOr<std::shared_ptr<Job>> JobManager::Submit(const v1::TrainRequest& request) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   if (shutting_down_) return absl::UnavailableError("the server is shutting down");
   if (static_cast<int>(queue_.size()) >= max_queued_jobs_) {
     return absl::ResourceExhaustedError(
@@ -79,13 +79,13 @@ absl::StatusOr<std::shared_ptr<Job>> JobManager::Submit(const v1::TrainRequest& 
   jobs_in_order_.push_back(job);
   jobs_by_id_[job->id()] = job;
   UpdateJobCounts();
-  work_available_.notify_one();
+  work_available_.Signal();
   spdlog::info("job {} queued (dataset {}, position {})", job->id(), request.dataset(), position);
   return job;
 }
 
 absl::StatusOr<std::shared_ptr<Job>> JobManager::Get(const std::string& job_id) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   auto it = jobs_by_id_.find(job_id);
   if (it == jobs_by_id_.end()) {
     return absl::NotFoundError(absl::StrCat("no job with job_id \"", job_id, "\""));
@@ -94,7 +94,7 @@ absl::StatusOr<std::shared_ptr<Job>> JobManager::Get(const std::string& job_id) 
 }
 
 std::vector<std::shared_ptr<Job>> JobManager::List() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return jobs_in_order_;
 }
 
@@ -104,7 +104,7 @@ absl::StatusOr<v1::Job> JobManager::Cancel(const std::string& job_id) {
   if ((*job)->Cancel("cancelled by request")) {
     bool removed = false;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(&mu_);
       for (auto it = queue_.begin(); it != queue_.end(); ++it) {
         if (*it == *job) {
           queue_.erase(it);
@@ -124,12 +124,12 @@ void JobManager::Shutdown(const std::string& reason) {
   std::deque<std::shared_ptr<Job>> queued;
   std::shared_ptr<Job> running;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     shutting_down_ = true;
     queued.swap(queue_);
     running = running_;
     UpdateJobCounts();
-    work_available_.notify_all();
+    work_available_.SignalAll();
   }
   if (store_ == nullptr) {
     for (const auto& job : queued) job->Cancel(reason);
@@ -149,8 +149,8 @@ void JobManager::WorkerLoop() {
   for (;;) {
     std::shared_ptr<Job> job;
     {
-      std::unique_lock<std::mutex> lock(mu_);
-      work_available_.wait(lock, [this] { return shutting_down_ || !queue_.empty(); });
+      MutexLock lock(&mu_);
+      while (!shutting_down_ && queue_.empty()) work_available_.Wait(&mu_);
       if (shutting_down_) return;
       job = queue_.front();
       queue_.pop_front();
@@ -176,7 +176,7 @@ void JobManager::WorkerLoop() {
       if (outcome.state == v1::JOB_STATE_INTERRUPTED) {
         spdlog::info("job {} interrupted; it resumes from its checkpoint after a restart",
                      job->id());
-        std::lock_guard<std::mutex> lock(mu_);
+        MutexLock lock(&mu_);
         running_.reset();
         UpdateJobCounts();
         continue;
@@ -202,7 +202,7 @@ void JobManager::WorkerLoop() {
       spdlog::info("job {} ended {}{}{}", job->id(), v1::JobState_Name(outcome.state),
                    log_error.empty() ? "" : ": ", log_error);
     }
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     running_.reset();
     UpdateJobCounts();
   }

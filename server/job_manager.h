@@ -7,12 +7,10 @@
 #ifndef CLASSIFIER_SERVER_JOB_MANAGER_H_
 #define CLASSIFIER_SERVER_JOB_MANAGER_H_
 
-#include <condition_variable>
 #include <deque>
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <random>
 #include <string>
 #include <thread>
@@ -23,6 +21,7 @@
 #include "classifier/v1/classifier.pb.h"
 #include "server/job.h"
 #include "server/metrics.h"
+#include "server/mutex.h"
 #include "server/store.h"
 
 namespace classifier {
@@ -109,8 +108,8 @@ class JobManager {
   Metrics* const metrics_;
   const std::function<void(bool training)> on_training_;
 
-  mutable std::mutex mu_;
-  std::condition_variable work_available_;
+  mutable Mutex mu_;
+  CondVar work_available_;
   bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
   std::deque<std::shared_ptr<Job>> queue_ ABSL_GUARDED_BY(mu_);
   std::shared_ptr<Job> running_ ABSL_GUARDED_BY(mu_);

@@ -63,7 +63,7 @@ absl::Status ModelRegistry::LoadFromStore() {
   if (!stored.ok()) return stored.status();
   absl::StatusOr<std::string> deployed = store_->DeployedModelId();
   if (!deployed.ok()) return deployed.status();
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   for (const StoredModel& model : *stored) {
     auto registered = std::make_shared<RegisteredModel>();
     registered->record = FromModelProto(model.model, model.weights_path);
@@ -114,7 +114,7 @@ absl::StatusOr<std::shared_ptr<const RegisteredModel>> ModelRegistry::Register(
   if (!weights.ok()) return weights.status();
   record.architecture = network->architecture();
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     record.model_id = NewModelId();
   }
   record.weights_path = absl::StrCat(models_dir_, "/", record.model_id, ".pth");
@@ -129,7 +129,7 @@ absl::StatusOr<std::shared_ptr<const RegisteredModel>> ModelRegistry::Register(
   }
   auto registered = std::make_shared<const RegisteredModel>(RegisteredModel{
       std::move(record), std::shared_ptr<const TrainedModel>(std::move(network)), ""});
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   models_.push_back(registered);
   by_id_[registered->record.model_id] = registered;
   if (metrics_ != nullptr) {
@@ -156,7 +156,7 @@ absl::StatusOr<std::shared_ptr<const RegisteredModel>> ModelRegistry::Find(
 
 absl::StatusOr<std::shared_ptr<const RegisteredModel>> ModelRegistry::Resolve(
     const std::string& model_id) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   if (!model_id.empty()) return Find(model_id);
   if (!deployed_id_.empty()) return Find(deployed_id_);
   if (models_.empty()) {
@@ -167,7 +167,7 @@ absl::StatusOr<std::shared_ptr<const RegisteredModel>> ModelRegistry::Resolve(
 }
 
 absl::Status ModelRegistry::Deploy(const std::string& model_id) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   if (absl::StatusOr<std::shared_ptr<const RegisteredModel>> model = Find(model_id); !model.ok()) {
     return model.status();
   }
@@ -183,7 +183,7 @@ absl::Status ModelRegistry::Deploy(const std::string& model_id) {
 absl::Status ModelRegistry::Delete(const std::string& model_id) {
   std::shared_ptr<const RegisteredModel> removed;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     auto it = by_id_.find(model_id);
     if (it == by_id_.end()) {
       return absl::NotFoundError(absl::StrCat("no model with model_id \"", model_id, "\""));
@@ -208,12 +208,12 @@ absl::Status ModelRegistry::Delete(const std::string& model_id) {
 }
 
 std::vector<std::shared_ptr<const RegisteredModel>> ModelRegistry::List() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return models_;
 }
 
 std::string ModelRegistry::deployed_model_id() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return deployed_id_;
 }
 

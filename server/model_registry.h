@@ -7,7 +7,6 @@
 #include <cstdint>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <random>
 #include <string>
 #include <vector>
@@ -19,6 +18,7 @@
 #include "model/metrics.h"
 #include "model/network.h"
 #include "server/metrics.h"
+#include "server/mutex.h"
 #include "server/store.h"
 
 namespace classifier {
@@ -91,7 +91,7 @@ class ModelRegistry {
   const std::string device_;
   Metrics* const metrics_;
 
-  mutable std::mutex mu_;
+  mutable Mutex mu_;
   std::vector<std::shared_ptr<const RegisteredModel>> models_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::shared_ptr<const RegisteredModel>> by_id_ ABSL_GUARDED_BY(mu_);
   std::string deployed_id_ ABSL_GUARDED_BY(mu_);

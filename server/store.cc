@@ -103,7 +103,7 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const std::string& path) {
   }
   sqlite3_busy_timeout(db, 5000);
   std::unique_ptr<Store> store(new Store(db, path));
-  std::lock_guard<std::mutex> lock(store->mu_);
+  MutexLock lock(&store->mu_);
   // WAL: readers never block the writer; FULL: a committed write survives a power cut.
   for (const char* sql : {"PRAGMA journal_mode=WAL;", "PRAGMA synchronous=FULL;", kSchema}) {
     if (absl::Status status = store->Exec(sql); !status.ok()) {
@@ -117,7 +117,7 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const std::string& path) {
 Store::Store(sqlite3* db, std::string path) : path_(std::move(path)), db_(db) {}
 
 Store::~Store() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   sqlite3_close(db_);
 }
 
@@ -136,7 +136,7 @@ absl::Status Store::Error(const std::string& what) {
 }
 
 absl::Status Store::InsertJob(const std::string& job_id, const v1::TrainRequest& request) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   Statement insert(db_, "INSERT INTO jobs (job_id, request) VALUES (?, ?)");
   if (!insert.ok() ||
       insert.Bind(1, job_id).BindBlob(2, request.SerializeAsString()).Step() != SQLITE_DONE) {
@@ -146,7 +146,7 @@ absl::Status Store::InsertJob(const std::string& job_id, const v1::TrainRequest&
 }
 
 absl::Status Store::AppendEvent(const v1::JobEvent& event) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   Statement insert(db_, "INSERT INTO job_events (job_id, sequence, event) VALUES (?, ?, ?)");
   if (!insert.ok() || insert.Bind(1, event.job_id())
                               .Bind(2, event.sequence())
@@ -158,7 +158,7 @@ absl::Status Store::AppendEvent(const v1::JobEvent& event) {
 }
 
 absl::StatusOr<std::vector<StoredJob>> Store::LoadJobs() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   std::vector<StoredJob> jobs;
   Statement select(db_, "SELECT job_id, request FROM jobs ORDER BY position");
   if (!select.ok()) return Error("cannot read jobs");
@@ -192,7 +192,7 @@ absl::StatusOr<std::vector<StoredJob>> Store::LoadJobs() {
 }
 
 absl::Status Store::PutModel(const StoredModel& model) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   v1::Model stored = model.model;
   stored.set_deployed(false);
   Statement insert(db_,
@@ -209,7 +209,7 @@ absl::Status Store::PutModel(const StoredModel& model) {
 }
 
 absl::Status Store::DeleteModel(const std::string& model_id) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   Statement remove(db_, "DELETE FROM models WHERE model_id = ?");
   if (!remove.ok() || remove.Bind(1, model_id).Step() != SQLITE_DONE) {
     return Error(absl::StrCat("cannot delete model ", model_id));
@@ -218,7 +218,7 @@ absl::Status Store::DeleteModel(const std::string& model_id) {
 }
 
 absl::StatusOr<std::vector<StoredModel>> Store::LoadModels() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   std::vector<StoredModel> models;
   Statement select(db_, "SELECT model_id, model, weights_path FROM models ORDER BY position");
   if (!select.ok()) return Error("cannot read models");
@@ -237,7 +237,7 @@ absl::StatusOr<std::vector<StoredModel>> Store::LoadModels() {
 }
 
 absl::Status Store::SetDeployedModelId(const std::string& model_id) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   Statement upsert(db_,
                    "INSERT INTO settings (key, value) VALUES (?, ?) "
                    "ON CONFLICT(key) DO UPDATE SET value = excluded.value");
@@ -249,7 +249,7 @@ absl::Status Store::SetDeployedModelId(const std::string& model_id) {
 }
 
 absl::StatusOr<std::string> Store::DeployedModelId() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   Statement select(db_, "SELECT value FROM settings WHERE key = ?");
   if (!select.ok()) return Error("cannot read settings");
   select.Bind(1, std::string(kDeployedModelKey));
@@ -260,7 +260,7 @@ absl::StatusOr<std::string> Store::DeployedModelId() {
 }
 
 absl::Status Store::PutCheckpoint(const StoredCheckpoint& checkpoint) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   Statement upsert(
       db_,
       "INSERT INTO checkpoints (job_id, epoch, batch, path, sha256) VALUES (?, ?, ?, ?, ?) "
@@ -278,7 +278,7 @@ absl::Status Store::PutCheckpoint(const StoredCheckpoint& checkpoint) {
 }
 
 absl::StatusOr<std::optional<StoredCheckpoint>> Store::GetCheckpoint(const std::string& job_id) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   Statement select(db_, "SELECT epoch, batch, path, sha256 FROM checkpoints WHERE job_id = ?");
   if (!select.ok()) return Error("cannot read checkpoints");
   select.Bind(1, job_id);
@@ -295,7 +295,7 @@ absl::StatusOr<std::optional<StoredCheckpoint>> Store::GetCheckpoint(const std::
 }
 
 absl::Status Store::DeleteCheckpoint(const std::string& job_id) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   Statement remove(db_, "DELETE FROM checkpoints WHERE job_id = ?");
   if (!remove.ok() || remove.Bind(1, job_id).Step() != SQLITE_DONE) {
     return Error(absl::StrCat("cannot delete the checkpoint of job ", job_id));
@@ -304,7 +304,7 @@ absl::Status Store::DeleteCheckpoint(const std::string& job_id) {
 }
 
 absl::Status Store::InsertDataset(const StoredDataset& dataset) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   Statement insert(db_, "INSERT INTO datasets (name, path, registered_unix_ms) VALUES (?, ?, ?)");
   if (!insert.ok()) return Error(absl::StrCat("cannot store dataset ", dataset.name));
   const int rc =
@@ -317,7 +317,7 @@ absl::Status Store::InsertDataset(const StoredDataset& dataset) {
 }
 
 absl::StatusOr<std::vector<StoredDataset>> Store::LoadDatasets() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   std::vector<StoredDataset> datasets;
   Statement select(db_, "SELECT name, path, registered_unix_ms FROM datasets ORDER BY name");
   if (!select.ok()) return Error("cannot read datasets");

@@ -10,7 +10,6 @@
 
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -19,6 +18,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "classifier/v1/classifier.pb.h"
+#include "server/mutex.h"
 
 struct sqlite3;
 
@@ -94,7 +94,7 @@ class Store : public JobEventStore {
   absl::Status Error(const std::string& what) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const std::string path_;
-  std::mutex mu_;
+  Mutex mu_;
   sqlite3* const db_ ABSL_GUARDED_BY(mu_);  // Owned; closed by the destructor.
 };
 

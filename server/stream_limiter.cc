@@ -34,7 +34,7 @@ void StreamLimiter::Slot::Release() {
 StreamLimiter::StreamLimiter(int max_per_client) : max_per_client_(max_per_client) {}
 
 absl::StatusOr<StreamLimiter::Slot> StreamLimiter::Acquire(const std::string& client) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   int& open = open_[client];
   if (max_per_client_ > 0 && open >= max_per_client_) {
     const std::string who = client == kTokenClient ? "the callers holding the bearer token"
@@ -49,13 +49,13 @@ absl::StatusOr<StreamLimiter::Slot> StreamLimiter::Acquire(const std::string& cl
 }
 
 int StreamLimiter::open(const std::string& client) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   auto it = open_.find(client);
   return it == open_.end() ? 0 : it->second;
 }
 
 void StreamLimiter::Release(const std::string& client) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   auto it = open_.find(client);
   if (it == open_.end()) return;
   if (--it->second <= 0) open_.erase(it);

@@ -9,12 +9,12 @@
 #define CLASSIFIER_SERVER_STREAM_LIMITER_H_
 
 #include <map>
-#include <mutex>
 #include <string>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "server/mutex.h"
 
 namespace classifier {
 
@@ -63,7 +63,7 @@ class StreamLimiter {
   void Release(const std::string& client);
 
   const int max_per_client_;
-  mutable std::mutex mu_;
+  mutable Mutex mu_;
   // Clients with at least one stream open.
   std::map<std::string, int> open_ ABSL_GUARDED_BY(mu_);
 };

@@ -18,27 +18,27 @@ WorkQueue::WorkQueue(int threads, std::function<void()> on_start) {
 
 WorkQueue::~WorkQueue() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     stopping_ = true;
   }
-  task_available_.notify_all();
+  task_available_.SignalAll();
   for (std::thread& thread : threads_) thread.join();
 }
 
 void WorkQueue::Submit(std::function<void()> task) {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     tasks_.push_back(std::move(task));
   }
-  task_available_.notify_one();
+  task_available_.Signal();
 }
 
 void WorkQueue::Loop() {
   for (;;) {
     std::function<void()> task;
     {
-      std::unique_lock<std::mutex> lock(mu_);
-      task_available_.wait(lock, [this] { return stopping_ || !tasks_.empty(); });
+      MutexLock lock(&mu_);
+      while (!stopping_ && tasks_.empty()) task_available_.Wait(&mu_);
       if (tasks_.empty()) return;  // Stopping, and nothing left to run.
       task = std::move(tasks_.front());
       tasks_.pop_front();

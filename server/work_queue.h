@@ -3,15 +3,14 @@
 #ifndef CLASSIFIER_SERVER_WORK_QUEUE_H_
 #define CLASSIFIER_SERVER_WORK_QUEUE_H_
 
-#include <condition_variable>
 #include <deque>
 #include <functional>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "server/mutex.h"
 
 namespace classifier {
 
@@ -31,8 +30,8 @@ class WorkQueue {
  private:
   void Loop();
 
-  std::mutex mu_;
-  std::condition_variable task_available_;
+  Mutex mu_;
+  CondVar task_available_;
   std::deque<std::function<void()>> tasks_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<std::thread> threads_;  // Last: joined before the rest is destroyed.
