@@ -69,6 +69,8 @@ build_packages=(
 )
 test_packages=(
   python3 python3-torch python3-numpy docker-compose clang-format
+  # tests/thread_safety_check.sh: clang's -Wthread-safety checks the lock annotations.
+  clang
   # tests/interop/check_onnx.py: ONNX's checker and OpenCV's dnn module run our ONNX export.
   python3-onnx python3-opencv
   # tests/e2e/security_e2e_test.sh: throwaway CA, server and client certificates.
