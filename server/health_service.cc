@@ -48,14 +48,14 @@ HealthService::HealthService(std::vector<std::string> services)
     : services_(services.begin(), services.end()) {}
 
 void HealthService::SetServing(bool serving) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   if (serving_ == serving) return;
   serving_ = serving;
   for (Watcher* watcher : watchers_) watcher->Send(ToServingStatus(serving));
 }
 
 bool HealthService::serving() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return serving_;
 }
 
@@ -75,7 +75,7 @@ bool HealthService::serving() const {
 
 ::grpc::ServerWriteReactor<HealthCheckResponse>* HealthService::Watch(
     ::grpc::CallbackServerContext* /*context*/, const HealthCheckRequest* request) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   const bool known = request->service().empty() || services_.count(request->service()) != 0;
   // The protocol says: an unknown service is reported as SERVICE_UNKNOWN, not
   // an error.
@@ -86,7 +86,7 @@ bool HealthService::serving() const {
 }
 
 void HealthService::Unregister(Watcher* watcher) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   watchers_.erase(watcher);
 }
 

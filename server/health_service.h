@@ -4,13 +4,13 @@
 #ifndef CLASSIFIER_SERVER_HEALTH_SERVICE_H_
 #define CLASSIFIER_SERVER_HEALTH_SERVICE_H_
 
-#include <mutex>
 #include <set>
 #include <string>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "grpc/health/v1/health.grpc.pb.h"
+#include "server/mutex.h"
 
 namespace classifier {
 
@@ -39,7 +39,7 @@ class HealthService : public ::grpc::health::v1::Health::CallbackService {
 
   const std::set<std::string> services_;  // Constant after construction.
 
-  mutable std::mutex mu_;
+  mutable Mutex mu_;
   bool serving_ ABSL_GUARDED_BY(mu_) = false;
   std::set<Watcher*> watchers_ ABSL_GUARDED_BY(mu_);
 };

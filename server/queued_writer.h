@@ -12,10 +12,10 @@
 #include <grpcpp/grpcpp.h>
 
 #include <deque>
-#include <mutex>
 #include <utility>
 
 #include "absl/base/thread_annotations.h"
+#include "server/mutex.h"
 
 namespace classifier {
 
@@ -57,7 +57,7 @@ class QueuedWriter : public ::grpc::ServerWriteReactor<Message> {
   // Queues `message`, and writes it at once when no write is in flight. Dropped once the call
   // has finished or FinishWhenDrained was called (no more messages were expected).
   void Send(Message message) {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     if (finished_ || draining_) return;
     if (backlog_ == Backlog::kLatest) queue_.clear();
     queue_.push_back(std::move(message));
@@ -69,14 +69,14 @@ class QueuedWriter : public ::grpc::ServerWriteReactor<Message> {
   // while the call has not finished: a job stream that learns of a shutdown after the job's last
   // event was queued tells the client to re-attach rather than that all went well.
   void FinishWhenDrained(::grpc::Status status) {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     draining_ = true;
     drained_status_ = std::move(status);
     if (!writing_ && queue_.empty()) FinishOnce(drained_status_);
   }
 
   void OnWriteDone(bool ok) override {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     writing_ = false;
     if (!ok || cancelled_) {
       FinishOnce(on_write_failure_);
@@ -92,7 +92,7 @@ class QueuedWriter : public ::grpc::ServerWriteReactor<Message> {
   // The client hung up: only this call ends (the job, the server go on). A write in flight ends
   // first, with ok = false, and OnWriteDone finishes the call.
   void OnCancel() override {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     cancelled_ = true;
     if (!writing_) FinishOnce(on_cancel_);
   }
@@ -128,7 +128,7 @@ class QueuedWriter : public ::grpc::ServerWriteReactor<Message> {
   const ::grpc::Status on_cancel_;
   const ::grpc::Status on_write_failure_;
 
-  std::mutex mu_;
+  Mutex mu_;
   std::deque<Message> queue_ ABSL_GUARDED_BY(mu_);
   // The message being written: gRPC reads it until OnWriteDone.
   Message current_ ABSL_GUARDED_BY(mu_);

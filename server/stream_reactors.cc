@@ -31,7 +31,7 @@ JobEventStream::~JobEventStream() { job_->Unsubscribe(this); }
 
 void JobEventStream::OnEvent(const v1::JobEvent& event) {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     last_queued_ = event.sequence();
   }
   Send(event);
@@ -44,7 +44,7 @@ void JobEventStream::OnDetached(const std::string& reason) {
   // the client will have: the job goes on after the server restarts, from the next one.
   int64_t next;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     next = last_queued_ + 1;
   }
   FinishWhenDrained(::grpc::Status(

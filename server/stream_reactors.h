@@ -16,13 +16,13 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <string>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "classifier/v1/classifier.pb.h"
 #include "server/job.h"
+#include "server/mutex.h"
 #include "server/queued_writer.h"
 #include "server/rpc_log.h"
 #include "server/status_util.h"
@@ -81,7 +81,7 @@ class JobEventStream : public QueuedWriter<v1::JobEvent>, public JobEventSink {
   // Given back when the reactor is deleted.
   const StreamLimiter::Slot slot_;
 
-  std::mutex mu_;
+  Mutex mu_;
   // The sequence of the last event queued: once the queue is written, the client has it.
   int64_t last_queued_ ABSL_GUARDED_BY(mu_) = 0;
 };

@@ -25,25 +25,7 @@ if ! [[ -f "$commands" ]]; then
   exit 1
 fi
 
-# Still on std::mutex, which libstdc++ does not annotate: another change converts them. Each
-# one left here is named in the output; remove it once it uses server/mutex.h. Their sources
-# are skipped, and their headers read as system headers (no warnings from inside them) by the
-# sources that include them, whose own code is checked as usual.
-unconverted=(server/classifier_service.cc server/health_service.cc)
-system_prefixes=()
-for file in "${unconverted[@]}"; do system_prefixes+=("--system-header-prefix=${file%.cc}.h"); done
-
-mapfile -t sources < <(git ls-files 'server/*.cc' 2>/dev/null || ls server/*.cc)
-checked=()
-for source in "${sources[@]}"; do
-  skip=0
-  for file in "${unconverted[@]}"; do [[ "$source" == "$file" ]] && skip=1; done
-  if ((skip)); then
-    echo "thread_safety_check: skipping $source (not yet on server/mutex.h)"
-  else
-    checked+=("$source")
-  fi
-done
+mapfile -t checked < <(git ls-files 'server/*.cc' 2>/dev/null || ls server/*.cc)
 
 # One line per source: the flags of its first entry in compile_commands.json that decide how it
 # parses (-I, -isystem, -D, -U, -std, -include, -pthread), NUL-separated. GCC's warning and
@@ -87,14 +69,10 @@ check_one() {
   local source="$1"
   local -a flags
   mapfile -d '' -t flags < "$flags_dir/${source//\//_}.flags"
-  # shellcheck disable=SC2086  # Flags without spaces.
-  "$clangxx" -fsyntax-only -Wthread-safety -Werror=thread-safety $system_header_flags \
-    "${flags[@]}" "$source"
+  "$clangxx" -fsyntax-only -Wthread-safety -Werror=thread-safety "${flags[@]}" "$source"
 }
 export -f check_one
 export clangxx flags_dir
-system_header_flags="${system_prefixes[*]}"  # Arrays do not export.
-export system_header_flags
 
 start=$SECONDS
 # shellcheck disable=SC2016  # $1 is check_one's argument, expanded by the inner bash.
