@@ -5,8 +5,11 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <limits>
 #include <memory>
 #include <string>
@@ -433,6 +436,51 @@ TEST_F(TrainerTest, ResumingFromTheMidEpochCheckpointGivesBitIdenticalWeights) {
   ASSERT_TRUE(expected.ok() && actual.ok());
   ASSERT_EQ(actual->size(), expected->size());
   EXPECT_EQ(std::memcmp(actual->data(), expected->data(), sizeof(float) * actual->size()), 0);
+}
+
+// A checkpoint written by an earlier build (format 1, before label_smoothing existed and the
+// option list was declared once; tests/model/testdata/checkpoint_format1.ckpt, stopped at epoch
+// 2 batch 3 of SmallOptions() on MakeQuadrants(200, 5)) still resumes: an interrupted job
+// survives an upgrade. The end weights are compared with a small tolerance rather than bit for
+// bit, because the checkpoint's first epoch ran on the machine that wrote it.
+TEST_F(TrainerTest, ACheckpointOfAnEarlierBuildStillResumes) {
+  const char* source_dir = std::getenv("CLASSIFIER_SOURCE_DIR");
+  ASSERT_NE(source_dir, nullptr) << "ctest sets CLASSIFIER_SOURCE_DIR";
+  std::ifstream file(std::string(source_dir) + "/tests/model/testdata/checkpoint_format1.ckpt",
+                     std::ios::binary);
+  ASSERT_TRUE(file.good());
+  const std::string bytes((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+  ASSERT_EQ(bytes.size(), 65605u);
+
+  RecordingObserver reference;
+  absl::StatusOr<std::unique_ptr<TrainedModel>> uninterrupted =
+      Train(*data_, SmallOptions(), reference);
+  ASSERT_TRUE(uninterrupted.ok()) << uninterrupted.status();
+  RecordingObserver resumed;
+  absl::StatusOr<std::unique_ptr<TrainedModel>> model =
+      Resume(*data_, SmallOptions(), bytes, resumed);
+  ASSERT_TRUE(model.ok()) << model.status();
+  ASSERT_EQ(resumed.epochs.size(), 2u) << "epochs 2 and 3 are left";
+  EXPECT_EQ(resumed.epochs.front().epoch, 2);
+
+  absl::StatusOr<std::vector<ParameterValues>> expected = (*uninterrupted)->Parameters();
+  absl::StatusOr<std::vector<ParameterValues>> actual = (*model)->Parameters();
+  ASSERT_TRUE(expected.ok() && actual.ok());
+  ASSERT_EQ(actual->size(), expected->size());
+  for (size_t p = 0; p < actual->size(); ++p) {
+    ASSERT_EQ((*actual)[p].values.size(), (*expected)[p].values.size());
+    for (size_t i = 0; i < (*actual)[p].values.size(); ++i) {
+      ASSERT_NEAR((*actual)[p].values[i], (*expected)[p].values[i], 1e-4)
+          << (*actual)[p].name << "[" << i << "]";
+    }
+  }
+
+  // Options the old checkpoint predates must still be checked: smoothing it never had is refused.
+  TrainOptions smoothing = SmallOptions();
+  smoothing.label_smoothing = 0.1;
+  absl::StatusOr<std::unique_ptr<Trainer>> trainer = Trainer::Create(*data_, smoothing);
+  ASSERT_TRUE(trainer.ok());
+  EXPECT_THAT((*trainer)->Restore(bytes).message(), HasSubstr("label_smoothing"));
 }
 
 // Stops before the first batch, at an epoch boundary (before the epoch's permutation is drawn),
