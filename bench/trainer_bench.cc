@@ -16,7 +16,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/status/statusor.h"
-#include "model/dataset.h"
+#include "base/dataset.h"
 #include "model/device.h"
 #include "model/network.h"
 #include "model/trainer.h"

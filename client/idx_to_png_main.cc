@@ -12,8 +12,8 @@
 #include <string>
 #include <vector>
 
-#include "model/dataset.h"
-#include "model/image.h"
+#include "base/dataset.h"
+#include "base/image.h"
 
 int main(int argc, char** argv) {
   if (argc < 4 || argc > 6) {

@@ -9,8 +9,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "base/image.h"
 #include "client/weights_file.h"
-#include "model/image.h"
 
 namespace classifier::cli {
 namespace {

@@ -1,13 +1,13 @@
 #include "client/weights_file.h"
 
 #include <fcntl.h>
-#include <openssl/evp.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <csignal>
 #include <cstring>
+#include <string_view>
 #include <utility>
 
 #include "absl/strings/ascii.h"
@@ -60,24 +60,7 @@ std::string DirectoryOf(const std::string& path) {
   return path.substr(0, slash);
 }
 
-std::string HexDigest(EVP_MD_CTX* context) {
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int length = 0;
-  EVP_DigestFinal_ex(context, digest, &length);
-  std::string hex;
-  for (unsigned int i = 0; i < length; ++i) absl::StrAppendFormat(&hex, "%02x", digest[i]);
-  return hex;
-}
-
 }  // namespace
-
-std::string Sha256Hex(absl::string_view data) {
-  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> context(EVP_MD_CTX_new(),
-                                                                  &EVP_MD_CTX_free);
-  EVP_DigestInit_ex(context.get(), EVP_sha256(), nullptr);
-  EVP_DigestUpdate(context.get(), data.data(), data.size());
-  return HexDigest(context.get());
-}
 
 std::string SafeFileName(absl::string_view from_server, absl::string_view model_id,
                          absl::string_view extension) {
@@ -116,29 +99,17 @@ std::string ResolveOutputPath(const std::string& out, const std::string& file_na
   return out;
 }
 
-void AtomicFileWriter::DigestFree::operator()(evp_md_ctx_st* digest) const {
-  EVP_MD_CTX_free(digest);
-}
-
 absl::StatusOr<std::unique_ptr<AtomicFileWriter>> AtomicFileWriter::Create(
     const std::string& path) {
   const std::string temp_path = absl::StrCat(path, ".tmp-", getpid());
-  Digest digest(EVP_MD_CTX_new());
-  if (digest == nullptr || EVP_DigestInit_ex(digest.get(), EVP_sha256(), nullptr) != 1) {
-    return absl::InternalError("cannot initialise SHA-256");
-  }
   const int fd = open(temp_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
   if (fd < 0) return ErrnoError("cannot create", temp_path);
   ArmCleanup(temp_path);
-  return std::unique_ptr<AtomicFileWriter>(
-      new AtomicFileWriter(path, temp_path, fd, std::move(digest)));
+  return std::unique_ptr<AtomicFileWriter>(new AtomicFileWriter(path, temp_path, fd));
 }
 
-AtomicFileWriter::AtomicFileWriter(std::string path, std::string temp_path, int fd, Digest digest)
-    : path_(std::move(path)),
-      temp_path_(std::move(temp_path)),
-      fd_(fd),
-      digest_(std::move(digest)) {}
+AtomicFileWriter::AtomicFileWriter(std::string path, std::string temp_path, int fd)
+    : path_(std::move(path)), temp_path_(std::move(temp_path)), fd_(fd) {}
 
 AtomicFileWriter::~AtomicFileWriter() {
   if (!committed_) Discard();
@@ -155,7 +126,7 @@ void AtomicFileWriter::Discard() {
 
 absl::Status AtomicFileWriter::Append(absl::string_view data) {
   if (fd_ < 0 || committed_) return absl::FailedPreconditionError("file already closed");
-  EVP_DigestUpdate(digest_.get(), data.data(), data.size());
+  digest_.Update(std::string_view(data.data(), data.size()));
   while (!data.empty()) {
     const ssize_t written = write(fd_, data.data(), data.size());
     if (written < 0) {
@@ -170,7 +141,7 @@ absl::Status AtomicFileWriter::Append(absl::string_view data) {
 
 absl::Status AtomicFileWriter::Commit(int64_t expected_size, absl::string_view expected_sha256) {
   if (fd_ < 0 || committed_) return absl::FailedPreconditionError("file already closed");
-  const std::string digest = HexDigest(digest_.get());
+  const std::string digest = digest_.FinishHex();
   if (size_ != expected_size) {
     Discard();
     return absl::DataLossError(absl::StrFormat(

@@ -9,14 +9,9 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-
-// OpenSSL's digest context, kept out of this header.
-struct evp_md_ctx_st;
+#include "base/file_util.h"
 
 namespace classifier::cli {
-
-// Lower-case hex SHA-256 of `data`.
-std::string Sha256Hex(absl::string_view data);
 
 // The file name to save a server's weights under: the last path component of `from_server`
 // when that is a plain name (no "." / ".." / control characters), else `model-<id><extension>`.
@@ -56,18 +51,13 @@ class AtomicFileWriter {
   const std::string& sha256() const { return sha256_; }
 
  private:
-  struct DigestFree {
-    void operator()(evp_md_ctx_st* digest) const;
-  };
-  using Digest = std::unique_ptr<evp_md_ctx_st, DigestFree>;
-
-  AtomicFileWriter(std::string path, std::string temp_path, int fd, Digest digest);
+  AtomicFileWriter(std::string path, std::string temp_path, int fd);
   void Discard();
 
   const std::string path_;
   const std::string temp_path_;
-  int fd_;  // -1 once closed.
-  Digest digest_;
+  int fd_;         // -1 once closed.
+  Sha256 digest_;  // Of what was appended.
   int64_t size_ = 0;
   bool committed_ = false;
   std::string sha256_;

@@ -10,8 +10,8 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "model/dataset.h"
-#include "model/metrics.h"
+#include "base/dataset.h"
+#include "base/metrics.h"
 
 namespace classifier {
 

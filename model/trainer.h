@@ -11,8 +11,8 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "base/dataset.h"
 #include "model/augment.h"
-#include "model/dataset.h"
 #include "model/network.h"
 #include "model/train_options.h"
 

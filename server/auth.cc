@@ -6,7 +6,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
-#include "server/file_util.h"
+#include "base/file_util.h"
 
 namespace classifier {
 

@@ -7,8 +7,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "base/file_util.h"
 #include "model/onnx_export.h"
-#include "server/file_util.h"
 #include "server/predict_input.h"
 #include "server/result_proto.h"
 #include "server/rpc_log.h"

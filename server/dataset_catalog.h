@@ -12,7 +12,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
-#include "model/dataset.h"
+#include "base/dataset.h"
 #include "server/mutex.h"
 #include "server/store.h"
 

@@ -6,9 +6,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "base/file_util.h"
 #include "google/protobuf/util/time_util.h"
 #include "server/architecture_proto.h"
-#include "server/file_util.h"
 #include "spdlog/spdlog.h"
 
 namespace classifier {

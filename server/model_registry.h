@@ -15,7 +15,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "model/metrics.h"
+#include "base/metrics.h"
 #include "model/network.h"
 #include "server/metrics.h"
 #include "server/mutex.h"

@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "model/image.h"
+#include "base/image.h"
 
 namespace classifier {
 

@@ -6,8 +6,8 @@
 
 #include <vector>
 
+#include "base/metrics.h"
 #include "classifier/v1/classifier.pb.h"
-#include "model/metrics.h"
 #include "server/dataset_catalog.h"
 
 namespace classifier {

@@ -9,8 +9,8 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "base/file_util.h"
 #include "server/architecture_proto.h"
-#include "server/file_util.h"
 #include "spdlog/spdlog.h"
 
 namespace classifier {

@@ -12,7 +12,7 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
-#include "model/image.h"
+#include "base/image.h"
 #include "tests/testing/synthetic_data.h"
 
 namespace classifier::cli {

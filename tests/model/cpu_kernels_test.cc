@@ -9,8 +9,8 @@
 #include <memory>
 #include <vector>
 
+#include "base/dataset.h"
 #include "gtest/gtest.h"
-#include "model/dataset.h"
 #include "model/network.h"
 #include "model/relu_pool.h"
 #include "model/rowwise_linear.h"

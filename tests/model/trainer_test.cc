@@ -16,9 +16,9 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "base/dataset.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "model/dataset.h"
 #include "model/device.h"
 #include "model/network.h"
 #include "tests/testing/shared_data.h"

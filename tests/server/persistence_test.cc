@@ -12,7 +12,7 @@
 #include <thread>
 #include <vector>
 
-#include "server/file_util.h"
+#include "base/file_util.h"
 #include "tests/server/server_fixture.h"
 
 namespace classifier {

@@ -11,12 +11,12 @@
 #include <thread>
 #include <vector>
 
+#include "base/file_util.h"
+#include "base/image.h"
 #include "classifier/v1/classifier.grpc.pb.h"
 #include "gmock/gmock.h"
 #include "grpc/health/v1/health.grpc.pb.h"
-#include "model/image.h"
 #include "model/network.h"
-#include "server/file_util.h"
 #include "server/server.h"
 #include "tests/server/server_fixture.h"
 #include "tests/testing/synthetic_data.h"

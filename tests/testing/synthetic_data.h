@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "model/dataset.h"
+#include "base/dataset.h"
 
 namespace classifier::testing {
 

@@ -1,4 +1,4 @@
-#include "model/dataset.h"
+#include "base/dataset.h"
 
 #include <sys/stat.h>
 #include <zlib.h>

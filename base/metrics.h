@@ -1,6 +1,6 @@
 // Classification metrics computed from a confusion matrix. No LibTorch.
-#ifndef CLASSIFIER_MODEL_METRICS_H_
-#define CLASSIFIER_MODEL_METRICS_H_
+#ifndef CLASSIFIER_BASE_METRICS_H_
+#define CLASSIFIER_BASE_METRICS_H_
 
 #include <cstdint>
 #include <vector>
@@ -29,4 +29,4 @@ EvaluationResult MetricsFromConfusion(std::vector<std::vector<int64_t>> confusio
 
 }  // namespace classifier
 
-#endif  // CLASSIFIER_MODEL_METRICS_H_
+#endif  // CLASSIFIER_BASE_METRICS_H_

@@ -1,4 +1,4 @@
-#include "server/file_util.h"
+#include "base/file_util.h"
 
 #include <fcntl.h>
 #include <openssl/evp.h>

@@ -1,4 +1,4 @@
-#include "model/image.h"
+#include "base/image.h"
 
 // clang-format off
 #include <cstdio>  // Before jpeglib.h, which uses FILE and size_t without including them.

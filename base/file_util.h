@@ -1,7 +1,7 @@
 // Files that are never half-written: write to a temporary name, fsync, rename,
 // fsync the directory. And their SHA-256.
-#ifndef CLASSIFIER_SERVER_FILE_UTIL_H_
-#define CLASSIFIER_SERVER_FILE_UTIL_H_
+#ifndef CLASSIFIER_BASE_FILE_UTIL_H_
+#define CLASSIFIER_BASE_FILE_UTIL_H_
 
 #include <memory>
 #include <string>
@@ -40,4 +40,4 @@ class Sha256 {
 
 }  // namespace classifier
 
-#endif  // CLASSIFIER_SERVER_FILE_UTIL_H_
+#endif  // CLASSIFIER_BASE_FILE_UTIL_H_

@@ -1,4 +1,4 @@
-#include "model/image.h"
+#include "base/image.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>

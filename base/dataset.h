@@ -2,8 +2,8 @@
 //
 // Images are held as uint8 (47 MB for 60,000 28x28 images) and normalised to [0, 1] per batch
 // by the trainer, never stored as float. Nothing here depends on LibTorch.
-#ifndef CLASSIFIER_MODEL_DATASET_H_
-#define CLASSIFIER_MODEL_DATASET_H_
+#ifndef CLASSIFIER_BASE_DATASET_H_
+#define CLASSIFIER_BASE_DATASET_H_
 
 #include <cstdint>
 #include <string>
@@ -57,4 +57,4 @@ std::string EncodeIdxLabels(const std::vector<uint8_t>& labels);
 
 }  // namespace classifier
 
-#endif  // CLASSIFIER_MODEL_DATASET_H_
+#endif  // CLASSIFIER_BASE_DATASET_H_

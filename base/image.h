@@ -1,7 +1,7 @@
 // Image files in and out: decoding PNG / JPEG and converting any picture to a 28x28 grey image
 // like MNIST's. No LibTorch.
-#ifndef CLASSIFIER_MODEL_IMAGE_H_
-#define CLASSIFIER_MODEL_IMAGE_H_
+#ifndef CLASSIFIER_BASE_IMAGE_H_
+#define CLASSIFIER_BASE_IMAGE_H_
 
 #include <cstdint>
 #include <string>
@@ -39,4 +39,4 @@ absl::StatusOr<std::string> EncodeJpegGrey(const std::vector<uint8_t>& pixels, i
 
 }  // namespace classifier
 
-#endif  // CLASSIFIER_MODEL_IMAGE_H_
+#endif  // CLASSIFIER_BASE_IMAGE_H_

@@ -1,4 +1,4 @@
-#include "model/dataset.h"
+#include "base/dataset.h"
 
 #include <unistd.h>
 #include <zlib.h>
