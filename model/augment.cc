@@ -58,8 +58,8 @@ bool IsIdentity(const AugmentationOptions& options) {
 }
 
 torch::Tensor AugmentImages(const torch::Tensor& images, const AugmentationOptions& options,
-                            at::Generator& generator) {
-  const int64_t n = images.size(0);
+                            at::Generator& generator, const BatchShard* shard) {
+  const int64_t n = shard != nullptr ? shard->batch_size : images.size(0);
   // Drawn in a fixed order, and only what is enabled.
   const torch::Tensor zeros = torch::zeros({n}, torch::kDouble);
   const torch::Tensor ones = torch::ones({n}, torch::kDouble);
@@ -81,11 +81,11 @@ torch::Tensor AugmentImages(const torch::Tensor& images, const AugmentationOptio
   // theta maps output coordinates to input ones: the inverse of "flip, zoom, rotate, shift".
   const torch::Tensor cos = torch::cos(angle) / scale;
   const torch::Tensor sin = torch::sin(angle) / scale;
-  const torch::Tensor theta =
-      torch::stack({torch::stack({cos * flip_x, sin * flip_x, -tx}, /*dim=*/1),
-                    torch::stack({-sin * flip_y, cos * flip_y, -ty}, /*dim=*/1)},
-                   /*dim=*/1)
-          .to(images.device(), images.scalar_type());
+  torch::Tensor theta = torch::stack({torch::stack({cos * flip_x, sin * flip_x, -tx}, /*dim=*/1),
+                                      torch::stack({-sin * flip_y, cos * flip_y, -ty}, /*dim=*/1)},
+                                     /*dim=*/1);
+  if (shard != nullptr) theta = theta.index_select(/*dim=*/0, shard->rows);
+  theta = theta.to(images.device(), images.scalar_type());
   namespace F = torch::nn::functional;
   const torch::Tensor grid = F::affine_grid(theta, images.sizes(), /*align_corners=*/false);
   return F::grid_sample(images, grid,

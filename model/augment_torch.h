@@ -6,14 +6,17 @@
 #include <torch/torch.h>
 
 #include "model/augment.h"
+#include "model/cnn.h"
 
 namespace classifier {
 
 // `images`: {N, C, H, W} floats on any device. Draws each image's transform from `generator`
 // (a CPU generator, in a fixed order, so the same generator state gives the same batch) and
 // resamples on the images' device with affine_grid + grid_sample (bilinear, zeros outside).
+// With `shard`, `images` are shard's rows of a larger batch: the transforms are drawn for that
+// batch and the rows' ones applied.
 torch::Tensor AugmentImages(const torch::Tensor& images, const AugmentationOptions& options,
-                            at::Generator& generator);
+                            at::Generator& generator, const BatchShard* shard = nullptr);
 
 }  // namespace classifier
 

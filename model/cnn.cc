@@ -33,7 +33,8 @@ CnnImpl::CnnImpl(const Architecture& architecture) {
   dropout_ = architecture.dropout;
 }
 
-torch::Tensor CnnImpl::forward(torch::Tensor x, at::Generator* dropout_generator) {
+torch::Tensor CnnImpl::forward(torch::Tensor x, at::Generator* dropout_generator,
+                               const BatchShard* shard) {
   for (torch::nn::Conv2d& conv : convs_) {
     // On the CPU: the first layer (one input channel) by hand (single_channel_conv.h), and
     // max_pool2d(relu(.), 2) fused (relu_pool.h); see those headers for why.
@@ -51,8 +52,10 @@ torch::Tensor CnnImpl::forward(torch::Tensor x, at::Generator* dropout_generator
     TORCH_CHECK(dropout_generator != nullptr, "dropout needs the trainer's generator");
     // Inverted dropout, as torch.nn.Dropout: keep with 1 - p, scale the kept by 1 / (1 - p). The
     // mask comes from the run's own generator, so that a seed and a resumed run reproduce it.
-    const torch::Tensor keep =
-        torch::empty(x.sizes(), torch::kFloat).bernoulli_(1.0 - dropout_, *dropout_generator);
+    torch::Tensor keep =
+        torch::empty({shard != nullptr ? shard->batch_size : x.size(0), x.size(1)}, torch::kFloat)
+            .bernoulli_(1.0 - dropout_, *dropout_generator);
+    if (shard != nullptr) keep = keep.index_select(/*dim=*/0, shard->rows);
     x = x * keep.to(x.device()).div_(1.0 - dropout_);
   }
   return RowwiseLinear(x, classifier->weight, classifier->bias);

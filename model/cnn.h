@@ -14,6 +14,15 @@
 
 namespace classifier {
 
+// The rows of a batch that one data-parallel rank holds. What is drawn per image (augmentation's
+// transforms, dropout's masks) is drawn for the whole batch, in the order one process draws it,
+// and these rows are taken: every rank's generator advances alike, and the ranks together use
+// exactly the draws one process would.
+struct BatchShard {
+  int64_t batch_size = 0;  // Images in the whole batch.
+  torch::Tensor rows;      // kLong on the CPU: this rank's rows of the batch, ascending.
+};
+
 // The tutorial's CNN, generalised over Architecture: per entry of conv_channels a
 // conv<i> (kernel_size, padding kernel_size / 2), ReLU and 2x2 max-pool, then fc1 from the
 // flattened features (NCHW order, as Python's x.reshape(x.shape[0], -1)) to num_classes, or,
@@ -27,8 +36,10 @@ class CnnImpl : public torch::nn::Module {
   // x: {N, input_channels, image_size, image_size} floats in [0, 1]. Returns {N, num_classes}
   // logits.
   // In training mode with architecture.dropout > 0, the dropout mask is drawn from
-  // `dropout_generator` (a CPU generator), which must then be given.
-  torch::Tensor forward(torch::Tensor x, at::Generator* dropout_generator = nullptr);
+  // `dropout_generator` (a CPU generator), which must then be given; with `shard`, x holds
+  // shard's rows of a larger batch, and the mask is drawn for that batch.
+  torch::Tensor forward(torch::Tensor x, at::Generator* dropout_generator = nullptr,
+                        const BatchShard* shard = nullptr);
 
   // The convolutions' parameters (weights and biases), e.g. to freeze them.
   std::vector<torch::Tensor> ConvolutionParameters();

@@ -82,7 +82,8 @@ Trainer::Trainer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Trainer::~Trainer() = default;
 
 absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const Dataset& train,
-                                                         const TrainOptions& options) {
+                                                         const TrainOptions& options,
+                                                         Collective* collective) {
   if (absl::Status status = CheckOptions(train, options); !status.ok()) return status;
   absl::StatusOr<std::string> device = ResolveDevice(options.device);
   if (!device.ok()) {
@@ -92,7 +93,7 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const Dataset& train,
   TrainOptions resolved = options;
   resolved.device = *device;
   try {
-    auto impl = std::make_unique<Impl>(train, resolved, torch::Device(*device));
+    auto impl = std::make_unique<Impl>(train, resolved, torch::Device(*device), collective);
     if (options.validation_fraction > 0) {
       ValidationSplit split =
           SplitForValidation(train.size(), options.validation_fraction, options.seed);
@@ -279,20 +280,28 @@ absl::StatusOr<std::unique_ptr<TrainedModel>> Trainer::Impl::Run(TrainingObserve
   const torch::Tensor train_on = train_index.defined() ? train_index.to(device) : torch::Tensor();
   const torch::Tensor validate_on =
       validation_index.defined() ? validation_index.to(device) : torch::Tensor();
+  // Data parallelism (trainer.h): this rank's place in the group, and the last sum's outcome.
+  const int world_size = collective != nullptr ? collective->world_size() : 1;
+  const int rank = collective != nullptr ? collective->rank() : 0;
+  absl::Status collective_status;
+  bool stop_agreed = false;  // Whether a rank was asked to stop, as of the last step's sum.
 
   // Mean cross-entropy and accuracy on the held-out images, without gradients.
-  auto validate = [&]() -> std::pair<double, double> {
+  auto validate = [&]() -> absl::StatusOr<std::pair<double, double>> {
     torch::NoGradGuard no_grad;
     state.module->eval();
     const int64_t count = validate_on.size(0);
+    // This rank's images of the split: every world_size-th from its rank on.
+    const torch::Tensor mine = validate_on.slice(/*dim=*/0, rank, count, world_size);
+    const int64_t my_count = mine.size(0);
     // Both sums stay on the device until the end: no host sync per validation batch.
     torch::Tensor loss_sum =
         torch::zeros({}, torch::TensorOptions().dtype(torch::kDouble).device(device));
     torch::Tensor correct_sum =
         torch::zeros({}, torch::TensorOptions().dtype(torch::kLong).device(device));
-    for (int64_t start = 0; start < count; start += kValidationBatch) {
+    for (int64_t start = 0; start < my_count; start += kValidationBatch) {
       const torch::Tensor indices =
-          validate_on.slice(/*dim=*/0, start, std::min(count, start + kValidationBatch));
+          mine.slice(/*dim=*/0, start, std::min(my_count, start + kValidationBatch));
       const torch::Tensor x = images.index_select(0, indices).to(torch::kFloat).div_(kPixelScale);
       const torch::Tensor y = labels.index_select(0, indices);
       const torch::Tensor logits = state.module->forward(x);
@@ -303,8 +312,18 @@ absl::StatusOr<std::unique_ptr<TrainedModel>> Trainer::Impl::Run(TrainingObserve
       correct_sum += logits.argmax(/*dim=*/1).eq(y).sum();
     }
     state.module->train();
-    return {loss_sum.item<double>() / static_cast<double>(count),
-            static_cast<double>(correct_sum.item<int64_t>()) / static_cast<double>(count)};
+    double loss_total = loss_sum.item<double>();
+    double correct_total = static_cast<double>(correct_sum.item<int64_t>());
+    if (collective != nullptr) {
+      torch::Tensor sums =
+          torch::stack({loss_sum.to(torch::kFloat), correct_sum.to(torch::kFloat)});
+      if (absl::Status status = collective->SumInPlace(sums); !status.ok()) return status;
+      const torch::Tensor host = sums.to(torch::kCPU, torch::kDouble);
+      loss_total = host[0].item<double>();
+      correct_total = std::round(host[1].item<double>());
+    }
+    return std::make_pair(loss_total / static_cast<double>(count),
+                          correct_total / static_cast<double>(count));
   };
 
   summary = TrainingSummary();
@@ -316,16 +335,81 @@ absl::StatusOr<std::unique_ptr<TrainedModel>> Trainer::Impl::Run(TrainingObserve
     torch::Tensor loss;
     torch::Tensor correct;
   };
+  // The parameters the optimizer steps, whose gradients a data-parallel step sums.
+  std::vector<torch::Tensor> trainable;
+  for (torch::optim::OptimizerParamGroup& group : state.optimizer->param_groups()) {
+    for (const torch::Tensor& parameter : group.params()) trainable.push_back(parameter);
+  }
+  // A data-parallel step after this rank's backward: one sum over the ranks of every trainable
+  // gradient, this rank's part of the batch's loss and right answers, and whether it was asked
+  // to stop; then the optimizer's step on the summed gradients.
+  auto step_together = [&](const torch::Tensor& loss, const torch::Tensor& correct) -> StepResult {
+    std::vector<torch::Tensor> parts;
+    parts.reserve(trainable.size() + 3);
+    for (const torch::Tensor& parameter : trainable) {
+      parts.push_back(parameter.grad().defined()
+                          ? parameter.grad().reshape({-1})
+                          : torch::zeros({parameter.numel()}, parameter.options()));
+    }
+    const torch::TensorOptions on_device = torch::dtype(torch::kFloat).device(device);
+    parts.push_back(loss.detach().reshape({1}));
+    parts.push_back(correct.to(torch::kFloat).reshape({1}));
+    parts.push_back(torch::full({1}, observer.StopRequested() ? 1.0 : 0.0, on_device));
+    torch::Tensor sums = torch::cat(parts);
+    collective_status = collective->SumInPlace(sums);
+    if (!collective_status.ok()) return {};
+    int64_t offset = 0;
+    torch::NoGradGuard no_grad;
+    for (torch::Tensor& parameter : trainable) {
+      const torch::Tensor summed =
+          sums.slice(/*dim=*/0, offset, offset + parameter.numel()).view(parameter.sizes());
+      if (parameter.grad().defined()) {
+        parameter.mutable_grad().copy_(summed);
+      } else {
+        parameter.mutable_grad() = summed.clone();
+      }
+      offset += parameter.numel();
+    }
+    state.optimizer->step();
+    const torch::Tensor totals = sums.slice(/*dim=*/0, offset, offset + 3).to(torch::kCPU);
+    stop_agreed = totals[2].item<float>() > 0;
+    return {totals[0].to(device), totals[1].round().to(device, torch::kLong)};
+  };
   auto train_step = [&](const torch::Tensor& positions) -> StepResult {
-    const torch::Tensor indices =
-        train_on.defined() ? train_on.index_select(0, positions) : positions;
+    // With a collective, this rank's images of the batch: positions rank, rank + world_size...
+    BatchShard shard;
+    const BatchShard* sharded = nullptr;
+    torch::Tensor mine = positions;
+    // A rank with no image in this batch (a batch smaller than the world) takes the batch's
+    // first with weight 0: its draws stay in step with the others', and no layer sees an empty
+    // batch.
+    bool idle = false;
+    if (collective != nullptr) {
+      shard.batch_size = positions.size(0);
+      idle = rank >= shard.batch_size;
+      shard.rows = idle ? torch::zeros({1}, torch::kLong)
+                        : torch::arange(rank, shard.batch_size, world_size, torch::kLong);
+      mine = positions.index_select(0, shard.rows.to(positions.device()));
+      sharded = &shard;
+    }
+    const torch::Tensor indices = train_on.defined() ? train_on.index_select(0, mine) : mine;
     torch::Tensor x = images.index_select(0, indices).to(torch::kFloat).div_(kPixelScale);
     const torch::Tensor y = labels.index_select(0, indices);
-    if (augment) x = AugmentImages(x, options.augmentation, state.generator);
-    const torch::Tensor logits = state.module->forward(x, &state.generator);
-    const torch::Tensor loss = torch::nn::functional::cross_entropy(
-        logits, y,
-        torch::nn::functional::CrossEntropyFuncOptions().label_smoothing(options.label_smoothing));
+    if (augment) x = AugmentImages(x, options.augmentation, state.generator, sharded);
+    const torch::Tensor logits = state.module->forward(x, &state.generator, sharded);
+    namespace F = torch::nn::functional;
+    auto loss_options = F::CrossEntropyFuncOptions().label_smoothing(options.label_smoothing);
+    if (sharded != nullptr) {
+      // The rank's part of the batch's mean: summed here, divided by the whole batch's count.
+      const double weight = idle ? 0.0 : 1.0 / static_cast<double>(shard.batch_size);
+      const torch::Tensor loss =
+          F::cross_entropy(logits, y, loss_options.reduction(torch::kSum)) * weight;
+      state.optimizer->zero_grad();
+      loss.backward();
+      const torch::Tensor correct = logits.detach().argmax(/*dim=*/1).eq(y).sum();
+      return step_together(loss, idle ? correct.zero_() : correct);
+    }
+    const torch::Tensor loss = F::cross_entropy(logits, y, loss_options);
     if (state.capturable_adam != nullptr) {
       state.capturable_adam->ZeroGrad();
       loss.backward();
@@ -413,7 +497,7 @@ absl::StatusOr<std::unique_ptr<TrainedModel>> Trainer::Impl::Run(TrainingObserve
     };
 
     for (int64_t batch = state.batches_done + 1; batch <= batches; ++batch) {
-      if (observer.StopRequested()) {
+      if (collective != nullptr ? stop_agreed : observer.StopRequested()) {
         if (absl::Status status = check_losses(state.batches_done); !status.ok()) return status;
         state.correct = correct.item<int64_t>();
         state.epoch_seconds = epoch_seconds();
@@ -430,6 +514,7 @@ absl::StatusOr<std::unique_ptr<TrainedModel>> Trainer::Impl::Run(TrainingObserve
       const int64_t start = (batch - 1) * batch_size;
       const int64_t size = std::min(batch_size, n - start);
       const StepResult result = step_batch(state.order.slice(/*dim=*/0, start, start + size));
+      if (!collective_status.ok()) return collective_status;
       correct += result.correct;
       batch_losses.select(/*dim=*/0, batch - 1).copy_(result.loss);
       state.batches_done = batch;
@@ -463,7 +548,9 @@ absl::StatusOr<std::unique_ptr<TrainedModel>> Trainer::Impl::Run(TrainingObserve
     stats.elapsed_seconds = elapsed();
     stats.eta_seconds = state.finished_epochs_seconds / epoch * (options.epochs - epoch);
     if (validate_on.defined()) {
-      const auto [validation_loss, validation_accuracy] = validate();
+      const absl::StatusOr<std::pair<double, double>> validated = validate();
+      if (!validated.ok()) return validated.status();
+      const auto [validation_loss, validation_accuracy] = *validated;
       stats.validation_loss = validation_loss;
       stats.validation_accuracy = validation_accuracy;
       if (validation_accuracy > state.best_accuracy) {

@@ -18,6 +18,8 @@
 
 namespace classifier {
 
+class Collective;  // model/collective.h
+
 // The indices of the training images (ascending) and of the held-out ones (ascending) for a
 // set of `size` images: round(size * fraction) of them held out, chosen by a generator seeded
 // with `seed` (and separate from the trainer's own, so the split does not depend on the rest
@@ -99,13 +101,31 @@ class Trainer {
  public:
   // Checks the options against the data (CheckTrainOptions, then that every label has an
   // output): INVALID_ARGUMENT naming the field. `train` must outlive the trainer.
+  //
+  // With a `collective` (which must outlive the trainer), the trainer is one rank of a
+  // data-parallel run, and every rank must be created with the same data and options. Every
+  // rank draws the same permutation and the same per-image randomness from the same seed; each
+  // batch of `batch_size` images (the global batch, as one process would take it) is split by
+  // position: rank r takes the batch's images r, r + world_size, ... (so a batch smaller than
+  // the world, such as an epoch's last, leaves the highest ranks nothing to do that step: they
+  // still take part). Each rank's loss is its images' summed loss over the whole batch's count,
+  // and one sum per step (SumInPlace over one flat buffer of every trainable gradient, the
+  // batch's loss and right answers, and whether any rank was asked to stop) makes every rank's
+  // gradient the gradient of the batch's mean loss: every rank takes the step one process
+  // would (to rounding), and all report the same figures. Validation is split by position the
+  // same way. A stop asked of any rank stops every rank one batch later, at the same batch;
+  // checkpoints hold nothing of a rank's own, so any rank's resumes a run at any world size.
+  // CUDA graphs are not recorded.
   static absl::StatusOr<std::unique_ptr<Trainer>> Create(const Dataset& train,
-                                                         const TrainOptions& options);
+                                                         const TrainOptions& options,
+                                                         Collective* collective = nullptr);
   ~Trainer();
   Trainer(const Trainer&) = delete;
   Trainer& operator=(const Trainer&) = delete;
 
-  // Runs every epoch, or, after Restore, the rest of the run from the checkpoint on. The same
+  // Runs every epoch, or, after Restore, the rest of the run from the checkpoint on. With a
+  // collective, the collective's error (UNAVAILABLE) when a rank is lost; no checkpoint is
+  // taken then. The same
   // seed, data and options give bit-identical weights on CPU (with the same thread count), and
   // so does a run stopped, checkpointed and resumed any number of times. Returns CANCELLED when
   // the observer asked to stop (after OnCheckpoint with the position), INTERNAL naming the

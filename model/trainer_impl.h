@@ -14,6 +14,7 @@
 #include "absl/status/statusor.h"
 #include "model/capturable_adam.h"
 #include "model/cnn.h"
+#include "model/collective.h"
 #include "model/cuda_graph.h"
 #include "model/trainer.h"
 
@@ -65,13 +66,15 @@ void ForEachProgressField(State& state, Visitor&& visit) {
 }
 
 struct Trainer::Impl {
-  Impl(const Dataset& train, TrainOptions options, torch::Device device)
-      : train(train), options(std::move(options)), device(device) {}
+  Impl(const Dataset& train, TrainOptions options, torch::Device device, Collective* collective)
+      : train(train), options(std::move(options)), device(device), collective(collective) {}
 
   // Constant after construction.
   const Dataset& train;
   const TrainOptions options;
   const torch::Device device;
+  // The other ranks of a data-parallel run; null when this process trains alone.
+  Collective* const collective;
 
   // Set by Restore: every Run starts from it. Empty: from scratch.
   std::string checkpoint;
@@ -86,7 +89,8 @@ struct Trainer::Impl {
   int64_t TrainCount() const { return train_index.defined() ? train_index.size(0) : train.size(); }
   // Whether Run records its full-batch steps as a CUDA graph (TrainOptions::cuda_graphs).
   bool RecordsCudaGraphs() const {
-    return options.cuda_graphs && device.is_cuda() && CudaGraphsAvailable() &&
+    return options.cuda_graphs && collective == nullptr && device.is_cuda() &&
+           CudaGraphsAvailable() &&
            (options.optimizer == OptimizerKind::kAdam ||
             options.optimizer == OptimizerKind::kAdamW) &&
            IsIdentity(options.augmentation) && options.architecture.dropout == 0;

@@ -66,6 +66,8 @@ build_packages=(
   libpng-dev libjpeg62-turbo-dev zlib1g-dev libsqlite3-dev libssl-dev prometheus-cpp-dev
   # ONNX export: the headers of libonnx_proto, the ONNX library LibTorch itself links.
   libonnx-dev
+  # distributed/: LibTorch's c10d ProcessGroupGloo header includes Gloo's own headers.
+  libgloo-dev
 )
 test_packages=(
   python3 python3-torch python3-numpy docker-compose clang-format
@@ -86,8 +88,9 @@ if ! command -v npm >/dev/null 2>&1; then runtime_packages+=(nodejs npm); fi
 # Debian's TorchConfig.cmake stops without it), NCCL's header for LibTorch's c10d NCCL process
 # group and Gloo's for its Gloo one (the libraries come with libtorch-cuda-2.6).
 gpu_runtime_packages=("${runtime_packages[@]/#libtorch2.6/libtorch-cuda-2.6}")
-gpu_build_packages=("${build_packages[@]/#libtorch-dev/libtorch-cuda-dev}"
-  nvidia-cuda-toolkit libnccl-dev libgloo-cuda-dev)
+gpu_build_packages=("${build_packages[@]/#libtorch-dev/libtorch-cuda-dev}")
+gpu_build_packages=("${gpu_build_packages[@]/#libgloo-dev/libgloo-cuda-dev}"
+  nvidia-cuda-toolkit libnccl-dev)
 
 case "$mode" in
   runtime) wanted=("${runtime_packages[@]}") ;;

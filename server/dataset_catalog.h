@@ -64,6 +64,10 @@ struct DatasetSamples {
   std::vector<int64_t> indices;  // Positions in the split.
 };
 
+// Where Debian's dataset-fashion-mnist package installs Fashion-MNIST: the catalog's fallback
+// for `fashion-mnist` when the data directory has none.
+inline constexpr char kDefaultFashionFallbackDir[] = "/usr/share/datasets/fashion-mnist";
+
 class DatasetCatalog {
  public:
   // Most images one Sample call returns (a 16 x 16 grid); the default is kDefaultSamples.

@@ -18,6 +18,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "server/dataset_catalog.h"
 #include "server/log_format.h"
 #include "server/server.h"
 #include "spdlog/spdlog.h"
@@ -30,7 +31,7 @@ ABSL_FLAG(std::string, data_dir, "data",
           "official IDX "
           "file names; see scripts/fetch-data.sh"
           " (env CLASSIFIER_DATA_DIR)");
-ABSL_FLAG(std::string, fashion_fallback_dir, "/usr/share/datasets/fashion-mnist",
+ABSL_FLAG(std::string, fashion_fallback_dir, classifier::kDefaultFashionFallbackDir,
           "where fashion-mnist is read when data_dir has no fashion-mnist/ "
           "(Debian's dataset-fashion-mnist package)"
           " (env CLASSIFIER_FASHION_FALLBACK_DIR)");

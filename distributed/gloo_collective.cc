@@ -1,0 +1,176 @@
+#include "distributed/gloo_collective.h"
+
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+
+namespace classifier {
+namespace {
+
+// Our keys and Gloo's live under prefixes of their own in the shared store.
+constexpr char kJoinPrefix[] = "classifier/joined";
+constexpr char kGlooPrefix[] = "classifier/gloo";
+
+double Seconds(std::chrono::milliseconds duration) {
+  return std::chrono::duration<double>(duration).count();
+}
+
+std::string JoinedKey(int rank) { return absl::StrCat("rank", rank); }
+
+}  // namespace
+
+absl::StatusOr<std::string> LocalAddressTowards(const std::string& host, int port) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_DGRAM;
+  addrinfo* found = nullptr;
+  const std::string service = std::to_string(port);
+  if (int error = getaddrinfo(host.c_str(), service.c_str(), &hints, &found); error != 0) {
+    return absl::UnavailableError(
+        absl::StrCat("MASTER_ADDR ", host, " does not resolve: ", gai_strerror(error)));
+  }
+  std::string address;
+  std::string why = "no address";
+  for (addrinfo* candidate = found; candidate != nullptr && address.empty();
+       candidate = candidate->ai_next) {
+    const int fd = socket(candidate->ai_family, candidate->ai_socktype, 0);
+    if (fd < 0) continue;
+    sockaddr_storage local{};
+    socklen_t length = sizeof(local);
+    if (connect(fd, candidate->ai_addr, candidate->ai_addrlen) == 0 &&
+        getsockname(fd, reinterpret_cast<sockaddr*>(&local), &length) == 0) {
+      char text[INET6_ADDRSTRLEN] = {};
+      const void* raw =
+          local.ss_family == AF_INET
+              ? static_cast<const void*>(&reinterpret_cast<const sockaddr_in*>(&local)->sin_addr)
+              : static_cast<const void*>(&reinterpret_cast<const sockaddr_in6*>(&local)->sin6_addr);
+      if (inet_ntop(local.ss_family, raw, text, sizeof(text)) != nullptr) address = text;
+    } else {
+      why = std::strerror(errno);
+    }
+    close(fd);
+  }
+  freeaddrinfo(found);
+  if (address.empty()) {
+    return absl::UnavailableError(absl::StrCat("no route to MASTER_ADDR ", host, ": ", why));
+  }
+  return address;
+}
+
+GlooCollective::GlooCollective(c10::intrusive_ptr<c10d::Store> store,
+                               c10::intrusive_ptr<c10d::ProcessGroupGloo> group, int rank,
+                               int world_size)
+    : store_(std::move(store)), group_(std::move(group)), rank_(rank), world_size_(world_size) {}
+
+GlooCollective::~GlooCollective() = default;
+
+absl::StatusOr<std::unique_ptr<GlooCollective>> GlooCollective::Join(
+    const RankEnvironment& environment, const JoinOptions& options) {
+  const bool serves = environment.rank == 0 && !environment.use_agent_store;
+  c10d::TCPStoreOptions store_options;
+  store_options.port = static_cast<uint16_t>(environment.master_port);
+  store_options.isServer = serves;
+  store_options.numWorkers = environment.world_size;
+  // Who joined is checked below, by name, rather than by the store's anonymous count.
+  store_options.waitWorkers = false;
+  store_options.timeout = options.join_timeout;
+  c10::intrusive_ptr<c10d::Store> store;
+  try {
+    store = c10::make_intrusive<c10d::TCPStore>(environment.master_addr, store_options);
+  } catch (const std::exception& e) {
+    const std::string what = e.what();
+    if (serves && (absl::StrContains(what, "in use") || absl::StrContains(what, "EADDRINUSE"))) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("MASTER_PORT ", environment.master_port,
+                       " is in use on rank 0's host: choose another port for the rendezvous"));
+    }
+    return absl::UnavailableError(absl::StrCat(
+        serves ? "rank 0 could not serve the rendezvous store on MASTER_PORT "
+               : "could not reach the rendezvous store at MASTER_ADDR:MASTER_PORT ",
+        serves ? absl::StrCat(environment.master_port)
+               : absl::StrCat(environment.master_addr, ":", environment.master_port),
+        " within ", Seconds(options.join_timeout), " s: ", what.substr(0, what.find('\n'))));
+  }
+  if (environment.use_agent_store) {
+    // As PyTorch's env:// rendezvous under torchrun: the agent's attempt has its own keys.
+    store = c10::make_intrusive<c10d::PrefixStore>(
+        absl::StrCat("/worker/attempt_", environment.restart_count), store);
+  }
+  std::string address = absl::StrCat("interface:", environment.socket_interface);
+  if (environment.socket_interface.empty()) {
+    absl::StatusOr<std::string> local =
+        LocalAddressTowards(environment.master_addr, environment.master_port);
+    if (!local.ok()) return local.status();
+    address = *local;
+  }
+  return JoinThroughStore(store, environment.rank, environment.world_size, address, options);
+}
+
+absl::StatusOr<std::unique_ptr<GlooCollective>> GlooCollective::JoinThroughStore(
+    const c10::intrusive_ptr<c10d::Store>& store, int rank, int world_size,
+    const std::string& address, const JoinOptions& options) {
+  try {
+    auto joined = c10::make_intrusive<c10d::PrefixStore>(kJoinPrefix, store);
+    joined->set(JoinedKey(rank), std::vector<uint8_t>{1});
+    std::vector<std::string> everyone;
+    for (int other = 0; other < world_size; ++other) everyone.push_back(JoinedKey(other));
+    try {
+      joined->wait(everyone, options.join_timeout);
+    } catch (const std::exception&) {
+      std::vector<int> missing;
+      for (int other = 0; other < world_size; ++other) {
+        if (!joined->check({JoinedKey(other)})) missing.push_back(other);
+      }
+      return absl::DeadlineExceededError(absl::StrCat(
+          missing.size() == 1 ? "rank " : "ranks ", absl::StrJoin(missing, ", "), " of WORLD_SIZE ",
+          world_size, " did not join within ", Seconds(options.join_timeout), " s"));
+    }
+    auto gloo_options = c10d::ProcessGroupGloo::Options::create(options.collective_timeout);
+    constexpr char kInterface[] = "interface:";
+    gloo_options->devices.push_back(absl::StartsWith(address, kInterface)
+                                        ? c10d::ProcessGroupGloo::createDeviceForInterface(
+                                              address.substr(sizeof(kInterface) - 1))
+                                        : c10d::ProcessGroupGloo::createDeviceForHostname(address));
+    auto group = c10::make_intrusive<c10d::ProcessGroupGloo>(
+        c10::make_intrusive<c10d::PrefixStore>(kGlooPrefix, store), rank, world_size, gloo_options);
+    return std::unique_ptr<GlooCollective>(new GlooCollective(store, group, rank, world_size));
+  } catch (const std::exception& e) {
+    const std::string what = e.what();
+    return absl::UnavailableError(absl::StrCat(
+        "rank ", rank, " could not join the group: ", what.substr(0, what.find('\n'))));
+  }
+}
+
+absl::Status GlooCollective::SumInPlace(torch::Tensor& values) {
+  if (!broken_.ok()) return broken_;
+  try {
+    const auto start = std::chrono::steady_clock::now();
+    std::vector<at::Tensor> tensors{values};
+    group_->allreduce(tensors)->wait();
+    ++sums_;
+    seconds_in_sums_ +=
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    return absl::OkStatus();
+  } catch (const std::exception& e) {
+    const std::string what = e.what();
+    broken_ = absl::UnavailableError(
+        absl::StrCat("rank ", rank_, " of ", world_size_,
+                     " lost the group during a sum: ", what.substr(0, what.find('\n'))));
+    return broken_;
+  }
+}
+
+}  // namespace classifier

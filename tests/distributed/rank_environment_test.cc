@@ -1,0 +1,79 @@
+#include "distributed/rank_environment.h"
+
+#include <map>
+#include <string>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace classifier {
+namespace {
+
+using ::testing::HasSubstr;
+
+// A torchrun-like environment, with `changes` applied (an empty value unsets).
+absl::StatusOr<RankEnvironment> Read(std::map<std::string, std::string> changes = {}) {
+  std::map<std::string, std::string> variables = {{"MASTER_ADDR", "10.0.0.1"},
+                                                  {"MASTER_PORT", "29500"},
+                                                  {"RANK", "1"},
+                                                  {"WORLD_SIZE", "4"},
+                                                  {"LOCAL_RANK", "1"}};
+  for (const auto& [name, value] : changes) {
+    if (value.empty()) {
+      variables.erase(name);
+    } else {
+      variables[name] = value;
+    }
+  }
+  return ReadRankEnvironment([&variables](const char* name) -> const char* {
+    auto found = variables.find(name);
+    return found == variables.end() ? nullptr : found->second.c_str();
+  });
+}
+
+TEST(RankEnvironmentTest, ReadsTorchrunsContract) {
+  absl::StatusOr<RankEnvironment> environment = Read();
+  ASSERT_TRUE(environment.ok()) << environment.status();
+  EXPECT_EQ(environment->master_addr, "10.0.0.1");
+  EXPECT_EQ(environment->master_port, 29500);
+  EXPECT_EQ(environment->rank, 1);
+  EXPECT_EQ(environment->world_size, 4);
+  EXPECT_EQ(environment->local_rank, 1);
+  EXPECT_FALSE(environment->use_agent_store);
+  EXPECT_EQ(environment->restart_count, 0);
+  EXPECT_EQ(environment->socket_interface, "");
+
+  absl::StatusOr<RankEnvironment> agent = Read({{"TORCHELASTIC_USE_AGENT_STORE", "True"},
+                                                {"TORCHELASTIC_RESTART_COUNT", "2"},
+                                                {"GLOO_SOCKET_IFNAME", "eth1"},
+                                                {"LOCAL_RANK", ""}});
+  ASSERT_TRUE(agent.ok()) << agent.status();
+  EXPECT_TRUE(agent->use_agent_store);
+  EXPECT_EQ(agent->restart_count, 2);
+  EXPECT_EQ(agent->socket_interface, "eth1");
+  EXPECT_EQ(agent->local_rank, 0);
+}
+
+TEST(RankEnvironmentTest, EveryBadValueIsInvalidArgumentNamingTheVariable) {
+  const std::map<std::string, std::map<std::string, std::string>> cases = {
+      {"MASTER_ADDR is not set", {{"MASTER_ADDR", ""}}},
+      {"MASTER_PORT is not set", {{"MASTER_PORT", ""}}},
+      {"MASTER_PORT is \"0\"", {{"MASTER_PORT", "0"}}},
+      {"MASTER_PORT is \"70000\"", {{"MASTER_PORT", "70000"}}},
+      {"RANK is not set", {{"RANK", ""}}},
+      {"RANK is \"4\"; it must be an integer from 0 to 3", {{"RANK", "4"}}},
+      {"RANK is \"-1\"", {{"RANK", "-1"}}},
+      {"WORLD_SIZE is \"0\"; it must be an integer from 1 to 1024", {{"WORLD_SIZE", "0"}}},
+      {"WORLD_SIZE is \"two\"", {{"WORLD_SIZE", "two"}}},
+      {"WORLD_SIZE is \"100000\"", {{"WORLD_SIZE", "100000"}}},
+      {"LOCAL_RANK is \"-2\"", {{"LOCAL_RANK", "-2"}}},
+  };
+  for (const auto& [message, changes] : cases) {
+    absl::StatusOr<RankEnvironment> environment = Read(changes);
+    EXPECT_EQ(environment.status().code(), absl::StatusCode::kInvalidArgument) << message;
+    EXPECT_THAT(std::string(environment.status().message()), HasSubstr(message));
+  }
+}
+
+}  // namespace
+}  // namespace classifier
