@@ -285,7 +285,10 @@ TEST(GlooCollectiveTest, SumsOverEveryRankAndNamesARankThatNeverJoins) {
       EXPECT_EQ((*group)->rank(), rank);
       EXPECT_EQ((*group)->world_size(), 2);
       values[rank] = torch::tensor({1.0f + rank, 10.0f * (rank + 1)});
+      EXPECT_EQ((*group)->sums(), 0);
       statuses[rank] = (*group)->SumInPlace(values[rank]);
+      EXPECT_EQ((*group)->sums(), 1);
+      EXPECT_GT((*group)->seconds_in_sums(), 0);
     });
   }
   for (std::thread& rank : ranks) rank.join();
