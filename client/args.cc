@@ -135,6 +135,9 @@ const std::vector<CommandSpec>& Commands() {
          "weight decay in [0, 1] (L2 for adam and sgd, decoupled for adamw; default 0)"},
         {"label_smoothing", FlagType::kDouble, "E",
          "cross-entropy label smoothing in [0, 1), as PyTorch's (default 0: none)"},
+        {"world_size", FlagType::kInt32, "N",
+         "data-parallel ranks (processes) to train on; each takes 1/N of every batch "
+         "(default 1: one process)"},
         {"lr_schedule", FlagType::kString, "NAME",
          "none, step or cosine: the learning rate from epoch to epoch (default none)"},
         {"lr_step_size", FlagType::kInt32, "N", "step schedule: epochs per step (default 1)"},

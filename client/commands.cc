@@ -589,6 +589,9 @@ absl::StatusOr<v1::TrainRequest> BuildTrainRequest(const Invocation& invocation)
   request.set_momentum(invocation.Double("momentum"));
   request.set_weight_decay(invocation.Double("weight_decay"));
   request.set_label_smoothing(invocation.Double("label_smoothing"));
+  if (invocation.Has("world_size")) {
+    request.mutable_distributed()->set_world_size(invocation.Int32("world_size"));
+  }
   if (invocation.Has("lr_schedule")) {
     const std::string schedule = absl::AsciiStrToLower(invocation.String("lr_schedule"));
     if (schedule == "none") {

@@ -119,6 +119,27 @@ absl::StatusOr<std::unique_ptr<GlooCollective>> GlooCollective::Join(
   return JoinThroughStore(store, environment.rank, environment.world_size, address, options);
 }
 
+absl::StatusOr<std::unique_ptr<GlooCollective>> GlooCollective::HostAndJoin(
+    const std::string& address, int world_size, const JoinOptions& options,
+    const std::function<absl::Status(int port)>& start_others) {
+  c10d::TCPStoreOptions store_options;
+  store_options.port = 0;  // The system's choice: never one in use.
+  store_options.isServer = true;
+  store_options.numWorkers = world_size;
+  store_options.waitWorkers = false;
+  store_options.timeout = options.join_timeout;
+  c10::intrusive_ptr<c10d::TCPStore> store;
+  try {
+    store = c10::make_intrusive<c10d::TCPStore>(address, store_options);
+  } catch (const std::exception& e) {
+    const std::string what = e.what();
+    return absl::UnavailableError(absl::StrCat("could not serve the rendezvous store on ", address,
+                                               ": ", what.substr(0, what.find('\n'))));
+  }
+  if (absl::Status started = start_others(store->getPort()); !started.ok()) return started;
+  return JoinThroughStore(store, /*rank=*/0, world_size, address, options);
+}
+
 absl::StatusOr<std::unique_ptr<GlooCollective>> GlooCollective::JoinThroughStore(
     const c10::intrusive_ptr<c10d::Store>& store, int rank, int world_size,
     const std::string& address, const JoinOptions& options) {

@@ -5,6 +5,7 @@
 #define CLASSIFIER_DISTRIBUTED_GLOO_COLLECTIVE_H_
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <string>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
@@ -34,6 +35,14 @@ class GlooCollective : public Collective {
   // DEADLINE_EXCEEDED naming the ranks that did not join within join_timeout.
   static absl::StatusOr<std::unique_ptr<GlooCollective>> Join(const RankEnvironment& environment,
                                                               const JoinOptions& options);
+
+  // Rank 0 of a group whose other ranks this process starts itself: serves the store on a free
+  // port of `address` (this host's, reachable by the others), calls start_others(port) to start
+  // ranks 1..world_size-1 with MASTER_PORT = port, then joins as Join does. start_others' error
+  // is returned as it is.
+  static absl::StatusOr<std::unique_ptr<GlooCollective>> HostAndJoin(
+      const std::string& address, int world_size, const JoinOptions& options,
+      const std::function<absl::Status(int port)>& start_others);
 
   // Joins through a store every rank shares (a FileStore in tests), binding to `address`.
   static absl::StatusOr<std::unique_ptr<GlooCollective>> JoinThroughStore(

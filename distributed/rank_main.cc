@@ -41,6 +41,9 @@ ABSL_FLAG(std::string, request, "",
 ABSL_FLAG(std::string, data_dir, "data", "the server's --data_dir: where datasets are found");
 ABSL_FLAG(std::string, fashion_fallback_dir, classifier::kDefaultFashionFallbackDir,
           "where fashion-mnist is read when data_dir has none");
+ABSL_FLAG(std::string, register_dataset, "",
+          "NAME=PATH: the request's dataset is a registered one, in PATH (relative to "
+          "--data_dir, as the server registered it)");
 ABSL_FLAG(std::string, output, "", "rank 0 writes the trained weights here (a state dict)");
 ABSL_FLAG(std::string, checkpoint, "",
           "rank 0 writes the run's checkpoint here after every epoch and when stopped; every "
@@ -142,6 +145,18 @@ int RunRank(const StopOnSignal& stop) {
   }
   SetComputeThreads(absl::GetFlag(FLAGS_threads));
   DatasetCatalog catalog(absl::GetFlag(FLAGS_data_dir), absl::GetFlag(FLAGS_fashion_fallback_dir));
+  if (const std::string registered = absl::GetFlag(FLAGS_register_dataset); !registered.empty()) {
+    const size_t equals = registered.find('=');
+    if (equals == std::string::npos) {
+      return Fail(absl::InvalidArgumentError("--register_dataset must be NAME=PATH"), rank,
+                  kBadInput);
+    }
+    if (absl::StatusOr<DatasetInfo> info =
+            catalog.Register(registered.substr(0, equals), registered.substr(equals + 1));
+        !info.ok()) {
+      return Fail(info.status(), rank, kBadInput);
+    }
+  }
   absl::StatusOr<TrainPlan> plan =
       PlanTraining(request, catalog, absl::GetFlag(FLAGS_device), /*registry=*/nullptr);
   if (!plan.ok()) return Fail(plan.status(), rank, kBadInput);
@@ -159,8 +174,8 @@ int RunRank(const StopOnSignal& stop) {
         group.status().code() == absl::StatusCode::kFailedPrecondition ? kBadInput : kGroupLost);
   }
   // One rank alone trains as the server's single process does (bit for bit).
-  absl::StatusOr<std::unique_ptr<Trainer>> trainer = Trainer::Create(
-      **train, plan->options, environment->world_size > 1 ? group->get() : nullptr);
+  absl::StatusOr<std::unique_ptr<Trainer>> trainer =
+      Trainer::Create(**train, plan->options, environment->world_size > 1 ? group->get() : nullptr);
   if (!trainer.ok()) return Fail(trainer.status(), rank, kBadInput);
   const std::string checkpoint_path = absl::GetFlag(FLAGS_checkpoint);
   if (!checkpoint_path.empty()) {

@@ -65,6 +65,12 @@ absl::StatusOr<StreamLimiter::Slot> ClassifierService::AcquireStream(
   if (!slot.ok()) return Refuse<v1::JobEvent>(log, slot.status());
   absl::StatusOr<TrainPlan> plan = PlanTraining(*request, *datasets_, device_, models_);
   if (!plan.ok()) return Refuse<v1::JobEvent>(log, plan.status());
+  if (plan->world_size > limits_.max_world_size) {
+    return Refuse<v1::JobEvent>(
+        log, absl::FailedPreconditionError(absl::StrCat(
+                 "distributed.world_size is ", plan->world_size, "; this server runs at most ",
+                 limits_.max_world_size, " ranks per job (classifier-server --max_local_ranks)")));
+  }
   // Stored resolved, so GetJob shows what actually runs.
   const v1::TrainRequest resolved = ResolvedRequest(*request, *plan);
   absl::StatusOr<std::shared_ptr<Job>> job = jobs_->Submit(resolved);

@@ -32,6 +32,8 @@ struct ServiceLimits {
   // Streaming calls (Train, WatchJob, ExportWeights) one client may hold open at once; more is
   // RESOURCE_EXHAUSTED (see StreamLimiter). 0 = no limit.
   int max_streams_per_client = 0;
+  // Ranks one distributed job may run on; more is FAILED_PRECONDITION.
+  int max_world_size = 1;
 };
 
 class ClassifierService : public v1::Classifier::CallbackService {

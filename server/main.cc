@@ -120,6 +120,15 @@ ABSL_FLAG(int, max_streams_per_client, 16,
           "streaming calls (Train, WatchJob, ExportWeights) one client (host, or the bearer "
           "token) may hold open at once; more is RESOURCE_EXHAUSTED; 0 = no limit"
           " (env CLASSIFIER_MAX_STREAMS_PER_CLIENT)");
+ABSL_FLAG(int, max_local_ranks, 0,
+          "the most ranks a distributed job (TrainRequest.distributed.world_size) may run on: "
+          "rank 0 in this process, the others as local classifier-rank processes; 0 = the "
+          "number of cores"
+          " (env CLASSIFIER_MAX_LOCAL_RANKS)");
+ABSL_FLAG(std::string, rank_binary, "",
+          "the classifier-rank binary for distributed jobs; empty = the one beside this binary "
+          "(or the build tree's distributed/classifier-rank)"
+          " (env CLASSIFIER_RANK_BINARY)");
 ABSL_FLAG(int, max_concurrent_streams, 256,
           "calls of any kind open at once on one HTTP/2 connection (more wait in the client); "
           "0 = no limit"
@@ -278,6 +287,8 @@ int main(int argc, char** argv) {
   config.keepalive_min_ping_interval = absl::GetFlag(FLAGS_keepalive_min_ping_interval);
   config.keepalive_permit_without_calls = absl::GetFlag(FLAGS_keepalive_permit_without_calls);
   config.max_streams_per_client = absl::GetFlag(FLAGS_max_streams_per_client);
+  config.max_local_ranks = absl::GetFlag(FLAGS_max_local_ranks);
+  config.rank_binary = absl::GetFlag(FLAGS_rank_binary);
   config.max_concurrent_streams = absl::GetFlag(FLAGS_max_concurrent_streams);
 
   auto server = classifier::ClassifierServer::Start(config);

@@ -3,7 +3,10 @@
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
 
+#include <algorithm>
+#include <filesystem>
 #include <mutex>
+#include <thread>
 #include <utility>
 
 #include "absl/strings/match.h"
@@ -85,6 +88,10 @@ absl::Status CheckTransportSettings(const ServerConfig& config) {
           absl::StrCat("--", flag, " must be >= 0 (0 = no limit), got ", value));
     }
   }
+  if (config.max_local_ranks < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--max_local_ranks must be >= 0 (0 = the number of cores), got ", config.max_local_ranks));
+  }
   if (config.max_message_bytes <= 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("--max_message_bytes must be positive, got ", config.max_message_bytes));
@@ -154,6 +161,42 @@ struct ClassifierServer::Parts {
   std::once_flag shutdown_once;
 };
 
+namespace {
+
+// What distributed jobs may use: the ranks per job and how the executor starts them.
+struct LocalRankPlan {
+  int max_world_size = 1;
+  LocalRankOptions options;
+};
+
+LocalRankPlan PlanLocalRanks(const ServerConfig& config, int training_threads) {
+  LocalRankPlan plan;
+  plan.max_world_size = config.max_local_ranks > 0
+                            ? config.max_local_ranks
+                            : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  plan.options.rank_binary = config.rank_binary;
+  if (plan.options.rank_binary.empty()) {
+    // Installed side by side, or this build tree's server/ and distributed/.
+    std::error_code error;
+    const std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", error);
+    for (const std::filesystem::path& candidate :
+         {self.parent_path() / "classifier-rank",
+          self.parent_path().parent_path() / "distributed" / "classifier-rank"}) {
+      if (!error && std::filesystem::exists(candidate)) {
+        plan.options.rank_binary = candidate.string();
+        break;
+      }
+    }
+  }
+  plan.options.data_dir = config.data_dir;
+  plan.options.fashion_fallback_dir = config.fashion_fallback_dir;
+  plan.options.threads = training_threads;
+  plan.options.log_dir = absl::StrCat(config.state_dir, "/ranks");
+  return plan;
+}
+
+}  // namespace
+
 absl::StatusOr<std::unique_ptr<ClassifierServer>> ClassifierServer::Start(
     const ServerConfig& config) {
   if (absl::Status settings = CheckTransportSettings(config); !settings.ok()) return settings;
@@ -195,9 +238,11 @@ absl::StatusOr<std::unique_ptr<ClassifierServer>> ClassifierServer::Start(
   parts->models = std::make_unique<ModelRegistry>(
       absl::StrCat(config.state_dir, "/models"), parts->store.get(), *device, parts->metrics.get());
   if (absl::Status loaded = parts->models->LoadFromStore(); !loaded.ok()) return loaded;
+  const LocalRankPlan local_ranks = PlanLocalRanks(config, training_threads);
   parts->executor = std::make_unique<TrainingExecutor>(
       parts->datasets.get(), parts->models.get(), parts->store.get(),
-      absl::StrCat(config.state_dir, "/checkpoints"), *device, parts->metrics.get());
+      absl::StrCat(config.state_dir, "/checkpoints"), *device, parts->metrics.get(),
+      local_ranks.options);
   parts->inference =
       std::make_unique<WorkQueue>(config.inference_threads, [] { SetThreadComputeThreads(1); });
   BatcherOptions batching;
@@ -235,6 +280,7 @@ absl::StatusOr<std::unique_ptr<ClassifierServer>> ClassifierServer::Start(
   ServiceLimits limits;
   limits.max_predict_images = config.max_predict_images;
   limits.max_streams_per_client = config.max_streams_per_client;
+  limits.max_world_size = local_ranks.max_world_size;
   parts->service = std::make_unique<ClassifierService>(
       parts->jobs.get(), parts->models.get(), parts->datasets.get(), parts->inference.get(),
       parts->batcher.get(), *device, limits, std::move(auth), parts->metrics.get());

@@ -8,6 +8,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "server/dataset_catalog.h"
 
 namespace classifier {
 
@@ -19,7 +20,7 @@ struct ServerConfig {
   std::string data_dir = "data";
   // Falls back here for fashion-mnist when data_dir has no fashion-mnist/
   // folder.
-  std::string fashion_fallback_dir = "/usr/share/datasets/fashion-mnist";
+  std::string fashion_fallback_dir = kDefaultFashionFallbackDir;
   std::string state_dir = "state";
   std::string device = "auto";
   // The thread budget (README "Thread budget"). LibTorch intra-op threads of the training job:
@@ -75,6 +76,11 @@ struct ServerConfig {
   // HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS: calls of any kind open at once on one connection
   // (more wait in the client). 0 = gRPC's default (no limit).
   int max_concurrent_streams = 256;
+  // Distributed jobs (TrainRequest.distributed): the most ranks one job may run on, all but
+  // rank 0 as local processes (0 = this machine's core count), and the classifier-rank binary
+  // that runs them (empty = the one beside this server's binary, or the build tree's).
+  int max_local_ranks = 0;
+  std::string rank_binary;
 };
 
 class ClassifierServer {

@@ -147,7 +147,25 @@ absl::StatusOr<TrainPlan> PlanTraining(const v1::TrainRequest& request,
                                        const DatasetCatalog& catalog, const std::string& device,
                                        const ModelRegistry* registry) {
   absl::StatusOr<TrainPlan> plan = PlanOne(request, catalog, device, registry);
-  if (!plan.ok() || !request.has_sweep()) return plan;
+  if (!plan.ok()) return plan;
+  const int32_t world_size = request.distributed().world_size();
+  if (world_size < 0 || world_size > kMaxWorldSize) {
+    return absl::InvalidArgumentError(absl::StrCat("distributed.world_size is ", world_size,
+                                                   "; allowed 0 or 1 (one process) to ",
+                                                   kMaxWorldSize));
+  }
+  plan->world_size = std::max(1, world_size);
+  if (plan->world_size > 1 && request.has_sweep()) {
+    return absl::InvalidArgumentError(
+        "distributed.world_size: a sweep runs its trials in one process; send the sweep without "
+        "distributed, or each trial as a job of its own");
+  }
+  if (plan->world_size > 1 && !request.init_from_model().empty()) {
+    return absl::InvalidArgumentError(
+        "distributed.world_size: init_from_model is not trained distributed yet (the other "
+        "ranks would need the model's weights); train it in one process");
+  }
+  if (!request.has_sweep()) return plan;
 
   const v1::Sweep& sweep = request.sweep();
   // An empty list keeps the request's own value: one entry of "no change".
@@ -213,6 +231,7 @@ v1::TrainRequest ResolvedRequest(const v1::TrainRequest& request, const TrainPla
   const TrainOptions& options = plan.options;
   v1::TrainRequest resolved = request;
   resolved.set_dataset(plan.dataset);
+  if (plan.world_size > 1) resolved.mutable_distributed()->set_world_size(plan.world_size);
   resolved.set_epochs(options.epochs);
   resolved.set_batch_size(options.batch_size);
   resolved.set_learning_rate(options.learning_rate);

@@ -11,6 +11,7 @@
 
 #include "absl/status/statusor.h"
 #include "classifier/v1/classifier.pb.h"
+#include "distributed/rank_environment.h"
 #include "model/train_options.h"
 #include "server/dataset_catalog.h"
 #include "server/model_registry.h"
@@ -37,6 +38,8 @@ struct TrainPlan {
   TrainOptions options;
   // The trials of a sweep, in order; empty for a plain job.
   std::vector<TrialPlan> trials;
+  // The ranks to train on (distributed.world_size; 1 = this process alone).
+  int world_size = 1;
 };
 
 // Translates `request` and resolves its options against the dataset (and, for init_from_model,

@@ -10,7 +10,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "base/file_util.h"
+#include "distributed/gloo_collective.h"
 #include "server/architecture_proto.h"
+#include "server/local_ranks.h"
 #include "spdlog/spdlog.h"
 
 namespace classifier {
@@ -20,8 +22,8 @@ namespace classifier {
 class JobProgressObserver : public TrainingObserver {
  public:
   // `trial`: the sweep trial every event is tagged with (0 for a plain job).
-  JobProgressObserver(Job& job, TrainingExecutor& executor, int trial)
-      : job_(job), executor_(executor), trial_(trial) {}
+  JobProgressObserver(Job& job, TrainingExecutor& executor, int trial, int world_size)
+      : job_(job), executor_(executor), trial_(trial), world_size_(world_size) {}
 
   void OnCheckpoint(const TrainingCheckpoint& checkpoint) override {
     // Every epoch end; mid-epoch only when the server is stopping (a cancelled job is over).
@@ -41,6 +43,7 @@ class JobProgressObserver : public TrainingObserver {
     progress->set_train_loss(stats.train_loss);
     progress->set_train_accuracy(stats.train_accuracy);
     progress->set_images_per_second(stats.images_per_second);
+    progress->set_world_size(world_size_);
     job_.Append(std::move(event));
   }
 
@@ -56,6 +59,7 @@ class JobProgressObserver : public TrainingObserver {
     epoch_end->set_images_per_second(stats.images_per_second);
     epoch_end->set_elapsed_seconds(stats.elapsed_seconds);
     epoch_end->set_eta_seconds(stats.eta_seconds);
+    epoch_end->set_world_size(world_size_);
     if (stats.validation_loss.has_value()) epoch_end->set_validation_loss(*stats.validation_loss);
     if (stats.validation_accuracy.has_value()) {
       epoch_end->set_validation_accuracy(*stats.validation_accuracy);
@@ -85,6 +89,7 @@ class JobProgressObserver : public TrainingObserver {
   Job& job_;
   TrainingExecutor& executor_;
   const int trial_;
+  const int world_size_;
   double last_validation_accuracy_ = 0;
 };
 
@@ -117,13 +122,15 @@ std::string SummaryNote(const TrainingSummary& summary, const TrainOptions& opti
 }  // namespace
 
 TrainingExecutor::TrainingExecutor(DatasetCatalog* catalog, ModelRegistry* registry, Store* store,
-                                   std::string checkpoint_dir, std::string device, Metrics* metrics)
+                                   std::string checkpoint_dir, std::string device, Metrics* metrics,
+                                   LocalRankOptions local_ranks)
     : catalog_(catalog),
       registry_(registry),
       store_(store),
       checkpoint_dir_(std::move(checkpoint_dir)),
       device_(std::move(device)),
-      metrics_(metrics) {}
+      metrics_(metrics),
+      local_ranks_(std::move(local_ranks)) {}
 
 v1::JobEvent::Resumed TrainingExecutor::ResumePoint(const Job& job) {
   v1::JobEvent::Resumed resumed;
@@ -303,6 +310,48 @@ JobOutcome TrainingExecutor::Train(Job& job) {
   return outcome;
 }
 
+absl::StatusOr<std::unique_ptr<GlooCollective>> TrainingExecutor::StartRanks(const Job& job,
+                                                                             int world_size,
+                                                                             LocalRanks& ranks) {
+  if (local_ranks_.rank_binary.empty()) {
+    return absl::FailedPreconditionError(
+        "distributed.world_size: this server has no classifier-rank binary to start ranks with "
+        "(--rank_binary)");
+  }
+  std::vector<std::string> args = {
+      absl::StrCat("--request=", job.request().ShortDebugString()),
+      absl::StrCat("--data_dir=", local_ranks_.data_dir),
+      absl::StrCat("--fashion_fallback_dir=", local_ranks_.fashion_fallback_dir),
+      absl::StrCat("--device=", device_),
+      absl::StrCat("--threads=", local_ranks_.threads),
+      absl::StrCat("--join_timeout_s=", local_ranks_.join_timeout_seconds),
+      absl::StrCat("--collective_timeout_s=", local_ranks_.collective_timeout_seconds)};
+  absl::StatusOr<DatasetInfo> dataset = catalog_->Inspect(job.request().dataset());
+  if (!dataset.ok()) return dataset.status();
+  if (!dataset->builtin) {
+    args.push_back(absl::StrCat("--register_dataset=", dataset->name, "=", dataset->path));
+  }
+  std::error_code ignored;
+  std::filesystem::create_directories(local_ranks_.log_dir, ignored);
+  JoinOptions join;
+  join.join_timeout = std::chrono::seconds(local_ranks_.join_timeout_seconds);
+  join.collective_timeout = std::chrono::seconds(local_ranks_.collective_timeout_seconds);
+  return GlooCollective::HostAndJoin("127.0.0.1", world_size, join, [&](int port) -> absl::Status {
+    for (int rank = 1; rank < world_size; ++rank) {
+      const std::vector<std::string> environment = {
+          "MASTER_ADDR=127.0.0.1", absl::StrCat("MASTER_PORT=", port), absl::StrCat("RANK=", rank),
+          absl::StrCat("WORLD_SIZE=", world_size), absl::StrCat("LOCAL_RANK=", rank)};
+      const std::string log =
+          absl::StrCat(local_ranks_.log_dir, "/", job.id(), "-rank-", rank, ".log");
+      if (absl::Status started = ranks.Start(local_ranks_.rank_binary, args, environment, log);
+          !started.ok()) {
+        return started;
+      }
+    }
+    return absl::OkStatus();
+  });
+}
+
 JobOutcome TrainingExecutor::RunTraining(Job& job, const TrainPlan& plan,
                                          const TrainOptions& options, int trial,
                                          double* validation_accuracy) {
@@ -312,17 +361,42 @@ JobOutcome TrainingExecutor::RunTraining(Job& job, const TrainPlan& plan,
   absl::StatusOr<std::shared_ptr<const Dataset>> test = catalog_->Load(plan.dataset, Split::kTest);
   if (!test.ok()) return FailedOutcome(job, test.status());
 
-  absl::StatusOr<std::unique_ptr<Trainer>> trainer = Trainer::Create(**train, options);
-  if (!trainer.ok()) return FailedOutcome(job, trainer.status());
-  if (std::optional<std::string> checkpoint = LoadCheckpoint(job.id())) {
-    // A failed Restore leaves the trainer as created: the job starts over.
-    if (absl::Status restored = (*trainer)->Restore(*checkpoint); !restored.ok()) {
-      spdlog::error("job {}: cannot resume from its checkpoint ({}); starting over", job.id(),
-                    std::string(restored.message()));
+  JobProgressObserver observer(job, *this, trial, plan.world_size);
+  absl::StatusOr<std::unique_ptr<Trainer>> trainer;
+  absl::StatusOr<std::unique_ptr<TrainedModel>> network;
+  for (int attempt = 0;; ++attempt) {
+    // Declared first, so destroyed last: the ranks see rank 0's group close, and exit.
+    LocalRanks ranks;
+    std::unique_ptr<GlooCollective> group;
+    if (plan.world_size > 1) {
+      absl::StatusOr<std::unique_ptr<GlooCollective>> joined =
+          StartRanks(job, plan.world_size, ranks);
+      if (!joined.ok()) return FailedOutcome(job, joined.status());
+      group = *std::move(joined);
     }
+    trainer = Trainer::Create(**train, options, group.get());
+    if (!trainer.ok()) return FailedOutcome(job, trainer.status());
+    if (std::optional<std::string> checkpoint = LoadCheckpoint(job.id())) {
+      // A failed Restore leaves the trainer as created: the job starts over.
+      if (absl::Status restored = (*trainer)->Restore(*checkpoint); !restored.ok()) {
+        spdlog::error("job {}: cannot resume from its checkpoint ({}); starting over", job.id(),
+                      std::string(restored.message()));
+      }
+    }
+    network = (*trainer)->Run(observer);
+    // A lost rank (UNAVAILABLE) interrupts a distributed job: its ranks start again and it
+    // resumes from its last checkpoint, up to local_ranks_.restarts times.
+    if (network.ok() || group == nullptr || !absl::IsUnavailable(network.status()) ||
+        attempt >= local_ranks_.restarts) {
+      break;
+    }
+    spdlog::warn("job {}: {}; starting its ranks again ({} of {})", job.id(),
+                 std::string(network.status().message()), attempt + 1, local_ranks_.restarts);
+    v1::JobEvent resumed;
+    resumed.set_trial(trial);
+    *resumed.mutable_resumed() = ResumePoint(job);
+    job.Append(std::move(resumed));
   }
-  JobProgressObserver observer(job, *this, trial);
-  absl::StatusOr<std::unique_ptr<TrainedModel>> network = (*trainer)->Run(observer);
   if (!network.ok()) return FailedOutcome(job, network.status());
 
   absl::StatusOr<EvaluationResult> evaluation = (*network)->Evaluate(**test);

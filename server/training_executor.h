@@ -3,6 +3,7 @@
 #ifndef CLASSIFIER_SERVER_TRAINING_EXECUTOR_H_
 #define CLASSIFIER_SERVER_TRAINING_EXECUTOR_H_
 
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -19,13 +20,33 @@
 
 namespace classifier {
 
+class GlooCollective;  // distributed/gloo_collective.h
+class LocalRanks;      // server/local_ranks.h
+
+// How a distributed job's ranks 1..world_size-1 run (TrainRequest.distributed): as local
+// classifier-rank processes, given what they need to plan the same job on the same data.
+struct LocalRankOptions {
+  std::string rank_binary;  // classifier-rank
+  // The server's own, passed on so every rank finds the same datasets.
+  std::string data_dir;
+  std::string fashion_fallback_dir;
+  int threads = 1;      // Compute threads of each rank.
+  std::string log_dir;  // Rank r of job J writes its output to <log_dir>/J-rank-r.log.
+  int join_timeout_seconds = 120;
+  int collective_timeout_seconds = 300;
+  // Times a job that lost a rank starts its ranks again and resumes from its last checkpoint
+  // before it fails.
+  int restarts = 3;
+};
+
 class TrainingExecutor : public JobExecutor {
  public:
   // Every pointer must outlive the executor. With a store, checkpoints are written to
   // `checkpoint_dir` after every epoch (and where an interrupted job stopped) and recorded in
   // the store; without one, jobs cannot resume. `metrics` (may be null) gets each epoch's end.
   TrainingExecutor(DatasetCatalog* catalog, ModelRegistry* registry, Store* store,
-                   std::string checkpoint_dir, std::string device, Metrics* metrics = nullptr);
+                   std::string checkpoint_dir, std::string device, Metrics* metrics = nullptr,
+                   LocalRankOptions local_ranks = {});
 
   v1::JobEvent::Started Describe(const v1::TrainRequest& request) const override;
   v1::JobEvent::Resumed ResumePoint(const Job& job) override;
@@ -38,6 +59,10 @@ class TrainingExecutor : public JobExecutor {
   std::optional<std::string> LoadCheckpoint(const std::string& job_id);
   void SaveCheckpoint(Job& job, const TrainingCheckpoint& checkpoint, int trial);
   JobOutcome Train(Job& job);
+  // Starts ranks 1..world_size-1 of `job` as local processes owned by `ranks`, and joins their
+  // group as rank 0.
+  absl::StatusOr<std::unique_ptr<GlooCollective>> StartRanks(const Job& job, int world_size,
+                                                             LocalRanks& ranks);
   // Runs one training (a plain job, or trial `trial` of a sweep: its events are tagged with
   // it) and registers its model: fills the outcome's model, metrics and summary fields.
   JobOutcome RunTraining(Job& job, const TrainPlan& plan, const TrainOptions& options, int trial,
@@ -49,6 +74,7 @@ class TrainingExecutor : public JobExecutor {
   const std::string checkpoint_dir_;
   const std::string device_;
   Metrics* const metrics_;
+  const LocalRankOptions local_ranks_;
 
   friend class JobProgressObserver;
 };
