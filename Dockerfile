@@ -30,7 +30,8 @@ RUN scripts/build.sh -DCLASSIFIER_BUILD_TESTS=OFF
 FROM debian:bookworm-slim AS runtime-cpu
 COPY scripts/install-deps.sh /tmp/install-deps.sh
 RUN /tmp/install-deps.sh runtime && rm -rf /var/lib/apt/lists/* /tmp/install-deps.sh
-COPY --from=build /src/build/server/classifier-server /src/build/client/classifier-cli /usr/local/bin/
+COPY --from=build /src/build/server/classifier-server /src/build/client/classifier-cli \
+  /src/build/distributed/classifier-rank /usr/local/bin/
 
 # GPU: LibTorch with CUDA is in Debian's contrib (nvcc in non-free). Its nvidia-cudnn
 # dependency is an installer whose postinst downloads cuDNN 9.0 from
@@ -55,7 +56,8 @@ RUN CLASSIFIER_CUDNN=none /tmp/install-deps.sh gpu-runtime \
  && rm -rf /var/lib/apt/lists/* /tmp/install-deps.sh
 COPY --from=gpu-build /opt/cudnn/ /usr/lib/x86_64-linux-gnu/
 RUN ldconfig
-COPY --from=gpu-build /src/build/server/classifier-server /src/build/client/classifier-cli /usr/local/bin/
+COPY --from=gpu-build /src/build/server/classifier-server /src/build/client/classifier-cli \
+  /src/build/distributed/classifier-rank /usr/local/bin/
 # What the NVIDIA Container Toolkit mounts in: the driver's CUDA library and nvidia-smi.
 ENV NVIDIA_VISIBLE_DEVICES=all NVIDIA_DRIVER_CAPABILITIES=compute,utility
 
