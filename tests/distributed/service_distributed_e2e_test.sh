@@ -4,7 +4,8 @@
 # with world_size on its epochs, the accuracy of the same job in one process (within 0.3
 # points); a rank killed with SIGKILL mid-job is started again and the job resumes from its last
 # checkpoint and succeeds; a registered dataset reaches the ranks; CancelJob stops every rank;
-# bad world sizes are refused naming the field; no rank process outlives its job.
+# a server stopped mid-job stops its ranks and resumes the job when it restarts; bad world
+# sizes are refused naming the field; no rank process outlives its job.
 source "$(dirname "${BASH_SOURCE[0]}")/../e2e/lib.sh"
 
 fetch_mnist "$work/data"
@@ -83,13 +84,38 @@ status=0; cli watch "$job" >"$work/cancelled.txt" 2>&1 || status=$?
 check "the job is cancelled (watch exit $status)" bash -c "[[ $status == 4 ]] && grep -q cancelled '$work/cancelled.txt'"
 check "and no rank is left" wait_no_ranks
 
-# 5. Bad world sizes.
+# 5. The server stops (SIGTERM) mid-job: every rank stops, and the restarted server resumes the
+# job on new ranks.
+job=$(cli train --epochs 3 --batch_size 20 --seed 5 --world_size 2 --detach)
+cli watch "$job" --json >"$work/drained.json" 2>/dev/null &
+watcher=$!
+for _ in $(seq 1 600); do
+  grep -q '"checkpoint_saved":{"epoch":1' "$work/drained.json" 2>/dev/null && break
+  sleep 0.05
+done
+status=0; stop_server >/dev/null || status=$?
+wait "$watcher" 2>/dev/null || true
+check "the server drains a distributed job and exits 0 (exit $status)" test "$status" -eq 0
+check "no rank outlives the server" wait_no_ranks
+start_server "$work/data" "$work/state" --max_local_ranks 3
+status=0; cli watch "$job" --json >"$work/after-drain.json" || status=$?
+check "the restarted server resumes it on new ranks and it succeeds (watch exit $status)" python3 - "$work/after-drain.json" <<'PY'
+import json, sys
+events = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+assert events[-1]["finished"]["state"] == "JOB_STATE_SUCCEEDED", events[-1]
+assert any("resumed" in e for e in events), "no resumed event"
+ends = sorted(set(e["epoch_end"]["epoch"] for e in events if "epoch_end" in e))
+assert ends == [1, 2, 3], ends
+PY
+check "no rank outlives the resumed job" wait_no_ranks
+
+# 6. Bad world sizes.
 status=0; cli train --world_size -1 >"$work/negative.txt" 2>&1 || status=$?
 check "world_size -1: INVALID_ARGUMENT naming distributed.world_size (exit $status)" grep -q "INVALID_ARGUMENT: distributed.world_size is -1" "$work/negative.txt"
 status=0; cli train --world_size 4 >"$work/many.txt" 2>&1 || status=$?
 check "world_size 4 over --max_local_ranks 3: FAILED_PRECONDITION (exit $status)" grep -q "FAILED_PRECONDITION: distributed.world_size is 4; this server runs at most 3" "$work/many.txt"
 status=0; cli train --world_size 2 --validation_fraction 0.1 --sweep_learning_rates 0.001,0.002 >"$work/sweep.txt" 2>&1 || status=$?
 check "a distributed sweep: INVALID_ARGUMENT (exit $status)" grep -q "INVALID_ARGUMENT: distributed.world_size: a sweep" "$work/sweep.txt"
-check "no job was queued by the refusals, and no rank runs" bash -c "[[ \$('$cli_bin' --server $server_addr jobs | grep -c job-) -eq 5 && $(ranks_left) -eq 0 ]]"
+check "no job was queued by the refusals, and no rank runs" bash -c "[[ \$('$cli_bin' --server $server_addr jobs | grep -c job-) -eq 6 && $(ranks_left) -eq 0 ]]"
 stop_server >/dev/null
 finish
