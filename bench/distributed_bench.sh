@@ -6,6 +6,8 @@
 # (the whole world's images over the epoch's wall time).
 #
 #   bench/distributed_bench.sh     1 epoch per run, 2 rounds (BENCH_EPOCHS, BENCH_ROUNDS)
+#   BENCH_PER_RANK_BATCH=1 ...     N ranks take batch_size 60 x N (60 images per rank per step,
+#                                  DDP's convention) instead of the same global 60
 #
 # Prints each run (images/s, test accuracy, all-reduces per run, seconds per all-reduce and
 # their share of the run's training time), then the medians and the ratio two / one.
@@ -17,7 +19,12 @@ epochs=${BENCH_EPOCHS:-1}
 rounds=${BENCH_ROUNDS:-2}
 rank_bin=$BUILD_DIR/distributed/classifier-rank
 require_files "$rank_bin" "$FASHION_DIR"
-request="dataset: \"fashion-mnist\" epochs: $epochs batch_size: 60 learning_rate: 0.001 seed: 0"
+per_rank_batch=${BENCH_PER_RANK_BATCH:-0}
+request_for() {  # request_for WORLD_SIZE
+  local batch=60
+  ((per_rank_batch)) && batch=$((60 * $1))
+  echo "dataset: \"fashion-mnist\" epochs: $epochs batch_size: $batch learning_rate: 0.001 seed: 0"
+}
 
 free_port() {
   "$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
@@ -30,7 +37,8 @@ run() {
   for ((rank = 0; rank < world; rank++)); do
     MASTER_ADDR=127.0.0.1 MASTER_PORT=$port RANK=$rank WORLD_SIZE=$world \
       "$rank_bin" --data_dir "$bench_tmp/empty" --fashion_fallback_dir "$FASHION_DIR" \
-      --threads "$BENCH_THREADS" --request "$request" >"$out.$rank.out" 2>"$out.$rank.err" &
+      --threads "$BENCH_THREADS" --request "$(request_for "$world")" >"$out.$rank.out" \
+      2>"$out.$rank.err" &
     pids+=($!)
   done
   for rank in "${!pids[@]}"; do
@@ -51,7 +59,8 @@ PY
 }
 
 mkdir -p "$bench_tmp/empty"
-echo "tutorial on Fashion-MNIST 60k, $epochs epoch(s) per run, $BENCH_THREADS thread(s) per rank"
+echo "tutorial on Fashion-MNIST 60k, $epochs epoch(s) per run, $BENCH_THREADS thread(s) per rank," \
+  "$( ((per_rank_batch)) && echo "60 images per rank per step" || echo "global batch 60")"
 printf '%-6s %-6s %12s %9s %11s %13s %7s\n' round ranks images/s accuracy allreduces "ms/allreduce" share
 one=() two=()
 for ((round = 1; round <= rounds; round++)); do

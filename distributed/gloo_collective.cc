@@ -7,6 +7,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <thread>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #include <utility>
@@ -23,6 +24,8 @@ namespace {
 // Our keys and Gloo's live under prefixes of their own in the shared store.
 constexpr char kJoinPrefix[] = "classifier/joined";
 constexpr char kGlooPrefix[] = "classifier/gloo";
+// How long SumInPlace polls before it blocks (see there).
+constexpr std::chrono::milliseconds kSpinBeforeBlocking{5};
 
 double Seconds(std::chrono::milliseconds duration) {
   return std::chrono::duration<double>(duration).count();
@@ -160,6 +163,9 @@ absl::StatusOr<std::unique_ptr<GlooCollective>> GlooCollective::JoinThroughStore
           world_size, " did not join within ", Seconds(options.join_timeout), " s"));
     }
     auto gloo_options = c10d::ProcessGroupGloo::Options::create(options.collective_timeout);
+    // One sum at a time is all a trainer asks for: one worker thread, not Gloo's default two,
+    // leaves the cores to the ranks' compute (1.85 -> 1.37 ms per sum on 2 cores).
+    gloo_options->threads = 1;
     constexpr char kInterface[] = "interface:";
     gloo_options->devices.push_back(absl::StartsWith(address, kInterface)
                                         ? c10d::ProcessGroupGloo::createDeviceForInterface(
@@ -180,7 +186,16 @@ absl::Status GlooCollective::SumInPlace(torch::Tensor& values) {
   try {
     const auto start = std::chrono::steady_clock::now();
     std::vector<at::Tensor> tensors{values};
-    group_->allreduce(tensors)->wait();
+    c10::intrusive_ptr<c10d::Work> work = group_->allreduce(tensors);
+    // A sum takes well under a millisecond when the ranks are in step; blocking at once would
+    // add a sleep and a wake-up of this thread to each (measured: 1.37 ms per sum instead of
+    // 0.67-1.0 ms on a busy 2-core machine). So poll, yielding the core to Gloo's own threads,
+    // for a little while, then block: a rank far behind costs no spinning.
+    const auto spin_until = std::chrono::steady_clock::now() + kSpinBeforeBlocking;
+    while (!work->isCompleted() && std::chrono::steady_clock::now() < spin_until) {
+      std::this_thread::yield();
+    }
+    work->wait();
     ++sums_;
     seconds_in_sums_ +=
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
