@@ -129,6 +129,14 @@ ABSL_FLAG(std::string, rank_binary, "",
           "the classifier-rank binary for distributed jobs; empty = the one beside this binary "
           "(or the build tree's distributed/classifier-rank)"
           " (env CLASSIFIER_RANK_BINARY)");
+ABSL_FLAG(absl::Duration, rank_join_timeout, absl::Seconds(120),
+          "how long a distributed job waits for its ranks to join; a rank that does not fails "
+          "the job, named"
+          " (env CLASSIFIER_RANK_JOIN_TIMEOUT)");
+ABSL_FLAG(absl::Duration, rank_collective_timeout, absl::Seconds(300),
+          "how long one gradient sum of a distributed job waits for a rank that stopped "
+          "answering (a rank that died is seen at once)"
+          " (env CLASSIFIER_RANK_COLLECTIVE_TIMEOUT)");
 ABSL_FLAG(int, max_concurrent_streams, 256,
           "calls of any kind open at once on one HTTP/2 connection (more wait in the client); "
           "0 = no limit"
@@ -289,6 +297,8 @@ int main(int argc, char** argv) {
   config.max_streams_per_client = absl::GetFlag(FLAGS_max_streams_per_client);
   config.max_local_ranks = absl::GetFlag(FLAGS_max_local_ranks);
   config.rank_binary = absl::GetFlag(FLAGS_rank_binary);
+  config.rank_join_timeout = absl::GetFlag(FLAGS_rank_join_timeout);
+  config.rank_collective_timeout = absl::GetFlag(FLAGS_rank_collective_timeout);
   config.max_concurrent_streams = absl::GetFlag(FLAGS_max_concurrent_streams);
 
   auto server = classifier::ClassifierServer::Start(config);

@@ -78,7 +78,9 @@ absl::Status CheckTransportSettings(const ServerConfig& config) {
   for (auto [value, flag] :
        {std::pair{config.keepalive_time, "keepalive_time"},
         std::pair{config.keepalive_timeout, "keepalive_timeout"},
-        std::pair{config.keepalive_min_ping_interval, "keepalive_min_ping_interval"}}) {
+        std::pair{config.keepalive_min_ping_interval, "keepalive_min_ping_interval"},
+        std::pair{config.rank_join_timeout, "rank_join_timeout"},
+        std::pair{config.rank_collective_timeout, "rank_collective_timeout"}}) {
     if (absl::Status status = positive(value, flag); !status.ok()) return status;
   }
   for (auto [value, flag] : {std::pair{config.max_streams_per_client, "max_streams_per_client"},
@@ -192,6 +194,11 @@ LocalRankPlan PlanLocalRanks(const ServerConfig& config, int training_threads) {
   plan.options.fashion_fallback_dir = config.fashion_fallback_dir;
   plan.options.threads = training_threads;
   plan.options.log_dir = absl::StrCat(config.state_dir, "/ranks");
+  // The ranks take whole seconds; anything positive is at least one.
+  plan.options.join_timeout_seconds =
+      static_cast<int>(std::max<int64_t>(1, absl::ToInt64Seconds(config.rank_join_timeout)));
+  plan.options.collective_timeout_seconds =
+      static_cast<int>(std::max<int64_t>(1, absl::ToInt64Seconds(config.rank_collective_timeout)));
   return plan;
 }
 

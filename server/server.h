@@ -81,6 +81,10 @@ struct ServerConfig {
   // that runs them (empty = the one beside this server's binary, or the build tree's).
   int max_local_ranks = 0;
   std::string rank_binary;
+  // How long rank 0 waits for the other ranks to join (a rank that never does fails the job,
+  // named), and for one gradient sum.
+  absl::Duration rank_join_timeout = absl::Seconds(120);
+  absl::Duration rank_collective_timeout = absl::Seconds(300);
 };
 
 class ClassifierServer {

@@ -118,4 +118,11 @@ status=0; cli train --world_size 2 --validation_fraction 0.1 --sweep_learning_ra
 check "a distributed sweep: INVALID_ARGUMENT (exit $status)" grep -q "INVALID_ARGUMENT: distributed.world_size: a sweep" "$work/sweep.txt"
 check "no job was queued by the refusals, and no rank runs" bash -c "[[ \$('$cli_bin' --server $server_addr jobs | grep -c job-) -eq 6 && $(ranks_left) -eq 0 ]]"
 stop_server >/dev/null
+
+# 7. A rank that never joins (its binary exits at once) fails the job after the join timeout,
+# named.
+start_server "$work/data" "$work/state-lonely" --rank_binary /bin/true --rank_join_timeout 3s
+status=0; cli train --epochs 1 --world_size 2 >"$work/lonely.txt" 2>&1 || status=$?
+check "the job fails naming the rank that did not join (exit $status)" grep -q "rank 1 of WORLD_SIZE 2 did not join within 3 s" "$work/lonely.txt"
+stop_server >/dev/null
 finish
