@@ -55,6 +55,17 @@ c10::IValue OptionValue(const std::vector<int>& value) {
   return c10::List<int64_t>(std::vector<int64_t>(value.begin(), value.end()));
 }
 
+// The options as format 1 records them. It predates "unset" for the STEP schedule's parameters
+// and wrote their defaults for runs of the other schedules; so does this build, so that
+// checkpoints keep the same bytes, whichever build wrote or reads them.
+TrainOptions AsRecorded(TrainOptions options) {
+  if (options.lr_schedule != LearningRateSchedule::kStep) {
+    options.lr_step_size = kDefaultLrStepSize;
+    options.lr_gamma = kDefaultLrGamma;
+  }
+  return options;
+}
+
 }  // namespace
 
 // A fast 64-bit digest (four lanes of XXH64's round, then a final mix) that catches truncation
@@ -184,19 +195,21 @@ c10::impl::GenericDict UnframeCheckpoint(const std::string& bytes) {
 
 c10::impl::GenericDict RunOptionsDict(const TrainOptions& options) {
   c10::impl::GenericDict run = NewDict();
-  ForEachRunOption(options, [&run](const char* field, const auto& value) {
+  const TrainOptions recorded = AsRecorded(options);
+  ForEachRunOption(recorded, [&run](const char* field, const auto& value) {
     run.insert(CheckpointKey(field), OptionValue(value));
   });
   return run;
 }
 
 void CheckRunOptions(const c10::impl::GenericDict& run, const TrainOptions& options) {
-  const TrainOptions default_options;
+  const TrainOptions default_options = AsRecorded(TrainOptions());
   std::map<std::string, c10::IValue> defaults;
   ForEachRunOption(default_options, [&defaults](const char* field, const auto& value) {
     defaults.emplace(field, OptionValue(value));
   });
-  ForEachRunOption(options, [&](const char* field, const auto& value) {
+  const TrainOptions recorded = AsRecorded(options);
+  ForEachRunOption(recorded, [&](const char* field, const auto& value) {
     const std::string key = CheckpointKey(field);
     const c10::IValue here = OptionValue(value);
     const c10::IValue saved = run.contains(key) ? run.at(key) : defaults.at(field);

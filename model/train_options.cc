@@ -29,18 +29,10 @@ absl::StatusOr<TrainOptions> ResolveTrainOptions(TrainOptions requested, const D
   if (o.epochs == 0) o.epochs = kDefaultEpochs;
   if (o.batch_size == 0) o.batch_size = kDefaultBatchSize;
   if (o.learning_rate == 0) o.learning_rate = kDefaultLearningRate;
+  // Only the STEP schedule reads these; under the others they stay unset (CheckTrainOptions).
   if (o.lr_schedule == LearningRateSchedule::kStep) {
     if (o.lr_step_size == 0) o.lr_step_size = kDefaultLrStepSize;
     if (o.lr_gamma == 0) o.lr_gamma = kDefaultLrGamma;
-  } else {
-    // Only the STEP schedule reads them; anything else set is refused below.
-    if (o.lr_step_size == kDefaultLrStepSize) o.lr_step_size = 0;
-    if (o.lr_gamma == kDefaultLrGamma) o.lr_gamma = 0;
-    if (o.lr_step_size != 0 || o.lr_gamma != 0) {
-      return Invalid("lr_step_size and lr_gamma apply to the STEP lr_schedule only");
-    }
-    o.lr_step_size = kDefaultLrStepSize;
-    o.lr_gamma = kDefaultLrGamma;
   }
   if (o.augmentation.scale_min == 0) o.augmentation.scale_min = 1;
   if (o.augmentation.scale_max == 0) o.augmentation.scale_max = 1;
@@ -84,13 +76,20 @@ absl::Status CheckTrainOptions(const TrainOptions& o, const DataShape& data) {
       o.lr_schedule != LearningRateSchedule::kCosine) {
     return Invalid("lr_schedule is not supported; use CONSTANT, STEP or COSINE");
   }
-  if (o.lr_step_size < 1 || o.lr_step_size > o.epochs) {
-    return Invalid(absl::StrCat("lr_step_size must be in [1, ", o.epochs,
-                                "] (the epochs; 0 = 1), got ", o.lr_step_size));
-  }
-  if (!Finite(o.lr_gamma) || o.lr_gamma <= 0 || o.lr_gamma > 1) {
-    return Invalid(absl::StrCat("lr_gamma must be in (0, 1]", ZeroMeans(kDefaultLrGamma), ", got ",
-                                o.lr_gamma));
+  if (o.lr_schedule != LearningRateSchedule::kStep) {
+    if (o.lr_step_size != 0 || o.lr_gamma != 0) {
+      return Invalid(absl::StrCat("lr_step_size and lr_gamma apply to the STEP lr_schedule only",
+                                  " (leave them 0), got ", o.lr_step_size, " and ", o.lr_gamma));
+    }
+  } else {
+    if (o.lr_step_size < 1 || o.lr_step_size > o.epochs) {
+      return Invalid(absl::StrCat("lr_step_size must be in [1, ", o.epochs, "] (the epochs; 0 = ",
+                                  kDefaultLrStepSize, "), got ", o.lr_step_size));
+    }
+    if (!Finite(o.lr_gamma) || o.lr_gamma <= 0 || o.lr_gamma > 1) {
+      return Invalid(absl::StrCat("lr_gamma must be in (0, 1]", ZeroMeans(kDefaultLrGamma),
+                                  ", got ", o.lr_gamma));
+    }
   }
   if (o.progress_reports_per_epoch < 0 ||
       o.progress_reports_per_epoch > kMaxProgressReportsPerEpoch) {

@@ -56,8 +56,11 @@ struct TrainOptions {
   double label_smoothing = 0;
   // The learning rate of each epoch (constant within it).
   LearningRateSchedule lr_schedule = LearningRateSchedule::kNone;
-  int lr_step_size = kDefaultLrStepSize;  // Epochs per step, in [1, epochs] (kStep only).
-  double lr_gamma = kDefaultLrGamma;      // Factor per step, in (0, 1] (kStep only).
+  // The STEP schedule's parameters; 0 = unset, for a request as for a run. Resolving gives an
+  // unset one its default under kStep; the other schedules read neither, so there both must
+  // stay unset (a value would be silently ignored).
+  int lr_step_size = 0;  // Epochs per step, in [1, epochs]; default kDefaultLrStepSize.
+  double lr_gamma = 0;   // Factor per step, in (0, 1]; default kDefaultLrGamma.
   // Progress reports within each epoch, evenly spaced; 0 = only epoch ends.
   int progress_reports_per_epoch = 0;
   // A device ResolveDevice returned.
@@ -102,9 +105,9 @@ struct DataShape {
 };
 
 // A request's options made whole: the fields a request leaves at zero get their defaults
-// (epochs, batch_size, learning_rate, lr_step_size, lr_gamma, augmentation.scale_min and
-// scale_max), the architecture's num_classes is the data's, and then every
-// rule of CheckTrainOptions holds. INVALID_ARGUMENT naming the field, its allowed range and
+// (epochs, batch_size, learning_rate, augmentation.scale_min and scale_max; lr_step_size and
+// lr_gamma under the STEP schedule), the architecture's num_classes is the data's, and then
+// every rule of CheckTrainOptions holds. INVALID_ARGUMENT naming the field, its allowed range and
 // what zero means; FAILED_PRECONDITION for initial weights of another shape.
 absl::StatusOr<TrainOptions> ResolveTrainOptions(TrainOptions requested, const DataShape& data);
 

@@ -32,8 +32,6 @@ TrainOptions Unset() {
   options.epochs = 0;
   options.batch_size = 0;
   options.learning_rate = 0;
-  options.lr_step_size = 0;
-  options.lr_gamma = 0;
   options.augmentation.scale_min = 0;
   options.augmentation.scale_max = 0;
   return options;
@@ -47,8 +45,9 @@ TEST(TrainOptionsTest, ZeroFieldsGetTheTutorialsDefaultsAndTheNetworkFollowsTheD
   EXPECT_EQ(resolved->epochs, kDefaultEpochs);
   EXPECT_EQ(resolved->batch_size, kDefaultBatchSize);
   EXPECT_DOUBLE_EQ(resolved->learning_rate, kDefaultLearningRate);
-  EXPECT_EQ(resolved->lr_step_size, kDefaultLrStepSize);
-  EXPECT_DOUBLE_EQ(resolved->lr_gamma, kDefaultLrGamma);
+  // Only the STEP schedule reads its parameters: without it they stay unset.
+  EXPECT_EQ(resolved->lr_step_size, 0);
+  EXPECT_DOUBLE_EQ(resolved->lr_gamma, 0);
   EXPECT_DOUBLE_EQ(resolved->augmentation.scale_min, 1);
   EXPECT_DOUBLE_EQ(resolved->augmentation.scale_max, 1);
   EXPECT_DOUBLE_EQ(resolved->label_smoothing, 0);
@@ -66,6 +65,28 @@ TEST(TrainOptionsTest, ZeroFieldsGetTheTutorialsDefaultsAndTheNetworkFollowsTheD
   EXPECT_EQ(plain.epochs, resolved->epochs);
   EXPECT_EQ(plain.batch_size, resolved->batch_size);
   EXPECT_DOUBLE_EQ(plain.learning_rate, resolved->learning_rate);
+  EXPECT_EQ(plain.lr_step_size, resolved->lr_step_size);
+  EXPECT_DOUBLE_EQ(plain.lr_gamma, resolved->lr_gamma);
+}
+
+TEST(TrainOptionsTest, TheStepSchedulesUnsetParametersGetTheirDefaultsAndStayAFixedPoint) {
+  TrainOptions step = Unset();
+  step.lr_schedule = LearningRateSchedule::kStep;
+  absl::StatusOr<TrainOptions> resolved = ResolveTrainOptions(step, Mnist());
+  ASSERT_TRUE(resolved.ok()) << resolved.status();
+  EXPECT_EQ(resolved->lr_step_size, kDefaultLrStepSize);
+  EXPECT_DOUBLE_EQ(resolved->lr_gamma, kDefaultLrGamma);
+  absl::StatusOr<TrainOptions> again = ResolveTrainOptions(*resolved, Mnist());
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->lr_step_size, kDefaultLrStepSize);
+  EXPECT_DOUBLE_EQ(again->lr_gamma, kDefaultLrGamma);
+  // Set ones are kept.
+  step.lr_step_size = 3;
+  step.lr_gamma = 0.5;
+  resolved = ResolveTrainOptions(step, Mnist());
+  ASSERT_TRUE(resolved.ok()) << resolved.status();
+  EXPECT_EQ(resolved->lr_step_size, 3);
+  EXPECT_DOUBLE_EQ(resolved->lr_gamma, 0.5);
 }
 
 struct Refusal {
@@ -105,6 +126,13 @@ TEST(TrainOptionsTest, EveryRuleRefusesNamingTheField) {
        "lr_step_size", "STEP"},
       {"gamma without the STEP schedule", [](TrainOptions& o) { o.lr_gamma = 0.5; }, "lr_gamma",
        "STEP"},
+      // Set is set, even to the STEP schedule's default: the other schedules would ignore it.
+      {"the default step size without the STEP schedule",
+       [](TrainOptions& o) {
+         o.lr_schedule = LearningRateSchedule::kCosine;
+         o.lr_step_size = kDefaultLrStepSize;
+       },
+       "lr_step_size", "STEP"},
       {"step size beyond the epochs",
        [](TrainOptions& o) {
          o.lr_schedule = LearningRateSchedule::kStep;

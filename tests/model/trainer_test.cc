@@ -979,8 +979,10 @@ class OptimizerTest : public TrainerTest, public ::testing::WithParamInterface<O
     options.momentum = GetParam().momentum;
     options.weight_decay = GetParam().weight_decay;
     options.lr_schedule = GetParam().schedule;
-    options.lr_step_size = 2;
-    options.lr_gamma = 0.5;
+    if (options.lr_schedule == LearningRateSchedule::kStep) {
+      options.lr_step_size = 2;
+      options.lr_gamma = 0.5;
+    }
     return options;
   }
 };
@@ -1042,9 +1044,25 @@ TEST_F(TrainerTest, OptimizerOptionsAreCheckedAndMustMatchTheCheckpoint) {
   });
   add("weight_decay", [](TrainOptions& o) { o.weight_decay = -1e-4; });
   add("weight_decay", [](TrainOptions& o) { o.weight_decay = 2; });
-  add("lr_step_size", [](TrainOptions& o) { o.lr_step_size = 0; });
-  add("lr_gamma", [](TrainOptions& o) { o.lr_gamma = 0; });
-  add("lr_gamma", [](TrainOptions& o) { o.lr_gamma = 1.5; });
+  auto step = [](TrainOptions& o) {
+    o.lr_schedule = LearningRateSchedule::kStep;
+    o.lr_step_size = 1;
+    o.lr_gamma = 0.5;
+  };
+  add("lr_step_size", [&step](TrainOptions& o) {
+    step(o);
+    o.lr_step_size = 0;  // The trainer applies no defaults.
+  });
+  add("lr_gamma", [&step](TrainOptions& o) {
+    step(o);
+    o.lr_gamma = 0;
+  });
+  add("lr_gamma", [&step](TrainOptions& o) {
+    step(o);
+    o.lr_gamma = 1.5;
+  });
+  add("lr_step_size", [](TrainOptions& o) { o.lr_step_size = 2; });  // Not the STEP schedule.
+  add("lr_gamma", [](TrainOptions& o) { o.lr_gamma = 0.5; });
   for (const auto& [field, options] : bad) {
     absl::StatusOr<std::unique_ptr<Trainer>> trainer = Trainer::Create(*data_, options);
     EXPECT_EQ(trainer.status().code(), absl::StatusCode::kInvalidArgument) << field;
@@ -1064,8 +1082,7 @@ TEST_F(TrainerTest, OptimizerOptionsAreCheckedAndMustMatchTheCheckpoint) {
   other("optimizer", [](TrainOptions& o) { o.optimizer = OptimizerKind::kSgd; });
   other("weight_decay", [](TrainOptions& o) { o.weight_decay = 1e-3; });
   other("lr_schedule", [](TrainOptions& o) { o.lr_schedule = LearningRateSchedule::kCosine; });
-  other("lr_step_size", [](TrainOptions& o) { o.lr_step_size = 2; });
-  other("lr_gamma", [](TrainOptions& o) { o.lr_gamma = 0.5; });
+  other("lr_schedule", step);
   for (const auto& [message, options] : others) {
     absl::StatusOr<std::unique_ptr<Trainer>> trainer = Trainer::Create(*data_, options);
     ASSERT_TRUE(trainer.ok()) << message;
@@ -1073,6 +1090,34 @@ TEST_F(TrainerTest, OptimizerOptionsAreCheckedAndMustMatchTheCheckpoint) {
     EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << message;
     EXPECT_THAT(status.message(), HasSubstr(message));
   }
+
+  // The STEP schedule's parameters must match a checkpoint of a STEP run.
+  TrainOptions stepped = SmallOptions();
+  step(stepped);
+  RecordingObserver stopped_stepping(kStopInEpoch2);
+  ASSERT_EQ(Train(*data_, stepped, stopped_stepping).status().code(),
+            absl::StatusCode::kCancelled);
+  const std::string step_checkpoint = stopped_stepping.checkpoints.back().bytes;
+  for (const auto& [message, change] :
+       std::vector<std::pair<std::string, void (*)(TrainOptions&)>>{
+           {"lr_step_size", [](TrainOptions& o) { o.lr_step_size = 2; }},
+           {"lr_gamma", [](TrainOptions& o) { o.lr_gamma = 0.9; }},
+           {"lr_schedule", [](TrainOptions& o) {
+              o.lr_schedule = LearningRateSchedule::kNone;
+              o.lr_step_size = 0;
+              o.lr_gamma = 0;
+            }}}) {
+    TrainOptions options = stepped;
+    change(options);
+    absl::StatusOr<std::unique_ptr<Trainer>> trainer = Trainer::Create(*data_, options);
+    ASSERT_TRUE(trainer.ok()) << message << ": " << trainer.status();
+    const absl::Status status = (*trainer)->Restore(step_checkpoint);
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << message;
+    EXPECT_THAT(status.message(), HasSubstr(message));
+  }
+  absl::StatusOr<std::unique_ptr<Trainer>> same = Trainer::Create(*data_, stepped);
+  ASSERT_TRUE(same.ok());
+  EXPECT_TRUE((*same)->Restore(step_checkpoint).ok());
 }
 
 // Label smoothing changes the training loss (PyTorch's definition: a confident network pays for
