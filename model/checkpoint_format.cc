@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <map>
 #include <sstream>
 #include <vector>
 
@@ -64,6 +63,17 @@ TrainOptions AsRecorded(TrainOptions options) {
     options.lr_gamma = kDefaultLrGamma;
   }
   return options;
+}
+
+// The value of `field` in a run whose checkpoint lacks it: written before the option existed,
+// the run had its default. Looked up only for a missing key, so no table of defaults is kept.
+c10::IValue DefaultOptionValue(absl::string_view field) {
+  const TrainOptions defaults = AsRecorded(TrainOptions());
+  c10::IValue found;
+  ForEachRunOption(defaults, [&](const char* name, const auto& value) {
+    if (name == field) found = OptionValue(value);
+  });
+  return found;
 }
 
 }  // namespace
@@ -203,16 +213,11 @@ c10::impl::GenericDict RunOptionsDict(const TrainOptions& options) {
 }
 
 void CheckRunOptions(const c10::impl::GenericDict& run, const TrainOptions& options) {
-  const TrainOptions default_options = AsRecorded(TrainOptions());
-  std::map<std::string, c10::IValue> defaults;
-  ForEachRunOption(default_options, [&defaults](const char* field, const auto& value) {
-    defaults.emplace(field, OptionValue(value));
-  });
   const TrainOptions recorded = AsRecorded(options);
   ForEachRunOption(recorded, [&](const char* field, const auto& value) {
     const std::string key = CheckpointKey(field);
     const c10::IValue here = OptionValue(value);
-    const c10::IValue saved = run.contains(key) ? run.at(key) : defaults.at(field);
+    const c10::IValue saved = run.contains(key) ? run.at(key) : DefaultOptionValue(field);
     if (saved.tagKind() != here.tagKind()) {
       throw CheckpointError(absl::StrCat("its option ", field, " is a ", saved.tagKind(),
                                          ", not a ", here.tagKind()));
