@@ -317,8 +317,8 @@ void ClassifierService::SubmitPredict(
     file_name = absl::StrCat(record.model_id, ".pth");
   }
   std::string sha256 = Sha256Hex(contents);
-  return new ChunkStream(contents, sha256, record.model_id, file_name, std::move(log),
-                         *std::move(slot));
+  return new ChunkStream(std::move(contents), std::move(sha256), record.model_id,
+                         std::move(file_name), std::move(log), *std::move(slot));
 }
 
 ::grpc::ServerUnaryReactor* ClassifierService::ListModels(::grpc::CallbackServerContext* context,

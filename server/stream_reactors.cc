@@ -53,29 +53,43 @@ void JobEventStream::OnDetached(const std::string& reason) {
                    " continues when the server is back: WatchJob with from_sequence ", next)));
 }
 
-ChunkStream::ChunkStream(const std::string& contents, const std::string& sha256,
-                         const std::string& model_id, const std::string& file_name, RpcLog log,
-                         StreamLimiter::Slot slot)
+ChunkStream::ChunkStream(std::string contents, std::string sha256, std::string model_id,
+                         std::string file_name, RpcLog log, StreamLimiter::Slot slot)
     : QueuedWriter(Backlog::kEvery,
                    ::grpc::Status(::grpc::StatusCode::CANCELLED, "the client went away"),
                    ::grpc::Status(::grpc::StatusCode::CANCELLED, "the client went away")),
+      contents_(std::move(contents)),
+      sha256_(std::move(sha256)),
+      model_id_(std::move(model_id)),
+      file_name_(std::move(file_name)),
       log_(std::move(log)),
       slot_(std::move(slot)) {
+  SendNextChunk();
+}
+
+void ChunkStream::OnWriteDone(bool ok) {
+  // Queued while the finished write still counts as in flight, so the writer starts it next.
+  if (ok) SendNextChunk();
+  QueuedWriter::OnWriteDone(ok);
+}
+
+void ChunkStream::SendNextChunk() {
   // At least one chunk, so that an empty file still arrives with its size and hash.
-  size_t offset = 0;
-  do {
-    const size_t length = std::min(kExportChunkBytes, contents.size() - offset);
-    v1::WeightsChunk chunk;
-    chunk.set_data(contents.substr(offset, length));
-    chunk.set_offset(static_cast<int64_t>(offset));
-    chunk.set_total_size(static_cast<int64_t>(contents.size()));
-    chunk.set_model_id(model_id);
-    chunk.set_file_name(file_name);
-    offset += length;
-    if (offset >= contents.size()) chunk.set_sha256(sha256);
-    Send(std::move(chunk));
-  } while (offset < contents.size());
-  FinishWhenDrained(::grpc::Status::OK);
+  if (sent_last_) return;
+  const size_t offset = next_offset_;
+  const size_t length = std::min(kExportChunkBytes, contents_.size() - offset);
+  v1::WeightsChunk chunk;
+  chunk.set_data(contents_.substr(offset, length));
+  chunk.set_offset(static_cast<int64_t>(offset));
+  chunk.set_total_size(static_cast<int64_t>(contents_.size()));
+  chunk.set_model_id(model_id_);
+  chunk.set_file_name(file_name_);
+  const bool last = offset + length >= contents_.size();
+  if (last) chunk.set_sha256(sha256_);
+  next_offset_ = offset + length;
+  sent_last_ = last;
+  Send(std::move(chunk));
+  if (last) FinishWhenDrained(::grpc::Status::OK);
 }
 
 ImportStream::ImportStream(::grpc::CallbackServerContext* context, int64_t max_bytes,

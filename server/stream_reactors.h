@@ -91,17 +91,33 @@ class JobEventStream : public QueuedWriter<v1::JobEvent>, public JobEventSink {
 // whole file.
 class ChunkStream : public QueuedWriter<v1::WeightsChunk> {
  public:
-  // Queues every chunk at once: the file is already in memory (weights files are a few MB at
-  // most; an upload is capped at --max_import_bytes), and the chunks take its place.
-  ChunkStream(const std::string& contents, const std::string& sha256, const std::string& model_id,
-              const std::string& file_name, RpcLog log, StreamLimiter::Slot slot);
+  // Takes the file (weights files are a few MB at most; an upload is capped at
+  // --max_import_bytes) and starts writing its first chunk. Each next chunk is cut from it only
+  // when the one before has been written: the file is held once, with a chunk or two beside it,
+  // not a second time as a queue of chunks.
+  ChunkStream(std::string contents, std::string sha256, std::string model_id, std::string file_name,
+              RpcLog log, StreamLimiter::Slot slot);
+
+  // Queues the next chunk, then lets the writer start it (or finish the call).
+  void OnWriteDone(bool ok) override;
 
  private:
+  // Queues the chunk at `next_offset_`; after the last one, finishes once it is written.
+  void SendNextChunk();
   void OnFinish(const ::grpc::Status& status) override { log_.Done(status); }
 
   // Constant after construction.
+  const std::string contents_;
+  const std::string sha256_;
+  const std::string model_id_;
+  const std::string file_name_;
   const RpcLog log_;
   const StreamLimiter::Slot slot_;
+
+  // Only the constructor and OnWriteDone touch these, and each OnWriteDone follows the write
+  // started before it: they never overlap, so no lock.
+  size_t next_offset_ = 0;
+  bool sent_last_ = false;
 };
 
 // Receives an uploaded weights file (ImportWeights), then registers it on `queue`, off gRPC's

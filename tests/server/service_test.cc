@@ -336,6 +336,41 @@ TEST_F(ServiceTest, ExportedWeightsAreWholeAndGiveTheSamePredictions) {
   }
 }
 
+// A file of several chunks (fc1 alone is 784 x 2048 floats, 6.4 MB) arrives byte for byte as
+// the server stored it, cut into consecutive chunks of at most 1 MiB, the hash on the last.
+TEST_F(ServiceTest, ALargeExportArrivesByteIdenticalChunkByChunk) {
+  v1::TrainRequest training = QuickTraining(/*epochs=*/1);
+  training.mutable_architecture()->set_hidden_units(2048);
+  const std::string model_id = TrainModel(training);
+  ASSERT_FALSE(model_id.empty());
+  absl::StatusOr<std::string> stored =
+      ReadWholeFile(dir_.path() + "/state/models/" + model_id + ".pth");
+  ASSERT_TRUE(stored.ok()) << stored.status();
+  ASSERT_GT(stored->size(), 6u << 20);
+
+  ClientContext context;
+  v1::ExportWeightsRequest request;
+  request.set_model_id(model_id);
+  request.set_format(v1::PYTORCH_STATE_DICT);
+  auto reader = stub_->ExportWeights(&context, request);
+  std::string file;
+  std::vector<std::string> hashes;
+  v1::WeightsChunk chunk;
+  while (reader->Read(&chunk)) {
+    EXPECT_EQ(chunk.offset(), static_cast<int64_t>(file.size()));
+    EXPECT_EQ(chunk.total_size(), static_cast<int64_t>(stored->size()));
+    EXPECT_LE(chunk.data().size(), 1u << 20);
+    EXPECT_EQ(chunk.file_name(), model_id + ".pth");
+    file += chunk.data();
+    hashes.push_back(chunk.sha256());
+  }
+  ASSERT_TRUE(reader->Finish().ok());
+  ASSERT_EQ(hashes.size(), (stored->size() + (1u << 20) - 1) >> 20);
+  for (size_t i = 0; i + 1 < hashes.size(); ++i) EXPECT_EQ(hashes[i], "") << "chunk " << i;
+  EXPECT_EQ(hashes.back(), Sha256Hex(*stored));
+  EXPECT_TRUE(file == *stored) << "the export differs from the stored file";
+}
+
 TEST_F(ServiceTest, ExportsOnnxToo) {
   const std::string model_id = TrainModel();
   ClientContext context;
