@@ -1095,11 +1095,9 @@ TEST_F(TrainerTest, OptimizerOptionsAreCheckedAndMustMatchTheCheckpoint) {
   TrainOptions stepped = SmallOptions();
   step(stepped);
   RecordingObserver stopped_stepping(kStopInEpoch2);
-  ASSERT_EQ(Train(*data_, stepped, stopped_stepping).status().code(),
-            absl::StatusCode::kCancelled);
+  ASSERT_EQ(Train(*data_, stepped, stopped_stepping).status().code(), absl::StatusCode::kCancelled);
   const std::string step_checkpoint = stopped_stepping.checkpoints.back().bytes;
-  for (const auto& [message, change] :
-       std::vector<std::pair<std::string, void (*)(TrainOptions&)>>{
+  for (const auto& [message, change] : std::vector<std::pair<std::string, void (*)(TrainOptions&)>>{
            {"lr_step_size", [](TrainOptions& o) { o.lr_step_size = 2; }},
            {"lr_gamma", [](TrainOptions& o) { o.lr_gamma = 0.9; }},
            {"lr_schedule", [](TrainOptions& o) {
