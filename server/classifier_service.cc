@@ -150,8 +150,7 @@ absl::StatusOr<StreamLimiter::Slot> ClassifierService::AcquireStream(
 
 absl::Status ClassifierService::DoEvaluate(const v1::EvaluateRequest& request,
                                            v1::EvaluateResponse* response) {
-  absl::StatusOr<std::shared_ptr<const RegisteredModel>> model =
-      models_->Resolve(request.model_id());
+  absl::StatusOr<std::shared_ptr<const LoadedModel>> model = models_->Resolve(request.model_id());
   if (!model.ok()) return model.status();
   const std::string dataset_name =
       request.dataset().empty() ? (*model)->record.dataset : request.dataset();
@@ -196,8 +195,7 @@ absl::Status ClassifierService::DoEvaluate(const v1::EvaluateRequest& request,
             absl::StrCat("images has ", count, " images, more than the server's limit of ",
                          limits_.max_predict_images, " (--max_predict_images); split the batch")));
   }
-  absl::StatusOr<std::shared_ptr<const RegisteredModel>> model =
-      models_->Resolve(request->model_id());
+  absl::StatusOr<std::shared_ptr<const LoadedModel>> model = models_->Resolve(request->model_id());
   if (!model.ok()) return FinishUnary(context, log, model.status());
   const int num_classes = (*model)->network->architecture().num_classes;
   const int side = (*model)->network->architecture().image_size;
@@ -247,7 +245,7 @@ absl::Status ClassifierService::DoEvaluate(const v1::EvaluateRequest& request,
 
 void ClassifierService::SubmitPredict(
     const v1::PredictRequest& request, ::grpc::CallbackServerContext& context,
-    std::shared_ptr<const RegisteredModel> model,
+    std::shared_ptr<const LoadedModel> model,
     std::function<void(absl::StatusOr<std::vector<float>>)> finish) {
   // The images are the network's input: side x side, as its architecture says.
   const int side = model->network->architecture().image_size;
@@ -291,8 +289,7 @@ void ClassifierService::SubmitPredict(
         log, absl::InvalidArgumentError(absl::StrCat(
                  "format ", format, " is not supported; use PYTORCH_STATE_DICT or ONNX")));
   }
-  absl::StatusOr<std::shared_ptr<const RegisteredModel>> model =
-      models_->Resolve(request->model_id());
+  absl::StatusOr<std::shared_ptr<const LoadedModel>> model = models_->Resolve(request->model_id());
   if (!model.ok()) return Refuse<v1::WeightsChunk>(log, model.status());
   const ModelRecord& record = (*model)->record;
   std::string contents;
@@ -384,7 +381,7 @@ absl::Status ClassifierService::DoImport(const std::string& dataset, const std::
       record.test_metrics = *result;
     }
   }
-  absl::StatusOr<std::shared_ptr<const RegisteredModel>> registered =
+  absl::StatusOr<std::shared_ptr<const LoadedModel>> registered =
       models_->Register(*std::move(network), std::move(record));
   if (!registered.ok()) return registered.status();
   *response->mutable_model() = ToModelProto((*registered)->record);
@@ -400,7 +397,7 @@ absl::Status ClassifierService::DoImport(const std::string& dataset, const std::
   }
   absl::Status status = models_->Deploy(request->model_id());
   if (status.ok()) {
-    absl::StatusOr<std::shared_ptr<const RegisteredModel>> model =
+    absl::StatusOr<std::shared_ptr<const LoadedModel>> model =
         models_->Resolve(request->model_id());
     if (model.ok()) {
       *response = ToModelProto((*model)->record);

@@ -105,7 +105,7 @@ class ClassifierService : public v1::Classifier::CallbackService {
                         v1::ImportWeightsResponse* response);
   // Hands a validated Predict call to the batcher; `finish` answers it.
   void SubmitPredict(const v1::PredictRequest& request, ::grpc::CallbackServerContext& context,
-                     std::shared_ptr<const RegisteredModel> model,
+                     std::shared_ptr<const LoadedModel> model,
                      std::function<void(absl::StatusOr<std::vector<float>>)> finish);
 
   // Constant after construction.

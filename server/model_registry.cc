@@ -7,48 +7,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "base/file_util.h"
-#include "google/protobuf/util/time_util.h"
-#include "server/architecture_proto.h"
 #include "spdlog/spdlog.h"
 
 namespace classifier {
-namespace {
-
-ModelRecord FromModelProto(const v1::Model& model, std::string weights_path) {
-  ModelRecord record;
-  record.model_id = model.model_id();
-  record.job_id = model.job_id();
-  record.dataset = model.dataset();
-  record.created = absl::FromUnixNanos(
-      google::protobuf::util::TimeUtil::TimestampToNanoseconds(model.created_time()));
-  record.test_metrics.accuracy = model.test_metrics().accuracy();
-  record.test_metrics.loss = model.test_metrics().loss();
-  record.test_metrics.count = model.test_metrics().count();
-  record.weights_path = std::move(weights_path);
-  record.size_bytes = model.size_bytes();
-  record.sha256 = model.sha256();
-  record.architecture = ArchitectureFromStored(model.architecture(), model.has_architecture());
-  return record;
-}
-
-}  // namespace
-
-v1::Model ToModelProto(const ModelRecord& record) {
-  v1::Model model;
-  model.set_model_id(record.model_id);
-  model.set_job_id(record.job_id);
-  model.set_dataset(record.dataset);
-  *model.mutable_created_time() =
-      google::protobuf::util::TimeUtil::NanosecondsToTimestamp(absl::ToUnixNanos(record.created));
-  model.mutable_test_metrics()->set_accuracy(record.test_metrics.accuracy);
-  model.mutable_test_metrics()->set_loss(record.test_metrics.loss);
-  model.mutable_test_metrics()->set_count(record.test_metrics.count);
-  model.set_size_bytes(record.size_bytes);
-  model.set_sha256(record.sha256);
-  *model.mutable_architecture() = ToArchitectureProto(record.architecture);
-  return model;
-}
-
 ModelRegistry::ModelRegistry(std::string models_dir, Store* store, std::string device,
                              Metrics* metrics)
     : models_dir_(std::move(models_dir)),
@@ -59,14 +20,14 @@ ModelRegistry::ModelRegistry(std::string models_dir, Store* store, std::string d
 
 absl::Status ModelRegistry::LoadFromStore() {
   if (store_ == nullptr) return absl::OkStatus();
-  absl::StatusOr<std::vector<StoredModel>> stored = store_->LoadModels();
+  absl::StatusOr<std::vector<ModelRecord>> stored = store_->LoadModels();
   if (!stored.ok()) return stored.status();
   absl::StatusOr<std::string> deployed = store_->DeployedModelId();
   if (!deployed.ok()) return deployed.status();
   MutexLock lock(&mu_);
-  for (const StoredModel& model : *stored) {
-    auto registered = std::make_shared<RegisteredModel>();
-    registered->record = FromModelProto(model.model, model.weights_path);
+  for (ModelRecord& record : *stored) {
+    auto registered = std::make_shared<LoadedModel>();
+    registered->record = std::move(record);
     const std::string& path = registered->record.weights_path;
     absl::StatusOr<std::string> bytes = ReadWholeFile(path);
     if (!bytes.ok()) {
@@ -108,7 +69,7 @@ std::string ModelRegistry::NewModelId() {
   return id;
 }
 
-absl::StatusOr<std::shared_ptr<const RegisteredModel>> ModelRegistry::Register(
+absl::StatusOr<std::shared_ptr<const LoadedModel>> ModelRegistry::Register(
     std::unique_ptr<TrainedModel> network, ModelRecord record) {
   absl::StatusOr<std::string> weights = network->ToStateDictBytes();
   if (!weights.ok()) return weights.status();
@@ -124,11 +85,11 @@ absl::StatusOr<std::shared_ptr<const RegisteredModel>> ModelRegistry::Register(
     return written;
   }
   if (store_ != nullptr) {
-    absl::Status stored = store_->PutModel(StoredModel{ToModelProto(record), record.weights_path});
+    absl::Status stored = store_->PutModel(record);
     if (!stored.ok()) return stored;
   }
-  auto registered = std::make_shared<const RegisteredModel>(RegisteredModel{
-      std::move(record), std::shared_ptr<const TrainedModel>(std::move(network)), ""});
+  auto registered = std::make_shared<const LoadedModel>(
+      LoadedModel{std::move(record), std::shared_ptr<const TrainedModel>(std::move(network)), ""});
   MutexLock lock(&mu_);
   models_.push_back(registered);
   by_id_[registered->record.model_id] = registered;
@@ -141,7 +102,7 @@ absl::StatusOr<std::shared_ptr<const RegisteredModel>> ModelRegistry::Register(
   return registered;
 }
 
-absl::StatusOr<std::shared_ptr<const RegisteredModel>> ModelRegistry::Find(
+absl::StatusOr<std::shared_ptr<const LoadedModel>> ModelRegistry::Find(
     const std::string& model_id) const {
   auto it = by_id_.find(model_id);
   if (it == by_id_.end()) {
@@ -154,7 +115,7 @@ absl::StatusOr<std::shared_ptr<const RegisteredModel>> ModelRegistry::Find(
   return it->second;
 }
 
-absl::StatusOr<std::shared_ptr<const RegisteredModel>> ModelRegistry::Resolve(
+absl::StatusOr<std::shared_ptr<const LoadedModel>> ModelRegistry::Resolve(
     const std::string& model_id) const {
   MutexLock lock(&mu_);
   if (!model_id.empty()) return Find(model_id);
@@ -168,7 +129,7 @@ absl::StatusOr<std::shared_ptr<const RegisteredModel>> ModelRegistry::Resolve(
 
 absl::Status ModelRegistry::Deploy(const std::string& model_id) {
   MutexLock lock(&mu_);
-  if (absl::StatusOr<std::shared_ptr<const RegisteredModel>> model = Find(model_id); !model.ok()) {
+  if (absl::StatusOr<std::shared_ptr<const LoadedModel>> model = Find(model_id); !model.ok()) {
     return model.status();
   }
   if (store_ != nullptr) {
@@ -181,7 +142,7 @@ absl::Status ModelRegistry::Deploy(const std::string& model_id) {
 }
 
 absl::Status ModelRegistry::Delete(const std::string& model_id) {
-  std::shared_ptr<const RegisteredModel> removed;
+  std::shared_ptr<const LoadedModel> removed;
   {
     MutexLock lock(&mu_);
     auto it = by_id_.find(model_id);
@@ -207,7 +168,7 @@ absl::Status ModelRegistry::Delete(const std::string& model_id) {
   return absl::OkStatus();
 }
 
-std::vector<std::shared_ptr<const RegisteredModel>> ModelRegistry::List() const {
+std::vector<std::shared_ptr<const LoadedModel>> ModelRegistry::List() const {
   MutexLock lock(&mu_);
   return models_;
 }

@@ -18,27 +18,15 @@
 #include "base/metrics.h"
 #include "model/network.h"
 #include "server/metrics.h"
+#include "server/model_record.h"
 #include "server/mutex.h"
 #include "server/store.h"
 
 namespace classifier {
 
-struct ModelRecord {
-  std::string model_id;
-  std::string job_id;  // Empty for imported models.
-  std::string dataset;
-  absl::Time created;
-  EvaluationResult test_metrics;  // count == 0 when the model was never evaluated.
-  std::string weights_path;       // A PyTorch state dict file.
-  int64_t size_bytes = 0;
-  std::string sha256;
-  // The network's shape; filled in by Register from the network.
-  Architecture architecture;
-};
-
-// A registered model with its network; immutable, shared by every request that uses it, so a
-// deploy or a delete never pulls a network from under a request in flight.
-struct RegisteredModel {
+// A model with its network loaded (see model_record.h); immutable, shared by every request that
+// uses it, so a deploy or a delete never pulls a network from under a request in flight.
+struct LoadedModel {
   ModelRecord record;
   // Null when the weights file was missing or corrupt at start-up: `load_error` says why.
   std::shared_ptr<const TrainedModel> network;
@@ -62,13 +50,13 @@ class ModelRegistry {
   // Writes the weights (temporary name, fsync, rename), records them and registers the model
   // under a new id; `record`'s id, path, size and hash are filled in here. Thread-safe, like
   // every method.
-  absl::StatusOr<std::shared_ptr<const RegisteredModel>> Register(
-      std::unique_ptr<TrainedModel> network, ModelRecord record);
+  absl::StatusOr<std::shared_ptr<const LoadedModel>> Register(std::unique_ptr<TrainedModel> network,
+                                                              ModelRecord record);
 
   // The model named `model_id`; when it is empty, the deployed model, else the newest. NOT_FOUND
   // for an unknown id, FAILED_PRECONDITION (saying to train one first) when there are none,
   // DATA_LOSS naming the file when its weights could not be loaded.
-  absl::StatusOr<std::shared_ptr<const RegisteredModel>> Resolve(const std::string& model_id) const;
+  absl::StatusOr<std::shared_ptr<const LoadedModel>> Resolve(const std::string& model_id) const;
 
   // Makes `model_id` the default; persisted. NOT_FOUND / DATA_LOSS as Resolve.
   absl::Status Deploy(const std::string& model_id);
@@ -76,13 +64,13 @@ class ModelRegistry {
   absl::Status Delete(const std::string& model_id);
 
   // Oldest first.
-  std::vector<std::shared_ptr<const RegisteredModel>> List() const;
+  std::vector<std::shared_ptr<const LoadedModel>> List() const;
   // Empty when none was deployed.
   std::string deployed_model_id() const;
 
  private:
   std::string NewModelId() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::StatusOr<std::shared_ptr<const RegisteredModel>> Find(const std::string& model_id) const
+  absl::StatusOr<std::shared_ptr<const LoadedModel>> Find(const std::string& model_id) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // Constant after construction.
@@ -92,14 +80,11 @@ class ModelRegistry {
   Metrics* const metrics_;
 
   mutable Mutex mu_;
-  std::vector<std::shared_ptr<const RegisteredModel>> models_ ABSL_GUARDED_BY(mu_);
-  std::map<std::string, std::shared_ptr<const RegisteredModel>> by_id_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::shared_ptr<const LoadedModel>> models_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::shared_ptr<const LoadedModel>> by_id_ ABSL_GUARDED_BY(mu_);
   std::string deployed_id_ ABSL_GUARDED_BY(mu_);
   std::mt19937_64 id_generator_ ABSL_GUARDED_BY(mu_);
 };
-
-// The store's form of a record, and back.
-v1::Model ToModelProto(const ModelRecord& record);
 
 }  // namespace classifier
 

@@ -191,9 +191,9 @@ absl::StatusOr<std::vector<StoredJob>> Store::LoadJobs() {
   return jobs;
 }
 
-absl::Status Store::PutModel(const StoredModel& model) {
+absl::Status Store::PutModel(const ModelRecord& model) {
   MutexLock lock(&mu_);
-  v1::Model stored = model.model;
+  v1::Model stored = ToModelProto(model);
   stored.set_deployed(false);
   Statement insert(db_,
                    "INSERT INTO models (model_id, model, weights_path) VALUES (?, ?, ?) "
@@ -217,20 +217,19 @@ absl::Status Store::DeleteModel(const std::string& model_id) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::vector<StoredModel>> Store::LoadModels() {
+absl::StatusOr<std::vector<ModelRecord>> Store::LoadModels() {
   MutexLock lock(&mu_);
-  std::vector<StoredModel> models;
+  std::vector<ModelRecord> models;
   Statement select(db_, "SELECT model_id, model, weights_path FROM models ORDER BY position");
   if (!select.ok()) return Error("cannot read models");
   int rc;
   while ((rc = select.Step()) == SQLITE_ROW) {
-    StoredModel model;
-    if (!model.model.ParseFromString(select.Blob(1))) {
+    v1::Model model;
+    if (!model.ParseFromString(select.Blob(1))) {
       return absl::DataLossError(
           absl::StrCat("model ", select.Text(0), " in ", path_, " is corrupt"));
     }
-    model.weights_path = select.Text(2);
-    models.push_back(std::move(model));
+    models.push_back(FromModelProto(model, select.Text(2)));
   }
   if (rc != SQLITE_DONE) return Error("cannot read models");
   return models;

@@ -18,6 +18,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "classifier/v1/classifier.pb.h"
+#include "server/model_record.h"
 #include "server/mutex.h"
 
 struct sqlite3;
@@ -28,11 +29,6 @@ struct StoredJob {
   std::string job_id;
   v1::TrainRequest request;
   std::vector<v1::JobEvent> events;  // In sequence order.
-};
-
-struct StoredModel {
-  v1::Model model;  // deployed is not stored here: see DeployedModelId.
-  std::string weights_path;
 };
 
 struct StoredCheckpoint {
@@ -71,10 +67,11 @@ class Store : public JobEventStore {
   // Every job, in submission order, with all its events.
   absl::StatusOr<std::vector<StoredJob>> LoadJobs();
 
-  absl::Status PutModel(const StoredModel& model);
+  // Inserts or replaces the model's row (deployed is not stored here: see DeployedModelId).
+  absl::Status PutModel(const ModelRecord& model);
   absl::Status DeleteModel(const std::string& model_id);
   // Oldest first.
-  absl::StatusOr<std::vector<StoredModel>> LoadModels();
+  absl::StatusOr<std::vector<ModelRecord>> LoadModels();
   absl::Status SetDeployedModelId(const std::string& model_id);
   // Empty when none was deployed.
   absl::StatusOr<std::string> DeployedModelId();

@@ -111,7 +111,7 @@ absl::StatusOr<TrainPlan> PlanOne(const v1::TrainRequest& request, const Dataset
     if (registry == nullptr) {
       return absl::FailedPreconditionError("init_from_model: this server keeps no models");
     }
-    absl::StatusOr<std::shared_ptr<const RegisteredModel>> initial =
+    absl::StatusOr<std::shared_ptr<const LoadedModel>> initial =
         registry->Resolve(request.init_from_model());
     if (!initial.ok()) {
       return absl::Status(initial.status().code(),

@@ -407,7 +407,7 @@ JobOutcome TrainingExecutor::RunTraining(Job& job, const TrainPlan& plan,
   record.dataset = plan.dataset;
   record.created = absl::Now();
   record.test_metrics = *evaluation;
-  absl::StatusOr<std::shared_ptr<const RegisteredModel>> registered =
+  absl::StatusOr<std::shared_ptr<const LoadedModel>> registered =
       registry_->Register(*std::move(network), std::move(record));
   if (!registered.ok()) return FailedOutcome(job, registered.status());
 

@@ -50,7 +50,7 @@ class ModelRegistryTest : public ::testing::Test {
   std::string Register(uint64_t seed) {
     ModelRecord record;
     record.dataset = "mnist";
-    absl::StatusOr<std::shared_ptr<const RegisteredModel>> registered =
+    absl::StatusOr<std::shared_ptr<const LoadedModel>> registered =
         registry_->Register(Network(seed), record);
     EXPECT_TRUE(registered.ok()) << registered.status();
     return registered.ok() ? (*registered)->record.model_id : "";
@@ -62,7 +62,7 @@ class ModelRegistryTest : public ::testing::Test {
 };
 
 TEST_F(ModelRegistryTest, ARequestGetsTheNamedModelElseTheDeployedElseTheNewest) {
-  absl::StatusOr<std::shared_ptr<const RegisteredModel>> none = registry_->Resolve("");
+  absl::StatusOr<std::shared_ptr<const LoadedModel>> none = registry_->Resolve("");
   EXPECT_EQ(none.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(none.status().message(), HasSubstr("train one first"));
 
@@ -81,7 +81,7 @@ TEST_F(ModelRegistryTest, ARequestGetsTheNamedModelElseTheDeployedElseTheNewest)
   EXPECT_EQ(registry_->Resolve("model-nope").status().code(), absl::StatusCode::kNotFound);
 
   // The registered record: its file, size and hash.
-  const std::shared_ptr<const RegisteredModel> model = *registry_->Resolve(first);
+  const std::shared_ptr<const LoadedModel> model = *registry_->Resolve(first);
   EXPECT_TRUE(std::filesystem::exists(model->record.weights_path));
   EXPECT_EQ(static_cast<int64_t>(std::filesystem::file_size(model->record.weights_path)),
             model->record.size_bytes);
@@ -96,7 +96,7 @@ TEST_F(ModelRegistryTest, TheDeployedModelCannotBeDeletedAndADeletedOneIsGoneWit
   EXPECT_EQ(refused.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(refused.message(), HasSubstr("deployed"));
 
-  const std::shared_ptr<const RegisteredModel> held = *registry_->Resolve(first);
+  const std::shared_ptr<const LoadedModel> held = *registry_->Resolve(first);
   ASSERT_TRUE(registry_->Delete(first).ok());
   EXPECT_FALSE(std::filesystem::exists(held->record.weights_path));
   EXPECT_EQ(registry_->Resolve(first).status().code(), absl::StatusCode::kNotFound);
@@ -119,7 +119,7 @@ TEST_F(ModelRegistryTest, ARestartFindsEveryModelAndACorruptFileServesNothing) {
   EXPECT_EQ(registry_->List()[0]->record.model_id, first) << "oldest first";
   EXPECT_EQ(registry_->deployed_model_id(), first);
   EXPECT_TRUE(registry_->Resolve(first).ok());
-  const absl::StatusOr<std::shared_ptr<const RegisteredModel>> corrupt = registry_->Resolve(second);
+  const absl::StatusOr<std::shared_ptr<const LoadedModel>> corrupt = registry_->Resolve(second);
   EXPECT_EQ(corrupt.status().code(), absl::StatusCode::kDataLoss);
   EXPECT_THAT(corrupt.status().message(), HasSubstr(second_path));
   EXPECT_THAT(corrupt.status().message(), HasSubstr("SHA-256"));

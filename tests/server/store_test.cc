@@ -70,10 +70,16 @@ TEST_F(StoreTest, ModelsTheDeployedIdCheckpointsAndDatasetsSurviveARestart) {
     std::unique_ptr<Store> store = Open();
     ASSERT_NE(store, nullptr);
     for (const char* id : {"model-2", "model-1", "model-3"}) {
-      StoredModel model;
-      model.model.set_model_id(id);
-      model.model.set_dataset("mnist");
+      ModelRecord model;
+      model.model_id = id;
+      model.dataset = "mnist";
       model.weights_path = std::string("/models/") + id + ".pth";
+      model.created = absl::FromUnixSeconds(1700000000);
+      model.test_metrics.accuracy = 0.75;
+      model.test_metrics.count = 200;
+      model.size_bytes = 1234;
+      model.sha256 = std::string("sha-of-") + id;
+      model.architecture.hidden_units = 64;
       ASSERT_TRUE(store->PutModel(model).ok());
     }
     ASSERT_TRUE(store->DeleteModel("model-1").ok());
@@ -92,12 +98,21 @@ TEST_F(StoreTest, ModelsTheDeployedIdCheckpointsAndDatasetsSurviveARestart) {
   }
   std::unique_ptr<Store> store = Open();
   ASSERT_NE(store, nullptr);
-  absl::StatusOr<std::vector<StoredModel>> models = store->LoadModels();
+  absl::StatusOr<std::vector<ModelRecord>> models = store->LoadModels();
   ASSERT_TRUE(models.ok());
   ASSERT_EQ(models->size(), 2u);
-  EXPECT_EQ((*models)[0].model.model_id(), "model-2") << "oldest first";
+  EXPECT_EQ((*models)[0].model_id, "model-2") << "oldest first";
   EXPECT_EQ((*models)[0].weights_path, "/models/model-2.pth");
-  EXPECT_EQ((*models)[1].model.model_id(), "model-3");
+  EXPECT_EQ((*models)[1].model_id, "model-3");
+  // The whole record comes back.
+  const ModelRecord& record = (*models)[1];
+  EXPECT_EQ(record.dataset, "mnist");
+  EXPECT_EQ(record.created, absl::FromUnixSeconds(1700000000));
+  EXPECT_DOUBLE_EQ(record.test_metrics.accuracy, 0.75);
+  EXPECT_EQ(record.test_metrics.count, 200);
+  EXPECT_EQ(record.size_bytes, 1234);
+  EXPECT_EQ(record.sha256, "sha-of-model-3");
+  EXPECT_EQ(record.architecture.hidden_units, 64);
   EXPECT_EQ(*store->DeployedModelId(), "model-3");
 
   absl::StatusOr<std::optional<StoredCheckpoint>> checkpoint = store->GetCheckpoint("job-1");
