@@ -11,6 +11,7 @@
 #include <fstream>
 #include <random>
 #include <sstream>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 
@@ -43,37 +44,77 @@ absl::Status WriteFileAtomically(const std::string& path, std::string_view conte
     return absl::InternalError(
         absl::StrCat("cannot create directory ", directory.string(), ": ", error.message()));
   }
-  // A unique temporary name in the same directory, so that rename() is atomic.
+  absl::StatusOr<std::unique_ptr<AtomicFileWriter>> file = AtomicFileWriter::Create(path);
+  if (!file.ok()) return file.status();
+  if (absl::Status status = (*file)->Append(contents); !status.ok()) return status;
+  return (*file)->Commit();
+}
+
+absl::StatusOr<std::unique_ptr<AtomicFileWriter>> AtomicFileWriter::Create(
+    const std::string& path) {
+  // A name no other writer of this or another process uses, so that O_EXCL never trips on a
+  // writer in progress (or on one a crash left behind).
   std::random_device entropy;
-  const std::string temporary = absl::StrCat(path, ".tmp-", ::getpid(), "-", entropy() & 0xffffff);
-  const int fd = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-  if (fd < 0) return ErrnoError("cannot create", temporary);
-  size_t written = 0;
-  while (written < contents.size()) {
-    const ssize_t n = ::write(fd, contents.data() + written, contents.size() - written);
+  const std::string temp_path = absl::StrCat(path, ".tmp-", ::getpid(), "-", entropy() & 0xffffff);
+  const int fd = ::open(temp_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd < 0) return ErrnoError("cannot create", temp_path);
+  return std::unique_ptr<AtomicFileWriter>(new AtomicFileWriter(path, temp_path, fd));
+}
+
+AtomicFileWriter::AtomicFileWriter(std::string path, std::string temp_path, int fd)
+    : path_(std::move(path)), temp_path_(std::move(temp_path)), fd_(fd) {}
+
+AtomicFileWriter::~AtomicFileWriter() {
+  if (!done_) Discard();
+}
+
+void AtomicFileWriter::Discard() {
+  if (fd_ >= 0) {
+    ::close(fd_);
+    fd_ = -1;
+  }
+  if (!done_) ::unlink(temp_path_.c_str());
+  done_ = true;
+}
+
+absl::Status AtomicFileWriter::Append(std::string_view data) {
+  if (done_ || fd_ < 0) return absl::FailedPreconditionError(path_ + ": file already closed");
+  while (!data.empty()) {
+    const ssize_t n = ::write(fd_, data.data(), data.size());
     if (n < 0) {
       if (errno == EINTR) continue;
-      absl::Status status = ErrnoError("cannot write", temporary);
-      ::close(fd);
-      ::unlink(temporary.c_str());
-      return status;
+      return ErrnoError("cannot write", temp_path_);
     }
-    written += static_cast<size_t>(n);
+    data.remove_prefix(static_cast<size_t>(n));
+    size_ += n;
   }
-  if (::fsync(fd) != 0) {
-    absl::Status status = ErrnoError("cannot fsync", temporary);
-    ::close(fd);
-    ::unlink(temporary.c_str());
+  return absl::OkStatus();
+}
+
+absl::Status AtomicFileWriter::Commit() {
+  if (done_ || fd_ < 0) return absl::FailedPreconditionError(path_ + ": file already closed");
+  if (::fsync(fd_) != 0) {
+    absl::Status status = ErrnoError("cannot fsync", temp_path_);
+    Discard();
     return status;
   }
-  ::close(fd);
-  if (::rename(temporary.c_str(), path.c_str()) != 0) {
-    absl::Status status = ErrnoError("cannot rename to", path);
-    ::unlink(temporary.c_str());
+  const int fd = fd_;
+  fd_ = -1;
+  if (::close(fd) != 0) {
+    absl::Status status = ErrnoError("cannot close", temp_path_);
+    Discard();
     return status;
   }
+  if (::rename(temp_path_.c_str(), path_.c_str()) != 0) {
+    absl::Status status = ErrnoError("cannot rename to", path_);
+    Discard();
+    return status;
+  }
+  done_ = true;
   // The rename itself is durable only once the directory entry is.
-  return FsyncPath(directory.string(), O_RDONLY | O_DIRECTORY);
+  const std::filesystem::path target(path_);
+  return FsyncPath(target.has_parent_path() ? target.parent_path().string() : ".",
+                   O_RDONLY | O_DIRECTORY);
 }
 
 absl::StatusOr<std::string> ReadWholeFile(const std::string& path) {

@@ -3,6 +3,7 @@
 #ifndef CLASSIFIER_BASE_FILE_UTIL_H_
 #define CLASSIFIER_BASE_FILE_UTIL_H_
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -14,8 +15,45 @@ namespace classifier {
 
 // Replaces `path` with `contents` atomically: readers see the old file or the
 // whole new one, and after a crash the file is either absent, old or complete.
-// Creates missing parent directories. Errors name the path.
+// Creates missing parent directories. Errors name the path. AtomicFileWriter's special case:
+// the whole file at once.
 absl::Status WriteFileAtomically(const std::string& path, std::string_view contents);
+
+// A file written in pieces as they arrive (a download) that readers see whole or not at all:
+// the pieces go to a temporary file beside `path` (<path>.tmp-<pid>-<n>, in the same directory
+// so that the rename is atomic); Commit() fsyncs it, renames it over `path` and fsyncs the
+// directory, so after a crash `path` is absent, old or complete. Destroying the writer before
+// a successful Commit() removes the temporary file. Errors name the path. Not thread-safe.
+class AtomicFileWriter {
+ public:
+  // Creates the temporary file. The directory must exist (a missing one is an error naming the
+  // path; WriteFileAtomically creates it first).
+  static absl::StatusOr<std::unique_ptr<AtomicFileWriter>> Create(const std::string& path);
+  ~AtomicFileWriter();
+  AtomicFileWriter(const AtomicFileWriter&) = delete;
+  AtomicFileWriter& operator=(const AtomicFileWriter&) = delete;
+
+  absl::Status Append(std::string_view data);
+  // Makes what was appended the file at `path`. On an error before the rename the temporary
+  // file is removed and `path` is untouched; an error after it (fsyncing the directory) leaves
+  // the new file in place. FAILED_PRECONDITION after Commit or Discard.
+  absl::Status Commit();
+  // Removes the temporary file; nothing more can be appended.
+  void Discard();
+
+  int64_t size() const { return size_; }
+  const std::string& path() const { return path_; }
+  const std::string& temp_path() const { return temp_path_; }
+
+ private:
+  AtomicFileWriter(std::string path, std::string temp_path, int fd);
+
+  const std::string path_;
+  const std::string temp_path_;
+  int fd_;  // -1 once closed.
+  int64_t size_ = 0;
+  bool done_ = false;  // Committed (renamed) or discarded.
+};
 
 absl::StatusOr<std::string> ReadWholeFile(const std::string& path);
 

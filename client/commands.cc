@@ -285,7 +285,7 @@ int Export(const Invocation& invocation, const CommandEnvironment& env) {
   std::unique_ptr<grpc::ClientReaderInterface<v1::WeightsChunk>> reader =
       env.classifier->ExportWeights(&context, *request);
 
-  std::unique_ptr<AtomicFileWriter> file;  // Removes the temporary file unless committed.
+  std::unique_ptr<VerifiedFileWriter> file;  // Removes the temporary file unless committed.
   int64_t total_size = 0;
   std::string sha256;
   std::string model_id;
@@ -299,7 +299,8 @@ int Export(const Invocation& invocation, const CommandEnvironment& env) {
       std::string name = SafeFileName(chunk.file_name(), chunk.model_id(), onnx ? ".onnx" : ".pth");
       if (onnx) name = WithExtension(name, ".onnx");  // Only used when --out is not a file.
       const std::string path = ResolveOutputPath(invocation.String("out"), name);
-      absl::StatusOr<std::unique_ptr<AtomicFileWriter>> created = AtomicFileWriter::Create(path);
+      absl::StatusOr<std::unique_ptr<VerifiedFileWriter>> created =
+          VerifiedFileWriter::Create(path);
       if (!created.ok()) {
         local = created.status();
         break;

@@ -420,7 +420,7 @@ std::string TrainingCurvesSvg(const std::string& job_id,
 }
 
 absl::Status WriteOutputFile(const std::string& path, const std::string& contents) {
-  absl::StatusOr<std::unique_ptr<AtomicFileWriter>> file = AtomicFileWriter::Create(path);
+  absl::StatusOr<std::unique_ptr<VerifiedFileWriter>> file = VerifiedFileWriter::Create(path);
   if (!file.ok()) return file.status();
   if (absl::Status status = (*file)->Append(contents); !status.ok()) return status;
   return (*file)->Commit(static_cast<int64_t>(contents.size()), Sha256Hex(contents));

@@ -1,10 +1,8 @@
 #include "client/weights_file.h"
 
-#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <cerrno>
 #include <csignal>
 #include <cstring>
 #include <string_view>
@@ -48,18 +46,6 @@ void ArmCleanup(const std::string& temp_path) {
 
 void DisarmCleanup() { cleanup_armed = 0; }
 
-absl::Status ErrnoError(absl::string_view what, const std::string& path) {
-  const int error = errno;
-  return absl::InternalError(absl::StrCat(what, " ", path, ": ", std::strerror(error)));
-}
-
-std::string DirectoryOf(const std::string& path) {
-  const size_t slash = path.rfind('/');
-  if (slash == std::string::npos) return ".";
-  if (slash == 0) return "/";
-  return path.substr(0, slash);
-}
-
 }  // namespace
 
 std::string SafeFileName(absl::string_view from_server, absl::string_view model_id,
@@ -99,53 +85,38 @@ std::string ResolveOutputPath(const std::string& out, const std::string& file_na
   return out;
 }
 
-absl::StatusOr<std::unique_ptr<AtomicFileWriter>> AtomicFileWriter::Create(
+absl::StatusOr<std::unique_ptr<VerifiedFileWriter>> VerifiedFileWriter::Create(
     const std::string& path) {
-  const std::string temp_path = absl::StrCat(path, ".tmp-", getpid());
-  const int fd = open(temp_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-  if (fd < 0) return ErrnoError("cannot create", temp_path);
-  ArmCleanup(temp_path);
-  return std::unique_ptr<AtomicFileWriter>(new AtomicFileWriter(path, temp_path, fd));
+  absl::StatusOr<std::unique_ptr<AtomicFileWriter>> file = AtomicFileWriter::Create(path);
+  if (!file.ok()) return file.status();
+  ArmCleanup((*file)->temp_path());
+  return std::unique_ptr<VerifiedFileWriter>(new VerifiedFileWriter(*std::move(file)));
 }
 
-AtomicFileWriter::AtomicFileWriter(std::string path, std::string temp_path, int fd)
-    : path_(std::move(path)), temp_path_(std::move(temp_path)), fd_(fd) {}
+VerifiedFileWriter::VerifiedFileWriter(std::unique_ptr<AtomicFileWriter> file)
+    : file_(std::move(file)) {}
 
-AtomicFileWriter::~AtomicFileWriter() {
-  if (!committed_) Discard();
-}
+VerifiedFileWriter::~VerifiedFileWriter() { Discard(); }
 
-void AtomicFileWriter::Discard() {
-  if (fd_ >= 0) {
-    close(fd_);
-    fd_ = -1;
-  }
-  unlink(temp_path_.c_str());
+void VerifiedFileWriter::Discard() {
+  file_->Discard();  // Nothing to remove once committed.
   DisarmCleanup();
+  closed_ = true;
 }
 
-absl::Status AtomicFileWriter::Append(absl::string_view data) {
-  if (fd_ < 0 || committed_) return absl::FailedPreconditionError("file already closed");
+absl::Status VerifiedFileWriter::Append(absl::string_view data) {
+  if (closed_) return absl::FailedPreconditionError("file already closed");
   digest_.Update(std::string_view(data.data(), data.size()));
-  while (!data.empty()) {
-    const ssize_t written = write(fd_, data.data(), data.size());
-    if (written < 0) {
-      if (errno == EINTR) continue;
-      return ErrnoError("cannot write", temp_path_);
-    }
-    data.remove_prefix(static_cast<size_t>(written));
-    size_ += written;
-  }
-  return absl::OkStatus();
+  return file_->Append(std::string_view(data.data(), data.size()));
 }
 
-absl::Status AtomicFileWriter::Commit(int64_t expected_size, absl::string_view expected_sha256) {
-  if (fd_ < 0 || committed_) return absl::FailedPreconditionError("file already closed");
+absl::Status VerifiedFileWriter::Commit(int64_t expected_size, absl::string_view expected_sha256) {
+  if (closed_) return absl::FailedPreconditionError("file already closed");
   const std::string digest = digest_.FinishHex();
-  if (size_ != expected_size) {
+  if (size() != expected_size) {
     Discard();
     return absl::DataLossError(absl::StrFormat(
-        "size mismatch: received %d bytes, the server announced %d", size_, expected_size));
+        "size mismatch: received %d bytes, the server announced %d", size(), expected_size));
   }
   if (expected_sha256.empty()) {
     Discard();
@@ -156,34 +127,10 @@ absl::Status AtomicFileWriter::Commit(int64_t expected_size, absl::string_view e
     return absl::DataLossError(absl::StrFormat(
         "SHA-256 mismatch: received %s, the server announced %s", digest, expected_sha256));
   }
-  if (fsync(fd_) != 0) {
-    absl::Status status = ErrnoError("cannot fsync", temp_path_);
-    Discard();
-    return status;
-  }
-  const int fd = fd_;
-  fd_ = -1;
-  if (close(fd) != 0) {
-    absl::Status status = ErrnoError("cannot close", temp_path_);
-    Discard();
-    return status;
-  }
-  if (rename(temp_path_.c_str(), path_.c_str()) != 0) {
-    absl::Status status = ErrnoError(absl::StrCat("cannot rename ", temp_path_, " to"), path_);
-    Discard();
-    return status;
-  }
-  committed_ = true;
-  DisarmCleanup();
   sha256_ = digest;
-  // Make the rename itself durable.
-  const std::string directory = DirectoryOf(path_);
-  const int dir_fd = open(directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dir_fd < 0) return ErrnoError("cannot open directory", directory);
-  const int synced = fsync(dir_fd);
-  close(dir_fd);
-  if (synced != 0) return ErrnoError("cannot fsync directory", directory);
-  return absl::OkStatus();
+  absl::Status committed = file_->Commit();
+  Discard();  // Renamed, or already removed by the failed Commit: only disarms the cleanup.
+  return committed;
 }
 
 }  // namespace classifier::cli

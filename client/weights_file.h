@@ -26,40 +26,39 @@ std::string WithExtension(absl::string_view name, absl::string_view extension);
 // directory, or `file_name` in the current directory when `out` is empty.
 std::string ResolveOutputPath(const std::string& out, const std::string& file_name);
 
-// Writes `path` atomically: the bytes go to `path`.tmp-<pid> in the same directory while
-// their SHA-256 is computed; Commit() checks the size and digest, fsyncs the file, renames it
-// over `path` and fsyncs the directory. Destroying the writer before a successful Commit()
-// removes the temporary file, and so does SIGINT / SIGTERM / SIGHUP while one is open (only
-// one writer per process may be open at a time). Not thread-safe.
-class AtomicFileWriter {
+// A download written with base's AtomicFileWriter (a temporary file beside `path`, renamed over
+// it by Commit) and checked before it is committed: Commit() refuses a file whose size or
+// SHA-256 differs from what the server announced. Destroying the writer before a successful
+// Commit() removes the temporary file, and so does SIGINT / SIGTERM / SIGHUP while one is open
+// (only one writer per process may be open at a time). Not thread-safe.
+class VerifiedFileWriter {
  public:
-  // Creates the temporary file. Errors: the OS's, naming the path.
-  static absl::StatusOr<std::unique_ptr<AtomicFileWriter>> Create(const std::string& path);
-  ~AtomicFileWriter();
-  AtomicFileWriter(const AtomicFileWriter&) = delete;
-  AtomicFileWriter& operator=(const AtomicFileWriter&) = delete;
+  // Creates the temporary file. Errors: the OS's, naming the path (a missing directory too).
+  static absl::StatusOr<std::unique_ptr<VerifiedFileWriter>> Create(const std::string& path);
+  ~VerifiedFileWriter();
+  VerifiedFileWriter(const VerifiedFileWriter&) = delete;
+  VerifiedFileWriter& operator=(const VerifiedFileWriter&) = delete;
 
+  // Writes `data` at once: a download is streamed to disk as its chunks arrive.
   absl::Status Append(absl::string_view data);
   // Checks that exactly `expected_size` bytes were written and that their SHA-256 is
   // `expected_sha256` (hex, any case): DATA_LOSS when not, and the temporary file is removed.
+  // Then commits the file (AtomicFileWriter::Commit).
   absl::Status Commit(int64_t expected_size, absl::string_view expected_sha256);
 
-  int64_t size() const { return size_; }
-  const std::string& path() const { return path_; }
-  const std::string& temp_path() const { return temp_path_; }
+  int64_t size() const { return file_->size(); }
+  const std::string& path() const { return file_->path(); }
+  const std::string& temp_path() const { return file_->temp_path(); }
   // The hex digest of what was written, valid after a successful Commit().
   const std::string& sha256() const { return sha256_; }
 
  private:
-  AtomicFileWriter(std::string path, std::string temp_path, int fd);
+  explicit VerifiedFileWriter(std::unique_ptr<AtomicFileWriter> file);
   void Discard();
 
-  const std::string path_;
-  const std::string temp_path_;
-  int fd_;         // -1 once closed.
-  Sha256 digest_;  // Of what was appended.
-  int64_t size_ = 0;
-  bool committed_ = false;
+  const std::unique_ptr<AtomicFileWriter> file_;
+  Sha256 digest_;        // Of what was appended.
+  bool closed_ = false;  // Committed or discarded.
   std::string sha256_;
 };
 

@@ -75,11 +75,11 @@ TEST(ClientResolveOutputPathTest, FileDirectoryOrDefault) {
   EXPECT_EQ(ResolveOutputPath(dir + "/mine.pth", "w.pth"), dir + "/mine.pth");
 }
 
-TEST(ClientAtomicFileWriterTest, CommitsAVerifiedFile) {
+TEST(VerifiedFileWriterTest, CommitsAVerifiedFile) {
   const classifier::testing::TempDir temp;
   const std::string& dir = temp.path();
   const std::string path = dir + "/w.pth";
-  absl::StatusOr<std::unique_ptr<AtomicFileWriter>> writer = AtomicFileWriter::Create(path);
+  absl::StatusOr<std::unique_ptr<VerifiedFileWriter>> writer = VerifiedFileWriter::Create(path);
   ASSERT_TRUE(writer.ok()) << writer.status();
   EXPECT_THAT((*writer)->temp_path(), HasSubstr(path + ".tmp-"));
   ASSERT_TRUE((*writer)->Append("ab").ok());
@@ -95,12 +95,12 @@ TEST(ClientAtomicFileWriterTest, CommitsAVerifiedFile) {
   EXPECT_EQ(ReadFile(path), "abc");
 }
 
-TEST(ClientAtomicFileWriterTest, MismatchesLeaveNothingBehind) {
+TEST(VerifiedFileWriterTest, MismatchesLeaveNothingBehind) {
   const classifier::testing::TempDir temp;
   const std::string& dir = temp.path();
   const std::string path = dir + "/w.pth";
   {
-    absl::StatusOr<std::unique_ptr<AtomicFileWriter>> writer = AtomicFileWriter::Create(path);
+    absl::StatusOr<std::unique_ptr<VerifiedFileWriter>> writer = VerifiedFileWriter::Create(path);
     ASSERT_TRUE(writer.ok());
     ASSERT_TRUE((*writer)->Append("abc").ok());
     absl::Status status = (*writer)->Commit(3, std::string(64, '0'));
@@ -109,7 +109,7 @@ TEST(ClientAtomicFileWriterTest, MismatchesLeaveNothingBehind) {
   }
   EXPECT_THAT(ListDir(dir), ElementsAre());
   {
-    absl::StatusOr<std::unique_ptr<AtomicFileWriter>> writer = AtomicFileWriter::Create(path);
+    absl::StatusOr<std::unique_ptr<VerifiedFileWriter>> writer = VerifiedFileWriter::Create(path);
     ASSERT_TRUE(writer.ok());
     ASSERT_TRUE((*writer)->Append("abc").ok());
     absl::Status status = (*writer)->Commit(4, Sha256Hex("abc"));
@@ -117,35 +117,35 @@ TEST(ClientAtomicFileWriterTest, MismatchesLeaveNothingBehind) {
     EXPECT_THAT(status.message(), HasSubstr("size mismatch"));
   }
   {
-    absl::StatusOr<std::unique_ptr<AtomicFileWriter>> writer = AtomicFileWriter::Create(path);
+    absl::StatusOr<std::unique_ptr<VerifiedFileWriter>> writer = VerifiedFileWriter::Create(path);
     ASSERT_TRUE(writer.ok());
     EXPECT_EQ((*writer)->Commit(0, "").code(), absl::StatusCode::kDataLoss);
   }
   {
     // Abandoned: destroyed without Commit.
-    absl::StatusOr<std::unique_ptr<AtomicFileWriter>> writer = AtomicFileWriter::Create(path);
+    absl::StatusOr<std::unique_ptr<VerifiedFileWriter>> writer = VerifiedFileWriter::Create(path);
     ASSERT_TRUE(writer.ok());
     ASSERT_TRUE((*writer)->Append("abc").ok());
   }
   EXPECT_THAT(ListDir(dir), ElementsAre());
 }
 
-TEST(ClientAtomicFileWriterTest, ReplacesAnExistingFile) {
+TEST(VerifiedFileWriterTest, ReplacesAnExistingFile) {
   const classifier::testing::TempDir temp;
   const std::string& dir = temp.path();
   const std::string path = dir + "/w.pth";
   std::ofstream(path) << "old";
-  absl::StatusOr<std::unique_ptr<AtomicFileWriter>> writer = AtomicFileWriter::Create(path);
+  absl::StatusOr<std::unique_ptr<VerifiedFileWriter>> writer = VerifiedFileWriter::Create(path);
   ASSERT_TRUE(writer.ok());
   ASSERT_TRUE((*writer)->Append("new").ok());
   ASSERT_TRUE((*writer)->Commit(3, Sha256Hex("new")).ok());
   EXPECT_EQ(ReadFile(path), "new");
 }
 
-TEST(ClientAtomicFileWriterTest, MissingDirectoryIsAnError) {
+TEST(VerifiedFileWriterTest, MissingDirectoryIsAnError) {
   const classifier::testing::TempDir missing;
-  absl::StatusOr<std::unique_ptr<AtomicFileWriter>> writer =
-      AtomicFileWriter::Create(missing.path() + "/no/such/dir/w.pth");
+  absl::StatusOr<std::unique_ptr<VerifiedFileWriter>> writer =
+      VerifiedFileWriter::Create(missing.path() + "/no/such/dir/w.pth");
   ASSERT_FALSE(writer.ok());
   EXPECT_THAT(writer.status().message(), HasSubstr("cannot create"));
 }

@@ -1,0 +1,99 @@
+// base/'s atomic files: a writer's pieces appear at the path whole or not at all, the temporary
+// file never outlives the writer, and WriteFileAtomically is the writer's one-piece case.
+#include "base/file_util.h"
+
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <string>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/testing/synthetic_data.h"
+
+namespace classifier {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+std::vector<std::string> ListDir(const std::string& dir) {
+  std::vector<std::string> names;
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+    names.push_back(entry.path().filename().string());
+  }
+  return names;
+}
+
+std::string Contents(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+TEST(AtomicFileWriterTest, PiecesAppearAtThePathOnlyOnCommit) {
+  const testing::TempDir temp;
+  const std::string path = temp.path() + "/w.pth";
+  absl::StatusOr<std::unique_ptr<AtomicFileWriter>> writer = AtomicFileWriter::Create(path);
+  ASSERT_TRUE(writer.ok()) << writer.status();
+  EXPECT_THAT((*writer)->temp_path(), HasSubstr(path + ".tmp-"));
+  ASSERT_TRUE((*writer)->Append("ab").ok());
+  ASSERT_TRUE((*writer)->Append("c").ok());
+  EXPECT_EQ((*writer)->size(), 3);
+  EXPECT_FALSE(std::filesystem::exists(path)) << "visible before Commit";
+  EXPECT_EQ(Contents((*writer)->temp_path()), "abc") << "each piece is written as it comes";
+  ASSERT_TRUE((*writer)->Commit().ok());
+  EXPECT_EQ((*writer)->Append("d").code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ((*writer)->Commit().code(), absl::StatusCode::kFailedPrecondition);
+  writer->reset();
+  EXPECT_THAT(ListDir(temp.path()), ElementsAre("w.pth"));
+  EXPECT_EQ(Contents(path), "abc");
+}
+
+TEST(AtomicFileWriterTest, AnUncommittedWriterLeavesTheOldFileAndNoTemporary) {
+  const testing::TempDir temp;
+  const std::string path = temp.path() + "/w.pth";
+  testing::WriteFile(path, "old");
+  {
+    absl::StatusOr<std::unique_ptr<AtomicFileWriter>> abandoned = AtomicFileWriter::Create(path);
+    ASSERT_TRUE(abandoned.ok());
+    ASSERT_TRUE((*abandoned)->Append("new").ok());
+  }
+  {
+    absl::StatusOr<std::unique_ptr<AtomicFileWriter>> discarded = AtomicFileWriter::Create(path);
+    ASSERT_TRUE(discarded.ok());
+    ASSERT_TRUE((*discarded)->Append("new").ok());
+    (*discarded)->Discard();
+    EXPECT_EQ((*discarded)->Commit().code(), absl::StatusCode::kFailedPrecondition);
+  }
+  EXPECT_THAT(ListDir(temp.path()), ElementsAre("w.pth"));
+  EXPECT_EQ(Contents(path), "old");
+  // Two writers of one path at once each have their own temporary file; the last commit wins.
+  absl::StatusOr<std::unique_ptr<AtomicFileWriter>> first = AtomicFileWriter::Create(path);
+  absl::StatusOr<std::unique_ptr<AtomicFileWriter>> second = AtomicFileWriter::Create(path);
+  ASSERT_TRUE(first.ok() && second.ok());
+  EXPECT_NE((*first)->temp_path(), (*second)->temp_path());
+  ASSERT_TRUE((*first)->Append("first").ok());
+  ASSERT_TRUE((*second)->Append("second").ok());
+  ASSERT_TRUE((*first)->Commit().ok());
+  ASSERT_TRUE((*second)->Commit().ok());
+  EXPECT_EQ(Contents(path), "second");
+}
+
+TEST(AtomicFileWriterTest, AMissingDirectoryIsAnErrorButWriteFileAtomicallyCreatesIt) {
+  const testing::TempDir temp;
+  const std::string path = temp.path() + "/no/such/dir/w.pth";
+  absl::StatusOr<std::unique_ptr<AtomicFileWriter>> writer = AtomicFileWriter::Create(path);
+  ASSERT_FALSE(writer.ok());
+  EXPECT_THAT(writer.status().message(), HasSubstr("cannot create"));
+  EXPECT_THAT(writer.status().message(), HasSubstr(path));
+
+  ASSERT_TRUE(WriteFileAtomically(path, "whole").ok());
+  EXPECT_EQ(Contents(path), "whole");
+  ASSERT_TRUE(WriteFileAtomically(path, "").ok());
+  EXPECT_EQ(Contents(path), "");
+  EXPECT_THAT(ListDir(temp.path() + "/no/such/dir"), ElementsAre("w.pth"));
+}
+
+}  // namespace
+}  // namespace classifier
