@@ -77,6 +77,8 @@ class Probe {
   }
   // Lets the writer hear of the oldest held write (waiting for it first).
   void ReleaseWrite();
+  // Stops holding writes and releases those held, so that a failed test's call can end.
+  void ReleaseAll();
 
   void Cancelled() {
     MutexLock lock(&events_mu_);
@@ -154,9 +156,10 @@ class TestWriter : public QueuedWriter<Chunk> {
   void OnWriteDone(bool ok) override {
     if (!probe_->Hold(ok)) QueuedWriter::OnWriteDone(ok);
   }
+  // Recorded once the writer has taken the cancel in: a write released after this sees it.
   void OnCancel() override {
-    probe_->Cancelled();
     QueuedWriter::OnCancel();
+    probe_->Cancelled();
   }
   // What gRPC's OnWriteDone would have done, called by the test (a thread of ours).
   void ReleaseWrite(bool ok) { QueuedWriter::OnWriteDone(ok); }
@@ -166,6 +169,16 @@ class TestWriter : public QueuedWriter<Chunk> {
 
   Probe* const probe_;
 };
+
+void Probe::ReleaseAll() {
+  std::deque<bool> held;
+  {
+    MutexLock lock(&events_mu_);
+    hold_writes_ = false;
+    held.swap(held_);
+  }
+  for (bool ok : held) WithWriter([ok](TestWriter& writer) { writer.ReleaseWrite(ok); });
+}
 
 void Probe::ReleaseWrite() {
   ASSERT_TRUE(WaitForHeld(1)) << "no write to release";
@@ -223,6 +236,7 @@ class QueuedWriterTest : public ::testing::Test {
   }
 
   void TearDown() override {
+    probe_.ReleaseAll();  // Shutdown waits for every call to end.
     if (server_ != nullptr) server_->Shutdown(std::chrono::system_clock::now());
   }
 
