@@ -62,6 +62,7 @@ if [[ -d $repo/../shared ]]; then bind "$repo/../shared" "$root/shared" ro; fi
 cp /etc/resolv.conf "$root/etc/resolv.conf"
 # A machine whose HTTPS goes through a proxy with its own CA (npm, for buf) passes it on.
 if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
+  mkdir -p "$root/usr/local/share/ca-certificates"
   cp /usr/local/share/ca-certificates/*.crt "$root/usr/local/share/ca-certificates/"
 fi
 if [[ -f /etc/npmrc ]]; then cp /etc/npmrc "$root/etc/npmrc"; fi
