@@ -33,6 +33,16 @@ double Seconds(std::chrono::milliseconds duration) {
 
 std::string JoinedKey(int rank) { return absl::StrCat("rank", rank); }
 
+// LibTorch 2.4+ serves a TCPStore with libuv by default, which Debian's LibTorch 2.6 is built
+// without ("use_libuv was requested but PyTorch was build without libuv support"): ask for the
+// plain sockets where the option exists (LibTorch 1.13 has only those).
+template <typename StoreOptions>
+auto UsePlainSockets(StoreOptions& options, int) -> decltype(options.useLibUV = false, void()) {
+  options.useLibUV = false;
+}
+template <typename StoreOptions>
+void UsePlainSockets(StoreOptions&, long) {}
+
 }  // namespace
 
 absl::StatusOr<std::string> LocalAddressTowards(const std::string& host, int port) {
@@ -90,6 +100,7 @@ absl::StatusOr<std::unique_ptr<GlooCollective>> GlooCollective::Join(
   // Who joined is checked below, by name, rather than by the store's anonymous count.
   store_options.waitWorkers = false;
   store_options.timeout = options.join_timeout;
+  UsePlainSockets(store_options, 0);
   c10::intrusive_ptr<c10d::Store> store;
   try {
     store = c10::make_intrusive<c10d::TCPStore>(environment.master_addr, store_options);
@@ -131,6 +142,7 @@ absl::StatusOr<std::unique_ptr<GlooCollective>> GlooCollective::HostAndJoin(
   store_options.numWorkers = world_size;
   store_options.waitWorkers = false;
   store_options.timeout = options.join_timeout;
+  UsePlainSockets(store_options, 0);
   c10::intrusive_ptr<c10d::TCPStore> store;
   try {
     store = c10::make_intrusive<c10d::TCPStore>(address, store_options);

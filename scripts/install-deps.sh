@@ -79,6 +79,8 @@ test_packages=(
   openssl
   # tests/e2e/prometheus_e2e_test.sh: a real Prometheus scrapes the metrics endpoint.
   prometheus
+  # tests/distributed/netns_e2e_test.sh: ranks in network namespaces joined by a veth pair.
+  iproute2
 )
 # Node.js with npm (for `buf curl`, the grpcurl peer the tests use, and for the npm fallback of
 # scripts/fetch-data.sh, hence at run time too): machines that already carry a Node.js build
