@@ -45,6 +45,17 @@ PY
 request='epochs: 2 seed: 5'
 
 # 1. torchrun starts two ranks; rank 0 reports the world size, the test accuracy, the weights.
+two_ranks_by_hand() {  # The same two ranks, started with torchrun's environment by this script.
+  local port
+  port=$(free_port)
+  start_rank "$work/two.txt" "$work/two-0.err" 0 2 "$port" --request "$request" --output "$work/two.pt"
+  local rank0=$rank_pid
+  start_rank /dev/null "$work/two-1.err" 1 2 "$port" --request "$request"
+  local rank1=$rank_pid status0=0 status1=0
+  wait "$rank0" || status0=$?
+  wait "$rank1" || status1=$?
+  check "two ranks started by hand succeed (exits $status0, $status1)" test "$status0" -eq 0 -a "$status1" -eq 0
+}
 if command -v torchrun >/dev/null; then
   # --redirects/--tee non-zero: Debian's torchrun 1.13 under Python 3.11 fails on the defaults
   # (../shared/design/FACTS.md).
@@ -53,18 +64,27 @@ if command -v torchrun >/dev/null; then
     --master_addr 127.0.0.1 --master_port "$(free_port)" \
     "$rank_bin" --data_dir "$work/data" --request "$request" --output "$work/two.pt" \
     >"$work/two.txt" 2>"$work/two.err" || status=$?
-  check "torchrun's two ranks succeed (exit $status)" test "$status" -eq 0
-  check "rank 0 reports world_size 2 every epoch" test "$(grep -c '"world_size": 2' "$work/two.txt")" -ge 3
-  two=$(json_field "$work/two.txt" test_accuracy)
-  check "two ranks reach > 90% (got $two)" python3 -c "import sys; sys.exit(0 if float('$two') > 0.9 else 1)"
-  check "rank 0 wrote weights torch.load reads" "$python" -c "
+  if ((status != 0)) && grep -q "PyTorch was build without libuv support" "$work/two.err"; then
+    # Debian 13's torchrun (2.6) creates its own rendezvous store with libuv, which Debian's
+    # LibTorch 2.6 lacks: torchrun fails before any rank starts. Said, not hidden.
+    echo "SKIP torchrun: Debian's own torchrun cannot start here (its LibTorch lacks libuv);" \
+      "the ranks are started by hand instead"
+    two_ranks_by_hand
+  else
+    check "torchrun's two ranks succeed (exit $status)" test "$status" -eq 0
+  fi
+else
+  bad "torchrun is missing (Debian's python3-torch; scripts/install-deps.sh installs it)"
+  two_ranks_by_hand
+fi
+check "rank 0 reports world_size 2 every epoch" test "$(grep -c '"world_size": 2' "$work/two.txt")" -ge 3
+two=$(json_field "$work/two.txt" test_accuracy)
+check "two ranks reach > 90% (got $two)" python3 -c "import sys; sys.exit(0 if float('$two') > 0.9 else 1)"
+check "rank 0 wrote weights torch.load reads" "$python" -c "
 import torch, sys
 state = torch.load(sys.argv[1])
 assert set(state) == {'conv1.weight', 'conv1.bias', 'conv2.weight', 'conv2.bias', 'fc1.weight', 'fc1.bias'}, set(state)
 " "$work/two.pt"
-else
-  bad "torchrun is missing (Debian's python3-torch; scripts/install-deps.sh installs it)"
-fi
 
 # 2. The same job on one rank ends within 0.3 points.
 rank 0 1 "$(free_port)" --request "$request" >"$work/one.txt"
