@@ -43,6 +43,21 @@ auto UsePlainSockets(StoreOptions& options, int) -> decltype(options.useLibUV = 
 template <typename StoreOptions>
 void UsePlainSockets(StoreOptions&, long) {}
 
+// The rendezvous store's options for a group of `world_size`, served (is_server) or reached on
+// `port`. Who joined is checked by JoinThroughStore, by name, rather than by the store's
+// anonymous count of workers.
+c10d::TCPStoreOptions StoreOptions(int port, bool is_server, int world_size,
+                                   const JoinOptions& options) {
+  c10d::TCPStoreOptions store_options;
+  store_options.port = static_cast<uint16_t>(port);
+  store_options.isServer = is_server;
+  store_options.numWorkers = world_size;
+  store_options.waitWorkers = false;
+  store_options.timeout = options.join_timeout;
+  UsePlainSockets(store_options, 0);
+  return store_options;
+}
+
 }  // namespace
 
 absl::StatusOr<std::string> LocalAddressTowards(const std::string& host, int port) {
@@ -93,14 +108,8 @@ GlooCollective::~GlooCollective() = default;
 absl::StatusOr<std::unique_ptr<GlooCollective>> GlooCollective::Join(
     const RankEnvironment& environment, const JoinOptions& options) {
   const bool serves = environment.rank == 0 && !environment.use_agent_store;
-  c10d::TCPStoreOptions store_options;
-  store_options.port = static_cast<uint16_t>(environment.master_port);
-  store_options.isServer = serves;
-  store_options.numWorkers = environment.world_size;
-  // Who joined is checked below, by name, rather than by the store's anonymous count.
-  store_options.waitWorkers = false;
-  store_options.timeout = options.join_timeout;
-  UsePlainSockets(store_options, 0);
+  const c10d::TCPStoreOptions store_options =
+      StoreOptions(environment.master_port, serves, environment.world_size, options);
   c10::intrusive_ptr<c10d::Store> store;
   try {
     store = c10::make_intrusive<c10d::TCPStore>(environment.master_addr, store_options);
@@ -136,13 +145,9 @@ absl::StatusOr<std::unique_ptr<GlooCollective>> GlooCollective::Join(
 absl::StatusOr<std::unique_ptr<GlooCollective>> GlooCollective::HostAndJoin(
     const std::string& address, int world_size, const JoinOptions& options,
     const std::function<absl::Status(int port)>& start_others) {
-  c10d::TCPStoreOptions store_options;
-  store_options.port = 0;  // The system's choice: never one in use.
-  store_options.isServer = true;
-  store_options.numWorkers = world_size;
-  store_options.waitWorkers = false;
-  store_options.timeout = options.join_timeout;
-  UsePlainSockets(store_options, 0);
+  // Port 0: the system's choice, never one in use.
+  const c10d::TCPStoreOptions store_options =
+      StoreOptions(/*port=*/0, /*is_server=*/true, world_size, options);
   c10::intrusive_ptr<c10d::TCPStore> store;
   try {
     store = c10::make_intrusive<c10d::TCPStore>(address, store_options);

@@ -32,9 +32,6 @@ class LocalRanks {
   absl::Status Start(const std::string& binary, const std::vector<std::string>& args,
                      const std::vector<std::string>& environment, const std::string& log_path);
 
-  // The process ids started.
-  const std::vector<pid_t>& pids() const { return pids_; }
-
  private:
   std::vector<pid_t> pids_;
 };
