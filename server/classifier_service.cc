@@ -28,13 +28,15 @@ absl::Status DrainingError() {
 
 ClassifierService::ClassifierService(JobManager* jobs, ModelRegistry* models,
                                      DatasetCatalog* datasets, WorkQueue* inference,
-                                     Batcher* batcher, std::string device, ServiceLimits limits,
+                                     Batcher* batcher, BackgroundEvaluator* evaluator,
+                                     std::string device, ServiceLimits limits,
                                      TokenAuthenticator auth, Metrics* metrics)
     : jobs_(jobs),
       models_(models),
       datasets_(datasets),
       inference_(inference),
       batcher_(batcher),
+      evaluator_(evaluator),
       device_(std::move(device)),
       limits_(limits),
       auth_(std::move(auth)),
@@ -326,10 +328,10 @@ void ClassifierService::SubmitPredict(
     return FinishUnary(context, log, admitted);
   }
   const std::string deployed = models_->deployed_model_id();
-  for (const auto& model : models_->List()) {
+  for (const std::shared_ptr<const ModelRecord>& record : models_->List()) {
     v1::Model* out = response->add_models();
-    *out = ToModelProto(model->record);
-    out->set_deployed(model->record.model_id == deployed);
+    *out = ToModelProto(*record);
+    out->set_deployed(record->model_id == deployed);
   }
   return FinishUnary(context, log, absl::OkStatus());
 }
@@ -373,17 +375,12 @@ absl::Status ClassifierService::DoImport(const std::string& dataset, const std::
   ModelRecord record;
   record.dataset = dataset_name;
   record.created = absl::Now();
-  // Measured at once, so the registry shows how good the imported weights are.
-  if (absl::StatusOr<std::shared_ptr<const Dataset>> test =
-          datasets_->Load(dataset_name, Split::kTest);
-      test.ok()) {
-    if (absl::StatusOr<EvaluationResult> result = (*network)->Evaluate(**test); result.ok()) {
-      record.test_metrics = *result;
-    }
-  }
   absl::StatusOr<std::shared_ptr<const LoadedModel>> registered =
       models_->Register(*std::move(network), std::move(record));
   if (!registered.ok()) return registered.status();
+  // Measured after the answer, so the registry shows how good the imported weights are without
+  // making every import wait for a pass over the test split.
+  evaluator_->Submit((*registered)->record.model_id, dataset_name, (*registered)->network);
   *response->mutable_model() = ToModelProto((*registered)->record);
   return absl::OkStatus();
 }
@@ -397,10 +394,9 @@ absl::Status ClassifierService::DoImport(const std::string& dataset, const std::
   }
   absl::Status status = models_->Deploy(request->model_id());
   if (status.ok()) {
-    absl::StatusOr<std::shared_ptr<const LoadedModel>> model =
-        models_->Resolve(request->model_id());
-    if (model.ok()) {
-      *response = ToModelProto((*model)->record);
+    absl::StatusOr<ModelRecord> record = models_->GetRecord(request->model_id());
+    if (record.ok()) {
+      *response = ToModelProto(*record);
       response->set_deployed(true);
     }
   }

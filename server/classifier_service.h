@@ -14,6 +14,7 @@
 
 #include "classifier/v1/classifier.grpc.pb.h"
 #include "server/auth.h"
+#include "server/background_evaluator.h"
 #include "server/batcher.h"
 #include "server/dataset_catalog.h"
 #include "server/job_manager.h"
@@ -39,13 +40,15 @@ struct ServiceLimits {
 class ClassifierService : public v1::Classifier::CallbackService {
  public:
   // Every pointer must outlive the service. Predict computes on `batcher` (decoding PNG / JPEG
-  // images on `inference` first); Evaluate and ImportWeights run on `inference`. `auth` guards
+  // images on `inference` first); Evaluate and ImportWeights run on `inference`, and an imported
+  // model's test figures are measured by `evaluator` after the import answers. `auth` guards
   // every RPC of this service (the default lets every call through); GetJob, ListJobs, WatchJob,
   // ListModels, Predict, Evaluate, ListDatasets and GetDatasetSamples are the read-only ones it
   // may open. With `metrics`, every RPC and Predict is counted there.
   ClassifierService(JobManager* jobs, ModelRegistry* models, DatasetCatalog* datasets,
-                    WorkQueue* inference, Batcher* batcher, std::string device,
-                    ServiceLimits limits, TokenAuthenticator auth = {}, Metrics* metrics = nullptr);
+                    WorkQueue* inference, Batcher* batcher, BackgroundEvaluator* evaluator,
+                    std::string device, ServiceLimits limits, TokenAuthenticator auth = {},
+                    Metrics* metrics = nullptr);
 
   // From now on every new call is refused with UNAVAILABLE; calls in flight go
   // on.
@@ -114,6 +117,7 @@ class ClassifierService : public v1::Classifier::CallbackService {
   DatasetCatalog* const datasets_;
   WorkQueue* const inference_;
   Batcher* const batcher_;
+  BackgroundEvaluator* const evaluator_;
   const std::string device_;
   const ServiceLimits limits_;
   const TokenAuthenticator auth_;

@@ -72,6 +72,11 @@ ABSL_FLAG(int, batch_idle_poll_us, 250,
 ABSL_FLAG(int, max_queued_jobs, 64,
           "jobs that may wait in the queue"
           " (env CLASSIFIER_MAX_QUEUED_JOBS)");
+ABSL_FLAG(int64_t, model_cache_mb, classifier::ServerConfig().model_cache_mb,
+          "megabytes of model weights kept in memory: models not used lately are read again "
+          "from their files when next used (their SHA-256 checked); the deployed model always "
+          "stays; must hold the largest model"
+          " (env CLASSIFIER_MODEL_CACHE_MB)");
 ABSL_FLAG(int, max_predict_images, 10000,
           "images allowed in one Predict request"
           " (env CLASSIFIER_MAX_PREDICT_IMAGES)");
@@ -282,6 +287,7 @@ int main(int argc, char** argv) {
   config.batch_idle_poll = absl::Microseconds(absl::GetFlag(FLAGS_batch_idle_poll_us));
   config.max_queued_jobs = absl::GetFlag(FLAGS_max_queued_jobs);
   config.max_predict_images = absl::GetFlag(FLAGS_max_predict_images);
+  config.model_cache_mb = absl::GetFlag(FLAGS_model_cache_mb);
   config.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
   config.drain_timeout = absl::GetFlag(FLAGS_drain_timeout);
   config.tls_cert = absl::GetFlag(FLAGS_tls_cert);

@@ -150,7 +150,21 @@ Metrics::Metrics()
                       .Help("Models loaded into memory (read back, trained or imported).")
                       .Register(r)
                       .Add({});
-  models_loaded_ = gauge("classifier_models_loaded", "Models held in memory.");
+  models_loaded_ = gauge("classifier_models_loaded", "Models whose networks are held in memory.");
+  model_cache_bytes_ =
+      gauge("classifier_model_cache_bytes", "Bytes of weights held in memory (--model_cache_mb).");
+  models_registered_ =
+      gauge("classifier_models_registered", "Models registered: records and weight files.");
+  auto& cache_lookups = prometheus::BuildCounter()
+                            .Name("classifier_model_cache_lookups_total")
+                            .Help("Requests for a model's network, by whether it was in memory.")
+                            .Register(r);
+  model_cache_hits_ = &cache_lookups.Add({{"result", "hit"}});
+  model_cache_misses_ = &cache_lookups.Add({{"result", "miss"}});
+  store_database_bytes_ =
+      gauge("classifier_store_database_bytes", "Size of the store's database file.");
+  model_files_bytes_ =
+      gauge("classifier_model_files_bytes", "Total size of the registered models' weight files.");
 }
 
 absl::StatusOr<std::unique_ptr<Metrics>> Metrics::Start(const std::string& listen_address) {
@@ -215,6 +229,19 @@ void Metrics::CountDeploy() { deploys_->Increment(); }
 
 void Metrics::CountModelLoad() { model_loads_->Increment(); }
 
-void Metrics::SetModelsLoaded(int models) { models_loaded_->Set(models); }
+void Metrics::SetModelCache(int models_in_memory, int64_t bytes_in_memory, int models_registered) {
+  models_loaded_->Set(models_in_memory);
+  model_cache_bytes_->Set(static_cast<double>(bytes_in_memory));
+  models_registered_->Set(models_registered);
+}
+
+void Metrics::CountModelCacheLookup(bool hit) {
+  (hit ? model_cache_hits_ : model_cache_misses_)->Increment();
+}
+
+void Metrics::SetStorageBytes(int64_t database_bytes, int64_t model_files_bytes) {
+  store_database_bytes_->Set(static_cast<double>(database_bytes));
+  model_files_bytes_->Set(static_cast<double>(model_files_bytes));
+}
 
 }  // namespace classifier

@@ -4,6 +4,7 @@
 #ifndef CLASSIFIER_SERVER_METRICS_H_
 #define CLASSIFIER_SERVER_METRICS_H_
 
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
@@ -62,8 +63,13 @@ class Metrics {
   void CountDeploy();
   // A model was loaded into memory (read back at start, trained or imported).
   void CountModelLoad();
-  // Models held in memory now.
-  void SetModelsLoaded(int models);
+  // The model cache (ModelRegistry): models whose networks are held in memory now and the bytes
+  // their weights take, and the models registered (records and weight files, loaded or not).
+  void SetModelCache(int models_in_memory, int64_t bytes_in_memory, int models_registered);
+  // A request found its model's network in memory (hit) or had to load it (miss).
+  void CountModelCacheLookup(bool hit);
+  // The store's database file, in bytes, and the weight files' total.
+  void SetStorageBytes(int64_t database_bytes, int64_t model_files_bytes);
 
  private:
   Metrics();
@@ -92,6 +98,12 @@ class Metrics {
   prometheus::Counter* deploys_ = nullptr;
   prometheus::Counter* model_loads_ = nullptr;
   prometheus::Gauge* models_loaded_ = nullptr;
+  prometheus::Gauge* model_cache_bytes_ = nullptr;
+  prometheus::Gauge* models_registered_ = nullptr;
+  prometheus::Counter* model_cache_hits_ = nullptr;
+  prometheus::Counter* model_cache_misses_ = nullptr;
+  prometheus::Gauge* store_database_bytes_ = nullptr;
+  prometheus::Gauge* model_files_bytes_ = nullptr;
   int port_ = 0;
   // Last member: stops serving first.
   std::unique_ptr<prometheus::Exposer> exposer_;

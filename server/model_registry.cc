@@ -10,11 +10,22 @@
 #include "spdlog/spdlog.h"
 
 namespace classifier {
+namespace {
+
+absl::Status NotFound(const std::string& model_id) {
+  return absl::NotFoundError(absl::StrCat("no model with model_id \"", model_id, "\""));
+}
+
+std::string Megabytes(int64_t bytes) { return absl::StrFormat("%.1f MB", bytes / 1048576.0); }
+
+}  // namespace
+
 ModelRegistry::ModelRegistry(std::string models_dir, Store* store, std::string device,
-                             Metrics* metrics)
+                             int64_t cache_bytes, Metrics* metrics)
     : models_dir_(std::move(models_dir)),
       store_(store),
       device_(std::move(device)),
+      cache_bytes_(cache_bytes),
       metrics_(metrics),
       id_generator_(std::random_device{}()) {}
 
@@ -26,37 +37,20 @@ absl::Status ModelRegistry::LoadFromStore() {
   if (!deployed.ok()) return deployed.status();
   MutexLock lock(&mu_);
   for (ModelRecord& record : *stored) {
-    auto registered = std::make_shared<LoadedModel>();
-    registered->record = std::move(record);
-    const std::string& path = registered->record.weights_path;
-    absl::StatusOr<std::string> bytes = ReadWholeFile(path);
-    if (!bytes.ok()) {
-      registered->load_error =
-          absl::StrCat("weights file ", path, " is unreadable: ", bytes.status().message());
-    } else if (Sha256Hex(*bytes) != registered->record.sha256) {
-      registered->load_error = absl::StrCat(
-          "weights file ", path, " is corrupt: its SHA-256 differs from the one recorded");
-    } else {
-      absl::StatusOr<std::unique_ptr<TrainedModel>> network =
-          TrainedModel::FromStateDictBytes(*bytes, registered->record.architecture, device_);
-      if (network.ok()) {
-        registered->network = *std::move(network);
-        if (metrics_ != nullptr) metrics_->CountModelLoad();
-      } else {
-        registered->load_error =
-            absl::StrCat("weights file ", path, " does not load: ", network.status().message());
-      }
+    if (record.size_bytes > cache_bytes_) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("--model_cache_mb is too small: model ", record.model_id, "'s weights take ",
+                       Megabytes(record.size_bytes), ", more than the whole cache (",
+                       Megabytes(cache_bytes_), ")"));
     }
-    if (!registered->load_error.empty()) {
-      spdlog::error("model {}: {}", registered->record.model_id, registered->load_error);
-    }
-    models_.push_back(registered);
-    by_id_[registered->record.model_id] = registered;
+    auto shared = std::make_shared<const ModelRecord>(std::move(record));
+    records_.push_back(shared);
+    by_id_[shared->model_id] = shared;
   }
   deployed_id_ = by_id_.count(*deployed) != 0 ? *deployed : "";
-  if (metrics_ != nullptr) metrics_->SetModelsLoaded(static_cast<int>(models_.size()));
-  spdlog::info("registry: {} models, deployed: {}", models_.size(),
-               deployed_id_.empty() ? "none (the newest serves)" : deployed_id_);
+  PublishCacheMetrics();
+  spdlog::info("registry: {} models, deployed: {}; their weights load when first used",
+               records_.size(), deployed_id_.empty() ? "none (the newest serves)" : deployed_id_);
   return absl::OkStatus();
 }
 
@@ -89,66 +83,160 @@ absl::StatusOr<std::shared_ptr<const LoadedModel>> ModelRegistry::Register(
     if (!stored.ok()) return stored;
   }
   auto registered = std::make_shared<const LoadedModel>(
-      LoadedModel{std::move(record), std::shared_ptr<const TrainedModel>(std::move(network)), ""});
+      LoadedModel{std::move(record), std::shared_ptr<const TrainedModel>(std::move(network))});
   MutexLock lock(&mu_);
-  models_.push_back(registered);
-  by_id_[registered->record.model_id] = registered;
-  if (metrics_ != nullptr) {
-    metrics_->CountModelLoad();
-    metrics_->SetModelsLoaded(static_cast<int>(models_.size()));
-  }
+  auto shared = std::make_shared<const ModelRecord>(registered->record);
+  records_.push_back(shared);
+  by_id_[shared->model_id] = shared;
+  if (metrics_ != nullptr) metrics_->CountModelLoad();
+  Cache(registered);
   spdlog::info("model {} registered ({} bytes, sha256 {})", registered->record.model_id,
                registered->record.size_bytes, registered->record.sha256);
   return registered;
 }
 
-absl::StatusOr<std::shared_ptr<const LoadedModel>> ModelRegistry::Find(
-    const std::string& model_id) const {
-  auto it = by_id_.find(model_id);
-  if (it == by_id_.end()) {
-    return absl::NotFoundError(absl::StrCat("no model with model_id \"", model_id, "\""));
+absl::StatusOr<std::string> ModelRegistry::TargetId(const std::string& model_id) const {
+  if (!model_id.empty()) {
+    if (by_id_.count(model_id) == 0) return NotFound(model_id);
+    return model_id;
   }
-  if (it->second->network == nullptr) {
-    return absl::DataLossError(
-        absl::StrCat("model ", model_id, " cannot serve: ", it->second->load_error));
-  }
-  return it->second;
-}
-
-absl::StatusOr<std::shared_ptr<const LoadedModel>> ModelRegistry::Resolve(
-    const std::string& model_id) const {
-  MutexLock lock(&mu_);
-  if (!model_id.empty()) return Find(model_id);
-  if (!deployed_id_.empty()) return Find(deployed_id_);
-  if (models_.empty()) {
+  if (!deployed_id_.empty()) return deployed_id_;
+  if (records_.empty()) {
     return absl::FailedPreconditionError(
         "no model exists yet: train one first (Train, or `classifier-cli train`)");
   }
-  return Find(models_.back()->record.model_id);
+  return records_.back()->model_id;
+}
+
+ModelRegistry::LoadResult ModelRegistry::Load(const ModelRecord& record) const {
+  const std::string& path = record.weights_path;
+  auto cannot_serve = [&record](const std::string& why) {
+    const std::string message = absl::StrCat("model ", record.model_id, " cannot serve: ", why);
+    spdlog::error("{}", message);
+    return absl::DataLossError(message);
+  };
+  absl::StatusOr<std::string> bytes = ReadWholeFile(path);
+  if (!bytes.ok()) {
+    return cannot_serve(
+        absl::StrCat("weights file ", path, " is unreadable: ", bytes.status().message()));
+  }
+  if (Sha256Hex(*bytes) != record.sha256) {
+    return cannot_serve(absl::StrCat("weights file ", path,
+                                     " is corrupt: its SHA-256 differs from the one recorded"));
+  }
+  absl::StatusOr<std::unique_ptr<TrainedModel>> network =
+      TrainedModel::FromStateDictBytes(*bytes, record.architecture, device_);
+  if (!network.ok()) {
+    return cannot_serve(
+        absl::StrCat("weights file ", path, " does not load: ", network.status().message()));
+  }
+  if (metrics_ != nullptr) metrics_->CountModelLoad();
+  return std::make_shared<const LoadedModel>(
+      LoadedModel{record, std::shared_ptr<const TrainedModel>(*std::move(network))});
+}
+
+absl::StatusOr<std::shared_ptr<const LoadedModel>> ModelRegistry::Resolve(
+    const std::string& model_id) {
+  std::shared_ptr<const ModelRecord> record;
+  std::shared_future<LoadResult> other_load;
+  std::promise<LoadResult> loaded;
+  {
+    MutexLock lock(&mu_);
+    absl::StatusOr<std::string> target = TargetId(model_id);
+    if (!target.ok()) return target.status();
+    if (auto cached = cache_.find(*target); cached != cache_.end()) {
+      recency_.splice(recency_.begin(), recency_, cached->second.recency);
+      if (metrics_ != nullptr) metrics_->CountModelCacheLookup(/*hit=*/true);
+      return cached->second.model;
+    }
+    if (metrics_ != nullptr) metrics_->CountModelCacheLookup(/*hit=*/false);
+    if (auto pending = loading_.find(*target); pending != loading_.end()) {
+      other_load = pending->second;
+    } else {
+      record = by_id_.at(*target);
+      loading_[*target] = loaded.get_future().share();
+    }
+  }
+  // A load already under way: wait for it rather than read the file twice.
+  if (other_load.valid()) return other_load.get();
+  // Loaded without the lock, so other models keep serving meanwhile.
+  LoadResult result = Load(*record);
+  {
+    MutexLock lock(&mu_);
+    loading_.erase(record->model_id);
+    // A model deleted while it loaded is answered but not kept.
+    if (result.ok() && by_id_.count(record->model_id) != 0) Cache(*result);
+  }
+  loaded.set_value(result);
+  return result;
+}
+
+absl::StatusOr<ModelRecord> ModelRegistry::GetRecord(const std::string& model_id) const {
+  MutexLock lock(&mu_);
+  auto it = by_id_.find(model_id);
+  if (it == by_id_.end()) return NotFound(model_id);
+  return *it->second;
+}
+
+void ModelRegistry::Cache(std::shared_ptr<const LoadedModel> model) {
+  const std::string model_id = model->record.model_id;
+  Uncache(model_id);
+  recency_.push_front(model_id);
+  cached_bytes_ += model->record.size_bytes;
+  cache_[model_id] = CacheEntry{std::move(model), recency_.begin()};
+  Evict();
+  PublishCacheMetrics();
+}
+
+void ModelRegistry::Uncache(const std::string& model_id) {
+  auto it = cache_.find(model_id);
+  if (it == cache_.end()) return;
+  cached_bytes_ -= it->second.model->record.size_bytes;
+  recency_.erase(it->second.recency);
+  cache_.erase(it);
+}
+
+void ModelRegistry::Evict() {
+  auto candidate = recency_.end();
+  while (cached_bytes_ > cache_bytes_ && candidate != recency_.begin()) {
+    --candidate;
+    if (*candidate == deployed_id_) continue;
+    const std::string evicted = *candidate;
+    candidate = std::next(candidate);  // Stays valid: only the evicted entry is erased.
+    Uncache(evicted);
+    spdlog::debug("model {} left the cache", evicted);
+  }
+}
+
+void ModelRegistry::PublishCacheMetrics() {
+  if (metrics_ == nullptr) return;
+  metrics_->SetModelCache(static_cast<int>(cache_.size()), cached_bytes_,
+                          static_cast<int>(records_.size()));
 }
 
 absl::Status ModelRegistry::Deploy(const std::string& model_id) {
+  if (model_id.empty()) return NotFound(model_id);
+  // Loaded first, so the switch never makes a Predict wait for (or fail on) the weights.
+  absl::StatusOr<std::shared_ptr<const LoadedModel>> model = Resolve(model_id);
+  if (!model.ok()) return model.status();
   MutexLock lock(&mu_);
-  if (absl::StatusOr<std::shared_ptr<const LoadedModel>> model = Find(model_id); !model.ok()) {
-    return model.status();
-  }
+  if (by_id_.count(model_id) == 0) return NotFound(model_id);
   if (store_ != nullptr) {
     if (absl::Status stored = store_->SetDeployedModelId(model_id); !stored.ok()) return stored;
   }
   deployed_id_ = model_id;
+  Cache(*model);  // Pinned from now on; the previous deployed model may now be evicted.
   if (metrics_ != nullptr) metrics_->CountDeploy();
   spdlog::info("model {} deployed", model_id);
   return absl::OkStatus();
 }
 
 absl::Status ModelRegistry::Delete(const std::string& model_id) {
-  std::shared_ptr<const LoadedModel> removed;
+  std::shared_ptr<const ModelRecord> removed;
   {
     MutexLock lock(&mu_);
     auto it = by_id_.find(model_id);
-    if (it == by_id_.end()) {
-      return absl::NotFoundError(absl::StrCat("no model with model_id \"", model_id, "\""));
-    }
+    if (it == by_id_.end()) return NotFound(model_id);
     if (model_id == deployed_id_) {
       return absl::FailedPreconditionError(absl::StrCat(
           "model ", model_id, " is deployed and cannot be deleted; deploy another one first"));
@@ -158,24 +246,50 @@ absl::Status ModelRegistry::Delete(const std::string& model_id) {
     }
     removed = it->second;
     by_id_.erase(it);
-    models_.erase(std::remove(models_.begin(), models_.end(), removed), models_.end());
-    if (metrics_ != nullptr) metrics_->SetModelsLoaded(static_cast<int>(models_.size()));
+    records_.erase(std::remove(records_.begin(), records_.end(), removed), records_.end());
+    Uncache(model_id);
+    PublishCacheMetrics();
   }
   // Requests in flight keep their network; only the file goes.
   std::error_code ignored;
-  std::filesystem::remove(removed->record.weights_path, ignored);
+  std::filesystem::remove(removed->weights_path, ignored);
   spdlog::info("model {} deleted", model_id);
   return absl::OkStatus();
 }
 
-std::vector<std::shared_ptr<const LoadedModel>> ModelRegistry::List() const {
+absl::Status ModelRegistry::SetTestMetrics(const std::string& model_id,
+                                           const EvaluationResult& test_metrics) {
   MutexLock lock(&mu_);
-  return models_;
+  auto it = by_id_.find(model_id);
+  if (it == by_id_.end()) return NotFound(model_id);
+  auto updated = std::make_shared<ModelRecord>(*it->second);
+  updated->test_metrics = test_metrics;
+  if (store_ != nullptr) {
+    if (absl::Status stored = store_->PutModel(*updated); !stored.ok()) return stored;
+  }
+  std::replace(records_.begin(), records_.end(), it->second,
+               std::shared_ptr<const ModelRecord>(updated));
+  it->second = updated;
+  if (auto cached = cache_.find(model_id); cached != cache_.end()) {
+    cached->second.model =
+        std::make_shared<const LoadedModel>(LoadedModel{*updated, cached->second.model->network});
+  }
+  return absl::OkStatus();
+}
+
+std::vector<std::shared_ptr<const ModelRecord>> ModelRegistry::List() const {
+  MutexLock lock(&mu_);
+  return records_;
 }
 
 std::string ModelRegistry::deployed_model_id() const {
   MutexLock lock(&mu_);
   return deployed_id_;
+}
+
+int ModelRegistry::cached_models() const {
+  MutexLock lock(&mu_);
+  return static_cast<int>(cache_.size());
 }
 
 }  // namespace classifier

@@ -15,6 +15,7 @@
 #include "model/compute_threads.h"
 #include "model/device.h"
 #include "server/auth.h"
+#include "server/background_evaluator.h"
 #include "server/batcher.h"
 #include "server/classifier_service.h"
 #include "server/dataset_catalog.h"
@@ -140,6 +141,19 @@ absl::Status CheckThreadBudget(const ServerConfig& config) {
   return absl::OkStatus();
 }
 
+absl::Status CheckStorageSettings(const ServerConfig& config) {
+  if (config.model_cache_mb < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--model_cache_mb must be >= 1 (it must hold at least one model), got ",
+                     config.model_cache_mb));
+  }
+  return absl::OkStatus();
+}
+
+// Imported models waiting for their test figures (BackgroundEvaluator): each holds its network,
+// so the bound is also one on memory.
+constexpr int kMaxPendingImportEvaluations = 64;
+
 }  // namespace
 
 // Declared in dependency order: members are destroyed in reverse, so the gRPC
@@ -153,6 +167,7 @@ struct ClassifierServer::Parts {
   std::unique_ptr<Store> store;
   std::unique_ptr<DatasetCatalog> datasets;
   std::unique_ptr<ModelRegistry> models;
+  std::unique_ptr<BackgroundEvaluator> evaluator;
   std::unique_ptr<TrainingExecutor> executor;
   std::unique_ptr<WorkQueue> inference;
   std::unique_ptr<Batcher> batcher;
@@ -211,6 +226,7 @@ absl::StatusOr<std::unique_ptr<ClassifierServer>> ClassifierServer::Start(
   if (!device.ok()) return device.status();
   if (absl::Status status = WarmUpDevice(*device); !status.ok()) return status;
   if (absl::Status budget = CheckThreadBudget(config); !budget.ok()) return budget;
+  if (absl::Status storage = CheckStorageSettings(config); !storage.ok()) return storage;
   // The process default, which the training job's thread takes up; inference threads set their
   // own (model/compute_threads.h).
   const int training_threads =
@@ -242,9 +258,12 @@ absl::StatusOr<std::unique_ptr<ClassifierServer>> ClassifierServer::Start(
   parts->datasets = std::make_unique<DatasetCatalog>(config.data_dir, config.fashion_fallback_dir,
                                                      parts->store.get());
   if (absl::Status loaded = parts->datasets->LoadRegistered(); !loaded.ok()) return loaded;
-  parts->models = std::make_unique<ModelRegistry>(
-      absl::StrCat(config.state_dir, "/models"), parts->store.get(), *device, parts->metrics.get());
+  parts->models =
+      std::make_unique<ModelRegistry>(absl::StrCat(config.state_dir, "/models"), parts->store.get(),
+                                      *device, config.model_cache_mb << 20, parts->metrics.get());
   if (absl::Status loaded = parts->models->LoadFromStore(); !loaded.ok()) return loaded;
+  parts->evaluator = std::make_unique<BackgroundEvaluator>(
+      parts->datasets.get(), parts->models.get(), kMaxPendingImportEvaluations);
   const LocalRankPlan local_ranks = PlanLocalRanks(config, training_threads);
   parts->executor = std::make_unique<TrainingExecutor>(
       parts->datasets.get(), parts->models.get(), parts->store.get(),
@@ -290,7 +309,8 @@ absl::StatusOr<std::unique_ptr<ClassifierServer>> ClassifierServer::Start(
   limits.max_world_size = local_ranks.max_world_size;
   parts->service = std::make_unique<ClassifierService>(
       parts->jobs.get(), parts->models.get(), parts->datasets.get(), parts->inference.get(),
-      parts->batcher.get(), *device, limits, std::move(auth), parts->metrics.get());
+      parts->batcher.get(), parts->evaluator.get(), *device, limits, std::move(auth),
+      parts->metrics.get());
 
   ::grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   ::grpc::ServerBuilder builder;

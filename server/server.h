@@ -3,6 +3,7 @@
 #ifndef CLASSIFIER_SERVER_SERVER_H_
 #define CLASSIFIER_SERVER_SERVER_H_
 
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -41,6 +42,9 @@ struct ServerConfig {
   // BatcherOptions::idle_poll): lower latency for steady callers, paid in CPU; 0 = never.
   absl::Duration batch_idle_poll = absl::Microseconds(250);
   int max_queued_jobs = 64;
+  // Megabytes of weights (their files' sizes) of the networks kept in memory: models not used
+  // lately are read again from their files when next used; the deployed one always stays.
+  int64_t model_cache_mb = 256;
   int max_predict_images = 10000;
   // gRPC message size limit, both directions.
   int max_message_bytes = 64 << 20;

@@ -100,7 +100,7 @@ absl::StatusOr<TrainOptions> RequestedOptions(const v1::TrainRequest& request) {
 
 // One training run's plan: everything but the sweep.
 absl::StatusOr<TrainPlan> PlanOne(const v1::TrainRequest& request, const DatasetCatalog& catalog,
-                                  const std::string& device, const ModelRegistry* registry) {
+                                  const std::string& device, ModelRegistry* registry) {
   TrainPlan plan;
   plan.dataset = request.dataset().empty() ? kDefaultDataset : request.dataset();
   absl::StatusOr<TrainOptions> requested = RequestedOptions(request);
@@ -145,7 +145,7 @@ int64_t SweepTrials(const v1::Sweep& sweep) {
 
 absl::StatusOr<TrainPlan> PlanTraining(const v1::TrainRequest& request,
                                        const DatasetCatalog& catalog, const std::string& device,
-                                       const ModelRegistry* registry) {
+                                       ModelRegistry* registry) {
   absl::StatusOr<TrainPlan> plan = PlanOne(request, catalog, device, registry);
   if (!plan.ok()) return plan;
   const int32_t world_size = request.distributed().world_size();

@@ -48,7 +48,7 @@ struct TrainPlan {
 // init_from_model of another shape; RESOURCE_EXHAUSTED a sweep of too many trials.
 absl::StatusOr<TrainPlan> PlanTraining(const v1::TrainRequest& request,
                                        const DatasetCatalog& catalog, const std::string& device,
-                                       const ModelRegistry* registry);
+                                       ModelRegistry* registry);
 
 // Trials in the sweep's cross product; an empty list keeps the request's own value (one entry).
 // Each list is shorter than 2^31, so the product fits.

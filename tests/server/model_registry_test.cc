@@ -1,11 +1,15 @@
 // The model registry alone, over a real store: which model a request gets (named, deployed,
-// newest), deploy and delete with their refusals, and a restart that finds every model again and
-// refuses to serve a corrupt weights file while the others serve.
+// newest), deploy and delete with their refusals, a restart that finds every model again (reading
+// no weights) and refuses to serve a corrupt weights file while the others serve, and the
+// bounded cache of networks: least recently used out first, the deployed one pinned, a cold
+// model loaded once however many ask at once.
 #include "server/model_registry.h"
 
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -26,8 +30,9 @@ class ModelRegistryTest : public ::testing::Test {
     registry_ = NewRegistry();
   }
 
-  std::unique_ptr<ModelRegistry> NewRegistry() {
-    auto registry = std::make_unique<ModelRegistry>(dir_.path() + "/models", store_.get(), "cpu");
+  std::unique_ptr<ModelRegistry> NewRegistry(int64_t cache_bytes = 64 << 20) {
+    auto registry =
+        std::make_unique<ModelRegistry>(dir_.path() + "/models", store_.get(), "cpu", cache_bytes);
     EXPECT_TRUE(registry->LoadFromStore().ok());
     return registry;
   }
@@ -116,13 +121,88 @@ TEST_F(ModelRegistryTest, ARestartFindsEveryModelAndACorruptFileServesNothing) {
 
   registry_ = NewRegistry();
   ASSERT_EQ(registry_->List().size(), 2u);
-  EXPECT_EQ(registry_->List()[0]->record.model_id, first) << "oldest first";
+  EXPECT_EQ(registry_->List()[0]->model_id, first) << "oldest first";
+  EXPECT_EQ(registry_->cached_models(), 0) << "start-up reads no weights";
   EXPECT_EQ(registry_->deployed_model_id(), first);
   EXPECT_TRUE(registry_->Resolve(first).ok());
   const absl::StatusOr<std::shared_ptr<const LoadedModel>> corrupt = registry_->Resolve(second);
   EXPECT_EQ(corrupt.status().code(), absl::StatusCode::kDataLoss);
   EXPECT_THAT(corrupt.status().message(), HasSubstr(second_path));
   EXPECT_THAT(corrupt.status().message(), HasSubstr("SHA-256"));
+}
+
+TEST_F(ModelRegistryTest, TheCacheDropsTheLeastRecentlyUsedAndKeepsTheDeployed) {
+  const std::string first = Register(1);
+  const int64_t model_bytes = registry_->GetRecord(first)->size_bytes;
+  // Room for two of these networks, not three.
+  registry_ = NewRegistry(model_bytes * 5 / 2);
+  const std::string second = Register(2);
+  ModelRecord record;
+  record.dataset = "mnist";
+  const std::shared_ptr<const LoadedModel> third_registered =
+      *registry_->Register(Network(3), record);
+  const std::string third = third_registered->record.model_id;
+  EXPECT_EQ(registry_->cached_models(), 2) << "registered networks are cached, within the bound";
+
+  const std::shared_ptr<const TrainedModel> second_network = (*registry_->Resolve(second))->network;
+  EXPECT_EQ((*registry_->Resolve(second))->network, second_network) << "a hit is the same network";
+  // first is cold: loading it drops the least recently used, third (second was just used).
+  ASSERT_TRUE(registry_->Resolve(first).ok());
+  EXPECT_EQ((*registry_->Resolve(second))->network, second_network) << "second stayed";
+  EXPECT_NE((*registry_->Resolve(third))->network, third_registered->network)
+      << "third was dropped and read again from its file";
+  EXPECT_EQ(registry_->cached_models(), 2);
+
+  // The deployed model is never dropped, however cold.
+  ASSERT_TRUE(registry_->Deploy(first).ok());
+  const std::shared_ptr<const TrainedModel> deployed = (*registry_->Resolve(first))->network;
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(registry_->Resolve(second).ok());
+    ASSERT_TRUE(registry_->Resolve(third).ok());
+  }
+  EXPECT_EQ((*registry_->Resolve("")).get()->network, deployed);
+}
+
+TEST_F(ModelRegistryTest, AColdModelAskedForByManyAtOnceIsLoadedOnce) {
+  const std::string model_id = Register(1);
+  registry_ = NewRegistry();
+  ASSERT_EQ(registry_->cached_models(), 0);
+  constexpr int kCallers = 8;
+  std::vector<std::shared_ptr<const TrainedModel>> networks(kCallers);
+  std::vector<std::thread> callers;
+  for (int i = 0; i < kCallers; ++i) {
+    callers.emplace_back([&, i] {
+      absl::StatusOr<std::shared_ptr<const LoadedModel>> model = registry_->Resolve(model_id);
+      if (model.ok()) networks[i] = (*model)->network;
+    });
+  }
+  for (std::thread& caller : callers) caller.join();
+  for (int i = 0; i < kCallers; ++i) {
+    ASSERT_NE(networks[i], nullptr) << "caller " << i;
+    EXPECT_EQ(networks[i], networks[0]) << "caller " << i << " got a network of its own";
+  }
+}
+
+TEST_F(ModelRegistryTest, ACacheSmallerThanAStoredModelIsRefusedByName) {
+  const std::string model_id = Register(1);
+  ModelRegistry tiny(dir_.path() + "/models", store_.get(), "cpu", /*cache_bytes=*/100);
+  const absl::Status refused = tiny.LoadFromStore();
+  EXPECT_EQ(refused.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(refused.message(), HasSubstr("--model_cache_mb"));
+  EXPECT_THAT(refused.message(), HasSubstr(model_id));
+}
+
+TEST_F(ModelRegistryTest, TestFiguresRecordedLaterSurviveARestart) {
+  const std::string model_id = Register(1);
+  EvaluationResult figures;
+  figures.accuracy = 0.5;
+  figures.count = 40;
+  ASSERT_TRUE(registry_->SetTestMetrics(model_id, figures).ok());
+  EXPECT_EQ((*registry_->Resolve(model_id))->record.test_metrics.count, 40);
+  EXPECT_EQ(registry_->SetTestMetrics("model-nope", figures).code(), absl::StatusCode::kNotFound);
+  registry_ = NewRegistry();
+  EXPECT_DOUBLE_EQ(registry_->GetRecord(model_id)->test_metrics.accuracy, 0.5);
+  EXPECT_EQ(registry_->List()[0]->test_metrics.count, 40);
 }
 
 }  // namespace
