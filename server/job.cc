@@ -170,6 +170,12 @@ v1::JobState Job::state() const {
 
 bool Job::finished() const { return IsTerminal(state()); }
 
+bool Job::FinishedBefore(absl::Time cutoff) const {
+  MutexLock lock(&mu_);
+  return IsTerminal(snapshot_.state()) && google::protobuf::util::TimeUtil::TimestampToNanoseconds(
+                                              snapshot_.end_time()) < absl::ToUnixNanos(cutoff);
+}
+
 v1::Job Job::Snapshot() const {
   MutexLock lock(&mu_);
   return snapshot_;

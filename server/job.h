@@ -82,6 +82,8 @@ class Job {
 
   v1::JobState state() const;
   bool finished() const;
+  // Whether the job has its final event, stamped before `cutoff`.
+  bool FinishedBefore(absl::Time cutoff) const;
   v1::Job Snapshot() const;
   // A copy of every event so far, in sequence order (e.g. what a resumed job already did).
   std::vector<v1::JobEvent> Events() const;

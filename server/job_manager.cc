@@ -1,5 +1,6 @@
 #include "server/job_manager.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -43,6 +44,36 @@ JobManager::JobManager(JobExecutor* executor, Store* store, int max_queued_jobs,
 }
 
 JobManager::~JobManager() { Shutdown("server shutting down"); }
+
+absl::StatusOr<int> JobManager::DeleteFinishedBefore(absl::Time cutoff) {
+  std::vector<std::shared_ptr<Job>> expired;
+  {
+    MutexLock lock(&mu_);
+    for (const std::shared_ptr<Job>& job : jobs_in_order_) {
+      if (job->FinishedBefore(cutoff)) expired.push_back(job);
+    }
+  }
+  if (expired.empty()) return 0;
+  std::vector<std::string> ids;
+  ids.reserve(expired.size());
+  for (const std::shared_ptr<Job>& job : expired) ids.push_back(job->id());
+  // The store first: if that fails, nothing is forgotten and the next round tries again.
+  if (store_ != nullptr) {
+    if (absl::Status deleted = store_->DeleteJobs(ids); !deleted.ok()) return deleted;
+  }
+  {
+    MutexLock lock(&mu_);
+    for (const std::string& id : ids) jobs_by_id_.erase(id);
+    jobs_in_order_.erase(std::remove_if(jobs_in_order_.begin(), jobs_in_order_.end(),
+                                        [this](const std::shared_ptr<Job>& job) {
+                                          mu_.AssertHeld();
+                                          return jobs_by_id_.count(job->id()) == 0;
+                                        }),
+                         jobs_in_order_.end());
+  }
+  for (const std::shared_ptr<Job>& job : expired) executor_->Forget(*job);
+  return static_cast<int>(expired.size());
+}
 
 std::string JobManager::NewJobId() {
   // Random rather than sequential, so ids never repeat across restarts.

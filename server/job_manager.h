@@ -59,6 +59,8 @@ class JobExecutor {
   virtual JobOutcome Execute(Job& job) = 0;
   // The job ended without running (cancelled while waiting): drop what it left behind.
   virtual void Discard(const Job& job) = 0;
+  // A finished job is being deleted (retention): remove every file it left.
+  virtual void Forget(const Job& job) = 0;
 };
 
 class JobManager {
@@ -88,6 +90,11 @@ class JobManager {
   // Cancels a queued or running job (see Job::Cancel); returns its snapshot
   // afterwards.
   absl::StatusOr<v1::Job> Cancel(const std::string& job_id);
+
+  // Deletes the jobs that finished before `cutoff`: from the lists, the store (their events
+  // too) and, through the executor, the files they left. Queued and running jobs are never
+  // touched. Watchers holding a deleted job keep their stream. Returns how many went.
+  absl::StatusOr<int> DeleteFinishedBefore(absl::Time cutoff);
 
   // Refuses new jobs and waits for the worker to stop. With a store, the running job is
   // interrupted at its next batch (checkpointed; it resumes after a restart), queued jobs stay

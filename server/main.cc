@@ -77,6 +77,15 @@ ABSL_FLAG(int64_t, model_cache_mb, classifier::ServerConfig().model_cache_mb,
           "from their files when next used (their SHA-256 checked); the deployed model always "
           "stays; must hold the largest model"
           " (env CLASSIFIER_MODEL_CACHE_MB)");
+ABSL_FLAG(absl::Duration, job_retention, classifier::ServerConfig().job_retention,
+          "finished jobs are deleted this long after they ended, with their events, checkpoints "
+          "and rank logs (e.g. 720h); 0 keeps every job; queued and running jobs are never "
+          "deleted"
+          " (env CLASSIFIER_JOB_RETENTION)");
+ABSL_FLAG(bool, keep_checkpoints, classifier::ServerConfig().keep_checkpoints,
+          "keep a finished job's last checkpoint until the job is deleted (by default it goes "
+          "when the job ends; an interrupted job always keeps its own, to resume)"
+          " (env CLASSIFIER_KEEP_CHECKPOINTS)");
 ABSL_FLAG(int, max_predict_images, 10000,
           "images allowed in one Predict request"
           " (env CLASSIFIER_MAX_PREDICT_IMAGES)");
@@ -288,6 +297,8 @@ int main(int argc, char** argv) {
   config.max_queued_jobs = absl::GetFlag(FLAGS_max_queued_jobs);
   config.max_predict_images = absl::GetFlag(FLAGS_max_predict_images);
   config.model_cache_mb = absl::GetFlag(FLAGS_model_cache_mb);
+  config.job_retention = absl::GetFlag(FLAGS_job_retention);
+  config.keep_checkpoints = absl::GetFlag(FLAGS_keep_checkpoints);
   config.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
   config.drain_timeout = absl::GetFlag(FLAGS_drain_timeout);
   config.tls_cert = absl::GetFlag(FLAGS_tls_cert);

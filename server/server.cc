@@ -20,6 +20,7 @@
 #include "server/classifier_service.h"
 #include "server/dataset_catalog.h"
 #include "server/health_service.h"
+#include "server/housekeeper.h"
 #include "server/job_manager.h"
 #include "server/metrics.h"
 #include "server/model_registry.h"
@@ -147,6 +148,11 @@ absl::Status CheckStorageSettings(const ServerConfig& config) {
         absl::StrCat("--model_cache_mb must be >= 1 (it must hold at least one model), got ",
                      config.model_cache_mb));
   }
+  if (config.job_retention < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--job_retention must be 0 (keep every job) or positive, got ",
+                     absl::FormatDuration(config.job_retention)));
+  }
   return absl::OkStatus();
 }
 
@@ -172,6 +178,7 @@ struct ClassifierServer::Parts {
   std::unique_ptr<WorkQueue> inference;
   std::unique_ptr<Batcher> batcher;
   std::unique_ptr<JobManager> jobs;
+  std::unique_ptr<Housekeeper> housekeeper;
   std::unique_ptr<HealthService> health;
   std::unique_ptr<ClassifierService> service;
   std::unique_ptr<::grpc::Server> grpc_server;
@@ -267,8 +274,8 @@ absl::StatusOr<std::unique_ptr<ClassifierServer>> ClassifierServer::Start(
   const LocalRankPlan local_ranks = PlanLocalRanks(config, training_threads);
   parts->executor = std::make_unique<TrainingExecutor>(
       parts->datasets.get(), parts->models.get(), parts->store.get(),
-      absl::StrCat(config.state_dir, "/checkpoints"), *device, parts->metrics.get(),
-      local_ranks.options);
+      CheckpointPolicy{absl::StrCat(config.state_dir, "/checkpoints"), config.keep_checkpoints},
+      *device, parts->metrics.get(), local_ranks.options);
   parts->inference =
       std::make_unique<WorkQueue>(config.inference_threads, [] { SetThreadComputeThreads(1); });
   BatcherOptions batching;
@@ -284,6 +291,9 @@ absl::StatusOr<std::unique_ptr<ClassifierServer>> ClassifierServer::Start(
       parts->executor.get(), parts->store.get(), config.max_queued_jobs, *std::move(jobs),
       parts->metrics.get(),
       [batcher = parts->batcher.get()](bool training) { batcher->SetIdlePolling(!training); });
+  parts->housekeeper =
+      std::make_unique<Housekeeper>(parts->jobs.get(), parts->store.get(), parts->models.get(),
+                                    parts->metrics.get(), config.job_retention);
   parts->health =
       std::make_unique<HealthService>(std::vector<std::string>{"classifier.v1.Classifier"});
   TokenAuthenticator auth;

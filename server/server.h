@@ -45,6 +45,12 @@ struct ServerConfig {
   // Megabytes of weights (their files' sizes) of the networks kept in memory: models not used
   // lately are read again from their files when next used; the deployed one always stays.
   int64_t model_cache_mb = 256;
+  // Finished jobs older than this (since they ended) are deleted with their events, checkpoints
+  // and rank logs; zero keeps every job. Queued and running jobs are never deleted.
+  absl::Duration job_retention = absl::ZeroDuration();
+  // Keep a finished job's last checkpoint until the job is deleted (else it goes when the job
+  // ends; an interrupted job always keeps its own, to resume).
+  bool keep_checkpoints = false;
   int max_predict_images = 10000;
   // gRPC message size limit, both directions.
   int max_message_bytes = 64 << 20;

@@ -3,6 +3,7 @@
 #include <sqlite3.h>
 
 #include <filesystem>
+#include <functional>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -47,6 +48,11 @@ CREATE TABLE IF NOT EXISTS datasets (
 )sql";
 
 constexpr char kDeployedModelKey[] = "deployed_model_id";
+
+// PRAGMA user_version of a database this code wrote. 0: before versions were kept (no
+// auto-vacuum); 1: incremental auto-vacuum, so space freed by retention goes back to the file
+// system (ReclaimSpace).
+constexpr int64_t kSchemaVersion = 1;
 
 // A prepared statement, finalized when it goes out of scope.
 class Statement {
@@ -104,14 +110,40 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const std::string& path) {
   sqlite3_busy_timeout(db, 5000);
   std::unique_ptr<Store> store(new Store(db, path));
   MutexLock lock(&store->mu_);
-  // WAL: readers never block the writer; FULL: a committed write survives a power cut.
-  for (const char* sql : {"PRAGMA journal_mode=WAL;", "PRAGMA synchronous=FULL;", kSchema}) {
-    if (absl::Status status = store->Exec(sql); !status.ok()) {
-      return absl::DataLossError(
-          absl::StrCat("cannot use the database ", path, ": ", status.message()));
-    }
+  if (absl::Status migrated = store->Migrate(); !migrated.ok()) {
+    return absl::Status(migrated.code(),
+                        absl::StrCat("cannot use the database ", path, ": ", migrated.message()));
   }
   return store;
+}
+
+absl::StatusOr<int64_t> Store::QueryInt(const std::string& sql) {
+  Statement select(db_, sql.c_str());
+  if (!select.ok() || select.Step() != SQLITE_ROW) return Error(absl::StrCat("cannot run ", sql));
+  return select.Int(0);
+}
+
+absl::Status Store::Migrate() {
+  absl::StatusOr<int64_t> version = QueryInt("PRAGMA user_version;");
+  if (!version.ok()) return version.status();
+  if (*version > kSchemaVersion) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("it was written by a newer server (schema version ", *version,
+                     "; this one knows up to ", kSchemaVersion, ")"));
+  }
+  absl::StatusOr<int64_t> tables = QueryInt("SELECT count(*) FROM sqlite_master;");
+  if (!tables.ok()) return tables.status();
+  // auto_vacuum is fixed when the first table is created; an older database (version 0) is
+  // rewritten once with VACUUM to take it.
+  if (absl::Status status = Exec("PRAGMA auto_vacuum=INCREMENTAL;"); !status.ok()) return status;
+  if (*tables > 0 && *version < 1) {
+    if (absl::Status status = Exec("VACUUM;"); !status.ok()) return status;
+  }
+  // WAL: readers never block the writer; FULL: a committed write survives a power cut.
+  for (const char* sql : {"PRAGMA journal_mode=WAL;", "PRAGMA synchronous=FULL;", kSchema}) {
+    if (absl::Status status = Exec(sql); !status.ok()) return status;
+  }
+  return Exec(absl::StrCat("PRAGMA user_version=", kSchemaVersion, ";"));
 }
 
 Store::Store(sqlite3* db, std::string path) : path_(std::move(path)), db_(db) {}
@@ -137,6 +169,10 @@ absl::Status Store::Error(const std::string& what) {
 
 absl::Status Store::InsertJob(const std::string& job_id, const v1::TrainRequest& request) {
   MutexLock lock(&mu_);
+  return InsertJobLocked(job_id, request);
+}
+
+absl::Status Store::InsertJobLocked(const std::string& job_id, const v1::TrainRequest& request) {
   Statement insert(db_, "INSERT INTO jobs (job_id, request) VALUES (?, ?)");
   if (!insert.ok() ||
       insert.Bind(1, job_id).BindBlob(2, request.SerializeAsString()).Step() != SQLITE_DONE) {
@@ -147,6 +183,10 @@ absl::Status Store::InsertJob(const std::string& job_id, const v1::TrainRequest&
 
 absl::Status Store::AppendEvent(const v1::JobEvent& event) {
   MutexLock lock(&mu_);
+  return AppendEventLocked(event);
+}
+
+absl::Status Store::AppendEventLocked(const v1::JobEvent& event) {
   Statement insert(db_, "INSERT INTO job_events (job_id, sequence, event) VALUES (?, ?, ?)");
   if (!insert.ok() || insert.Bind(1, event.job_id())
                               .Bind(2, event.sequence())
@@ -191,8 +231,83 @@ absl::StatusOr<std::vector<StoredJob>> Store::LoadJobs() {
   return jobs;
 }
 
+absl::Status Store::DeleteJobs(const std::vector<std::string>& job_ids) {
+  MutexLock lock(&mu_);
+  return Transaction([&] {
+    mu_.AssertHeld();  // Transaction runs the body under the lock.
+    for (const std::string& job_id : job_ids) {
+      for (const char* sql :
+           {"DELETE FROM job_events WHERE job_id = ?", "DELETE FROM checkpoints WHERE job_id = ?",
+            "DELETE FROM jobs WHERE job_id = ?"}) {
+        Statement remove(db_, sql);
+        if (!remove.ok() || remove.Bind(1, job_id).Step() != SQLITE_DONE) {
+          return Error(absl::StrCat("cannot delete job ", job_id));
+        }
+      }
+    }
+    return absl::OkStatus();
+  });
+}
+
+absl::Status Store::ReclaimSpace() {
+  MutexLock lock(&mu_);
+  // Returns the free pages to the file system and folds the write-ahead log back, so the files
+  // shrink after deletions.
+  if (absl::Status status = Exec("PRAGMA incremental_vacuum;"); !status.ok()) return status;
+  return Exec("PRAGMA wal_checkpoint(TRUNCATE);");
+}
+
+int64_t Store::FileBytes() const {
+  int64_t total = 0;
+  for (const std::string& file : {path_, path_ + "-wal"}) {
+    std::error_code error;
+    const uintmax_t size = std::filesystem::file_size(file, error);
+    if (!error) total += static_cast<int64_t>(size);
+  }
+  return total;
+}
+
+absl::Status Store::Transaction(const std::function<absl::Status()>& body) {
+  if (absl::Status begun = Exec("BEGIN IMMEDIATE;"); !begun.ok()) return begun;
+  absl::Status status = body();
+  if (status.ok()) status = Exec("COMMIT;");
+  if (!status.ok()) Exec("ROLLBACK;").IgnoreError();
+  return status;
+}
+
+absl::Status Store::PutModels(const std::vector<ModelRecord>& models) {
+  MutexLock lock(&mu_);
+  return Transaction([&] {
+    mu_.AssertHeld();  // Transaction runs the body under the lock.
+    for (const ModelRecord& model : models) {
+      if (absl::Status stored = PutModelLocked(model); !stored.ok()) return stored;
+    }
+    return absl::OkStatus();
+  });
+}
+
+absl::Status Store::PutJobs(const std::vector<StoredJob>& jobs) {
+  MutexLock lock(&mu_);
+  return Transaction([&] {
+    mu_.AssertHeld();  // Transaction runs the body under the lock.
+    for (const StoredJob& job : jobs) {
+      if (absl::Status stored = InsertJobLocked(job.job_id, job.request); !stored.ok()) {
+        return stored;
+      }
+      for (const v1::JobEvent& event : job.events) {
+        if (absl::Status stored = AppendEventLocked(event); !stored.ok()) return stored;
+      }
+    }
+    return absl::OkStatus();
+  });
+}
+
 absl::Status Store::PutModel(const ModelRecord& model) {
   MutexLock lock(&mu_);
+  return PutModelLocked(model);
+}
+
+absl::Status Store::PutModelLocked(const ModelRecord& model) {
   v1::Model stored = ToModelProto(model);
   stored.set_deployed(false);
   Statement insert(db_,

@@ -9,6 +9,7 @@
 #define CLASSIFIER_SERVER_STORE_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -66,9 +67,17 @@ class Store : public JobEventStore {
   absl::Status AppendEvent(const v1::JobEvent& event) override;
   // Every job, in submission order, with all its events.
   absl::StatusOr<std::vector<StoredJob>> LoadJobs();
+  // The jobs, their events and their checkpoint rows, in one transaction (checkpoint files are
+  // the caller's).
+  absl::Status DeleteJobs(const std::vector<std::string>& job_ids);
 
   // Inserts or replaces the model's row (deployed is not stored here: see DeployedModelId).
   absl::Status PutModel(const ModelRecord& model);
+  // The bulk paths: many rows in one transaction (one sync), all or none. Used to fill a store
+  // for the scale benchmark (bench/scale_fill.cc) and by the store's tests.
+  absl::Status PutModels(const std::vector<ModelRecord>& models);
+  // Jobs with their events (each event's job_id and sequence set).
+  absl::Status PutJobs(const std::vector<StoredJob>& jobs);
   absl::Status DeleteModel(const std::string& model_id);
   // Oldest first.
   absl::StatusOr<std::vector<ModelRecord>> LoadModels();
@@ -85,9 +94,25 @@ class Store : public JobEventStore {
   // By name.
   absl::StatusOr<std::vector<StoredDataset>> LoadDatasets();
 
+  // Gives the space of deleted rows back to the file system (incremental auto-vacuum, and the
+  // write-ahead log folded in and truncated).
+  absl::Status ReclaimSpace();
+  // The database's files (the database and its write-ahead log), in bytes.
+  int64_t FileBytes() const;
+
  private:
   explicit Store(sqlite3* db, std::string path);
+  // Brings an older database to kSchemaVersion (store.cc), or refuses a newer one.
+  absl::Status Migrate() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<int64_t> QueryInt(const std::string& sql) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status Exec(const std::string& sql) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Runs `body` in one transaction: committed when it returns OK, else rolled back.
+  absl::Status Transaction(const std::function<absl::Status()>& body)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status InsertJobLocked(const std::string& job_id, const v1::TrainRequest& request)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status AppendEventLocked(const v1::JobEvent& event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status PutModelLocked(const ModelRecord& model) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status Error(const std::string& what) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const std::string path_;

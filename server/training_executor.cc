@@ -122,12 +122,12 @@ std::string SummaryNote(const TrainingSummary& summary, const TrainOptions& opti
 }  // namespace
 
 TrainingExecutor::TrainingExecutor(DatasetCatalog* catalog, ModelRegistry* registry, Store* store,
-                                   std::string checkpoint_dir, std::string device, Metrics* metrics,
-                                   LocalRankOptions local_ranks)
+                                   CheckpointPolicy checkpoints, std::string device,
+                                   Metrics* metrics, LocalRankOptions local_ranks)
     : catalog_(catalog),
       registry_(registry),
       store_(store),
-      checkpoint_dir_(std::move(checkpoint_dir)),
+      checkpoints_(std::move(checkpoints)),
       device_(std::move(device)),
       metrics_(metrics),
       local_ranks_(std::move(local_ranks)) {}
@@ -171,7 +171,7 @@ void TrainingExecutor::SaveCheckpoint(Job& job, const TrainingCheckpoint& checkp
   stored.job_id = job.id();
   stored.epoch = checkpoint.epoch;
   stored.batch = checkpoint.batch;
-  stored.path = absl::StrCat(checkpoint_dir_, "/", job.id(), ".ckpt");
+  stored.path = CheckpointPath(job);
   stored.sha256 = Sha256Hex(checkpoint.bytes);
   absl::Status status = WriteFileAtomically(stored.path, checkpoint.bytes);
   if (status.ok()) status = store_->PutCheckpoint(stored);
@@ -185,6 +185,24 @@ void TrainingExecutor::SaveCheckpoint(Job& job, const TrainingCheckpoint& checkp
   event.mutable_checkpoint_saved()->set_epoch(checkpoint.epoch);
   event.mutable_checkpoint_saved()->set_batch(checkpoint.batch);
   job.Append(std::move(event));
+}
+
+std::string TrainingExecutor::RankLogPath(const Job& job, int rank) const {
+  return absl::StrCat(local_ranks_.log_dir, "/", job.id(), "-rank-", rank, ".log");
+}
+
+std::string TrainingExecutor::CheckpointPath(const Job& job) const {
+  return absl::StrCat(checkpoints_.dir, "/", job.id(), ".ckpt");
+}
+
+void TrainingExecutor::Forget(const Job& job) {
+  // Its store rows are gone already (JobManager::DeleteFinishedBefore): the files go by name.
+  std::error_code ignored;
+  std::filesystem::remove(CheckpointPath(job), ignored);
+  const int world_size = std::max(1, job.request().distributed().world_size());
+  for (int rank = 1; rank < world_size; ++rank) {
+    std::filesystem::remove(RankLogPath(job, rank), ignored);
+  }
 }
 
 void TrainingExecutor::Discard(const Job& job) {
@@ -216,8 +234,8 @@ v1::JobEvent::Started TrainingExecutor::Describe(const v1::TrainRequest& request
 
 JobOutcome TrainingExecutor::Execute(Job& job) {
   JobOutcome outcome = Train(job);
-  // A job that ended keeps no checkpoint; an interrupted one resumes from it.
-  if (outcome.state != v1::JOB_STATE_INTERRUPTED) Discard(job);
+  // An interrupted job resumes from its checkpoint; one that ended keeps it only when asked.
+  if (outcome.state != v1::JOB_STATE_INTERRUPTED && !checkpoints_.keep_finished) Discard(job);
   return outcome;
 }
 
@@ -341,8 +359,7 @@ absl::StatusOr<std::unique_ptr<GlooCollective>> TrainingExecutor::StartRanks(con
       const std::vector<std::string> environment = {
           "MASTER_ADDR=127.0.0.1", absl::StrCat("MASTER_PORT=", port), absl::StrCat("RANK=", rank),
           absl::StrCat("WORLD_SIZE=", world_size), absl::StrCat("LOCAL_RANK=", rank)};
-      const std::string log =
-          absl::StrCat(local_ranks_.log_dir, "/", job.id(), "-rank-", rank, ".log");
+      const std::string log = RankLogPath(job, rank);
       if (absl::Status started = ranks.Start(local_ranks_.rank_binary, args, environment, log);
           !started.ok()) {
         return started;

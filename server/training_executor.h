@@ -39,25 +39,40 @@ struct LocalRankOptions {
   int restarts = 3;
 };
 
+// Where checkpoints go and whether a finished job's stays.
+struct CheckpointPolicy {
+  std::string dir;
+  // False: a job that ended (succeeded, failed, cancelled) has its checkpoint removed; only an
+  // interrupted one keeps it, to resume. True: every job's last checkpoint stays until the job
+  // itself is deleted (--job_retention).
+  bool keep_finished = false;
+};
+
 class TrainingExecutor : public JobExecutor {
  public:
-  // Every pointer must outlive the executor. With a store, checkpoints are written to
-  // `checkpoint_dir` after every epoch (and where an interrupted job stopped) and recorded in
+  // Every pointer must outlive the executor. With a store, checkpoints are written as
+  // `checkpoints` says after every epoch (and where an interrupted job stopped) and recorded in
   // the store; without one, jobs cannot resume. `metrics` (may be null) gets each epoch's end.
   TrainingExecutor(DatasetCatalog* catalog, ModelRegistry* registry, Store* store,
-                   std::string checkpoint_dir, std::string device, Metrics* metrics = nullptr,
+                   CheckpointPolicy checkpoints, std::string device, Metrics* metrics = nullptr,
                    LocalRankOptions local_ranks = {});
 
   v1::JobEvent::Started Describe(const v1::TrainRequest& request) const override;
   v1::JobEvent::Resumed ResumePoint(const Job& job) override;
   JobOutcome Execute(Job& job) override;
   void Discard(const Job& job) override;
+  // Removes its checkpoint file and its ranks' log files.
+  void Forget(const Job& job) override;
 
  private:
   // The job's checkpoint bytes, verified against their recorded SHA-256; nullopt when there
   // is none or it cannot be used (logged, naming the file).
   std::optional<std::string> LoadCheckpoint(const std::string& job_id);
   void SaveCheckpoint(Job& job, const TrainingCheckpoint& checkpoint, int trial);
+  // Where the job's checkpoint is written.
+  std::string CheckpointPath(const Job& job) const;
+  // Where local rank `rank` of `job` writes its output.
+  std::string RankLogPath(const Job& job, int rank) const;
   JobOutcome Train(Job& job);
   // Starts ranks 1..world_size-1 of `job` as local processes owned by `ranks`, and joins their
   // group as rank 0.
@@ -71,7 +86,7 @@ class TrainingExecutor : public JobExecutor {
   DatasetCatalog* const catalog_;
   ModelRegistry* const registry_;
   Store* const store_;
-  const std::string checkpoint_dir_;
+  const CheckpointPolicy checkpoints_;
   const std::string device_;
   Metrics* const metrics_;
   const LocalRankOptions local_ranks_;

@@ -12,6 +12,11 @@
 #include <thread>
 #include <vector>
 
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "server/store.h"
+#include "tests/testing/synthetic_data.h"
+
 namespace classifier {
 namespace {
 
@@ -30,6 +35,10 @@ class ScriptedExecutor : public JobExecutor {
 
   v1::JobEvent::Resumed ResumePoint(const Job& /*job*/) override { return {}; }
   void Discard(const Job& /*job*/) override {}
+  void Forget(const Job& job) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    forgotten_.push_back(job.id());
+  }
 
   JobOutcome Execute(Job& job) override {
     {
@@ -52,11 +61,16 @@ class ScriptedExecutor : public JobExecutor {
     std::lock_guard<std::mutex> lock(mu_);
     return order_;
   }
+  std::vector<std::string> forgotten() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return forgotten_;
+  }
   std::atomic<bool> hold_{false};
 
  private:
   std::mutex mu_;
   std::vector<std::string> order_;
+  std::vector<std::string> forgotten_;
 };
 
 // Collects events pushed by a job.
@@ -248,6 +262,37 @@ TEST(JobManagerTest, ShutdownEndsEveryJobAndRefusesNewOnes) {
   EXPECT_EQ((*queued)->state(), v1::JOB_STATE_CANCELLED);
   EXPECT_EQ((*queued)->Snapshot().error(), "test shutdown");
   EXPECT_EQ(manager.Submit(Request(1)).status().code(), absl::StatusCode::kUnavailable);
+}
+
+TEST(JobManagerTest, RetentionDeletesFinishedJobsOnlyFromMemoryTheStoreAndTheDisk) {
+  testing::TempDir dir;
+  absl::StatusOr<std::unique_ptr<Store>> store = Store::Open(dir.path() + "/state.db");
+  ASSERT_TRUE(store.ok()) << store.status();
+  ScriptedExecutor executor;
+  JobManager manager(&executor, store->get(), /*max_queued_jobs=*/10);
+  absl::StatusOr<std::shared_ptr<Job>> done = manager.Submit(Request(1));
+  ASSERT_TRUE(done.ok());
+  WaitForState(**done, v1::JOB_STATE_SUCCEEDED);
+  executor.hold_ = true;
+  absl::StatusOr<std::shared_ptr<Job>> running = manager.Submit(Request(1));
+  absl::StatusOr<std::shared_ptr<Job>> queued = manager.Submit(Request(1));
+  ASSERT_TRUE(running.ok() && queued.ok());
+  WaitForState(**running, v1::JOB_STATE_RUNNING);
+
+  // A cutoff before the job ended keeps it; one after deletes it, and only it.
+  EXPECT_EQ(*manager.DeleteFinishedBefore(absl::Now() - absl::Hours(1)), 0);
+  EXPECT_EQ(*manager.DeleteFinishedBefore(absl::Now() + absl::Hours(1)), 1);
+  EXPECT_EQ(manager.Get((*done)->id()).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_TRUE(manager.Get((*running)->id()).ok());
+  EXPECT_TRUE(manager.Get((*queued)->id()).ok());
+  EXPECT_EQ(manager.List().size(), 2u);
+  EXPECT_EQ(executor.forgotten(), std::vector<std::string>{(*done)->id()});
+  absl::StatusOr<std::vector<StoredJob>> stored = (*store)->LoadJobs();
+  ASSERT_TRUE(stored.ok());
+  ASSERT_EQ(stored->size(), 2u);
+  EXPECT_EQ((*stored)[0].job_id, (*running)->id());
+  executor.hold_ = false;
+  manager.Shutdown("test over");
 }
 
 }  // namespace

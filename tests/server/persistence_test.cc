@@ -1,6 +1,7 @@
 // Jobs, events and models survive restarts; interrupted jobs resume; the registry deploys
 // without failing a request; imports are checked. The real server on loopback, restarted on
 // the same state directory.
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -340,6 +341,65 @@ TEST_F(PersistenceTest, ImportRegistersExportedWeightsAndRefusesBadUploads) {
                "data");
   ExpectStatus(Import("", &response), StatusCode::INVALID_ARGUMENT, "empty");
   EXPECT_EQ(ListModels().size(), models);  // Nothing registered by a bad upload.
+}
+
+TEST_F(PersistenceTest, RetentionDeletesFinishedJobsWithTheirFilesAndKeepsTheirModels) {
+  ServerConfig config;
+  config.job_retention = absl::Seconds(1);
+  config.keep_checkpoints = true;
+  StartServer(config);
+  const std::vector<v1::JobEvent> events = TrainToEnd(QuickTraining(/*epochs=*/1));
+  ASSERT_FALSE(events.empty());
+  const std::string job_id = events.back().job_id();
+  const std::string model_id = events.back().finished().model_id();
+  const std::string checkpoint = dir_.path() + "/state/checkpoints/" + job_id + ".ckpt";
+  EXPECT_TRUE(std::filesystem::exists(checkpoint)) << "--keep_checkpoints kept it";
+
+  ::grpc::Status status;
+  for (const absl::Time deadline = absl::Now() + absl::Seconds(60); absl::Now() < deadline;
+       absl::SleepFor(absl::Milliseconds(50))) {
+    ::grpc::ClientContext context;
+    v1::GetJobRequest request;
+    request.set_job_id(job_id);
+    v1::Job job;
+    status = stub_->GetJob(&context, request, &job);
+    if (status.error_code() == ::grpc::StatusCode::NOT_FOUND) break;
+  }
+  EXPECT_EQ(status.error_code(), ::grpc::StatusCode::NOT_FOUND) << "the job was never deleted";
+  EXPECT_FALSE(std::filesystem::exists(checkpoint));
+  // The model it trained is the registry's, not the job's: it stays, and after a restart too.
+  StartServer(ServerConfig{});
+  bool model_kept = false;
+  for (const v1::Model& model : ListModels())
+    model_kept = model_kept || model.model_id() == model_id;
+  EXPECT_TRUE(model_kept);
+  ::grpc::ClientContext context;
+  v1::WatchJobRequest watch;
+  watch.set_job_id(job_id);
+  auto reader = stub_->WatchJob(&context, watch);
+  v1::JobEvent event;
+  while (reader->Read(&event)) {
+  }
+  EXPECT_EQ(reader->Finish().error_code(), ::grpc::StatusCode::NOT_FOUND)
+      << "its events went with it";
+}
+
+TEST_F(PersistenceTest, BadStorageSettingsAreRefusedNamingTheFlag) {
+  server_.reset();
+  ServerConfig config;
+  config.state_dir = dir_.path() + "/state";
+  config.listen_address = "127.0.0.1:0";
+  config.metrics_listen = "";
+  config.device = "cpu";
+  config.job_retention = absl::Seconds(-5);
+  absl::StatusOr<std::unique_ptr<ClassifierServer>> refused = ClassifierServer::Start(config);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(refused.status().message()), ::testing::HasSubstr("--job_retention"));
+  config.job_retention = absl::ZeroDuration();
+  config.model_cache_mb = 0;
+  refused = ClassifierServer::Start(config);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(refused.status().message()), ::testing::HasSubstr("--model_cache_mb"));
 }
 
 }  // namespace

@@ -3,6 +3,8 @@
 // problem.
 #include "server/store.h"
 
+#include <sqlite3.h>
+
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -137,6 +139,96 @@ TEST_F(StoreTest, AFileThatIsNotADatabaseIsRefusedNamingIt) {
   absl::StatusOr<std::unique_ptr<Store>> store = Store::Open(dir_.path() + "/garbage.db");
   ASSERT_FALSE(store.ok());
   EXPECT_THAT(store.status().message(), HasSubstr(dir_.path() + "/garbage.db"));
+}
+
+TEST_F(StoreTest, BulkWritesAreAllOrNothingAndDeletedJobsGiveTheirSpaceBack) {
+  std::unique_ptr<Store> store = Open();
+  ASSERT_NE(store, nullptr);
+  // 300 jobs of 20 events with a 4 KB request each: a few megabytes.
+  std::vector<StoredJob> jobs;
+  std::vector<std::string> ids;
+  for (int j = 0; j < 300; ++j) {
+    StoredJob job;
+    job.job_id = "job-" + std::to_string(j);
+    job.request.set_dataset(std::string(4096, 'x'));
+    for (int i = 1; i <= 20; ++i) job.events.push_back(Event(job.job_id, i, i));
+    ids.push_back(job.job_id);
+    jobs.push_back(std::move(job));
+  }
+  ASSERT_TRUE(store->PutJobs(jobs).ok());
+  ASSERT_TRUE(store->ReclaimSpace().ok());
+  const int64_t full = store->FileBytes();
+  EXPECT_GT(full, 300 * 4096);
+
+  // A batch with one bad row (a job id already taken) writes nothing.
+  std::vector<StoredJob> clash(1);
+  clash[0].job_id = "job-new";
+  clash.push_back(jobs[0]);
+  EXPECT_FALSE(store->PutJobs(clash).ok());
+  ASSERT_EQ(store->LoadJobs()->size(), 300u);
+
+  ASSERT_TRUE(store->DeleteJobs(std::vector<std::string>(ids.begin(), ids.end() - 1)).ok());
+  ASSERT_TRUE(store->ReclaimSpace().ok());
+  EXPECT_LT(store->FileBytes(), full / 4) << "deleted rows' pages went back to the file system";
+  store.reset();
+  store = Open();
+  absl::StatusOr<std::vector<StoredJob>> left = store->LoadJobs();
+  ASSERT_TRUE(left.ok());
+  ASSERT_EQ(left->size(), 1u);
+  EXPECT_EQ((*left)[0].job_id, ids.back());
+  EXPECT_EQ((*left)[0].events.size(), 20u);
+
+  std::vector<ModelRecord> models(50);
+  for (int i = 0; i < 50; ++i) {
+    models[i].model_id = "model-" + std::to_string(i);
+    models[i].weights_path = "/nowhere/" + models[i].model_id + ".pth";
+  }
+  ASSERT_TRUE(store->PutModels(models).ok());
+  EXPECT_EQ(store->LoadModels()->size(), 50u);
+}
+
+TEST_F(StoreTest, ADatabaseFromANewerServerIsRefusedAndAnOlderOneIsUpgraded) {
+  ASSERT_NE(Open(), nullptr);
+  // What a future schema would leave behind.
+  {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(path_.c_str(), &db), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(db, "PRAGMA user_version=99;", nullptr, nullptr, nullptr), SQLITE_OK);
+    sqlite3_close(db);
+  }
+  absl::StatusOr<std::unique_ptr<Store>> newer = Store::Open(path_);
+  EXPECT_EQ(newer.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(newer.status().message(), HasSubstr("newer server"));
+  EXPECT_THAT(newer.status().message(), HasSubstr(path_));
+
+  // A database written before versions were kept: no auto-vacuum, version 0, with a job.
+  const std::string old_path = dir_.path() + "/old.db";
+  {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(old_path.c_str(), &db), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(db,
+                           "CREATE TABLE jobs (position INTEGER PRIMARY KEY AUTOINCREMENT, job_id "
+                           "TEXT NOT NULL UNIQUE, request BLOB NOT NULL);"
+                           "INSERT INTO jobs (job_id, request) VALUES ('job-old', x'');",
+                           nullptr, nullptr, nullptr),
+              SQLITE_OK);
+    sqlite3_close(db);
+  }
+  absl::StatusOr<std::unique_ptr<Store>> upgraded = Store::Open(old_path);
+  ASSERT_TRUE(upgraded.ok()) << upgraded.status();
+  absl::StatusOr<std::vector<StoredJob>> jobs = (*upgraded)->LoadJobs();
+  ASSERT_TRUE(jobs.ok());
+  ASSERT_EQ(jobs->size(), 1u);
+  EXPECT_EQ((*jobs)[0].job_id, "job-old");
+  upgraded->reset();
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(old_path.c_str(), &db), SQLITE_OK);
+  sqlite3_stmt* pragma = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(db, "PRAGMA auto_vacuum;", -1, &pragma, nullptr), SQLITE_OK);
+  ASSERT_EQ(sqlite3_step(pragma), SQLITE_ROW);
+  EXPECT_EQ(sqlite3_column_int(pragma, 0), 2) << "incremental auto-vacuum after the upgrade";
+  sqlite3_finalize(pragma);
+  sqlite3_close(db);
 }
 
 }  // namespace
