@@ -24,6 +24,11 @@ bool IsTerminal(v1::JobState state) {
 Job::Job(StoredJob stored, JobEventStore* store)
     : id_(std::move(stored.job_id)), request_(std::move(stored.request)), store_(store) {
   MutexLock lock(&mu_);
+  if (stored.summary.has_value() && store_ != nullptr) {
+    snapshot_ = *std::move(stored.summary);
+    archived_ = true;
+    return;
+  }
   snapshot_.set_job_id(id_);
   *snapshot_.mutable_request() = request_;
   for (v1::JobEvent& event : stored.events) {
@@ -55,17 +60,55 @@ int64_t Job::AppendLocked(v1::JobEvent event) {
   event.set_job_id(id_);
   event.set_sequence(static_cast<int64_t>(events_.size()) + 1);
   *event.mutable_time() = Now();
-  if (store_ != nullptr) {
-    // Durable before anyone sees it, so a watcher never sees an event a restart would lose.
-    if (absl::Status stored = store_->AppendEvent(event); !stored.ok()) {
-      spdlog::error("job {}: {}", id_, std::string(stored.message()));
-    }
-  }
   ApplyToSnapshot(event);
+  const bool final_event = IsTerminal(snapshot_.state());
+  if (store_ != nullptr) {
+    // Durable before anyone sees it, so a watcher never sees an event a restart would lose; the
+    // final one with the job's summary, in one transaction.
+    absl::Status stored =
+        final_event ? store_->AppendFinalEvent(event, snapshot_) : store_->AppendEvent(event);
+    if (!stored.ok()) spdlog::error("job {}: {}", id_, std::string(stored.message()));
+  }
   events_.push_back(std::move(event));
-  const v1::JobEvent& stored = events_.back();
-  for (JobEventSink* sink : sinks_) sink->OnEvent(stored);
-  return stored.sequence();
+  const v1::JobEvent& appended = events_.back();
+  for (JobEventSink* sink : sinks_) sink->OnEvent(appended);
+  const int64_t sequence = appended.sequence();
+  if (final_event && store_ != nullptr) {
+    // From now on the store serves the events (EventsFrom); memory keeps the snapshot.
+    std::vector<v1::JobEvent>().swap(events_);
+    archived_ = true;
+  }
+  return sequence;
+}
+
+std::vector<v1::JobEvent> Job::EventsFrom(int64_t from_sequence) const {
+  const int64_t first = std::max<int64_t>(from_sequence, 1);
+  if (!archived_) {
+    if (first > static_cast<int64_t>(events_.size())) return {};
+    return std::vector<v1::JobEvent>(events_.begin() + (first - 1), events_.end());
+  }
+  absl::StatusOr<std::vector<v1::JobEvent>> stored = store_->LoadEvents(id_, first);
+  if (!stored.ok()) {
+    spdlog::error("job {}: cannot read its events: {}", id_, stored.status().ToString());
+    return {};
+  }
+  return *std::move(stored);
+}
+
+bool Job::archived() const {
+  MutexLock lock(&mu_);
+  return archived_;
+}
+
+void Job::Archive() {
+  MutexLock lock(&mu_);
+  if (archived_ || store_ == nullptr || !IsTerminal(snapshot_.state())) return;
+  if (absl::Status stored = store_->PutJobSummary(id_, snapshot_); !stored.ok()) {
+    spdlog::warn("job {}: {}", id_, stored.ToString());
+    return;
+  }
+  std::vector<v1::JobEvent>().swap(events_);
+  archived_ = true;
 }
 
 void Job::ApplyToSnapshot(const v1::JobEvent& event) {
@@ -153,8 +196,13 @@ std::string Job::cancel_reason() const {
 
 void Job::Subscribe(JobEventSink* sink, int64_t from_sequence) {
   MutexLock lock(&mu_);
-  const size_t first = static_cast<size_t>(std::max<int64_t>(from_sequence, 1) - 1);
-  for (size_t i = first; i < events_.size(); ++i) sink->OnEvent(events_[i]);
+  if (archived_) {
+    // Finished: nothing more will be appended, so the replay is the whole stream.
+    for (const v1::JobEvent& event : EventsFrom(from_sequence)) sink->OnEvent(event);
+  } else {
+    const size_t first = static_cast<size_t>(std::max<int64_t>(from_sequence, 1) - 1);
+    for (size_t i = first; i < events_.size(); ++i) sink->OnEvent(events_[i]);
+  }
   sinks_.push_back(sink);
 }
 
@@ -183,7 +231,7 @@ v1::Job Job::Snapshot() const {
 
 std::vector<v1::JobEvent> Job::Events() const {
   MutexLock lock(&mu_);
-  return events_;
+  return EventsFrom(1);
 }
 
 }  // namespace classifier

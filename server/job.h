@@ -37,8 +37,9 @@ class Job {
   // A new job: appends the `queued` event (sequence 1). Every event also goes to `store`
   // when there is one (it must outlive the job).
   Job(std::string id, v1::TrainRequest request, int queue_position, JobEventStore* store);
-  // A job read back from the store, its events replayed. One that was running when the
-  // server stopped is INTERRUPTED until the worker resumes it.
+  // A job read back from the store: a finished one from its summary (its events stay in the
+  // store), the others with their events replayed. One that was running when the server stopped
+  // is INTERRUPTED until the worker resumes it.
   Job(StoredJob stored, JobEventStore* store);
   Job(const Job&) = delete;
   Job& operator=(const Job&) = delete;
@@ -88,8 +89,18 @@ class Job {
   // A copy of every event so far, in sequence order (e.g. what a resumed job already did).
   std::vector<v1::JobEvent> Events() const;
 
+  // Whether the job's events live in the store only (a finished job with a store): memory holds
+  // its snapshot alone, and watchers replay the events from the store.
+  bool archived() const;
+  // A finished job read back with its events (written before summaries were kept): records its
+  // summary in the store and drops the events from memory. No-op otherwise.
+  void Archive();
+
  private:
   int64_t AppendLocked(v1::JobEvent event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Every event with sequence >= from_sequence, from memory or, archived, from the store.
+  std::vector<v1::JobEvent> EventsFrom(int64_t from_sequence) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ApplyToSnapshot(const v1::JobEvent& event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // Constant after construction.
@@ -102,7 +113,8 @@ class Job {
   std::atomic<bool> interrupting_{false};
 
   mutable Mutex mu_;
-  std::vector<v1::JobEvent> events_ ABSL_GUARDED_BY(mu_);
+  std::vector<v1::JobEvent> events_ ABSL_GUARDED_BY(mu_);  // Empty once archived.
+  bool archived_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<JobEventSink*> sinks_ ABSL_GUARDED_BY(mu_);
   v1::Job snapshot_ ABSL_GUARDED_BY(mu_);
   std::string cancel_reason_ ABSL_GUARDED_BY(mu_);

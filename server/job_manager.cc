@@ -21,6 +21,8 @@ JobManager::JobManager(JobExecutor* executor, Store* store, int max_queued_jobs,
   std::vector<std::shared_ptr<Job>> waiting;
   for (StoredJob& stored : recovered) {
     auto job = std::make_shared<Job>(std::move(stored), store_);
+    // Finished before the store kept summaries: record it now, so the next start reads one row.
+    job->Archive();
     jobs_in_order_.push_back(job);
     jobs_by_id_[job->id()] = job;
     const v1::JobState state = job->state();

@@ -2,6 +2,7 @@
 
 #include <sqlite3.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <functional>
 #include <utility>
@@ -15,7 +16,8 @@ constexpr char kSchema[] = R"sql(
 CREATE TABLE IF NOT EXISTS jobs (
   position INTEGER PRIMARY KEY AUTOINCREMENT,
   job_id TEXT NOT NULL UNIQUE,
-  request BLOB NOT NULL
+  request BLOB NOT NULL,
+  summary BLOB
 );
 CREATE TABLE IF NOT EXISTS job_events (
   job_id TEXT NOT NULL,
@@ -51,8 +53,9 @@ constexpr char kDeployedModelKey[] = "deployed_model_id";
 
 // PRAGMA user_version of a database this code wrote. 0: before versions were kept (no
 // auto-vacuum); 1: incremental auto-vacuum, so space freed by retention goes back to the file
-// system (ReclaimSpace).
-constexpr int64_t kSchemaVersion = 1;
+// system (ReclaimSpace); 2: jobs.summary, a finished job's final snapshot, so start-up reads one
+// row per finished job instead of its whole event log.
+constexpr int64_t kSchemaVersion = 2;
 
 // A prepared statement, finalized when it goes out of scope.
 class Statement {
@@ -88,6 +91,7 @@ class Statement {
     return blob == nullptr ? std::string() : std::string(blob, sqlite3_column_bytes(stmt_, column));
   }
   int64_t Int(int column) const { return sqlite3_column_int64(stmt_, column); }
+  sqlite3_stmt* get() const { return stmt_; }
 
  private:
   sqlite3_stmt* stmt_ = nullptr;
@@ -143,6 +147,15 @@ absl::Status Store::Migrate() {
   for (const char* sql : {"PRAGMA journal_mode=WAL;", "PRAGMA synchronous=FULL;", kSchema}) {
     if (absl::Status status = Exec(sql); !status.ok()) return status;
   }
+  // Jobs finished before version 2 have no summary: JobManager writes theirs at start.
+  absl::StatusOr<int64_t> has_summary =
+      QueryInt("SELECT count(*) FROM pragma_table_info('jobs') WHERE name = 'summary';");
+  if (!has_summary.ok()) return has_summary.status();
+  if (*has_summary == 0) {
+    if (absl::Status status = Exec("ALTER TABLE jobs ADD COLUMN summary BLOB;"); !status.ok()) {
+      return status;
+    }
+  }
   return Exec(absl::StrCat("PRAGMA user_version=", kSchemaVersion, ";"));
 }
 
@@ -197,10 +210,58 @@ absl::Status Store::AppendEventLocked(const v1::JobEvent& event) {
   return absl::OkStatus();
 }
 
+absl::Status Store::AppendFinalEvent(const v1::JobEvent& event, const v1::Job& summary) {
+  MutexLock lock(&mu_);
+  return Transaction([&] {
+    mu_.AssertHeld();  // Transaction runs the body under the lock.
+    if (absl::Status stored = AppendEventLocked(event); !stored.ok()) return stored;
+    return PutJobSummaryLocked(event.job_id(), summary);
+  });
+}
+
+absl::Status Store::PutJobSummary(const std::string& job_id, const v1::Job& summary) {
+  MutexLock lock(&mu_);
+  return PutJobSummaryLocked(job_id, summary);
+}
+
+absl::Status Store::PutJobSummaryLocked(const std::string& job_id, const v1::Job& summary) {
+  Statement update(db_, "UPDATE jobs SET summary = ? WHERE job_id = ?");
+  if (!update.ok() ||
+      update.BindBlob(1, summary.SerializeAsString()).Bind(2, job_id).Step() != SQLITE_DONE) {
+    return Error(absl::StrCat("cannot store the summary of job ", job_id));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<v1::JobEvent>> Store::LoadEvents(const std::string& job_id,
+                                                            int64_t from_sequence) {
+  MutexLock lock(&mu_);
+  return LoadEventsLocked(job_id, from_sequence);
+}
+
+absl::StatusOr<std::vector<v1::JobEvent>> Store::LoadEventsLocked(const std::string& job_id,
+                                                                  int64_t from_sequence) {
+  std::vector<v1::JobEvent> events;
+  Statement select(db_,
+                   "SELECT sequence, event FROM job_events WHERE job_id = ? AND sequence >= ? "
+                   "ORDER BY sequence");
+  if (!select.ok()) return Error("cannot read events");
+  select.Bind(1, job_id).Bind(2, std::max<int64_t>(from_sequence, 1));
+  int64_t expected = std::max<int64_t>(from_sequence, 1);
+  while (select.Step() == SQLITE_ROW) {
+    v1::JobEvent event;
+    // Stop at a gap or a corrupt row: the log is only ever replayed as a prefix.
+    if (select.Int(0) != expected || !event.ParseFromString(select.Blob(1))) break;
+    events.push_back(std::move(event));
+    ++expected;
+  }
+  return events;
+}
+
 absl::StatusOr<std::vector<StoredJob>> Store::LoadJobs() {
   MutexLock lock(&mu_);
   std::vector<StoredJob> jobs;
-  Statement select(db_, "SELECT job_id, request FROM jobs ORDER BY position");
+  Statement select(db_, "SELECT job_id, request, summary FROM jobs ORDER BY position");
   if (!select.ok()) return Error("cannot read jobs");
   int rc;
   while ((rc = select.Step()) == SQLITE_ROW) {
@@ -210,23 +271,19 @@ absl::StatusOr<std::vector<StoredJob>> Store::LoadJobs() {
       return absl::DataLossError(
           absl::StrCat("job ", job.job_id, " in ", path_, " has a corrupt request"));
     }
+    if (sqlite3_column_type(select.get(), 2) != SQLITE_NULL) {
+      v1::Job summary;
+      // A corrupt summary is read as no summary: the events below rebuild the job.
+      if (summary.ParseFromString(select.Blob(2))) job.summary = std::move(summary);
+    }
     jobs.push_back(std::move(job));
   }
   if (rc != SQLITE_DONE) return Error("cannot read jobs");
   for (StoredJob& job : jobs) {
-    Statement events(db_,
-                     "SELECT sequence, event FROM job_events WHERE job_id = ? ORDER BY sequence");
-    if (!events.ok()) return Error("cannot read events");
-    events.Bind(1, job.job_id);
-    while ((rc = events.Step()) == SQLITE_ROW) {
-      v1::JobEvent event;
-      // Stop at a gap or a corrupt row: the log is only ever replayed as a prefix.
-      if (!event.ParseFromString(events.Blob(1)) ||
-          events.Int(0) != static_cast<int64_t>(job.events.size()) + 1) {
-        break;
-      }
-      job.events.push_back(std::move(event));
-    }
+    if (job.summary.has_value()) continue;
+    absl::StatusOr<std::vector<v1::JobEvent>> events = LoadEventsLocked(job.job_id, 1);
+    if (!events.ok()) return events.status();
+    job.events = *std::move(events);
   }
   return jobs;
 }
@@ -296,6 +353,11 @@ absl::Status Store::PutJobs(const std::vector<StoredJob>& jobs) {
       }
       for (const v1::JobEvent& event : job.events) {
         if (absl::Status stored = AppendEventLocked(event); !stored.ok()) return stored;
+      }
+      if (job.summary.has_value()) {
+        if (absl::Status stored = PutJobSummaryLocked(job.job_id, *job.summary); !stored.ok()) {
+          return stored;
+        }
       }
     }
     return absl::OkStatus();

@@ -29,7 +29,11 @@ namespace classifier {
 struct StoredJob {
   std::string job_id;
   v1::TrainRequest request;
-  std::vector<v1::JobEvent> events;  // In sequence order.
+  // A finished job: its final snapshot (v1::Job, what GetJob answers), and no events here: they
+  // stay in the store until a watcher asks (JobEventStore::LoadEvents). Otherwise every event, in
+  // sequence order.
+  std::optional<v1::Job> summary;
+  std::vector<v1::JobEvent> events;
 };
 
 struct StoredCheckpoint {
@@ -52,6 +56,15 @@ class JobEventStore {
  public:
   virtual ~JobEventStore() = default;
   virtual absl::Status AppendEvent(const v1::JobEvent& event) = 0;
+  // The job's final event and its final snapshot, in one transaction: from then on the job is
+  // read back as its summary alone (StoredJob::summary).
+  virtual absl::Status AppendFinalEvent(const v1::JobEvent& event, const v1::Job& summary) = 0;
+  // Records a finished job's summary on its own (a job that finished before summaries were
+  // kept, see Job::Archive).
+  virtual absl::Status PutJobSummary(const std::string& job_id, const v1::Job& summary) = 0;
+  // The job's events with sequence >= from_sequence, in order (a finished job's replay).
+  virtual absl::StatusOr<std::vector<v1::JobEvent>> LoadEvents(const std::string& job_id,
+                                                               int64_t from_sequence) = 0;
 };
 
 class Store : public JobEventStore {
@@ -65,7 +78,11 @@ class Store : public JobEventStore {
 
   absl::Status InsertJob(const std::string& job_id, const v1::TrainRequest& request);
   absl::Status AppendEvent(const v1::JobEvent& event) override;
-  // Every job, in submission order, with all its events.
+  absl::Status AppendFinalEvent(const v1::JobEvent& event, const v1::Job& summary) override;
+  absl::StatusOr<std::vector<v1::JobEvent>> LoadEvents(const std::string& job_id,
+                                                       int64_t from_sequence) override;
+  absl::Status PutJobSummary(const std::string& job_id, const v1::Job& summary) override;
+  // Every job, in submission order: finished ones as their summary, the others with every event.
   absl::StatusOr<std::vector<StoredJob>> LoadJobs();
   // The jobs, their events and their checkpoint rows, in one transaction (checkpoint files are
   // the caller's).
@@ -76,7 +93,8 @@ class Store : public JobEventStore {
   // The bulk paths: many rows in one transaction (one sync), all or none. Used to fill a store
   // for the scale benchmark (bench/scale_fill.cc) and by the store's tests.
   absl::Status PutModels(const std::vector<ModelRecord>& models);
-  // Jobs with their events (each event's job_id and sequence set).
+  // Jobs with their events (each event's job_id and sequence set) and, for finished ones, their
+  // summary.
   absl::Status PutJobs(const std::vector<StoredJob>& jobs);
   absl::Status DeleteModel(const std::string& model_id);
   // Oldest first.
@@ -113,6 +131,11 @@ class Store : public JobEventStore {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status AppendEventLocked(const v1::JobEvent& event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status PutModelLocked(const ModelRecord& model) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status PutJobSummaryLocked(const std::string& job_id, const v1::Job& summary)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<std::vector<v1::JobEvent>> LoadEventsLocked(const std::string& job_id,
+                                                             int64_t from_sequence)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status Error(const std::string& what) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const std::string path_;

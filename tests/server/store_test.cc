@@ -231,5 +231,39 @@ TEST_F(StoreTest, ADatabaseFromANewerServerIsRefusedAndAnOlderOneIsUpgraded) {
   sqlite3_close(db);
 }
 
+TEST_F(StoreTest, AFinishedJobIsReadBackAsItsSummaryWithItsEventsLeftInTheStore) {
+  {
+    std::unique_ptr<Store> store = Open();
+    ASSERT_NE(store, nullptr);
+    ASSERT_TRUE(store->InsertJob("job-done", v1::TrainRequest()).ok());
+    ASSERT_TRUE(store->InsertJob("job-running", v1::TrainRequest()).ok());
+    for (int i = 1; i <= 3; ++i) ASSERT_TRUE(store->AppendEvent(Event("job-done", i, i)).ok());
+    ASSERT_TRUE(store->AppendEvent(Event("job-running", 1, 1)).ok());
+    v1::JobEvent final_event;
+    final_event.set_job_id("job-done");
+    final_event.set_sequence(4);
+    final_event.mutable_finished()->set_state(v1::JOB_STATE_SUCCEEDED);
+    v1::Job summary;
+    summary.set_job_id("job-done");
+    summary.set_state(v1::JOB_STATE_SUCCEEDED);
+    summary.set_last_sequence(4);
+    ASSERT_TRUE(store->AppendFinalEvent(final_event, summary).ok());
+  }
+  std::unique_ptr<Store> store = Open();
+  absl::StatusOr<std::vector<StoredJob>> jobs = store->LoadJobs();
+  ASSERT_TRUE(jobs.ok()) << jobs.status();
+  ASSERT_EQ(jobs->size(), 2u);
+  ASSERT_TRUE((*jobs)[0].summary.has_value());
+  EXPECT_EQ((*jobs)[0].summary->state(), v1::JOB_STATE_SUCCEEDED);
+  EXPECT_TRUE((*jobs)[0].events.empty()) << "start-up reads no finished job's events";
+  EXPECT_FALSE((*jobs)[1].summary.has_value());
+  EXPECT_EQ((*jobs)[1].events.size(), 1u);
+  absl::StatusOr<std::vector<v1::JobEvent>> replay = store->LoadEvents("job-done", 3);
+  ASSERT_TRUE(replay.ok());
+  ASSERT_EQ(replay->size(), 2u);
+  EXPECT_EQ((*replay)[0].sequence(), 3);
+  EXPECT_TRUE((*replay)[1].has_finished());
+}
+
 }  // namespace
 }  // namespace classifier
