@@ -355,7 +355,7 @@ void ClassifierService::SubmitPredict(
 absl::Status ClassifierService::DoImport(const std::string& dataset, const std::string& bytes,
                                          v1::ImportWeightsResponse* response) {
   if (bytes.empty()) return absl::InvalidArgumentError("data: the upload is empty");
-  const std::string dataset_name = dataset.empty() ? kDefaultDataset : dataset;
+  const std::string dataset_name = DatasetOrDefault(dataset);
   if (absl::StatusOr<DatasetInfo> info = datasets_->Inspect(dataset_name); !info.ok()) {
     return info.status();
   }

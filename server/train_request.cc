@@ -102,7 +102,7 @@ absl::StatusOr<TrainOptions> RequestedOptions(const v1::TrainRequest& request) {
 absl::StatusOr<TrainPlan> PlanOne(const v1::TrainRequest& request, const DatasetCatalog& catalog,
                                   const std::string& device, ModelRegistry* registry) {
   TrainPlan plan;
-  plan.dataset = request.dataset().empty() ? kDefaultDataset : request.dataset();
+  plan.dataset = DatasetOrDefault(request.dataset());
   absl::StatusOr<TrainOptions> requested = RequestedOptions(request);
   if (!requested.ok()) return requested.status();
   requested->device = device;

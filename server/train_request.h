@@ -20,6 +20,11 @@ namespace classifier {
 
 // The dataset a request without one trains on.
 inline constexpr char kDefaultDataset[] = "mnist";
+// `dataset` as a request names it, with the default applied: what a job trains on, what an
+// import is measured on, and what ListJobs' dataset filter compares with.
+inline std::string DatasetOrDefault(const std::string& dataset) {
+  return dataset.empty() ? kDefaultDataset : dataset;
+}
 // Datasets of digits, whose meaning flips change: augmentation flips are refused on them.
 inline constexpr const char* kDigitDatasets[] = {"mnist"};
 // More trials than this in one sweep is RESOURCE_EXHAUSTED: a sweep holds the worker (and the
