@@ -9,6 +9,7 @@
 #include "absl/time/clock.h"
 #include "base/file_util.h"
 #include "model/onnx_export.h"
+#include "server/list_pages.h"
 #include "server/predict_input.h"
 #include "server/result_proto.h"
 #include "server/rpc_log.h"
@@ -112,14 +113,15 @@ absl::StatusOr<StreamLimiter::Slot> ClassifierService::AcquireStream(
 }
 
 ::grpc::ServerUnaryReactor* ClassifierService::ListJobs(::grpc::CallbackServerContext* context,
-                                                        const v1::ListJobsRequest* /*request*/,
+                                                        const v1::ListJobsRequest* request,
                                                         v1::ListJobsResponse* response) {
   RpcLog log("ListJobs", context, metrics_);
   if (absl::Status admitted = Admit(*context, /*read_only=*/true); !admitted.ok()) {
     return FinishUnary(context, log, admitted);
   }
-  for (const std::shared_ptr<Job>& job : jobs_->List()) *response->add_jobs() = job->Snapshot();
-  return FinishUnary(context, log, absl::OkStatus());
+  std::vector<v1::Job> jobs;
+  for (const std::shared_ptr<Job>& job : jobs_->List()) jobs.push_back(job->Snapshot());
+  return FinishUnary(context, log, ListJobsPage(*request, std::move(jobs), absl::Now(), response));
 }
 
 ::grpc::ServerUnaryReactor* ClassifierService::CancelJob(::grpc::CallbackServerContext* context,
@@ -321,19 +323,20 @@ void ClassifierService::SubmitPredict(
 }
 
 ::grpc::ServerUnaryReactor* ClassifierService::ListModels(::grpc::CallbackServerContext* context,
-                                                          const v1::ListModelsRequest* /*request*/,
+                                                          const v1::ListModelsRequest* request,
                                                           v1::ListModelsResponse* response) {
   RpcLog log("ListModels", context, metrics_);
   if (absl::Status admitted = Admit(*context, /*read_only=*/true); !admitted.ok()) {
     return FinishUnary(context, log, admitted);
   }
   const std::string deployed = models_->deployed_model_id();
+  std::vector<v1::Model> models;
   for (const std::shared_ptr<const ModelRecord>& record : models_->List()) {
-    v1::Model* out = response->add_models();
-    *out = ToModelProto(*record);
-    out->set_deployed(record->model_id == deployed);
+    models.push_back(ToModelProto(*record));
+    models.back().set_deployed(record->model_id == deployed);
   }
-  return FinishUnary(context, log, absl::OkStatus());
+  return FinishUnary(context, log,
+                     ListModelsPage(*request, std::move(models), absl::Now(), response));
 }
 
 ::grpc::ServerReadReactor<v1::ImportWeightsRequest>* ClassifierService::ImportWeights(
@@ -439,19 +442,20 @@ absl::Status ClassifierService::DoImport(const std::string& dataset, const std::
   return reactor;
 }
 
-::grpc::ServerUnaryReactor* ClassifierService::ListDatasets(
-    ::grpc::CallbackServerContext* context, const v1::ListDatasetsRequest* /*request*/,
-    v1::ListDatasetsResponse* response) {
+::grpc::ServerUnaryReactor* ClassifierService::ListDatasets(::grpc::CallbackServerContext* context,
+                                                            const v1::ListDatasetsRequest* request,
+                                                            v1::ListDatasetsResponse* response) {
   RpcLog log("ListDatasets", context, metrics_);
   if (absl::Status admitted = Admit(*context, /*read_only=*/true); !admitted.ok()) {
     return FinishUnary(context, log, admitted);
   }
+  const absl::Time now = absl::Now();
+  absl::StatusOr<PageRequest> page = ReadListDatasetsRequest(*request, now);
+  if (!page.ok()) return FinishUnary(context, log, page.status());
   // Reads headers (and label files the first time): off gRPC's callback threads.
   ::grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  inference_->Submit([this, response, reactor, log] {
-    for (const DatasetListing& listing : datasets_->List()) {
-      ToDatasetProto(listing, response->add_datasets());
-    }
+  inference_->Submit([this, request, page = *std::move(page), now, response, reactor, log] {
+    ListDatasetsPage(*request, page, datasets_->List(), now, response);
     log.Done(::grpc::Status::OK);
     reactor->Finish(::grpc::Status::OK);
   });

@@ -215,8 +215,8 @@ TEST_F(ServiceTest, CancelStopsARunningJobAndAQueuedOne) {
   v1::ListJobsResponse list;
   ASSERT_TRUE(stub_->ListJobs(&context, v1::ListJobsRequest(), &list).ok());
   ASSERT_EQ(list.jobs_size(), 2);
-  EXPECT_EQ(list.jobs(0).job_id(), running_id);
-  EXPECT_EQ(list.jobs(1).job_id(), queued_id);
+  EXPECT_EQ(list.jobs(0).job_id(), queued_id);  // Newest first.
+  EXPECT_EQ(list.jobs(1).job_id(), running_id);
 }
 
 TEST_F(ServiceTest, EvaluateReportsEveryMetric) {

@@ -1,0 +1,122 @@
+#include "server/list_pages.h"
+
+#include <google/protobuf/util/time_util.h>
+
+#include <string>
+#include <tuple>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "server/result_proto.h"
+#include "server/train_request.h"
+
+namespace classifier {
+namespace {
+
+using google::protobuf::Timestamp;
+using google::protobuf::util::TimeUtil;
+
+// The range google.protobuf.Timestamp documents: 0001-01-01 to 9999-12-31, nanos in [0, 1e9).
+absl::Status CheckCreatedAfter(const Timestamp& time) {
+  if (time.seconds() < TimeUtil::kTimestampMinSeconds ||
+      time.seconds() > TimeUtil::kTimestampMaxSeconds || time.nanos() < 0 ||
+      time.nanos() > 999'999'999) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "created_after must be a valid timestamp (0001-01-01 to 9999-12-31, nanos in [0, "
+        "999999999]), got seconds ",
+        time.seconds(), ", nanos ", time.nanos()));
+  }
+  return absl::OkStatus();
+}
+
+// Compared as (seconds, nanos): created_after may lie outside the nanoseconds that fit in 64 bits.
+bool IsAfter(const Timestamp& a, const Timestamp& b) {
+  return std::make_tuple(a.seconds(), a.nanos()) > std::make_tuple(b.seconds(), b.nanos());
+}
+
+// Jobs and models are ranked by their created time.
+int64_t CreatedRank(const Timestamp& created) { return TimeUtil::TimestampToNanoseconds(created); }
+
+}  // namespace
+
+absl::Status ListJobsPage(const v1::ListJobsRequest& request, std::vector<v1::Job> jobs,
+                          absl::Time now, v1::ListJobsResponse* response) {
+  const std::string filter = FilterOf(request);
+  absl::StatusOr<PageRequest> page =
+      ReadPageRequest(ListKind::kJobs, request.page_size(), request.page_token(), filter, now);
+  if (!page.ok()) return page.status();
+  if (!v1::JobState_IsValid(request.state())) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("state must be a JobState (or unspecified, for any), got ", request.state()));
+  }
+  if (absl::Status valid = CheckCreatedAfter(request.created_after()); !valid.ok()) return valid;
+
+  std::vector<std::pair<PageKey, v1::Job>> matching;
+  for (v1::Job& job : jobs) {
+    if (request.state() != v1::JOB_STATE_UNSPECIFIED && job.state() != request.state()) continue;
+    if (!request.dataset().empty() &&
+        DatasetOrDefault(job.request().dataset()) != request.dataset()) {
+      continue;
+    }
+    if (request.has_created_after() && !IsAfter(job.created_time(), request.created_after())) {
+      continue;
+    }
+    PageKey key{CreatedRank(job.created_time()), job.job_id()};
+    matching.emplace_back(std::move(key), std::move(job));
+  }
+  Page<v1::Job> result = TakePage(ListKind::kJobs, std::move(matching), *page, filter, now);
+  for (v1::Job& job : result.items) *response->add_jobs() = std::move(job);
+  response->set_next_page_token(std::move(result.next_page_token));
+  return absl::OkStatus();
+}
+
+absl::Status ListModelsPage(const v1::ListModelsRequest& request, std::vector<v1::Model> models,
+                            absl::Time now, v1::ListModelsResponse* response) {
+  const std::string filter = FilterOf(request);
+  absl::StatusOr<PageRequest> page =
+      ReadPageRequest(ListKind::kModels, request.page_size(), request.page_token(), filter, now);
+  if (!page.ok()) return page.status();
+  if (absl::Status valid = CheckCreatedAfter(request.created_after()); !valid.ok()) return valid;
+
+  std::vector<std::pair<PageKey, v1::Model>> matching;
+  for (v1::Model& model : models) {
+    if (!request.dataset().empty() && model.dataset() != request.dataset()) continue;
+    if (!request.job_id().empty() && model.job_id() != request.job_id()) continue;
+    if (request.has_created_after() && !IsAfter(model.created_time(), request.created_after())) {
+      continue;
+    }
+    PageKey key{CreatedRank(model.created_time()), model.model_id()};
+    matching.emplace_back(std::move(key), std::move(model));
+  }
+  Page<v1::Model> result = TakePage(ListKind::kModels, std::move(matching), *page, filter, now);
+  for (v1::Model& model : result.items) *response->add_models() = std::move(model);
+  response->set_next_page_token(std::move(result.next_page_token));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<PageRequest> ReadListDatasetsRequest(const v1::ListDatasetsRequest& request,
+                                                    absl::Time now) {
+  return ReadPageRequest(ListKind::kDatasets, request.page_size(), request.page_token(),
+                         FilterOf(request), now);
+}
+
+void ListDatasetsPage(const v1::ListDatasetsRequest& request, const PageRequest& page,
+                      const std::vector<DatasetListing>& listings, absl::Time now,
+                      v1::ListDatasetsResponse* response) {
+  std::vector<std::pair<PageKey, const DatasetListing*>> keyed;
+  int64_t builtin_rank = 0;
+  for (const DatasetListing& listing : listings) {
+    // The built-ins keep the catalog's order among themselves; the registered ones follow by
+    // name, which is also the catalog's order.
+    const int64_t rank = listing.builtin ? builtin_rank++ : kRegisteredDatasetRank;
+    keyed.emplace_back(PageKey{rank, listing.name}, &listing);
+  }
+  Page<const DatasetListing*> result =
+      TakePage(ListKind::kDatasets, std::move(keyed), page, FilterOf(request), now);
+  for (const DatasetListing* listing : result.items) {
+    ToDatasetProto(*listing, response->add_datasets());
+  }
+  response->set_next_page_token(std::move(result.next_page_token));
+}
+
+}  // namespace classifier

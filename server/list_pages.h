@@ -1,0 +1,40 @@
+// The answers of the list RPCs: a request's filters checked and applied to everything the
+// server holds, then one page cut from the result (pagination.h). Functions of what they are
+// given, so the service only gathers the items and translates the status.
+#ifndef CLASSIFIER_SERVER_LIST_PAGES_H_
+#define CLASSIFIER_SERVER_LIST_PAGES_H_
+
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "classifier/v1/classifier.pb.h"
+#include "server/dataset_catalog.h"
+#include "server/pagination.h"
+
+namespace classifier {
+
+// ListJobs' page of `jobs` (snapshots, in any order). INVALID_ARGUMENT naming the field for a
+// bad page_size or page_token (ReadPageRequest), a state that is not a JobState, or a
+// created_after outside Timestamp's range.
+absl::Status ListJobsPage(const v1::ListJobsRequest& request, std::vector<v1::Job> jobs,
+                          absl::Time now, v1::ListJobsResponse* response);
+
+// ListModels' page of `models` (in any order, `deployed` already set). INVALID_ARGUMENT as
+// ListJobsPage.
+absl::Status ListModelsPage(const v1::ListModelsRequest& request, std::vector<v1::Model> models,
+                            absl::Time now, v1::ListModelsResponse* response);
+
+// ListDatasets in two steps, since listing reads files (off gRPC's threads): the request's
+// paging checked first (ReadPageRequest's errors), then the page of `listings` (in the
+// catalog's order: the built-ins first, then the registered ones) it asks for.
+absl::StatusOr<PageRequest> ReadListDatasetsRequest(const v1::ListDatasetsRequest& request,
+                                                    absl::Time now);
+void ListDatasetsPage(const v1::ListDatasetsRequest& request, const PageRequest& page,
+                      const std::vector<DatasetListing>& listings, absl::Time now,
+                      v1::ListDatasetsResponse* response);
+
+}  // namespace classifier
+
+#endif  // CLASSIFIER_SERVER_LIST_PAGES_H_
