@@ -13,6 +13,10 @@ namespace {
 
 constexpr FlagSpec kJsonFlag = {"json", FlagType::kBool, "",
                                 "print the server's answer as JSON (one object per line)"};
+// The list commands' paging (client/paging.h).
+constexpr FlagSpec kLimitFlag = {"limit", FlagType::kInt64, "N",
+                                 "show the first N (default: one page of the server's)"};
+constexpr FlagSpec kAllFlag = {"all", FlagType::kBool, "", "show every one, page after page"};
 
 // Accepted before or after the command.
 const std::vector<FlagSpec>& GlobalFlags() {
@@ -190,7 +194,19 @@ const std::vector<CommandSpec>& Commands() {
         {"plot", FlagType::kString, "FILE",
          "when the job ends, write its loss and accuracy curves to FILE (SVG)"},
         kJsonFlag}},
-      {"jobs", "", 0, 0, "list the jobs, oldest first", {kJsonFlag}},
+      {"jobs",
+       "",
+       0,
+       0,
+       "list the jobs, newest first: one page of the server's, unless --limit or --all",
+       {kLimitFlag,
+        kAllFlag,
+        {"state", FlagType::kString, "STATE",
+         "only jobs in this state: queued, running, succeeded, failed, cancelled or interrupted"},
+        {"dataset", FlagType::kString, "NAME", "only jobs training on this dataset"},
+        {"created_after", FlagType::kString, "RFC3339",
+         "only jobs created after this time, e.g. 2026-01-31T12:00:00Z"},
+        kJsonFlag}},
       {"job", "JOB", 1, 1, "show one job", {kJsonFlag}},
       {"cancel", "JOB", 1, 1, "cancel a job (a running one stops at its next batch)", {kJsonFlag}},
       {"evaluate",
@@ -212,7 +228,19 @@ const std::vector<CommandSpec>& Commands() {
        {{"model", FlagType::kString, "ID", "model (default: the deployed, else the newest)"},
         {"top_k", FlagType::kInt32, "K", "also list the K most probable labels (default 1)"},
         kJsonFlag}},
-      {"models", "", 0, 0, "list the models, newest last (* = deployed)", {kJsonFlag}},
+      {"models",
+       "",
+       0,
+       0,
+       "list the models, newest first (* = deployed): one page of the server's, unless "
+       "--limit or --all",
+       {kLimitFlag,
+        kAllFlag,
+        {"dataset", FlagType::kString, "NAME", "only models of this dataset"},
+        {"job_id", FlagType::kString, "ID", "only the model this job produced"},
+        {"created_after", FlagType::kString, "RFC3339",
+         "only models created after this time, e.g. 2026-01-31T12:00:00Z"},
+        kJsonFlag}},
       {"export",
        "",
        0,
@@ -248,7 +276,7 @@ const std::vector<CommandSpec>& Commands() {
        0,
        0,
        "list the datasets: built-in and registered, their images, classes and image size",
-       {kJsonFlag}},
+       {kLimitFlag, kAllFlag, kJsonFlag}},
       {"register-dataset",
        "NAME PATH",
        2,

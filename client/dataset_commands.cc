@@ -9,6 +9,7 @@
 #include "absl/strings/str_format.h"
 #include "client/command_util.h"
 #include "client/format.h"
+#include "client/paging.h"
 #include "client/pictures.h"
 
 namespace classifier::cli {
@@ -21,12 +22,14 @@ std::string ImageSize(int64_t height, int64_t width) { return absl::StrCat(heigh
 }  // namespace
 
 int Datasets(const Invocation& invocation, const CommandEnvironment& env) {
+  absl::StatusOr<Paging> paging = ReadPaging(invocation);
+  if (!paging.ok()) return UsageFailed(env, paging.status());
   v1::ListDatasetsResponse response;
-  ClientContext context;
-  SetDeadline(&context, invocation, kDefaultTimeoutSeconds);
-  const grpc::Status status =
-      env.classifier->ListDatasets(&context, v1::ListDatasetsRequest(), &response);
+  const grpc::Status status = ListPages(
+      env, invocation, &v1::Classifier::StubInterface::ListDatasets, v1::ListDatasetsRequest(),
+      *paging, [](v1::ListDatasetsResponse* r) { return r->mutable_datasets(); }, &response);
   if (!status.ok()) return RpcFailed(env, status);
+  NoteMore(response.next_page_token(), "datasets", env);
   if (invocation.Bool("json")) {
     *env.out << ToJsonLine(response) << "\n";
     return kExitOk;

@@ -12,6 +12,7 @@
 #include "client/command_util.h"
 #include "client/commands.h"
 #include "client/format.h"
+#include "client/paging.h"
 #include "client/pictures.h"
 #include "client/weights_file.h"
 
@@ -86,13 +87,24 @@ int Predict(const Invocation& invocation, const CommandEnvironment& env) {
 }
 
 int Models(const Invocation& invocation, const CommandEnvironment& env) {
+  absl::StatusOr<Paging> paging = ReadPaging(invocation);
+  if (!paging.ok()) return UsageFailed(env, paging.status());
+  v1::ListModelsRequest request;
+  request.set_dataset(invocation.String("dataset"));
+  request.set_job_id(invocation.String("job_id"));
+  if (invocation.Has("created_after")) {
+    absl::StatusOr<google::protobuf::Timestamp> after =
+        ParseCreatedAfter(invocation.String("created_after"));
+    if (!after.ok()) return UsageFailed(env, after.status());
+    *request.mutable_created_after() = *after;
+  }
   v1::ListModelsResponse response;
-  ClientContext context;
-  SetDeadline(&context, invocation, kDefaultTimeoutSeconds);
-  const grpc::Status status =
-      env.classifier->ListModels(&context, v1::ListModelsRequest(), &response);
+  const grpc::Status status = ListPages(
+      env, invocation, &v1::Classifier::StubInterface::ListModels, request, *paging,
+      [](v1::ListModelsResponse* r) { return r->mutable_models(); }, &response);
   if (!status.ok()) return RpcFailed(env, status);
   *env.out << (invocation.Bool("json") ? ToJsonLine(response) + "\n" : ModelsTable(response));
+  NoteMore(response.next_page_token(), "models", env);
   return kExitOk;
 }
 

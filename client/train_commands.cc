@@ -14,6 +14,7 @@
 #include "client/command_util.h"
 #include "client/commands.h"
 #include "client/format.h"
+#include "client/paging.h"
 #include "client/pictures.h"
 
 namespace classifier::cli {
@@ -135,12 +136,28 @@ int Watch(const Invocation& invocation, const CommandEnvironment& env) {
 }
 
 int Jobs(const Invocation& invocation, const CommandEnvironment& env) {
+  absl::StatusOr<Paging> paging = ReadPaging(invocation);
+  if (!paging.ok()) return UsageFailed(env, paging.status());
+  v1::ListJobsRequest request;
+  if (invocation.Has("state")) {
+    absl::StatusOr<v1::JobState> state = ParseJobState(invocation.String("state"));
+    if (!state.ok()) return UsageFailed(env, state.status());
+    request.set_state(*state);
+  }
+  request.set_dataset(invocation.String("dataset"));
+  if (invocation.Has("created_after")) {
+    absl::StatusOr<google::protobuf::Timestamp> after =
+        ParseCreatedAfter(invocation.String("created_after"));
+    if (!after.ok()) return UsageFailed(env, after.status());
+    *request.mutable_created_after() = *after;
+  }
   v1::ListJobsResponse response;
-  ClientContext context;
-  SetDeadline(&context, invocation, kDefaultTimeoutSeconds);
-  const grpc::Status status = env.classifier->ListJobs(&context, v1::ListJobsRequest(), &response);
+  const grpc::Status status = ListPages(
+      env, invocation, &v1::Classifier::StubInterface::ListJobs, request, *paging,
+      [](v1::ListJobsResponse* r) { return r->mutable_jobs(); }, &response);
   if (!status.ok()) return RpcFailed(env, status);
   *env.out << (invocation.Bool("json") ? ToJsonLine(response) + "\n" : JobsTable(response));
+  NoteMore(response.next_page_token(), "jobs", env);
   return kExitOk;
 }
 

@@ -19,6 +19,8 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/match.h"
+#include "absl/strings/str_split.h"
 #include "client/args.h"
 #include "client/weights_file.h"
 #include "tests/testing/synthetic_data.h"
@@ -30,18 +32,35 @@ using ::testing::ElementsAre;
 using ::testing::EndsWith;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
+using ::testing::Not;
 using ::testing::StartsWith;
 
 // Canned answers, and the requests it saw. Set the answers before the call; read the requests
 // after it (the RPC's completion orders the two).
 class FakeClassifier final : public v1::Classifier::Service {
  public:
+  template <typename Item, typename Request, typename Response>
+  grpc::Status Page(const google::protobuf::RepeatedPtrField<Item>& all, const Request& request,
+                    google::protobuf::RepeatedPtrField<Item>* page, Response* response) {
+    const int offset = request.page_token().empty() ? 0 : std::stoi(request.page_token());
+    const int size =
+        std::min(request.page_size() == 0 ? default_page_size : request.page_size(), max_page_size);
+    for (int i = offset; i < std::min(all.size(), offset + size); ++i) *page->Add() = all[i];
+    if (offset + size < all.size()) response->set_next_page_token(std::to_string(offset + size));
+    return grpc::Status::OK;
+  }
+
   std::vector<v1::JobEvent> events;
   grpc::Status stream_status = grpc::Status::OK;
   bool hold_stream_open = false;  // After the events, wait until the client cancels.
   std::vector<v1::WeightsChunk> chunks;
+  // Listed page by page: a page_size of 0 is `default_page_size`; a token is the offset.
   v1::ListJobsResponse jobs;
   v1::ListModelsResponse models;
+  int default_page_size = 100;
+  int max_page_size = 1000;  // Larger page sizes get shorter pages (as a server may answer).
+  std::vector<v1::ListJobsRequest> list_jobs_requests;
+  std::vector<v1::ListModelsRequest> list_models_requests;
   v1::EvaluateResponse evaluation;
   int extra_predictions = 0;
 
@@ -83,10 +102,10 @@ class FakeClassifier final : public v1::Classifier::Service {
     }
     return grpc::Status(grpc::StatusCode::NOT_FOUND, "no job \"" + request->job_id() + "\"");
   }
-  grpc::Status ListJobs(grpc::ServerContext*, const v1::ListJobsRequest*,
+  grpc::Status ListJobs(grpc::ServerContext*, const v1::ListJobsRequest* request,
                         v1::ListJobsResponse* response) override {
-    *response = jobs;
-    return grpc::Status::OK;
+    list_jobs_requests.push_back(*request);
+    return Page(jobs.jobs(), *request, response->mutable_jobs(), response);
   }
   grpc::Status CancelJob(grpc::ServerContext*, const v1::CancelJobRequest* request,
                          v1::Job* job) override {
@@ -125,10 +144,10 @@ class FakeClassifier final : public v1::Classifier::Service {
     for (const v1::WeightsChunk& chunk : chunks) writer->Write(chunk);
     return stream_status;
   }
-  grpc::Status ListModels(grpc::ServerContext*, const v1::ListModelsRequest*,
+  grpc::Status ListModels(grpc::ServerContext*, const v1::ListModelsRequest* request,
                           v1::ListModelsResponse* response) override {
-    *response = models;
-    return grpc::Status::OK;
+    list_models_requests.push_back(*request);
+    return Page(models.models(), *request, response->mutable_models(), response);
   }
   grpc::Status ImportWeights(grpc::ServerContext*,
                              grpc::ServerReader<v1::ImportWeightsRequest>* reader,
@@ -605,6 +624,98 @@ TEST_F(ClientCommandsTest, JobsJobAndCancel) {
   r = Run({"cancel", "job-1"});
   EXPECT_EQ(r.exit_code, kExitOk);
   EXPECT_EQ(r.out, "job job-1 running (stops at its next batch)\n");
+}
+
+TEST_F(ClientCommandsTest, JobsPagesWithLimitOrAllAndSendsTheFilters) {
+  for (int i = 1; i <= 5; ++i) {
+    v1::Job* job = classifier_.jobs.add_jobs();
+    job->set_job_id("job-" + std::to_string(i));
+    job->set_state(v1::JOB_STATE_SUCCEEDED);
+  }
+  classifier_.default_page_size = 2;
+  auto job_lines = [](const std::string& out) {
+    std::vector<std::string> ids;
+    for (absl::string_view line : absl::StrSplit(out, '\n')) {
+      if (absl::StartsWith(line, "job-")) ids.emplace_back(line.substr(0, line.find(' ')));
+    }
+    return ids;
+  };
+  // By default one page of the server's, and a note that more exist.
+  Result r = Run({"jobs"});
+  EXPECT_EQ(r.exit_code, kExitOk);
+  EXPECT_EQ(job_lines(r.out), (std::vector<std::string>{"job-1", "job-2"}));
+  EXPECT_EQ(r.err, "more jobs exist than shown: --all lists every one, --limit N the first N\n");
+  ASSERT_EQ(classifier_.list_jobs_requests.size(), 1u);
+  EXPECT_EQ(classifier_.list_jobs_requests[0].page_size(), 0);
+
+  classifier_.list_jobs_requests.clear();
+  r = Run({"jobs", "--all"});
+  EXPECT_EQ(job_lines(r.out),
+            (std::vector<std::string>{"job-1", "job-2", "job-3", "job-4", "job-5"}));
+  EXPECT_EQ(r.err, "");
+  EXPECT_EQ(classifier_.list_jobs_requests.size(), 1u);  // --all asks for the largest pages.
+
+  classifier_.list_jobs_requests.clear();
+  r = Run({"jobs", "--limit", "3", "--state", "Succeeded", "--dataset", "digits", "--created_after",
+           "2026-01-31T12:00:00.5Z"});
+  EXPECT_EQ(r.exit_code, kExitOk) << r.err;
+  EXPECT_EQ(job_lines(r.out), (std::vector<std::string>{"job-1", "job-2", "job-3"}));
+  EXPECT_THAT(r.err, HasSubstr("more jobs exist"));
+  ASSERT_EQ(classifier_.list_jobs_requests.size(), 1u);
+  const v1::ListJobsRequest& sent = classifier_.list_jobs_requests[0];
+  EXPECT_EQ(sent.page_size(), 3);
+  EXPECT_EQ(sent.state(), v1::JOB_STATE_SUCCEEDED);
+  EXPECT_EQ(sent.dataset(), "digits");
+  EXPECT_EQ(sent.created_after().seconds(), 1769860800);
+  EXPECT_EQ(sent.created_after().nanos(), 500'000'000);
+
+  classifier_.list_jobs_requests.clear();
+  classifier_.default_page_size = 100;
+  r = Run({"jobs", "--limit", "5", "--json", "--state", "succeeded"});
+  EXPECT_EQ(r.err, "");
+  EXPECT_THAT(r.out, StartsWith("{\"jobs\":[{\"job_id\":\"job-1\""));
+  EXPECT_THAT(r.out, EndsWith(",\"next_page_token\":\"\"}\n"));  // Nothing more.
+
+  for (const std::vector<std::string>& bad :
+       std::vector<std::vector<std::string>>{{"jobs", "--limit", "0"},
+                                             {"jobs", "--limit", "2", "--all"},
+                                             {"jobs", "--state", "done"},
+                                             {"jobs", "--created_after", "yesterday"}}) {
+    r = Run(bad);
+    EXPECT_EQ(r.exit_code, kExitUsage) << bad.back();
+  }
+  EXPECT_THAT(Run({"jobs", "--state", "done"}).err,
+              HasSubstr("expected queued, running, succeeded, failed, cancelled, interrupted"));
+  EXPECT_THAT(Run({"jobs", "--created_after", "yesterday"}).err, HasSubstr("--created_after"));
+}
+
+TEST_F(ClientCommandsTest, ModelsPageThroughShortPagesAndKeepJsonValid) {
+  for (int i = 1; i <= 5; ++i)
+    classifier_.models.add_models()->set_model_id("model-" + std::to_string(i));
+  classifier_.max_page_size = 2;
+  // The server's pages are shorter than --limit: a second call asks for what is left, with the
+  // token and the same filters.
+  Result r = Run({"models", "--limit", "4", "--json", "--job_id", "job-9", "--dataset", "d"});
+  EXPECT_EQ(r.exit_code, kExitOk) << r.err;
+  ASSERT_EQ(classifier_.list_models_requests.size(), 2u);
+  EXPECT_EQ(classifier_.list_models_requests[0].page_size(), 4);
+  EXPECT_EQ(classifier_.list_models_requests[1].page_size(), 2);
+  EXPECT_EQ(classifier_.list_models_requests[1].page_token(), "2");
+  for (const v1::ListModelsRequest& sent : classifier_.list_models_requests) {
+    EXPECT_EQ(sent.job_id(), "job-9");
+    EXPECT_EQ(sent.dataset(), "d");
+  }
+  // One JSON object on one line, with the token of what remains.
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1);
+  EXPECT_THAT(r.out, HasSubstr("\"model_id\":\"model-4\""));
+  EXPECT_THAT(r.out, Not(HasSubstr("\"model_id\":\"model-5\"")));
+  EXPECT_THAT(r.out, HasSubstr("\"next_page_token\":\"4\""));
+  EXPECT_THAT(r.err, HasSubstr("more models exist"));
+
+  classifier_.list_models_requests.clear();
+  r = Run({"models", "--all"});
+  EXPECT_THAT(r.out, HasSubstr("\nmodel-5 "));
+  EXPECT_EQ(r.err, "");
 }
 
 TEST_F(ClientCommandsTest, Evaluate) {
