@@ -34,6 +34,28 @@ check "watch --from 3 replays the same events" bash -c "diff <(tail -n +3 '$work
 
 cli jobs >"$work/jobs.txt"
 check "jobs lists both jobs as succeeded" bash -c "grep -c succeeded '$work/jobs.txt' | grep -qx 2"
+
+# Paging, newest first: --limit N shows the first N and says on stderr how to see the rest;
+# --all pages through everything; the filters narrow the list.
+cli jobs --limit 1 >"$work/jobs-limit.txt" 2>"$work/jobs-limit.err"
+check "jobs --limit 1: only the newest job, and a note on how to see the rest" bash -c "[[ \$(grep -c '^job-' '$work/jobs-limit.txt') == 1 ]] && grep -q '^$job2 ' '$work/jobs-limit.txt' && grep -q 'more jobs exist than shown: --all' '$work/jobs-limit.err'"
+cli jobs --all >"$work/jobs-all.txt" 2>"$work/jobs-all.err"
+check "jobs --all: both jobs, newest first, no note" bash -c "[[ \$(grep -o '^job-[0-9a-f]*' '$work/jobs-all.txt' | tr '\n' ' ') == '$job2 $job ' && ! -s '$work/jobs-all.err' ]]"
+first_created=$(cli job "$job" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["created_time"])')
+cli jobs --all --state succeeded --dataset mnist --created_after "$first_created" >"$work/jobs-after.txt"
+check "jobs --state --dataset --created_after: only the second job" bash -c "[[ \$(grep -o '^job-[0-9a-f]*' '$work/jobs-after.txt') == '$job2' ]]"
+cli models --limit 1 --json >"$work/models-limit.json" 2>"$work/models-limit.err"
+check "models --limit 1 --json: valid JSON with the newest model and a next_page_token" python3 - "$work/models-limit.json" "$job2" <<'PY'
+import json, sys
+answer = json.load(open(sys.argv[1]))
+assert len(answer["models"]) == 1 and answer["models"][0]["job_id"] == sys.argv[2], answer
+assert answer["next_page_token"], answer
+PY
+check "models --limit 1 --json: the note on stderr" grep -q 'more models exist than shown' "$work/models-limit.err"
+cli models --all --job_id "$job" >"$work/models-job.txt"
+check "models --job_id: only the model that job produced" bash -c "[[ \$(grep -o '^model-[0-9a-f]*' '$work/models-job.txt') == '$model' ]]"
+status=0; cli jobs --limit 0 >"$work/err-limit.txt" 2>&1 || status=$?
+check "jobs --limit 0: a usage error (exit $status)" bash -c "[[ $status == 2 ]] && grep -q -- '--limit' '$work/err-limit.txt'"
 cli job "$job" >"$work/job.txt"
 check "job shows the model it produced" grep -q "$model" "$work/job.txt"
 
