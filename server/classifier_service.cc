@@ -329,14 +329,9 @@ void ClassifierService::SubmitPredict(
   if (absl::Status admitted = Admit(*context, /*read_only=*/true); !admitted.ok()) {
     return FinishUnary(context, log, admitted);
   }
-  const std::string deployed = models_->deployed_model_id();
-  std::vector<v1::Model> models;
-  for (const std::shared_ptr<const ModelRecord>& record : models_->List()) {
-    models.push_back(ToModelProto(*record));
-    models.back().set_deployed(record->model_id == deployed);
-  }
   return FinishUnary(context, log,
-                     ListModelsPage(*request, std::move(models), absl::Now(), response));
+                     ListModelsPage(*request, models_->List(), models_->deployed_model_id(),
+                                    absl::Now(), response));
 }
 
 ::grpc::ServerReadReactor<v1::ImportWeightsRequest>* ClassifierService::ImportWeights(

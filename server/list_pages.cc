@@ -2,6 +2,7 @@
 
 #include <google/protobuf/util/time_util.h>
 
+#include <limits>
 #include <string>
 #include <tuple>
 #include <utility>
@@ -70,26 +71,35 @@ absl::Status ListJobsPage(const v1::ListJobsRequest& request, std::vector<v1::Jo
   return absl::OkStatus();
 }
 
-absl::Status ListModelsPage(const v1::ListModelsRequest& request, std::vector<v1::Model> models,
-                            absl::Time now, v1::ListModelsResponse* response) {
+absl::Status ListModelsPage(const v1::ListModelsRequest& request,
+                            const std::vector<std::shared_ptr<const ModelRecord>>& models,
+                            const std::string& deployed_model_id, absl::Time now,
+                            v1::ListModelsResponse* response) {
   const std::string filter = FilterOf(request);
   absl::StatusOr<PageRequest> page =
       ReadPageRequest(ListKind::kModels, request.page_size(), request.page_token(), filter, now);
   if (!page.ok()) return page.status();
   if (absl::Status valid = CheckCreatedAfter(request.created_after()); !valid.ok()) return valid;
+  const int64_t created_after = request.has_created_after() ? CreatedRank(request.created_after())
+                                                            : std::numeric_limits<int64_t>::min();
 
-  std::vector<std::pair<PageKey, v1::Model>> matching;
-  for (v1::Model& model : models) {
-    if (!request.dataset().empty() && model.dataset() != request.dataset()) continue;
-    if (!request.job_id().empty() && model.job_id() != request.job_id()) continue;
-    if (request.has_created_after() && !IsAfter(model.created_time(), request.created_after())) {
-      continue;
-    }
-    PageKey key{CreatedRank(model.created_time()), model.model_id()};
-    matching.emplace_back(std::move(key), std::move(model));
+  std::vector<std::pair<PageKey, const ModelRecord*>> matching;
+  matching.reserve(models.size());
+  for (const std::shared_ptr<const ModelRecord>& model : models) {
+    if (!request.dataset().empty() && model->dataset != request.dataset()) continue;
+    if (!request.job_id().empty() && model->job_id != request.job_id()) continue;
+    // The same nanoseconds as the created_time ToModelProto answers.
+    const int64_t created = absl::ToUnixNanos(model->created);
+    if (request.has_created_after() && created <= created_after) continue;
+    matching.emplace_back(PageKey{created, model->model_id}, model.get());
   }
-  Page<v1::Model> result = TakePage(ListKind::kModels, std::move(matching), *page, filter, now);
-  for (v1::Model& model : result.items) *response->add_models() = std::move(model);
+  Page<const ModelRecord*> result =
+      TakePage(ListKind::kModels, std::move(matching), *page, filter, now);
+  for (const ModelRecord* model : result.items) {
+    v1::Model* out = response->add_models();
+    *out = ToModelProto(*model);
+    out->set_deployed(model->model_id == deployed_model_id);
+  }
   response->set_next_page_token(std::move(result.next_page_token));
   return absl::OkStatus();
 }

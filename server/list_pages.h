@@ -4,6 +4,8 @@
 #ifndef CLASSIFIER_SERVER_LIST_PAGES_H_
 #define CLASSIFIER_SERVER_LIST_PAGES_H_
 
+#include <memory>
+#include <string>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -11,6 +13,7 @@
 #include "absl/time/time.h"
 #include "classifier/v1/classifier.pb.h"
 #include "server/dataset_catalog.h"
+#include "server/model_record.h"
 #include "server/pagination.h"
 
 namespace classifier {
@@ -21,10 +24,12 @@ namespace classifier {
 absl::Status ListJobsPage(const v1::ListJobsRequest& request, std::vector<v1::Job> jobs,
                           absl::Time now, v1::ListJobsResponse* response);
 
-// ListModels' page of `models` (in any order, `deployed` already set). INVALID_ARGUMENT as
-// ListJobsPage.
-absl::Status ListModelsPage(const v1::ListModelsRequest& request, std::vector<v1::Model> models,
-                            absl::Time now, v1::ListModelsResponse* response);
+// ListModels' page of `models` (in any order; `deployed_model_id` is marked deployed). Only the
+// page's records are turned into protos. INVALID_ARGUMENT as ListJobsPage.
+absl::Status ListModelsPage(const v1::ListModelsRequest& request,
+                            const std::vector<std::shared_ptr<const ModelRecord>>& models,
+                            const std::string& deployed_model_id, absl::Time now,
+                            v1::ListModelsResponse* response);
 
 // ListDatasets in two steps, since listing reads files (off gRPC's threads): the request's
 // paging checked first (ReadPageRequest's errors), then the page of `listings` (in the

@@ -97,26 +97,32 @@ struct Page {
   std::string next_page_token;  // Empty on the last page.
 };
 
-// Sorts `items` (each with its key) into `list`'s order and returns the page `request` asks for:
-// at most request.size items, the first one after request.after; with the token of the next page
-// when more items follow.
+// The page `request` asks for from `items` (each with its key, in any order): at most
+// request.size items in `list`'s order, the first one after request.after; with the token of
+// the next page when more items follow. Costs O(n log size), not a sort of the whole list: the
+// items before the page are dropped first and only the page is ordered.
 template <typename T>
 Page<T> TakePage(ListKind list, std::vector<std::pair<PageKey, T>> items,
                  const PageRequest& request, absl::string_view filter, absl::Time now) {
-  std::sort(items.begin(), items.end(),
-            [list](const auto& a, const auto& b) { return ComesBefore(list, a.first, b.first); });
-  auto begin = items.begin();
   if (request.after.has_value()) {
-    begin = std::upper_bound(items.begin(), items.end(), *request.after,
-                             [list](const PageKey& after, const auto& item) {
-                               return ComesBefore(list, after, item.first);
-                             });
+    items.erase(std::remove_if(items.begin(), items.end(),
+                               [&](const auto& item) {
+                                 return !ComesBefore(list, *request.after, item.first);
+                               }),
+                items.end());
   }
-  const auto end = begin + std::min<std::ptrdiff_t>(request.size, items.end() - begin);
+  const auto size =
+      std::min<std::ptrdiff_t>(request.size, static_cast<std::ptrdiff_t>(items.size()));
+  std::partial_sort(
+      items.begin(), items.begin() + size, items.end(),
+      [list](const auto& a, const auto& b) { return ComesBefore(list, a.first, b.first); });
   Page<T> page;
-  for (auto it = begin; it != end; ++it) page.items.push_back(std::move(it->second));
-  if (end != items.end() && end != begin) {
-    page.next_page_token = EncodePageToken(list, filter, std::prev(end)->first, now);
+  page.items.reserve(size);
+  for (auto it = items.begin(); it != items.begin() + size; ++it) {
+    page.items.push_back(std::move(it->second));
+  }
+  if (size > 0 && static_cast<size_t>(size) < items.size()) {
+    page.next_page_token = EncodePageToken(list, filter, items[size - 1].first, now);
   }
   return page;
 }
