@@ -119,9 +119,7 @@ absl::StatusOr<StreamLimiter::Slot> ClassifierService::AcquireStream(
   if (absl::Status admitted = Admit(*context, /*read_only=*/true); !admitted.ok()) {
     return FinishUnary(context, log, admitted);
   }
-  std::vector<v1::Job> jobs;
-  for (const std::shared_ptr<Job>& job : jobs_->List()) jobs.push_back(job->Snapshot());
-  return FinishUnary(context, log, ListJobsPage(*request, std::move(jobs), absl::Now(), response));
+  return FinishUnary(context, log, ListJobsPage(*request, jobs_->List(), absl::Now(), response));
 }
 
 ::grpc::ServerUnaryReactor* ClassifierService::CancelJob(::grpc::CallbackServerContext* context,

@@ -218,6 +218,12 @@ v1::JobState Job::state() const {
 
 bool Job::finished() const { return IsTerminal(state()); }
 
+Job::Listing Job::listing() const {
+  MutexLock lock(&mu_);
+  return Listing{snapshot_.state(), google::protobuf::util::TimeUtil::TimestampToNanoseconds(
+                                        snapshot_.created_time())};
+}
+
 bool Job::FinishedBefore(absl::Time cutoff) const {
   MutexLock lock(&mu_);
   return IsTerminal(snapshot_.state()) && google::protobuf::util::TimeUtil::TimestampToNanoseconds(

@@ -83,6 +83,12 @@ class Job {
 
   v1::JobState state() const;
   bool finished() const;
+  // What ListJobs filters and orders by, without copying the snapshot.
+  struct Listing {
+    v1::JobState state = v1::JOB_STATE_UNSPECIFIED;
+    int64_t created_unix_nanos = 0;  // The `queued` event's time.
+  };
+  Listing listing() const;
   // Whether the job has its final event, stamped before `cutoff`.
   bool FinishedBefore(absl::Time cutoff) const;
   v1::Job Snapshot() const;

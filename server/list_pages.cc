@@ -30,18 +30,21 @@ absl::Status CheckCreatedAfter(const Timestamp& time) {
   return absl::OkStatus();
 }
 
-// Compared as (seconds, nanos): created_after may lie outside the nanoseconds that fit in 64 bits.
-bool IsAfter(const Timestamp& a, const Timestamp& b) {
-  return std::make_tuple(a.seconds(), a.nanos()) > std::make_tuple(b.seconds(), b.nanos());
+// created_after as Unix nanoseconds, the rank jobs and models are ordered by; saturated, since a
+// valid Timestamp (years 1 to 9999) may lie outside what 64 bits of nanoseconds hold (1678 to
+// 2262), where it is before or after every job and model.
+int64_t CreatedAfterRank(const Timestamp& created_after) {
+  constexpr int64_t kLimitSeconds = std::numeric_limits<int64_t>::max() / 1'000'000'000 - 1;
+  if (created_after.seconds() > kLimitSeconds) return std::numeric_limits<int64_t>::max();
+  if (created_after.seconds() < -kLimitSeconds) return std::numeric_limits<int64_t>::min();
+  return TimeUtil::TimestampToNanoseconds(created_after);
 }
-
-// Jobs and models are ranked by their created time.
-int64_t CreatedRank(const Timestamp& created) { return TimeUtil::TimestampToNanoseconds(created); }
 
 }  // namespace
 
-absl::Status ListJobsPage(const v1::ListJobsRequest& request, std::vector<v1::Job> jobs,
-                          absl::Time now, v1::ListJobsResponse* response) {
+absl::Status ListJobsPage(const v1::ListJobsRequest& request,
+                          const std::vector<std::shared_ptr<Job>>& jobs, absl::Time now,
+                          v1::ListJobsResponse* response) {
   const std::string filter = FilterOf(request);
   absl::StatusOr<PageRequest> page =
       ReadPageRequest(ListKind::kJobs, request.page_size(), request.page_token(), filter, now);
@@ -51,22 +54,28 @@ absl::Status ListJobsPage(const v1::ListJobsRequest& request, std::vector<v1::Jo
         absl::StrCat("state must be a JobState (or unspecified, for any), got ", request.state()));
   }
   if (absl::Status valid = CheckCreatedAfter(request.created_after()); !valid.ok()) return valid;
+  const int64_t created_after = CreatedAfterRank(request.created_after());
 
-  std::vector<std::pair<PageKey, v1::Job>> matching;
-  for (v1::Job& job : jobs) {
-    if (request.state() != v1::JOB_STATE_UNSPECIFIED && job.state() != request.state()) continue;
+  struct Listed {
+    const Job* job;
+    int64_t created;
+  };
+  auto key_of = [](const Listed& listed) { return PageKeyView{listed.created, listed.job->id()}; };
+  std::vector<Listed> matching;
+  matching.reserve(jobs.size());
+  for (const std::shared_ptr<Job>& job : jobs) {
+    const Job::Listing listing = job->listing();
+    if (request.state() != v1::JOB_STATE_UNSPECIFIED && listing.state != request.state()) continue;
     if (!request.dataset().empty() &&
-        DatasetOrDefault(job.request().dataset()) != request.dataset()) {
+        DatasetOrDefault(job->request().dataset()) != request.dataset()) {
       continue;
     }
-    if (request.has_created_after() && !IsAfter(job.created_time(), request.created_after())) {
-      continue;
-    }
-    PageKey key{CreatedRank(job.created_time()), job.job_id()};
-    matching.emplace_back(std::move(key), std::move(job));
+    if (request.has_created_after() && listing.created_unix_nanos <= created_after) continue;
+    matching.push_back(Listed{job.get(), listing.created_unix_nanos});
   }
-  Page<v1::Job> result = TakePage(ListKind::kJobs, std::move(matching), *page, filter, now);
-  for (v1::Job& job : result.items) *response->add_jobs() = std::move(job);
+  // `jobs` holds every job for the whole call, so the pointers stay valid.
+  Page<Listed> result = TakePage(ListKind::kJobs, std::move(matching), key_of, *page, filter, now);
+  for (const Listed& listed : result.items) *response->add_jobs() = listed.job->Snapshot();
   response->set_next_page_token(std::move(result.next_page_token));
   return absl::OkStatus();
 }
@@ -80,21 +89,24 @@ absl::Status ListModelsPage(const v1::ListModelsRequest& request,
       ReadPageRequest(ListKind::kModels, request.page_size(), request.page_token(), filter, now);
   if (!page.ok()) return page.status();
   if (absl::Status valid = CheckCreatedAfter(request.created_after()); !valid.ok()) return valid;
-  const int64_t created_after = request.has_created_after() ? CreatedRank(request.created_after())
-                                                            : std::numeric_limits<int64_t>::min();
+  const int64_t created_after = request.has_created_after()
+                                    ? CreatedAfterRank(request.created_after())
+                                    : std::numeric_limits<int64_t>::min();
 
-  std::vector<std::pair<PageKey, const ModelRecord*>> matching;
+  // The same nanoseconds as the created_time ToModelProto answers.
+  auto key_of = [](const ModelRecord* model) {
+    return PageKeyView{absl::ToUnixNanos(model->created), model->model_id};
+  };
+  std::vector<const ModelRecord*> matching;
   matching.reserve(models.size());
   for (const std::shared_ptr<const ModelRecord>& model : models) {
     if (!request.dataset().empty() && model->dataset != request.dataset()) continue;
     if (!request.job_id().empty() && model->job_id != request.job_id()) continue;
-    // The same nanoseconds as the created_time ToModelProto answers.
-    const int64_t created = absl::ToUnixNanos(model->created);
-    if (request.has_created_after() && created <= created_after) continue;
-    matching.emplace_back(PageKey{created, model->model_id}, model.get());
+    if (request.has_created_after() && key_of(model.get()).rank <= created_after) continue;
+    matching.push_back(model.get());
   }
   Page<const ModelRecord*> result =
-      TakePage(ListKind::kModels, std::move(matching), *page, filter, now);
+      TakePage(ListKind::kModels, std::move(matching), key_of, *page, filter, now);
   for (const ModelRecord* model : result.items) {
     v1::Model* out = response->add_models();
     *out = ToModelProto(*model);

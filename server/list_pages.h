@@ -13,16 +13,18 @@
 #include "absl/time/time.h"
 #include "classifier/v1/classifier.pb.h"
 #include "server/dataset_catalog.h"
+#include "server/job.h"
 #include "server/model_record.h"
 #include "server/pagination.h"
 
 namespace classifier {
 
-// ListJobs' page of `jobs` (snapshots, in any order). INVALID_ARGUMENT naming the field for a
-// bad page_size or page_token (ReadPageRequest), a state that is not a JobState, or a
-// created_after outside Timestamp's range.
-absl::Status ListJobsPage(const v1::ListJobsRequest& request, std::vector<v1::Job> jobs,
-                          absl::Time now, v1::ListJobsResponse* response);
+// ListJobs' page of `jobs` (in any order); only the page's jobs are snapshot. INVALID_ARGUMENT
+// naming the field for a bad page_size or page_token (ReadPageRequest), a state that is not a
+// JobState, or a created_after outside Timestamp's range.
+absl::Status ListJobsPage(const v1::ListJobsRequest& request,
+                          const std::vector<std::shared_ptr<Job>>& jobs, absl::Time now,
+                          v1::ListJobsResponse* response);
 
 // ListModels' page of `models` (in any order; `deployed_model_id` is marked deployed). Only the
 // page's records are turned into protos. INVALID_ARGUMENT as ListJobsPage.

@@ -73,7 +73,7 @@ absl::string_view ListName(ListKind list) {
   return "an unknown list";
 }
 
-bool ComesBefore(ListKind list, const PageKey& a, const PageKey& b) {
+bool ComesBefore(ListKind list, PageKeyView a, PageKeyView b) {
   if (list == ListKind::kDatasets) return std::tie(a.rank, a.id) < std::tie(b.rank, b.id);
   return std::tie(a.rank, a.id) > std::tie(b.rank, b.id);
 }

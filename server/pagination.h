@@ -53,10 +53,20 @@ struct PageKey {
 // The rank of every registered dataset: after all the built-ins, then by name.
 inline constexpr int64_t kRegisteredDatasetRank = std::numeric_limits<int64_t>::max();
 
+// A PageKey that borrows its id: what TakePage compares, so that listing n items copies no id.
+struct PageKeyView {
+  int64_t rank = 0;
+  absl::string_view id;
+};
+inline PageKeyView ViewOf(const PageKey& key) { return PageKeyView{key.rank, key.id}; }
+
 // Whether `a` comes before `b` in `list`'s order. Jobs and models: newest first (rank, then id,
 // both descending). Datasets: rank then name, ascending (the built-ins first, in their own
 // order, then the registered ones by name).
-bool ComesBefore(ListKind list, const PageKey& a, const PageKey& b);
+bool ComesBefore(ListKind list, PageKeyView a, PageKeyView b);
+inline bool ComesBefore(ListKind list, const PageKey& a, const PageKey& b) {
+  return ComesBefore(list, ViewOf(a), ViewOf(b));
+}
 
 // One request's paging, checked.
 struct PageRequest {
@@ -97,33 +107,47 @@ struct Page {
   std::string next_page_token;  // Empty on the last page.
 };
 
-// The page `request` asks for from `items` (each with its key, in any order): at most
-// request.size items in `list`'s order, the first one after request.after; with the token of
-// the next page when more items follow. Costs O(n log size), not a sort of the whole list: the
-// items before the page are dropped first and only the page is ordered.
-template <typename T>
-Page<T> TakePage(ListKind list, std::vector<std::pair<PageKey, T>> items,
-                 const PageRequest& request, absl::string_view filter, absl::Time now) {
+// The page `request` asks for from `items` (in any order; `key_of(item)` is an item's key as a
+// PageKeyView): at most request.size items in `list`'s order, the first one after
+// request.after; with the token of the next page when more items follow. Costs O(n log size),
+// not a sort of the whole list: the items before the page are dropped first and only the page is
+// ordered.
+template <typename T, typename KeyOf>
+Page<T> TakePage(ListKind list, std::vector<T> items, KeyOf key_of, const PageRequest& request,
+                 absl::string_view filter, absl::Time now) {
   if (request.after.has_value()) {
-    items.erase(std::remove_if(items.begin(), items.end(),
-                               [&](const auto& item) {
-                                 return !ComesBefore(list, *request.after, item.first);
-                               }),
-                items.end());
+    const PageKeyView after = ViewOf(*request.after);
+    items.erase(
+        std::remove_if(items.begin(), items.end(),
+                       [&](const T& item) { return !ComesBefore(list, after, key_of(item)); }),
+        items.end());
   }
   const auto size =
       std::min<std::ptrdiff_t>(request.size, static_cast<std::ptrdiff_t>(items.size()));
-  std::partial_sort(
-      items.begin(), items.begin() + size, items.end(),
-      [list](const auto& a, const auto& b) { return ComesBefore(list, a.first, b.first); });
+  std::partial_sort(items.begin(), items.begin() + size, items.end(), [&](const T& a, const T& b) {
+    return ComesBefore(list, key_of(a), key_of(b));
+  });
   Page<T> page;
-  page.items.reserve(size);
-  for (auto it = items.begin(); it != items.begin() + size; ++it) {
-    page.items.push_back(std::move(it->second));
-  }
   if (size > 0 && static_cast<size_t>(size) < items.size()) {
-    page.next_page_token = EncodePageToken(list, filter, items[size - 1].first, now);
+    const PageKeyView last = key_of(items[size - 1]);
+    page.next_page_token =
+        EncodePageToken(list, filter, PageKey{last.rank, std::string(last.id)}, now);
   }
+  items.resize(size);
+  page.items = std::move(items);
+  return page;
+}
+
+// TakePage of items that carry their own key.
+template <typename T>
+Page<T> TakePage(ListKind list, std::vector<std::pair<PageKey, T>> items,
+                 const PageRequest& request, absl::string_view filter, absl::Time now) {
+  Page<std::pair<PageKey, T>> keyed = TakePage(
+      list, std::move(items), [](const std::pair<PageKey, T>& item) { return ViewOf(item.first); },
+      request, filter, now);
+  Page<T> page;
+  page.next_page_token = std::move(keyed.next_page_token);
+  for (std::pair<PageKey, T>& item : keyed.items) page.items.push_back(std::move(item.second));
   return page;
 }
 

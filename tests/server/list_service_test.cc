@@ -205,6 +205,12 @@ TEST_F(ListServiceTest, ModelsPageNewestFirstAndFilter) {
             std::vector<std::string>(newest_first.begin(), newest_first.begin() + 2));
   after.set_dataset("mnist");
   EXPECT_EQ(ModelIds(AllModels(after, 1)), std::vector<std::string>{newest_first[1]});
+  // Valid timestamps beyond what 64 bits of nanoseconds hold: before or after everything.
+  v1::ListModelsRequest far;
+  far.mutable_created_after()->set_seconds(-62135596800);  // 0001-01-01.
+  EXPECT_EQ(ModelIds(AllModels(far, 3)), newest_first);
+  far.mutable_created_after()->set_seconds(253402300799);  // 9999-12-31.
+  EXPECT_TRUE(ModelIds(AllModels(far, 3)).empty());
 
   // A token survives a restart: paging resumes where it stopped.
   v1::ListModelsRequest first_page;
