@@ -328,7 +328,7 @@ void ClassifierService::SubmitPredict(
     return FinishUnary(context, log, admitted);
   }
   return FinishUnary(context, log,
-                     ListModelsPage(*request, models_->List(), models_->deployed_model_id(),
+                     ListModelsPage(*request, *models_->List(), models_->deployed_model_id(),
                                     absl::Now(), response));
 }
 

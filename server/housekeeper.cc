@@ -60,7 +60,7 @@ void Housekeeper::RunRound() {
   }
   if (metrics_ != nullptr) {
     int64_t model_bytes = 0;
-    for (const std::shared_ptr<const ModelRecord>& record : models_->List()) {
+    for (const std::shared_ptr<const ModelRecord>& record : *models_->List()) {
       model_bytes += record->size_bytes;
     }
     metrics_->SetStorageBytes(store_->FileBytes(), model_bytes);

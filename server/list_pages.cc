@@ -63,7 +63,10 @@ absl::Status ListJobsPage(const v1::ListJobsRequest& request,
   auto key_of = [](const Listed& listed) { return PageKeyView{listed.created, listed.job->id()}; };
   std::vector<Listed> matching;
   matching.reserve(jobs.size());
-  for (const std::shared_ptr<Job>& job : jobs) {
+  // Newest first, as the manager holds them oldest first: TakePage's partial sort then finds the
+  // page in one comparison per job.
+  for (auto it = jobs.rbegin(); it != jobs.rend(); ++it) {
+    const std::shared_ptr<Job>& job = *it;
     const Job::Listing listing = job->listing();
     if (request.state() != v1::JOB_STATE_UNSPECIFIED && listing.state != request.state()) continue;
     if (!request.dataset().empty() &&
@@ -93,24 +96,31 @@ absl::Status ListModelsPage(const v1::ListModelsRequest& request,
                                     ? CreatedAfterRank(request.created_after())
                                     : std::numeric_limits<int64_t>::min();
 
-  // The same nanoseconds as the created_time ToModelProto answers.
-  auto key_of = [](const ModelRecord* model) {
-    return PageKeyView{absl::ToUnixNanos(model->created), model->model_id};
+  struct Listed {
+    const ModelRecord* model;
+    int64_t created;  // The same nanoseconds as the created_time ToModelProto answers.
   };
-  std::vector<const ModelRecord*> matching;
+  auto key_of = [](const Listed& listed) {
+    return PageKeyView{listed.created, listed.model->model_id};
+  };
+  std::vector<Listed> matching;
   matching.reserve(models.size());
-  for (const std::shared_ptr<const ModelRecord>& model : models) {
-    if (!request.dataset().empty() && model->dataset != request.dataset()) continue;
-    if (!request.job_id().empty() && model->job_id != request.job_id()) continue;
-    if (request.has_created_after() && key_of(model.get()).rank <= created_after) continue;
-    matching.push_back(model.get());
+  // Newest first, as the registry holds them oldest first: TakePage's partial sort then finds the
+  // page in one comparison per model.
+  for (auto it = models.rbegin(); it != models.rend(); ++it) {
+    const ModelRecord& model = **it;
+    if (!request.dataset().empty() && model.dataset != request.dataset()) continue;
+    if (!request.job_id().empty() && model.job_id != request.job_id()) continue;
+    const int64_t created = absl::ToUnixNanos(model.created);
+    if (request.has_created_after() && created <= created_after) continue;
+    matching.push_back(Listed{&model, created});
   }
-  Page<const ModelRecord*> result =
+  Page<Listed> result =
       TakePage(ListKind::kModels, std::move(matching), key_of, *page, filter, now);
-  for (const ModelRecord* model : result.items) {
+  for (const Listed& listed : result.items) {
     v1::Model* out = response->add_models();
-    *out = ToModelProto(*model);
-    out->set_deployed(model->model_id == deployed_model_id);
+    *out = ToModelProto(*listed.model);
+    out->set_deployed(listed.model->model_id == deployed_model_id);
   }
   response->set_next_page_token(std::move(result.next_page_token));
   return absl::OkStatus();

@@ -47,6 +47,7 @@ absl::Status ModelRegistry::LoadFromStore() {
     records_.push_back(shared);
     by_id_[shared->model_id] = shared;
   }
+  list_snapshot_ = nullptr;
   deployed_id_ = by_id_.count(*deployed) != 0 ? *deployed : "";
   PublishCacheMetrics();
   spdlog::info("registry: {} models, deployed: {}; their weights load when first used",
@@ -88,6 +89,7 @@ absl::StatusOr<std::shared_ptr<const LoadedModel>> ModelRegistry::Register(
   auto shared = std::make_shared<const ModelRecord>(registered->record);
   records_.push_back(shared);
   by_id_[shared->model_id] = shared;
+  list_snapshot_ = nullptr;
   if (metrics_ != nullptr) metrics_->CountModelLoad();
   Cache(registered);
   spdlog::info("model {} registered ({} bytes, sha256 {})", registered->record.model_id,
@@ -247,6 +249,7 @@ absl::Status ModelRegistry::Delete(const std::string& model_id) {
     removed = it->second;
     by_id_.erase(it);
     records_.erase(std::remove(records_.begin(), records_.end(), removed), records_.end());
+    list_snapshot_ = nullptr;
     Uncache(model_id);
     PublishCacheMetrics();
   }
@@ -269,6 +272,7 @@ absl::Status ModelRegistry::SetTestMetrics(const std::string& model_id,
   }
   std::replace(records_.begin(), records_.end(), it->second,
                std::shared_ptr<const ModelRecord>(updated));
+  list_snapshot_ = nullptr;
   it->second = updated;
   if (auto cached = cache_.find(model_id); cached != cache_.end()) {
     cached->second.model =
@@ -277,9 +281,10 @@ absl::Status ModelRegistry::SetTestMetrics(const std::string& model_id,
   return absl::OkStatus();
 }
 
-std::vector<std::shared_ptr<const ModelRecord>> ModelRegistry::List() const {
+std::shared_ptr<const ModelRegistry::RecordList> ModelRegistry::List() const {
   MutexLock lock(&mu_);
-  return records_;
+  if (list_snapshot_ == nullptr) list_snapshot_ = std::make_shared<const RecordList>(records_);
+  return list_snapshot_;
 }
 
 std::string ModelRegistry::deployed_model_id() const {

@@ -105,7 +105,7 @@ TEST_F(ModelRegistryTest, TheDeployedModelCannotBeDeletedAndADeletedOneIsGoneWit
   ASSERT_TRUE(registry_->Delete(first).ok());
   EXPECT_FALSE(std::filesystem::exists(held->record.weights_path));
   EXPECT_EQ(registry_->Resolve(first).status().code(), absl::StatusCode::kNotFound);
-  EXPECT_EQ(registry_->List().size(), 1u);
+  EXPECT_EQ(registry_->List()->size(), 1u);
   // A request that held the model keeps a working network.
   EXPECT_TRUE(held->network->PredictProbabilities(std::vector<float>(28 * 28, 0.5f), 1).ok());
   EXPECT_EQ(registry_->Delete(first).code(), absl::StatusCode::kNotFound);
@@ -120,8 +120,8 @@ TEST_F(ModelRegistryTest, ARestartFindsEveryModelAndACorruptFileServesNothing) {
   testing::WriteFile(second_path, "not the weights that were recorded");
 
   registry_ = NewRegistry();
-  ASSERT_EQ(registry_->List().size(), 2u);
-  EXPECT_EQ(registry_->List()[0]->model_id, first) << "oldest first";
+  ASSERT_EQ(registry_->List()->size(), 2u);
+  EXPECT_EQ((*registry_->List())[0]->model_id, first) << "oldest first";
   EXPECT_EQ(registry_->cached_models(), 0) << "start-up reads no weights";
   EXPECT_EQ(registry_->deployed_model_id(), first);
   EXPECT_TRUE(registry_->Resolve(first).ok());
@@ -202,7 +202,7 @@ TEST_F(ModelRegistryTest, TestFiguresRecordedLaterSurviveARestart) {
   EXPECT_EQ(registry_->SetTestMetrics("model-nope", figures).code(), absl::StatusCode::kNotFound);
   registry_ = NewRegistry();
   EXPECT_DOUBLE_EQ(registry_->GetRecord(model_id)->test_metrics.accuracy, 0.5);
-  EXPECT_EQ(registry_->List()[0]->test_metrics.count, 40);
+  EXPECT_EQ((*registry_->List())[0]->test_metrics.count, 40);
 }
 
 }  // namespace
