@@ -34,7 +34,8 @@ ABSL_FLAG(std::string, weights, "", "a PyTorch state dict file for the import fi
 ABSL_FLAG(int, list_requests, 200, "requests per list figure");
 ABSL_FLAG(int, cold_models, 50, "models whose first (cold) and second Predict are timed");
 ABSL_FLAG(int, imports, 200, "imports for the import figure; 0 skips it");
-ABSL_FLAG(std::string, dataset, "fashion-mnist", "the dataset imports name (the server must have it)");
+ABSL_FLAG(std::string, dataset, "fashion-mnist",
+          "the dataset imports name (the server must have it)");
 ABSL_FLAG(std::string, long_job, "", "the job whose events WatchJob replays (empty: skip)");
 
 namespace classifier {
