@@ -64,10 +64,35 @@ std::string ModelRegistry::NewModelId() {
   return id;
 }
 
+absl::Status ModelRegistry::CheckFits(const Architecture& architecture) const {
+  absl::StatusOr<std::vector<ParameterShape>> layout = StateDictLayout(architecture);
+  if (!layout.ok()) return layout.status();
+  int64_t bytes = 0;
+  for (const ParameterShape& parameter : *layout) {
+    int64_t elements = 1;
+    for (const int64_t size : parameter.shape) elements *= size;
+    bytes += elements * static_cast<int64_t>(sizeof(float));
+  }
+  if (bytes > cache_bytes_) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("the network's weights take ", Megabytes(bytes),
+                     ", more than the whole model cache (", Megabytes(cache_bytes_),
+                     ", --model_cache_mb): raise the flag or choose a smaller "
+                     "architecture"));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::shared_ptr<const LoadedModel>> ModelRegistry::Register(
     std::unique_ptr<TrainedModel> network, ModelRecord record) {
   absl::StatusOr<std::string> weights = network->ToStateDictBytes();
   if (!weights.ok()) return weights.status();
+  if (static_cast<int64_t>(weights->size()) > cache_bytes_) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("the model's weights take ", Megabytes(static_cast<int64_t>(weights->size())),
+                     ", more than the whole model cache (", Megabytes(cache_bytes_),
+                     ", --model_cache_mb); nothing was registered"));
+  }
   record.architecture = network->architecture();
   {
     MutexLock lock(&mu_);

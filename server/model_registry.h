@@ -76,6 +76,11 @@ class ModelRegistry {
   // ClassifierService::DoImport); persisted. NOT_FOUND when it was deleted meanwhile.
   absl::Status SetTestMetrics(const std::string& model_id, const EvaluationResult& test_metrics);
 
+  // FAILED_PRECONDITION naming --model_cache_mb when a network of `architecture` (its weights,
+  // as their parameters' float32 bytes) would not fit the cache at all: checked before training
+  // (PlanTraining) and before an upload is registered.
+  absl::Status CheckFits(const Architecture& architecture) const;
+
   // Every record, oldest first: an immutable snapshot, shared by every caller until the next
   // change (so a list request costs no copy of 100,000 pointers while nothing changes).
   using RecordList = std::vector<std::shared_ptr<const ModelRecord>>;

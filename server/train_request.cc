@@ -132,6 +132,10 @@ absl::StatusOr<TrainPlan> PlanOne(const v1::TrainRequest& request, const Dataset
                             [&](const char* digits) { return plan.dataset == digits; });
   absl::StatusOr<TrainOptions> options = ResolveTrainOptions(*std::move(requested), data);
   if (!options.ok()) return options.status();
+  // Refused now rather than after the training, when its model could not be kept.
+  if (registry != nullptr) {
+    if (absl::Status fits = registry->CheckFits(options->architecture); !fits.ok()) return fits;
+  }
   plan.options = *std::move(options);
   return plan;
 }

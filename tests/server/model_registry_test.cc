@@ -192,6 +192,24 @@ TEST_F(ModelRegistryTest, ACacheSmallerThanAStoredModelIsRefusedByName) {
   EXPECT_THAT(refused.message(), HasSubstr(model_id));
 }
 
+TEST_F(ModelRegistryTest, AModelLargerThanTheWholeCacheIsRefusedBeforeItIsKept) {
+  registry_ = NewRegistry(/*cache_bytes=*/1000);
+  const absl::Status too_big = registry_->CheckFits(Architecture());
+  EXPECT_EQ(too_big.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(too_big.message(), HasSubstr("--model_cache_mb"));
+  ModelRecord record;
+  record.dataset = "mnist";
+  const absl::StatusOr<std::shared_ptr<const LoadedModel>> refused =
+      registry_->Register(Network(1), record);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(refused.status().message(), HasSubstr("--model_cache_mb"));
+  EXPECT_TRUE(registry_->List()->empty());
+  EXPECT_FALSE(std::filesystem::exists(dir_.path() + "/models")) << "no file was written";
+  // The tutorial's network (about 31 KB of weights) fits a cache of 64 KB.
+  registry_ = NewRegistry(/*cache_bytes=*/64 << 10);
+  EXPECT_TRUE(registry_->CheckFits(Architecture()).ok());
+}
+
 TEST_F(ModelRegistryTest, TestFiguresRecordedLaterSurviveARestart) {
   const std::string model_id = Register(1);
   EvaluationResult figures;

@@ -384,6 +384,21 @@ TEST_F(PersistenceTest, RetentionDeletesFinishedJobsWithTheirFilesAndKeepsTheirM
       << "its events went with it";
 }
 
+TEST_F(PersistenceTest, ANetworkLargerThanTheModelCacheIsRefusedBeforeItTrains) {
+  ServerConfig config;
+  config.model_cache_mb = 1;
+  StartServer(config);
+  v1::TrainRequest request = QuickTraining(1);
+  request.mutable_architecture()->set_hidden_units(4096);  // About 13 MB of weights.
+  ::grpc::Status status;
+  const std::vector<v1::JobEvent> events = TrainToEnd(request, &status);
+  EXPECT_EQ(status.error_code(), ::grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(status.error_message(), ::testing::HasSubstr("--model_cache_mb"));
+  EXPECT_TRUE(events.empty()) << "no job was queued";
+  // The tutorial's network fits.
+  EXPECT_FALSE(TrainModel(QuickTraining(1)).empty());
+}
+
 TEST_F(PersistenceTest, BadStorageSettingsAreRefusedNamingTheFlag) {
   server_.reset();
   ServerConfig config;
