@@ -32,6 +32,9 @@ constexpr int64_t kMaxBodyBytes = int64_t{1} << 34;  // 16 GiB.
 // Refuse to inflate more than this: a gzip bomb must not take the server's memory.
 constexpr int64_t kMaxInflatedBytes = kMaxBodyBytes + 1024;
 constexpr size_t kGzipHeaderBytes = 10;
+// Deflate never inflates one input byte to more than 1032 bytes (zlib's FAQ): the most that a
+// gzip file's bytes can stand for, whatever its trailer claims.
+constexpr uint64_t kMaxDeflateRatio = 1032;
 constexpr unsigned char kGzipMagic0 = 0x1f;
 constexpr unsigned char kGzipMagic1 = 0x8b;
 
@@ -81,13 +84,16 @@ absl::StatusOr<std::string> ReadPlainFile(const std::string& path) {
 // Inflates every gzip member of `compressed` (gzip allows several, concatenated).
 absl::StatusOr<std::string> Gunzip(const std::string& compressed, const std::string& path) {
   std::string out;
-  // The last four bytes hold the inflated size modulo 2^32: a good first guess.
+  // The last four bytes hold the inflated size modulo 2^32: a good first guess, but only a
+  // guess. A damaged or hostile trailer must not make a 30-byte file reserve 256 MiB (the
+  // fuzzer's timeout-29b86ac3...), so it is capped by what the bytes can inflate to.
   if (compressed.size() >= kGzipHeaderBytes + 8) {
     uint32_t isize = 0;
     for (int i = 3; i >= 0; --i) {
       isize = (isize << 8) | static_cast<unsigned char>(compressed[compressed.size() - 4 + i]);
     }
-    out.reserve(std::min<uint64_t>(isize, 256u << 20));
+    out.reserve(std::min<uint64_t>(
+        {isize, uint64_t{compressed.size()} * kMaxDeflateRatio, uint64_t{256} << 20}));
   }
 
   z_stream stream;
