@@ -164,10 +164,23 @@ struct JpegErrorManager {
   std::longjmp(err->jump, 1);
 }
 
-// Warnings go nowhere, except running out of data: libjpeg would pad a truncated file with
-// grey and call it a success; a truncated upload is an error.
+// Warnings go nowhere, except those that say the compressed data is broken: libjpeg would pad a
+// truncated file with grey, or fill every block after a bad code or a stray marker with zeros,
+// and call it a success. A broken upload is an error, and refusing it at once also keeps a few
+// hundred bytes claiming 240 x 64272 pixels from costing seconds of decoding nothing (the
+// fuzzer's timeout-5e95564a...). Extraneous bytes before a marker stay a warning: real cameras
+// write them.
 void JpegEmitMessage(j_common_ptr cinfo, int msg_level) {
-  if (msg_level < 0 && cinfo->err->msg_code == JWRN_JPEG_EOF) JpegErrorExit(cinfo);
+  if (msg_level >= 0) return;
+  switch (cinfo->err->msg_code) {
+    case JWRN_JPEG_EOF:
+    case JWRN_HIT_MARKER:
+    case JWRN_HUFF_BAD_CODE:
+    case JWRN_MUST_RESYNC:
+      JpegErrorExit(cinfo);
+    default:
+      return;
+  }
 }
 
 void InstallJpegErrorHandler(j_common_ptr cinfo, JpegErrorManager* err) {
