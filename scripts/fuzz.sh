@@ -47,6 +47,7 @@ committed=tests/fuzz/corpus/$target
 scratch=$build_dir/corpus/$target
 artifacts=$build_dir/artifacts/$target
 mkdir -p "$committed" "$scratch" "$artifacts"
+rm -f "$artifacts"/*  # What an earlier run found is in the committed folder already.
 corpora=("$scratch" "$committed")
 [[ $keep_corpus == 1 ]] && corpora=("$committed")
 
