@@ -53,9 +53,9 @@ corpora=("$scratch" "$committed")
 
 # One OpenMP thread for LibTorch. Leaks are findings, except those tests/fuzz/lsan.supp names
 # (each with its reason); matching a suppression by function needs whole stacks through
-# LibTorch, which has no frame pointers, so the LibTorch targets unwind the slow way.
+# LibTorch, which has no frame pointers, so state_dict (whose leak it is) unwinds the slow way.
 asan_options=detect_leaks=1
-if [[ $target == state_dict || $target == checkpoint ]]; then
+if [[ $target == state_dict ]]; then
   asan_options+=:fast_unwind_on_malloc=0
 fi
 status=0
