@@ -314,6 +314,23 @@ TEST(ImageTest, CorruptBytesNeverCrash) {
   }
 }
 
+// libjpeg fills every block after a marker in the compressed data with zeros and calls the
+// picture decoded; a few hundred fuzzed bytes then claimed millions of such pixels.
+TEST(ImageTest, RejectsJpegWhoseDataHitsAStrayMarker) {
+  absl::StatusOr<std::string> jpeg = EncodeJpegGrey(Gradient(40, 30), 40, 30);
+  ASSERT_TRUE(jpeg.ok());
+  const size_t scan = jpeg->find("\xFF\xDA");
+  ASSERT_NE(scan, std::string::npos);
+  size_t middle = scan + (jpeg->size() - scan) / 2;
+  if (static_cast<unsigned char>((*jpeg)[middle - 1]) == 0xFF) ++middle;
+  std::string broken = *jpeg;
+  broken.replace(middle, 2, "\xFF\xD9");  // An end of image in the middle of the scan.
+  absl::StatusOr<GreyImage> image = DecodeImage(broken);
+  ASSERT_FALSE(image.ok());
+  EXPECT_EQ(image.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(image.status().message(), HasSubstr("corrupt JPEG"));
+}
+
 TEST(ImageTest, RejectsHugeDimensions) {
   PngSpec spec;
   spec.width = 100000;
