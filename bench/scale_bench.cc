@@ -81,23 +81,28 @@ std::vector<double> TimePages(int requests, Call call) {
   return ms;
 }
 
+// One page of 100 models after `token`; exits on an error.
+v1::ListModelsResponse ModelsPage(v1::Classifier::Stub& stub, const std::string& token) {
+  grpc::ClientContext context;
+  v1::ListModelsRequest request;
+  request.set_page_size(100);
+  request.set_page_token(token);
+  v1::ListModelsResponse response;
+  if (grpc::Status status = stub.ListModels(&context, request, &response); !status.ok()) {
+    Fail("ListModels", status);
+  }
+  return response;
+}
+
 int Run() {
   auto channel =
       grpc::CreateChannel(absl::GetFlag(FLAGS_server), grpc::InsecureChannelCredentials());
   std::unique_ptr<v1::Classifier::Stub> stub = v1::Classifier::NewStub(channel);
 
-  PrintLatencies(
-      "list_models", TimePages(absl::GetFlag(FLAGS_list_requests), [&](const std::string& token) {
-        grpc::ClientContext context;
-        v1::ListModelsRequest request;
-        request.set_page_size(100);
-        request.set_page_token(token);
-        v1::ListModelsResponse response;
-        if (grpc::Status status = stub->ListModels(&context, request, &response); !status.ok()) {
-          Fail("ListModels", status);
-        }
-        return response.next_page_token();
-      }));
+  PrintLatencies("list_models",
+                 TimePages(absl::GetFlag(FLAGS_list_requests), [&](const std::string& token) {
+                   return ModelsPage(*stub, token).next_page_token();
+                 }));
   PrintLatencies(
       "list_jobs", TimePages(absl::GetFlag(FLAGS_list_requests), [&](const std::string& token) {
         grpc::ClientContext context;
@@ -117,14 +122,7 @@ int Run() {
     std::string token;
     int page = 0;
     while (static_cast<int>(model_ids.size()) < absl::GetFlag(FLAGS_cold_models)) {
-      grpc::ClientContext context;
-      v1::ListModelsRequest request;
-      request.set_page_size(100);
-      request.set_page_token(token);
-      v1::ListModelsResponse response;
-      if (grpc::Status status = stub->ListModels(&context, request, &response); !status.ok()) {
-        Fail("ListModels", status);
-      }
+      const v1::ListModelsResponse response = ModelsPage(*stub, token);
       if (page++ % 2 == 0 && response.models_size() > 0) {
         model_ids.push_back(response.models(response.models_size() / 2).model_id());
       }

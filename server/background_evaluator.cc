@@ -44,11 +44,6 @@ bool BackgroundEvaluator::Submit(std::string model_id, std::string dataset,
   return true;
 }
 
-void BackgroundEvaluator::WaitIdle() {
-  MutexLock lock(&mu_);
-  while (!pending_.empty() || running_) changed_.Wait(&mu_);
-}
-
 void BackgroundEvaluator::Loop() {
   for (;;) {
     Pending next;
@@ -58,14 +53,8 @@ void BackgroundEvaluator::Loop() {
       if (stopping_) return;
       next = std::move(pending_.front());
       pending_.pop_front();
-      running_ = true;
     }
     Evaluate(next);
-    {
-      MutexLock lock(&mu_);
-      running_ = false;
-    }
-    changed_.SignalAll();
   }
 }
 

@@ -37,8 +37,6 @@ class BackgroundEvaluator {
   // evaluations already wait. Thread-safe.
   bool Submit(std::string model_id, std::string dataset,
               std::shared_ptr<const TrainedModel> network);
-  // Blocks until no evaluation waits or runs.
-  void WaitIdle();
 
  private:
   struct Pending {
@@ -56,7 +54,6 @@ class BackgroundEvaluator {
   Mutex mu_;
   CondVar changed_;
   std::deque<Pending> pending_ ABSL_GUARDED_BY(mu_);
-  bool running_ ABSL_GUARDED_BY(mu_) = false;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::thread thread_;  // Last: started after the rest exists, joined first.
 };

@@ -85,18 +85,6 @@ class ListServiceTest : public ServerFixture {
     ASSERT_TRUE(status.ok()) << status.error_message();
   }
 
-  std::string ExportBytes(const std::string& model_id) {
-    ClientContext context;
-    v1::ExportWeightsRequest request;
-    request.set_model_id(model_id);
-    auto reader = stub_->ExportWeights(&context, request);
-    std::string file;
-    v1::WeightsChunk chunk;
-    while (reader->Read(&chunk)) file += chunk.data();
-    EXPECT_TRUE(reader->Finish().ok());
-    return file;
-  }
-
   // Registers `bytes` as a new model of `dataset`; its id.
   std::string Import(const std::string& bytes, const std::string& dataset) {
     ClientContext context;

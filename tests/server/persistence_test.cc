@@ -55,18 +55,6 @@ class PersistenceTest : public testing::ServerFixture {
     return true;
   }
 
-  std::string ExportBytes(const std::string& model_id) {
-    ClientContext context;
-    v1::ExportWeightsRequest request;
-    request.set_model_id(model_id);
-    auto reader = stub_->ExportWeights(&context, request);
-    std::string file;
-    v1::WeightsChunk chunk;
-    while (reader->Read(&chunk)) file += chunk.data();
-    EXPECT_TRUE(reader->Finish().ok());
-    return file;
-  }
-
   ::grpc::Status Import(const std::string& bytes, v1::ImportWeightsResponse* response,
                         size_t chunk_size = 1000) {
     ClientContext context;

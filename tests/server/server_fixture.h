@@ -49,6 +49,19 @@ class ServerFixture : public ::testing::Test {
     stub_ = v1::Classifier::NewStub(channel_);
   }
 
+  // The model's PYTORCH_STATE_DICT export, every chunk joined.
+  std::string ExportBytes(const std::string& model_id) {
+    ::grpc::ClientContext context;
+    v1::ExportWeightsRequest request;
+    request.set_model_id(model_id);
+    auto reader = stub_->ExportWeights(&context, request);
+    std::string file;
+    v1::WeightsChunk chunk;
+    while (reader->Read(&chunk)) file += chunk.data();
+    EXPECT_TRUE(reader->Finish().ok());
+    return file;
+  }
+
   static v1::TrainRequest QuickTraining(int epochs = 3) {
     v1::TrainRequest request;
     request.set_dataset("mnist");
