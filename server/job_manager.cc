@@ -230,8 +230,9 @@ void JobManager::WorkerLoop() {
                                  ? absl::StrCat(job->cancel_reason(), ": ", outcome.error)
                                  : outcome.error);
       const std::string log_error = final_event->error();
-      job->Append(std::move(finished));
+      // Counted first: whoever sees the final event (a Train stream ending) sees the count too.
       if (metrics_ != nullptr) metrics_->CountFinishedJob(v1::JobState_Name(outcome.state));
+      job->Append(std::move(finished));
       spdlog::info("job {} ended {}{}{}", job->id(), v1::JobState_Name(outcome.state),
                    log_error.empty() ? "" : ": ", log_error);
     }
