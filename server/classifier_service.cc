@@ -328,8 +328,9 @@ void ClassifierService::SubmitPredict(
     return FinishUnary(context, log, admitted);
   }
   return FinishUnary(context, log,
-                     ListModelsPage(*request, *models_->List(), models_->deployed_model_id(),
-                                    absl::Now(), response));
+                     ListModelsPage(
+                         *request, [this](const ModelQuery& query) { return models_->List(query); },
+                         models_->deployed_model_id(), absl::Now(), response));
 }
 
 ::grpc::ServerReadReactor<v1::ImportWeightsRequest>* ClassifierService::ImportWeights(
@@ -370,7 +371,6 @@ absl::Status ClassifierService::DoImport(const std::string& dataset, const std::
   }
   ModelRecord record;
   record.dataset = dataset_name;
-  record.created = absl::Now();
   absl::StatusOr<std::shared_ptr<const LoadedModel>> registered =
       models_->Register(*std::move(network), std::move(record));
   if (!registered.ok()) return registered.status();

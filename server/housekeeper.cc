@@ -59,11 +59,12 @@ void Housekeeper::RunRound() {
     }
   }
   if (metrics_ != nullptr) {
-    int64_t model_bytes = 0;
-    for (const std::shared_ptr<const ModelRecord>& record : *models_->List()) {
-      model_bytes += record->size_bytes;
+    absl::StatusOr<int64_t> model_bytes = models_->StoredBytes();
+    if (!model_bytes.ok()) {
+      spdlog::warn("storage metrics: {}", model_bytes.status().ToString());
+      return;
     }
-    metrics_->SetStorageBytes(store_->FileBytes(), model_bytes);
+    metrics_->SetStorageBytes(store_->FileBytes(), *model_bytes);
   }
 }
 

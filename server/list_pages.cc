@@ -83,8 +83,7 @@ absl::Status ListJobsPage(const v1::ListJobsRequest& request,
   return absl::OkStatus();
 }
 
-absl::Status ListModelsPage(const v1::ListModelsRequest& request,
-                            const std::vector<std::shared_ptr<const ModelRecord>>& models,
+absl::Status ListModelsPage(const v1::ListModelsRequest& request, const ModelListReader& read,
                             const std::string& deployed_model_id, absl::Time now,
                             v1::ListModelsResponse* response) {
   const std::string filter = FilterOf(request);
@@ -92,37 +91,29 @@ absl::Status ListModelsPage(const v1::ListModelsRequest& request,
       ReadPageRequest(ListKind::kModels, request.page_size(), request.page_token(), filter, now);
   if (!page.ok()) return page.status();
   if (absl::Status valid = CheckCreatedAfter(request.created_after()); !valid.ok()) return valid;
-  const int64_t created_after = request.has_created_after()
-                                    ? CreatedAfterRank(request.created_after())
-                                    : std::numeric_limits<int64_t>::min();
-
-  struct Listed {
-    const ModelRecord* model;
-    int64_t created;  // The same nanoseconds as the created_time ToModelProto answers.
-  };
-  auto key_of = [](const Listed& listed) {
-    return PageKeyView{listed.created, listed.model->model_id};
-  };
-  std::vector<Listed> matching;
-  matching.reserve(models.size());
-  // Newest first, as the registry holds them oldest first: TakePage's partial sort then finds the
-  // page in one comparison per model.
-  for (auto it = models.rbegin(); it != models.rend(); ++it) {
-    const ModelRecord& model = **it;
-    if (!request.dataset().empty() && model.dataset != request.dataset()) continue;
-    if (!request.job_id().empty() && model.job_id != request.job_id()) continue;
-    const int64_t created = absl::ToUnixNanos(model.created);
-    if (request.has_created_after() && created <= created_after) continue;
-    matching.push_back(Listed{&model, created});
+  ModelQuery query;
+  query.dataset = request.dataset();
+  query.job_id = request.job_id();
+  if (request.has_created_after()) {
+    query.created_after_unix_ns = CreatedAfterRank(request.created_after());
   }
-  Page<Listed> result =
-      TakePage(ListKind::kModels, std::move(matching), key_of, *page, filter, now);
-  for (const Listed& listed : result.items) {
+  // The store orders models as ComesBefore(kModels) does: created time, then id, descending.
+  if (page->after.has_value()) query.after = ModelPosition{page->after->rank, page->after->id};
+  query.limit = page->size + 1;
+  absl::StatusOr<std::vector<ModelRecord>> models = read(query);
+  if (!models.ok()) return models.status();
+  const size_t size = static_cast<size_t>(page->size);
+  if (models->size() > size) {
+    const ModelRecord& last = (*models)[size - 1];
+    response->set_next_page_token(EncodePageToken(
+        ListKind::kModels, filter, PageKey{absl::ToUnixNanos(last.created), last.model_id}, now));
+    models->resize(size);
+  }
+  for (const ModelRecord& model : *models) {
     v1::Model* out = response->add_models();
-    *out = ToModelProto(*listed.model);
-    out->set_deployed(listed.model->model_id == deployed_model_id);
+    *out = ToModelProto(model);
+    out->set_deployed(model.model_id == deployed_model_id);
   }
-  response->set_next_page_token(std::move(result.next_page_token));
   return absl::OkStatus();
 }
 

@@ -4,6 +4,7 @@
 #ifndef CLASSIFIER_SERVER_LIST_PAGES_H_
 #define CLASSIFIER_SERVER_LIST_PAGES_H_
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -16,6 +17,7 @@
 #include "server/job.h"
 #include "server/model_record.h"
 #include "server/pagination.h"
+#include "server/store.h"
 
 namespace classifier {
 
@@ -26,10 +28,14 @@ absl::Status ListJobsPage(const v1::ListJobsRequest& request,
                           const std::vector<std::shared_ptr<Job>>& jobs, absl::Time now,
                           v1::ListJobsResponse* response);
 
-// ListModels' page of `models` (in any order; `deployed_model_id` is marked deployed). Only the
-// page's records are turned into protos. INVALID_ARGUMENT as ListJobsPage.
-absl::Status ListModelsPage(const v1::ListModelsRequest& request,
-                            const std::vector<std::shared_ptr<const ModelRecord>>& models,
+// Reads the models a query asks for, newest first (ModelRegistry::List, from the store).
+using ModelListReader =
+    std::function<absl::StatusOr<std::vector<ModelRecord>>(const ModelQuery& query)>;
+
+// ListModels' page, read with `read` as one keyset query (the filters, the token's position, one
+// more row than the page to know whether another follows); `deployed_model_id` is marked
+// deployed. INVALID_ARGUMENT as ListJobsPage; the reader's errors as they are.
+absl::Status ListModelsPage(const v1::ListModelsRequest& request, const ModelListReader& read,
                             const std::string& deployed_model_id, absl::Time now,
                             v1::ListModelsResponse* response);
 

@@ -2,6 +2,7 @@
 
 #include <utility>
 
+#include "absl/strings/str_cat.h"
 #include "google/protobuf/util/time_util.h"
 #include "server/architecture_proto.h"
 
@@ -38,6 +39,10 @@ ModelRecord FromModelProto(const v1::Model& model, std::string weights_path) {
   record.sha256 = model.sha256();
   record.architecture = ArchitectureFromStored(model.architecture(), model.has_architecture());
   return record;
+}
+
+absl::Status ModelNotFoundError(const std::string& model_id) {
+  return absl::NotFoundError(absl::StrCat("no model with model_id \"", model_id, "\""));
 }
 
 }  // namespace classifier

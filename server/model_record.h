@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <string>
 
+#include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "base/metrics.h"
 #include "classifier/v1/classifier.pb.h"
@@ -34,6 +35,9 @@ struct ModelRecord {
 // keeps the deployed id on its own), and back; the weights path is not in the protobuf.
 v1::Model ToModelProto(const ModelRecord& record);
 ModelRecord FromModelProto(const v1::Model& model, std::string weights_path);
+
+// NOT_FOUND naming the model_id: what every lookup of an unknown model answers.
+absl::Status ModelNotFoundError(const std::string& model_id);
 
 }  // namespace classifier
 

@@ -6,15 +6,12 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
 #include "base/file_util.h"
 #include "spdlog/spdlog.h"
 
 namespace classifier {
 namespace {
-
-absl::Status NotFound(const std::string& model_id) {
-  return absl::NotFoundError(absl::StrCat("no model with model_id \"", model_id, "\""));
-}
 
 std::string Megabytes(int64_t bytes) { return absl::StrFormat("%.1f MB", bytes / 1048576.0); }
 
@@ -30,38 +27,50 @@ ModelRegistry::ModelRegistry(std::string models_dir, Store* store, std::string d
       id_generator_(std::random_device{}()) {}
 
 absl::Status ModelRegistry::LoadFromStore() {
-  if (store_ == nullptr) return absl::OkStatus();
-  absl::StatusOr<std::vector<ModelRecord>> stored = store_->LoadModels();
-  if (!stored.ok()) return stored.status();
+  absl::StatusOr<ModelTotals> totals = store_->GetModelTotals();
+  if (!totals.ok()) return totals.status();
+  if (totals->largest_bytes > cache_bytes_) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "--model_cache_mb is too small: model ", totals->largest_model_id, "'s weights take ",
+        Megabytes(totals->largest_bytes), ", more than the whole cache (", Megabytes(cache_bytes_),
+        ")"));
+  }
   absl::StatusOr<std::string> deployed = store_->DeployedModelId();
   if (!deployed.ok()) return deployed.status();
+  absl::StatusOr<std::optional<ModelRecord>> deployed_record =
+      deployed->empty() ? std::optional<ModelRecord>() : store_->GetModel(*deployed);
+  if (!deployed_record.ok()) return deployed_record.status();
   MutexLock lock(&mu_);
-  for (ModelRecord& record : *stored) {
-    if (record.size_bytes > cache_bytes_) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("--model_cache_mb is too small: model ", record.model_id, "'s weights take ",
-                       Megabytes(record.size_bytes), ", more than the whole cache (",
-                       Megabytes(cache_bytes_), ")"));
-    }
-    auto shared = std::make_shared<const ModelRecord>(std::move(record));
-    records_.push_back(shared);
-    by_id_[shared->model_id] = shared;
-  }
-  list_snapshot_ = nullptr;
-  deployed_id_ = by_id_.count(*deployed) != 0 ? *deployed : "";
+  registered_ = totals->count;
+  deployed_id_ = deployed_record->has_value() ? *deployed : "";
+  if (absl::Status newest = RefreshNewestId(); !newest.ok()) return newest;
   PublishCacheMetrics();
-  spdlog::info("registry: {} models, deployed: {}; their weights load when first used",
-               records_.size(), deployed_id_.empty() ? "none (the newest serves)" : deployed_id_);
+  spdlog::info("registry: {} models, deployed: {}; their records and weights load when first used",
+               registered_, deployed_id_.empty() ? "none (the newest serves)" : deployed_id_);
   return absl::OkStatus();
 }
 
-std::string ModelRegistry::NewModelId() {
+absl::Status ModelRegistry::RefreshNewestId() {
+  ModelQuery newest;
+  newest.limit = 1;
+  absl::StatusOr<std::vector<ModelRecord>> found = store_->ListModels(newest);
+  if (!found.ok()) return found.status();
+  newest_id_ = found->empty() ? "" : found->front().model_id;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> ModelRegistry::NewModelId() {
   // Random rather than sequential, so a restarted server never overwrites an older file.
-  std::string id;
-  do {
-    id = absl::StrFormat("model-%012x", id_generator_() & 0xffffffffffffULL);
-  } while (by_id_.count(id) != 0);
-  return id;
+  for (;;) {
+    std::string id;
+    {
+      MutexLock lock(&mu_);
+      id = absl::StrFormat("model-%012x", id_generator_() & 0xffffffffffffULL);
+    }
+    absl::StatusOr<std::optional<ModelRecord>> taken = store_->GetModel(id);
+    if (!taken.ok()) return taken.status();
+    if (!taken->has_value()) return id;
+  }
 }
 
 absl::Status ModelRegistry::CheckFits(const Architecture& architecture) const {
@@ -94,27 +103,25 @@ absl::StatusOr<std::shared_ptr<const LoadedModel>> ModelRegistry::Register(
                      ", --model_cache_mb); nothing was registered"));
   }
   record.architecture = network->architecture();
-  {
-    MutexLock lock(&mu_);
-    record.model_id = NewModelId();
-  }
+  absl::StatusOr<std::string> model_id = NewModelId();
+  if (!model_id.ok()) return model_id.status();
+  record.model_id = *std::move(model_id);
+  record.created = absl::Now();
   record.weights_path = absl::StrCat(models_dir_, "/", record.model_id, ".pth");
   record.size_bytes = static_cast<int64_t>(weights->size());
   record.sha256 = Sha256Hex(*weights);
   if (absl::Status written = WriteFileAtomically(record.weights_path, *weights); !written.ok()) {
     return written;
   }
-  if (store_ != nullptr) {
-    absl::Status stored = store_->PutModel(record);
-    if (!stored.ok()) return stored;
-  }
+  // Committed without the lock (a sync of a few milliseconds that no Predict should wait for):
+  // nothing else knows the new id yet.
+  if (absl::Status stored = store_->PutModel(record); !stored.ok()) return stored;
   auto registered = std::make_shared<const LoadedModel>(
       LoadedModel{std::move(record), std::shared_ptr<const TrainedModel>(std::move(network))});
   MutexLock lock(&mu_);
-  auto shared = std::make_shared<const ModelRecord>(registered->record);
-  records_.push_back(shared);
-  by_id_[shared->model_id] = shared;
-  list_snapshot_ = nullptr;
+  ++registered_;
+  // Created now, so the newest unless the clock went back.
+  if (absl::Status newest = RefreshNewestId(); !newest.ok()) return newest;
   if (metrics_ != nullptr) metrics_->CountModelLoad();
   Cache(registered);
   spdlog::info("model {} registered ({} bytes, sha256 {})", registered->record.model_id,
@@ -123,19 +130,20 @@ absl::StatusOr<std::shared_ptr<const LoadedModel>> ModelRegistry::Register(
 }
 
 absl::StatusOr<std::string> ModelRegistry::TargetId(const std::string& model_id) const {
-  if (!model_id.empty()) {
-    if (by_id_.count(model_id) == 0) return NotFound(model_id);
-    return model_id;
-  }
+  if (!model_id.empty()) return model_id;
   if (!deployed_id_.empty()) return deployed_id_;
-  if (records_.empty()) {
+  if (newest_id_.empty()) {
     return absl::FailedPreconditionError(
         "no model exists yet: train one first (Train, or `classifier-cli train`)");
   }
-  return records_.back()->model_id;
+  return newest_id_;
 }
 
-ModelRegistry::LoadResult ModelRegistry::Load(const ModelRecord& record) const {
+ModelRegistry::LoadResult ModelRegistry::Load(const std::string& model_id) const {
+  absl::StatusOr<std::optional<ModelRecord>> stored = store_->GetModel(model_id);
+  if (!stored.ok()) return stored.status();
+  if (!stored->has_value()) return ModelNotFoundError(model_id);
+  const ModelRecord& record = **stored;
   const std::string& path = record.weights_path;
   auto cannot_serve = [&record](const std::string& why) {
     const std::string message = absl::StrCat("model ", record.model_id, " cannot serve: ", why);
@@ -164,45 +172,52 @@ ModelRegistry::LoadResult ModelRegistry::Load(const ModelRecord& record) const {
 
 absl::StatusOr<std::shared_ptr<const LoadedModel>> ModelRegistry::Resolve(
     const std::string& model_id) {
-  std::shared_ptr<const ModelRecord> record;
+  std::string target;
   std::shared_future<LoadResult> other_load;
   std::promise<LoadResult> loaded;
   {
     MutexLock lock(&mu_);
-    absl::StatusOr<std::string> target = TargetId(model_id);
-    if (!target.ok()) return target.status();
-    if (auto cached = cache_.find(*target); cached != cache_.end()) {
+    absl::StatusOr<std::string> target_id = TargetId(model_id);
+    if (!target_id.ok()) return target_id.status();
+    target = *std::move(target_id);
+    if (auto cached = cache_.find(target); cached != cache_.end()) {
       recency_.splice(recency_.begin(), recency_, cached->second.recency);
       if (metrics_ != nullptr) metrics_->CountModelCacheLookup(/*hit=*/true);
       return cached->second.model;
     }
     if (metrics_ != nullptr) metrics_->CountModelCacheLookup(/*hit=*/false);
-    if (auto pending = loading_.find(*target); pending != loading_.end()) {
-      other_load = pending->second;
+    if (auto pending = loading_.find(target); pending != loading_.end()) {
+      other_load = pending->second.result;
     } else {
-      record = by_id_.at(*target);
-      loading_[*target] = loaded.get_future().share();
+      loading_[target] = PendingLoad{loaded.get_future().share()};
     }
   }
   // A load already under way: wait for it rather than read the file twice.
   if (other_load.valid()) return other_load.get();
   // Loaded without the lock, so other models keep serving meanwhile.
-  LoadResult result = Load(*record);
+  LoadResult result = Load(target);
   {
     MutexLock lock(&mu_);
-    loading_.erase(record->model_id);
+    auto pending = loading_.find(target);
     // A model deleted while it loaded is answered but not kept.
-    if (result.ok() && by_id_.count(record->model_id) != 0) Cache(*result);
+    if (result.ok() && !pending->second.deleted) Cache(*result);
+    loading_.erase(pending);
   }
   loaded.set_value(result);
   return result;
 }
 
 absl::StatusOr<ModelRecord> ModelRegistry::GetRecord(const std::string& model_id) const {
-  MutexLock lock(&mu_);
-  auto it = by_id_.find(model_id);
-  if (it == by_id_.end()) return NotFound(model_id);
-  return *it->second;
+  {
+    MutexLock lock(&mu_);
+    if (auto cached = cache_.find(model_id); cached != cache_.end()) {
+      return cached->second.model->record;
+    }
+  }
+  absl::StatusOr<std::optional<ModelRecord>> stored = store_->GetModel(model_id);
+  if (!stored.ok()) return stored.status();
+  if (!stored->has_value()) return ModelNotFoundError(model_id);
+  return **std::move(stored);
 }
 
 void ModelRegistry::Cache(std::shared_ptr<const LoadedModel> model) {
@@ -238,19 +253,20 @@ void ModelRegistry::Evict() {
 void ModelRegistry::PublishCacheMetrics() {
   if (metrics_ == nullptr) return;
   metrics_->SetModelCache(static_cast<int>(cache_.size()), cached_bytes_,
-                          static_cast<int>(records_.size()));
+                          static_cast<int>(registered_));
 }
 
 absl::Status ModelRegistry::Deploy(const std::string& model_id) {
-  if (model_id.empty()) return NotFound(model_id);
+  if (model_id.empty()) return ModelNotFoundError(model_id);
   // Loaded first, so the switch never makes a Predict wait for (or fail on) the weights.
   absl::StatusOr<std::shared_ptr<const LoadedModel>> model = Resolve(model_id);
   if (!model.ok()) return model.status();
   MutexLock lock(&mu_);
-  if (by_id_.count(model_id) == 0) return NotFound(model_id);
-  if (store_ != nullptr) {
-    if (absl::Status stored = store_->SetDeployedModelId(model_id); !stored.ok()) return stored;
-  }
+  // Deleted since it loaded (Delete holds the lock while it writes the store).
+  absl::StatusOr<std::optional<ModelRecord>> still_there = store_->GetModel(model_id);
+  if (!still_there.ok()) return still_there.status();
+  if (!still_there->has_value()) return ModelNotFoundError(model_id);
+  if (absl::Status stored = store_->SetDeployedModelId(model_id); !stored.ok()) return stored;
   deployed_id_ = model_id;
   Cache(*model);  // Pinned from now on; the previous deployed model may now be evicted.
   if (metrics_ != nullptr) metrics_->CountDeploy();
@@ -259,57 +275,59 @@ absl::Status ModelRegistry::Deploy(const std::string& model_id) {
 }
 
 absl::Status ModelRegistry::Delete(const std::string& model_id) {
-  std::shared_ptr<const ModelRecord> removed;
+  std::string weights_path;
   {
     MutexLock lock(&mu_);
-    auto it = by_id_.find(model_id);
-    if (it == by_id_.end()) return NotFound(model_id);
     if (model_id == deployed_id_) {
       return absl::FailedPreconditionError(absl::StrCat(
           "model ", model_id, " is deployed and cannot be deleted; deploy another one first"));
     }
-    if (store_ != nullptr) {
-      if (absl::Status stored = store_->DeleteModel(model_id); !stored.ok()) return stored;
+    absl::StatusOr<std::optional<ModelRecord>> record = store_->GetModel(model_id);
+    if (!record.ok()) return record.status();
+    if (!record->has_value()) return ModelNotFoundError(model_id);
+    weights_path = (*record)->weights_path;
+    if (absl::Status deleted = store_->DeleteModel(model_id); !deleted.ok()) return deleted;
+    --registered_;
+    if (model_id == newest_id_) {
+      if (absl::Status newest = RefreshNewestId(); !newest.ok()) return newest;
     }
-    removed = it->second;
-    by_id_.erase(it);
-    records_.erase(std::remove(records_.begin(), records_.end(), removed), records_.end());
-    list_snapshot_ = nullptr;
+    if (auto pending = loading_.find(model_id); pending != loading_.end()) {
+      pending->second.deleted = true;
+    }
     Uncache(model_id);
     PublishCacheMetrics();
   }
   // Requests in flight keep their network; only the file goes.
   std::error_code ignored;
-  std::filesystem::remove(removed->weights_path, ignored);
+  std::filesystem::remove(weights_path, ignored);
   spdlog::info("model {} deleted", model_id);
   return absl::OkStatus();
 }
 
 absl::Status ModelRegistry::SetTestMetrics(const std::string& model_id,
                                            const EvaluationResult& test_metrics) {
+  absl::StatusOr<ModelRecord> record = GetRecord(model_id);
+  if (!record.ok()) return record.status();
+  record->test_metrics = test_metrics;
+  // UpdateModel refuses a model deleted meanwhile rather than write it back; a Delete after it
+  // has also taken the network out of the cache, so the cache below is not written back either.
+  if (absl::Status stored = store_->UpdateModel(*record); !stored.ok()) return stored;
   MutexLock lock(&mu_);
-  auto it = by_id_.find(model_id);
-  if (it == by_id_.end()) return NotFound(model_id);
-  auto updated = std::make_shared<ModelRecord>(*it->second);
-  updated->test_metrics = test_metrics;
-  if (store_ != nullptr) {
-    if (absl::Status stored = store_->PutModel(*updated); !stored.ok()) return stored;
-  }
-  std::replace(records_.begin(), records_.end(), it->second,
-               std::shared_ptr<const ModelRecord>(updated));
-  list_snapshot_ = nullptr;
-  it->second = updated;
   if (auto cached = cache_.find(model_id); cached != cache_.end()) {
     cached->second.model =
-        std::make_shared<const LoadedModel>(LoadedModel{*updated, cached->second.model->network});
+        std::make_shared<const LoadedModel>(LoadedModel{*record, cached->second.model->network});
   }
   return absl::OkStatus();
 }
 
-std::shared_ptr<const ModelRegistry::RecordList> ModelRegistry::List() const {
-  MutexLock lock(&mu_);
-  if (list_snapshot_ == nullptr) list_snapshot_ = std::make_shared<const RecordList>(records_);
-  return list_snapshot_;
+absl::StatusOr<std::vector<ModelRecord>> ModelRegistry::List(const ModelQuery& query) const {
+  return store_->ListModels(query);
+}
+
+absl::StatusOr<int64_t> ModelRegistry::StoredBytes() const {
+  absl::StatusOr<ModelTotals> totals = store_->GetModelTotals();
+  if (!totals.ok()) return totals.status();
+  return totals->bytes;
 }
 
 std::string ModelRegistry::deployed_model_id() const {

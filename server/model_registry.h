@@ -1,11 +1,12 @@
-// The models the service knows: their records (in memory, for every model, and in the store),
-// their weight files under the state directory, and the networks of the models in use, in a
-// cache of bounded size; and which model is deployed (the default of Predict and Evaluate).
+// The models the service knows: their records (in the store, read when asked for), their weight
+// files under the state directory, and the networks of the models in use, in a cache of bounded
+// size; and which model is deployed (the default of Predict and Evaluate).
 //
-// Start-up reads records only, never weights: a network is loaded (its file read and its
-// SHA-256 checked against the record) the first time a request needs it, once however many
-// requests ask at the same moment, and stays in memory while the cache has room. The least
-// recently used networks go first; the deployed model's never does.
+// Start-up reads neither records nor weights, only totals, so it costs the same at any count: a
+// network is loaded (its record read, its file read and its SHA-256 checked against the record)
+// the first time a request needs it, once however many requests ask at the same moment, and
+// stays in memory with its record while the cache has room. The least recently used networks go
+// first; the deployed model's never does.
 #ifndef CLASSIFIER_SERVER_MODEL_REGISTRY_H_
 #define CLASSIFIER_SERVER_MODEL_REGISTRY_H_
 
@@ -40,8 +41,8 @@ struct LoadedModel {
 
 class ModelRegistry {
  public:
-  // Weight files go to `models_dir`, records to `store` (may be null: memory only); both must
-  // outlive the registry. Networks are loaded onto `device`; those of the models in use stay in
+  // Weight files go to `models_dir`, records to `store` (not null); both must outlive the
+  // registry. Networks are loaded onto `device`; those of the models in use stay in
   // memory up to `cache_bytes` of weights (their files' sizes). `metrics` (may be null) hears
   // loads, cache lookups and deploys.
   ModelRegistry(std::string models_dir, Store* store, std::string device, int64_t cache_bytes,
@@ -49,13 +50,14 @@ class ModelRegistry {
   ModelRegistry(const ModelRegistry&) = delete;
   ModelRegistry& operator=(const ModelRegistry&) = delete;
 
-  // Reads every stored record (no weights). FAILED_PRECONDITION naming --model_cache_mb when a
-  // stored model's weights alone would not fit the cache.
+  // Reads the deployed model's id and the models' totals (no record, no weights).
+  // FAILED_PRECONDITION naming --model_cache_mb when a stored model's weights alone would not fit
+  // the cache.
   absl::Status LoadFromStore();
 
   // Writes the weights (temporary name, fsync, rename), records them and registers the model
-  // under a new id, its network in the cache; `record`'s id, path, size and hash are filled in
-  // here. Thread-safe, like every method.
+  // under a new id, its network in the cache; `record`'s id, created time, path, size and hash
+  // are filled in here. Thread-safe, like every method.
   absl::StatusOr<std::shared_ptr<const LoadedModel>> Register(std::unique_ptr<TrainedModel> network,
                                                               ModelRecord record);
 
@@ -81,10 +83,10 @@ class ModelRegistry {
   // (PlanTraining) and before an upload is registered.
   absl::Status CheckFits(const Architecture& architecture) const;
 
-  // Every record, oldest first: an immutable snapshot, shared by every caller until the next
-  // change (so a list request costs no copy of 100,000 pointers while nothing changes).
-  using RecordList = std::vector<std::shared_ptr<const ModelRecord>>;
-  std::shared_ptr<const RecordList> List() const;
+  // The records `query` asks for, newest first, from the store (Store::ListModels).
+  absl::StatusOr<std::vector<ModelRecord>> List(const ModelQuery& query) const;
+  // The weight files' bytes, all models together.
+  absl::StatusOr<int64_t> StoredBytes() const;
   // Empty when none was deployed.
   std::string deployed_model_id() const;
   // Networks in memory now (for tests and the scale benchmark).
@@ -96,13 +98,20 @@ class ModelRegistry {
     std::shared_ptr<const LoadedModel> model;
     std::list<std::string>::iterator recency;  // Into recency_.
   };
+  struct PendingLoad {
+    std::shared_future<LoadResult> result;
+    bool deleted = false;  // Delete ran meanwhile: answer the load, but do not cache it.
+  };
 
-  std::string NewModelId() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A fresh id, unused in the store.
+  absl::StatusOr<std::string> NewModelId();
   // The id Resolve means by `model_id` (the deployed or newest one when empty).
   absl::StatusOr<std::string> TargetId(const std::string& model_id) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Reads, checks and builds the record's network; no lock held.
-  LoadResult Load(const ModelRecord& record) const;
+  // The newest model's id from the store (empty when there are none), into newest_id_.
+  absl::Status RefreshNewestId() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Reads the record, reads and checks its file and builds its network; no lock held.
+  LoadResult Load(const std::string& model_id) const;
   void Cache(std::shared_ptr<const LoadedModel> model) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Uncache(const std::string& model_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Drops the least recently used networks (never the deployed one) until the cache fits.
@@ -116,19 +125,20 @@ class ModelRegistry {
   const int64_t cache_bytes_;
   Metrics* const metrics_;
 
+  // Held while the store is written for a deploy or a delete, so that neither undoes the other;
+  // a Predict of a model in memory never waits for the store.
   mutable Mutex mu_;
-  std::vector<std::shared_ptr<const ModelRecord>> records_ ABSL_GUARDED_BY(mu_);  // Oldest first.
-  // List()'s snapshot of records_; null after a change, made again by the next List().
-  mutable std::shared_ptr<const RecordList> list_snapshot_ ABSL_GUARDED_BY(mu_);
-  std::map<std::string, std::shared_ptr<const ModelRecord>> by_id_ ABSL_GUARDED_BY(mu_);
   std::string deployed_id_ ABSL_GUARDED_BY(mu_);
+  // What an empty model_id means when none is deployed (empty when there are no models).
+  std::string newest_id_ ABSL_GUARDED_BY(mu_);
+  int64_t registered_ ABSL_GUARDED_BY(mu_) = 0;  // Models in the store, for the metrics.
   std::mt19937_64 id_generator_ ABSL_GUARDED_BY(mu_);
   // The cache: networks by model id, and their ids from most to least recently used.
   std::map<std::string, CacheEntry> cache_ ABSL_GUARDED_BY(mu_);
   std::list<std::string> recency_ ABSL_GUARDED_BY(mu_);
   int64_t cached_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   // Loads in progress: a request for a model being loaded waits for that load.
-  std::map<std::string, std::shared_future<LoadResult>> loading_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, PendingLoad> loading_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace classifier

@@ -29,7 +29,11 @@ CREATE TABLE IF NOT EXISTS models (
   position INTEGER PRIMARY KEY AUTOINCREMENT,
   model_id TEXT NOT NULL UNIQUE,
   model BLOB NOT NULL,
-  weights_path TEXT NOT NULL
+  weights_path TEXT NOT NULL,
+  created_unix_ns INTEGER NOT NULL DEFAULT 0,
+  dataset TEXT NOT NULL DEFAULT '',
+  job_id TEXT NOT NULL DEFAULT '',
+  size_bytes INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS settings (
   key TEXT PRIMARY KEY,
@@ -49,13 +53,25 @@ CREATE TABLE IF NOT EXISTS datasets (
 );
 )sql";
 
+// The models' indexes, made once their columns exist (a version 2 database gains them in
+// Migrate): one per order ListModels reads in (every model, those of one dataset, those of one
+// job: each newest first), and the sizes, for ModelTotals' largest model.
+constexpr char kModelIndexes[] = R"sql(
+CREATE INDEX IF NOT EXISTS models_by_created ON models (created_unix_ns, model_id);
+CREATE INDEX IF NOT EXISTS models_by_dataset ON models (dataset, created_unix_ns, model_id);
+CREATE INDEX IF NOT EXISTS models_by_job ON models (job_id, created_unix_ns, model_id);
+CREATE INDEX IF NOT EXISTS models_by_size ON models (size_bytes);
+)sql";
+
 constexpr char kDeployedModelKey[] = "deployed_model_id";
 
 // PRAGMA user_version of a database this code wrote. 0: before versions were kept (no
 // auto-vacuum); 1: incremental auto-vacuum, so space freed by retention goes back to the file
 // system (ReclaimSpace); 2: jobs.summary, a finished job's final snapshot, so start-up reads one
-// row per finished job instead of its whole event log.
-constexpr int64_t kSchemaVersion = 2;
+// row per finished job instead of its whole event log; 3: the models' created time, dataset,
+// job and size as indexed columns, so the registry reads a page or one model from the store on
+// demand instead of every record at start.
+constexpr int64_t kSchemaVersion = 3;
 
 // A prepared statement, finalized when it goes out of scope.
 class Statement {
@@ -156,7 +172,52 @@ absl::Status Store::Migrate() {
       return status;
     }
   }
+  if (absl::Status status = AddModelColumns(); !status.ok()) return status;
+  if (absl::Status status = Exec(kModelIndexes); !status.ok()) return status;
   return Exec(absl::StrCat("PRAGMA user_version=", kSchemaVersion, ";"));
+}
+
+absl::Status Store::AddModelColumns() {
+  absl::StatusOr<int64_t> has_columns = QueryInt(
+      "SELECT count(*) FROM pragma_table_info('models') WHERE name = 'created_unix_ns';");
+  if (!has_columns.ok()) return has_columns.status();
+  if (*has_columns > 0) return absl::OkStatus();
+  return Transaction([&] {
+    mu_.AssertHeld();  // Transaction runs the body under the lock.
+    for (const char* sql : {"ALTER TABLE models ADD COLUMN created_unix_ns INTEGER NOT NULL "
+                            "DEFAULT 0;",
+                            "ALTER TABLE models ADD COLUMN dataset TEXT NOT NULL DEFAULT '';",
+                            "ALTER TABLE models ADD COLUMN job_id TEXT NOT NULL DEFAULT '';",
+                            "ALTER TABLE models ADD COLUMN size_bytes INTEGER NOT NULL DEFAULT 0;"}) {
+      if (absl::Status status = Exec(sql); !status.ok()) return status;
+    }
+    // The columns' values come from each row's record, written again in full.
+    std::vector<ModelRecord> models;
+    Statement select(db_, "SELECT model_id, model, weights_path FROM models");
+    if (!select.ok()) return Error("cannot read models");
+    int rc;
+    while ((rc = select.Step()) == SQLITE_ROW) {
+      absl::StatusOr<ModelRecord> model = ReadModelRow(select.Text(0), select.Blob(1),
+                                                       select.Text(2));
+      if (!model.ok()) return model.status();
+      models.push_back(*std::move(model));
+    }
+    if (rc != SQLITE_DONE) return Error("cannot read models");
+    for (const ModelRecord& model : models) {
+      if (absl::Status stored = PutModelLocked(model); !stored.ok()) return stored;
+    }
+    return absl::OkStatus();
+  });
+}
+
+absl::StatusOr<ModelRecord> Store::ReadModelRow(const std::string& model_id,
+                                                const std::string& bytes,
+                                                std::string weights_path) const {
+  v1::Model model;
+  if (!model.ParseFromString(bytes)) {
+    return absl::DataLossError(absl::StrCat("model ", model_id, " in ", path_, " is corrupt"));
+  }
+  return FromModelProto(model, std::move(weights_path));
 }
 
 Store::Store(sqlite3* db, std::string path) : path_(std::move(path)), db_(db) {}
@@ -373,16 +434,36 @@ absl::Status Store::PutModelLocked(const ModelRecord& model) {
   v1::Model stored = ToModelProto(model);
   stored.set_deployed(false);
   Statement insert(db_,
-                   "INSERT INTO models (model_id, model, weights_path) VALUES (?, ?, ?) "
+                   "INSERT INTO models (model_id, model, weights_path, created_unix_ns, dataset, "
+                   "job_id, size_bytes) VALUES (?, ?, ?, ?, ?, ?, ?) "
                    "ON CONFLICT(model_id) DO UPDATE SET model = excluded.model, "
-                   "weights_path = excluded.weights_path");
+                   "weights_path = excluded.weights_path, "
+                   "created_unix_ns = excluded.created_unix_ns, dataset = excluded.dataset, "
+                   "job_id = excluded.job_id, size_bytes = excluded.size_bytes");
   if (!insert.ok() || insert.Bind(1, stored.model_id())
                               .BindBlob(2, stored.SerializeAsString())
                               .Bind(3, model.weights_path)
+                              .Bind(4, absl::ToUnixNanos(model.created))
+                              .Bind(5, model.dataset)
+                              .Bind(6, model.job_id)
+                              .Bind(7, model.size_bytes)
                               .Step() != SQLITE_DONE) {
     return Error(absl::StrCat("cannot store model ", stored.model_id()));
   }
   return absl::OkStatus();
+}
+
+absl::Status Store::UpdateModel(const ModelRecord& model) {
+  MutexLock lock(&mu_);
+  return Transaction([&] {
+    mu_.AssertHeld();  // Transaction runs the body under the lock.
+    Statement select(db_, "SELECT 1 FROM models WHERE model_id = ?");
+    if (!select.ok()) return Error("cannot read models");
+    const int rc = select.Bind(1, model.model_id).Step();
+    if (rc == SQLITE_DONE) return ModelNotFoundError(model.model_id);
+    if (rc != SQLITE_ROW) return Error("cannot read models");
+    return PutModelLocked(model);
+  });
 }
 
 absl::Status Store::DeleteModel(const std::string& model_id) {
@@ -391,25 +472,70 @@ absl::Status Store::DeleteModel(const std::string& model_id) {
   if (!remove.ok() || remove.Bind(1, model_id).Step() != SQLITE_DONE) {
     return Error(absl::StrCat("cannot delete model ", model_id));
   }
+  if (sqlite3_changes(db_) == 0) return ModelNotFoundError(model_id);
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::vector<ModelRecord>> Store::LoadModels() {
+absl::StatusOr<std::optional<ModelRecord>> Store::GetModel(const std::string& model_id) {
   MutexLock lock(&mu_);
-  std::vector<ModelRecord> models;
-  Statement select(db_, "SELECT model_id, model, weights_path FROM models ORDER BY position");
+  Statement select(db_, "SELECT model, weights_path FROM models WHERE model_id = ?");
   if (!select.ok()) return Error("cannot read models");
+  const int rc = select.Bind(1, model_id).Step();
+  if (rc == SQLITE_DONE) return std::optional<ModelRecord>();
+  if (rc != SQLITE_ROW) return Error("cannot read models");
+  absl::StatusOr<ModelRecord> model = ReadModelRow(model_id, select.Blob(0), select.Text(1));
+  if (!model.ok()) return model.status();
+  return std::optional<ModelRecord>(*std::move(model));
+}
+
+absl::StatusOr<std::vector<ModelRecord>> Store::ListModels(const ModelQuery& query) {
+  // Only the conditions the query uses, so that SQLite walks the one index that has both the
+  // filter and the order (models_by_dataset, models_by_job or models_by_created) and stops after
+  // `limit` rows, however many models there are.
+  std::string sql = "SELECT model_id, model, weights_path FROM models WHERE created_unix_ns > ?1";
+  if (!query.dataset.empty()) absl::StrAppend(&sql, " AND dataset = ?2");
+  if (!query.job_id.empty()) absl::StrAppend(&sql, " AND job_id = ?3");
+  if (query.after.has_value()) absl::StrAppend(&sql, " AND (created_unix_ns, model_id) < (?4, ?5)");
+  absl::StrAppend(&sql, " ORDER BY created_unix_ns DESC, model_id DESC LIMIT ?6");
+  MutexLock lock(&mu_);
+  Statement select(db_, sql.c_str());
+  if (!select.ok()) return Error("cannot read models");
+  select.Bind(1, query.created_after_unix_ns).Bind(6, static_cast<int64_t>(query.limit));
+  if (!query.dataset.empty()) select.Bind(2, query.dataset);
+  if (!query.job_id.empty()) select.Bind(3, query.job_id);
+  if (query.after.has_value()) {
+    select.Bind(4, query.after->created_unix_ns).Bind(5, query.after->model_id);
+  }
+  std::vector<ModelRecord> models;
   int rc;
   while ((rc = select.Step()) == SQLITE_ROW) {
-    v1::Model model;
-    if (!model.ParseFromString(select.Blob(1))) {
-      return absl::DataLossError(
-          absl::StrCat("model ", select.Text(0), " in ", path_, " is corrupt"));
-    }
-    models.push_back(FromModelProto(model, select.Text(2)));
+    absl::StatusOr<ModelRecord> model =
+        ReadModelRow(select.Text(0), select.Blob(1), select.Text(2));
+    if (!model.ok()) return model.status();
+    models.push_back(*std::move(model));
   }
   if (rc != SQLITE_DONE) return Error("cannot read models");
   return models;
+}
+
+absl::StatusOr<ModelTotals> Store::GetModelTotals() {
+  MutexLock lock(&mu_);
+  ModelTotals totals;
+  Statement sums(db_, "SELECT count(*), coalesce(sum(size_bytes), 0) FROM models");
+  if (!sums.ok() || sums.Step() != SQLITE_ROW) return Error("cannot read models");
+  totals.count = sums.Int(0);
+  totals.bytes = sums.Int(1);
+  Statement largest(db_,
+                    "SELECT model_id, size_bytes FROM models ORDER BY size_bytes DESC LIMIT 1");
+  if (!largest.ok()) return Error("cannot read models");
+  const int rc = largest.Step();
+  if (rc == SQLITE_ROW) {
+    totals.largest_model_id = largest.Text(0);
+    totals.largest_bytes = largest.Int(1);
+  } else if (rc != SQLITE_DONE) {
+    return Error("cannot read models");
+  }
+  return totals;
 }
 
 absl::Status Store::SetDeployedModelId(const std::string& model_id) {

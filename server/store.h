@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <string>
@@ -51,6 +52,31 @@ struct StoredDataset {
   int64_t registered_unix_ms = 0;
 };
 
+// Where a model stands in ListModels' order: newest first, by created time, then model_id.
+struct ModelPosition {
+  int64_t created_unix_ns = 0;
+  std::string model_id;
+};
+
+// Which models Store::ListModels reads.
+struct ModelQuery {
+  std::string dataset;  // Empty: any.
+  std::string job_id;   // Empty: any.
+  // Only the models created strictly after this instant.
+  int64_t created_after_unix_ns = std::numeric_limits<int64_t>::min();
+  // Only the models that come after this position (the last one of the previous page).
+  std::optional<ModelPosition> after;
+  int limit = 100;
+};
+
+// What the models add up to.
+struct ModelTotals {
+  int64_t count = 0;
+  int64_t bytes = 0;  // Of their weight files.
+  std::string largest_model_id;  // Empty when there are none.
+  int64_t largest_bytes = 0;
+};
+
 // Where jobs put their events; the Store is the durable one.
 class JobEventStore {
  public:
@@ -90,15 +116,23 @@ class Store : public JobEventStore {
 
   // Inserts or replaces the model's row (deployed is not stored here: see DeployedModelId).
   absl::Status PutModel(const ModelRecord& model);
+  // Replaces the row of a model that exists; NOT_FOUND (ModelNotFoundError) when it does not,
+  // so a model deleted meanwhile is not written back.
+  absl::Status UpdateModel(const ModelRecord& model);
   // The bulk paths: many rows in one transaction (one sync), all or none. Used to fill a store
   // for the scale benchmark (bench/scale_fill.cc) and by the store's tests.
   absl::Status PutModels(const std::vector<ModelRecord>& models);
   // Jobs with their events (each event's job_id and sequence set) and, for finished ones, their
   // summary.
   absl::Status PutJobs(const std::vector<StoredJob>& jobs);
+  // NOT_FOUND (ModelNotFoundError) when there is no such model.
   absl::Status DeleteModel(const std::string& model_id);
-  // Oldest first.
-  absl::StatusOr<std::vector<ModelRecord>> LoadModels();
+  // Empty when there is no such model.
+  absl::StatusOr<std::optional<ModelRecord>> GetModel(const std::string& model_id);
+  // The models `query` asks for, newest first (created time, then model_id, both descending),
+  // at most query.limit: read through an index, so a page costs the same at any count.
+  absl::StatusOr<std::vector<ModelRecord>> ListModels(const ModelQuery& query);
+  absl::StatusOr<ModelTotals> GetModelTotals();
   absl::Status SetDeployedModelId(const std::string& model_id);
   // Empty when none was deployed.
   absl::StatusOr<std::string> DeployedModelId();
@@ -122,6 +156,11 @@ class Store : public JobEventStore {
   explicit Store(sqlite3* db, std::string path);
   // Brings an older database to kSchemaVersion (store.cc), or refuses a newer one.
   absl::Status Migrate() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Version 3's model columns and their values, in an older database.
+  absl::Status AddModelColumns() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A models row as a record; DATA_LOSS naming the model when its bytes do not parse.
+  absl::StatusOr<ModelRecord> ReadModelRow(const std::string& model_id, const std::string& bytes,
+                                           std::string weights_path) const;
   absl::StatusOr<int64_t> QueryInt(const std::string& sql) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status Exec(const std::string& sql) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Runs `body` in one transaction: committed when it returns OK, else rolled back.

@@ -422,7 +422,6 @@ JobOutcome TrainingExecutor::RunTraining(Job& job, const TrainPlan& plan,
   ModelRecord record;
   record.job_id = job.id();
   record.dataset = plan.dataset;
-  record.created = absl::Now();
   record.test_metrics = *evaluation;
   absl::StatusOr<std::shared_ptr<const LoadedModel>> registered =
       registry_->Register(*std::move(network), std::move(record));

@@ -93,6 +93,16 @@ TEST_F(ModelRegistryTest, ARequestGetsTheNamedModelElseTheDeployedElseTheNewest)
   EXPECT_EQ(model->record.sha256.size(), 64u);
 }
 
+TEST_F(ModelRegistryTest, WhenTheNewestIsDeletedTheOneBeforeItServes) {
+  const std::string first = Register(1);
+  const std::string second = Register(2);
+  ASSERT_EQ((*registry_->Resolve(""))->record.model_id, second);
+  ASSERT_TRUE(registry_->Delete(second).ok());
+  EXPECT_EQ((*registry_->Resolve(""))->record.model_id, first);
+  ASSERT_TRUE(registry_->Delete(first).ok());
+  EXPECT_EQ(registry_->Resolve("").status().code(), absl::StatusCode::kFailedPrecondition);
+}
+
 TEST_F(ModelRegistryTest, TheDeployedModelCannotBeDeletedAndADeletedOneIsGoneWithItsFile) {
   const std::string first = Register(1);
   const std::string second = Register(2);
@@ -105,7 +115,8 @@ TEST_F(ModelRegistryTest, TheDeployedModelCannotBeDeletedAndADeletedOneIsGoneWit
   ASSERT_TRUE(registry_->Delete(first).ok());
   EXPECT_FALSE(std::filesystem::exists(held->record.weights_path));
   EXPECT_EQ(registry_->Resolve(first).status().code(), absl::StatusCode::kNotFound);
-  EXPECT_EQ(registry_->List()->size(), 1u);
+  EXPECT_EQ(registry_->List(ModelQuery())->size(), 1u);
+  EXPECT_EQ(registry_->GetRecord(first).status().code(), absl::StatusCode::kNotFound);
   // A request that held the model keeps a working network.
   EXPECT_TRUE(held->network->PredictProbabilities(std::vector<float>(28 * 28, 0.5f), 1).ok());
   EXPECT_EQ(registry_->Delete(first).code(), absl::StatusCode::kNotFound);
@@ -120,8 +131,8 @@ TEST_F(ModelRegistryTest, ARestartFindsEveryModelAndACorruptFileServesNothing) {
   testing::WriteFile(second_path, "not the weights that were recorded");
 
   registry_ = NewRegistry();
-  ASSERT_EQ(registry_->List()->size(), 2u);
-  EXPECT_EQ((*registry_->List())[0]->model_id, first) << "oldest first";
+  ASSERT_EQ(registry_->List(ModelQuery())->size(), 2u);
+  EXPECT_EQ((*registry_->List(ModelQuery()))[0].model_id, second) << "newest first";
   EXPECT_EQ(registry_->cached_models(), 0) << "start-up reads no weights";
   EXPECT_EQ(registry_->deployed_model_id(), first);
   EXPECT_TRUE(registry_->Resolve(first).ok());
@@ -203,7 +214,7 @@ TEST_F(ModelRegistryTest, AModelLargerThanTheWholeCacheIsRefusedBeforeItIsKept) 
       registry_->Register(Network(1), record);
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(refused.status().message(), HasSubstr("--model_cache_mb"));
-  EXPECT_TRUE(registry_->List()->empty());
+  EXPECT_TRUE(registry_->List(ModelQuery())->empty());
   EXPECT_FALSE(std::filesystem::exists(dir_.path() + "/models")) << "no file was written";
   // The tutorial's network (about 31 KB of weights) fits a cache of 64 KB.
   registry_ = NewRegistry(/*cache_bytes=*/64 << 10);
@@ -220,7 +231,8 @@ TEST_F(ModelRegistryTest, TestFiguresRecordedLaterSurviveARestart) {
   EXPECT_EQ(registry_->SetTestMetrics("model-nope", figures).code(), absl::StatusCode::kNotFound);
   registry_ = NewRegistry();
   EXPECT_DOUBLE_EQ(registry_->GetRecord(model_id)->test_metrics.accuracy, 0.5);
-  EXPECT_EQ((*registry_->List())[0]->test_metrics.count, 40);
+  EXPECT_EQ((*registry_->List(ModelQuery()))[0].test_metrics.count, 40);
+  EXPECT_EQ((*registry_->Resolve(model_id))->record.test_metrics.count, 40);
 }
 
 }  // namespace

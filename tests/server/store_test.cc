@@ -100,14 +100,14 @@ TEST_F(StoreTest, ModelsTheDeployedIdCheckpointsAndDatasetsSurviveARestart) {
   }
   std::unique_ptr<Store> store = Open();
   ASSERT_NE(store, nullptr);
-  absl::StatusOr<std::vector<ModelRecord>> models = store->LoadModels();
+  absl::StatusOr<std::vector<ModelRecord>> models = store->ListModels(ModelQuery());
   ASSERT_TRUE(models.ok());
   ASSERT_EQ(models->size(), 2u);
-  EXPECT_EQ((*models)[0].model_id, "model-2") << "oldest first";
-  EXPECT_EQ((*models)[0].weights_path, "/models/model-2.pth");
-  EXPECT_EQ((*models)[1].model_id, "model-3");
+  EXPECT_EQ((*models)[0].model_id, "model-3") << "newest first, ties by id, descending";
+  EXPECT_EQ((*models)[1].model_id, "model-2");
+  EXPECT_EQ((*models)[1].weights_path, "/models/model-2.pth");
   // The whole record comes back.
-  const ModelRecord& record = (*models)[1];
+  const ModelRecord& record = (*models)[0];
   EXPECT_EQ(record.dataset, "mnist");
   EXPECT_EQ(record.created, absl::FromUnixSeconds(1700000000));
   EXPECT_DOUBLE_EQ(record.test_metrics.accuracy, 0.75);
@@ -184,7 +184,127 @@ TEST_F(StoreTest, BulkWritesAreAllOrNothingAndDeletedJobsGiveTheirSpaceBack) {
     models[i].weights_path = "/nowhere/" + models[i].model_id + ".pth";
   }
   ASSERT_TRUE(store->PutModels(models).ok());
-  EXPECT_EQ(store->LoadModels()->size(), 50u);
+  ModelQuery all;
+  all.limit = 1000;
+  EXPECT_EQ(store->ListModels(all)->size(), 50u);
+}
+
+// A model as the registry writes it, created `seconds` after an epoch of the test's own.
+ModelRecord Model(const std::string& model_id, const std::string& dataset,
+                  const std::string& job_id, int seconds, int64_t size_bytes = 100) {
+  ModelRecord model;
+  model.model_id = model_id;
+  model.dataset = dataset;
+  model.job_id = job_id;
+  model.created = absl::FromUnixSeconds(1700000000 + seconds);
+  model.weights_path = "/models/" + model_id + ".pth";
+  model.size_bytes = size_bytes;
+  return model;
+}
+
+std::vector<std::string> Ids(const absl::StatusOr<std::vector<ModelRecord>>& models) {
+  std::vector<std::string> ids;
+  if (!models.ok()) return {"error: " + models.status().ToString()};
+  for (const ModelRecord& model : *models) ids.push_back(model.model_id);
+  return ids;
+}
+
+TEST_F(StoreTest, ModelsAreReadByIdAndByPageNewestFirstWithTheirFilters) {
+  std::unique_ptr<Store> store = Open();
+  ASSERT_NE(store, nullptr);
+  ASSERT_TRUE(store
+                  ->PutModels({Model("m-a", "mnist", "job-1", 1), Model("m-b", "fashion", "", 2),
+                               Model("m-c", "mnist", "job-1", 3, 5000), Model("m-d", "mnist", "", 3),
+                               Model("m-e", "fashion", "job-2", 4)})
+                  .ok());
+  ModelQuery query;
+  EXPECT_THAT(Ids(store->ListModels(query)),
+              ::testing::ElementsAre("m-e", "m-d", "m-c", "m-b", "m-a"));
+  query.dataset = "mnist";
+  EXPECT_THAT(Ids(store->ListModels(query)), ::testing::ElementsAre("m-d", "m-c", "m-a"));
+  query.job_id = "job-1";
+  EXPECT_THAT(Ids(store->ListModels(query)), ::testing::ElementsAre("m-c", "m-a"));
+  query = ModelQuery();
+  query.created_after_unix_ns = absl::ToUnixNanos(absl::FromUnixSeconds(1700000000 + 2));
+  EXPECT_THAT(Ids(store->ListModels(query)), ::testing::ElementsAre("m-e", "m-d", "m-c"));
+
+  // Keyset pages: each starts strictly after the last row of the one before, ties included.
+  query = ModelQuery();
+  query.limit = 2;
+  EXPECT_THAT(Ids(store->ListModels(query)), ::testing::ElementsAre("m-e", "m-d"));
+  query.after = ModelPosition{absl::ToUnixNanos(absl::FromUnixSeconds(1700000003)), "m-d"};
+  EXPECT_THAT(Ids(store->ListModels(query)), ::testing::ElementsAre("m-c", "m-b"));
+  query.after = ModelPosition{absl::ToUnixNanos(absl::FromUnixSeconds(1700000002)), "m-b"};
+  EXPECT_THAT(Ids(store->ListModels(query)), ::testing::ElementsAre("m-a"));
+
+  absl::StatusOr<std::optional<ModelRecord>> found = store->GetModel("m-c");
+  ASSERT_TRUE(found.ok() && found->has_value());
+  EXPECT_EQ((*found)->job_id, "job-1");
+  EXPECT_EQ((*found)->weights_path, "/models/m-c.pth");
+  EXPECT_FALSE(store->GetModel("m-nope")->has_value());
+
+  absl::StatusOr<ModelTotals> totals = store->GetModelTotals();
+  ASSERT_TRUE(totals.ok());
+  EXPECT_EQ(totals->count, 5);
+  EXPECT_EQ(totals->bytes, 5400);
+  EXPECT_EQ(totals->largest_model_id, "m-c");
+  EXPECT_EQ(totals->largest_bytes, 5000);
+
+  // An update reaches only a model that exists: a deleted one is not written back.
+  ModelRecord updated = **found;
+  updated.test_metrics.count = 7;
+  ASSERT_TRUE(store->UpdateModel(updated).ok());
+  EXPECT_EQ((*store->GetModel("m-c"))->test_metrics.count, 7);
+  ASSERT_TRUE(store->DeleteModel("m-c").ok());
+  const absl::Status gone = store->UpdateModel(updated);
+  EXPECT_EQ(gone.code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(gone.message(), HasSubstr("m-c"));
+  EXPECT_FALSE(store->GetModel("m-c")->has_value());
+  EXPECT_EQ(store->DeleteModel("m-c").code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(store->GetModelTotals()->count, 4);
+}
+
+TEST_F(StoreTest, AVersion2DatabaseGainsTheModelColumnsFromItsRecords) {
+  // The models table as version 2 wrote it: the record, the path, nothing to filter by.
+  const std::string v2_path = dir_.path() + "/v2.db";
+  {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(v2_path.c_str(), &db), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(db,
+                           "CREATE TABLE models (position INTEGER PRIMARY KEY AUTOINCREMENT, "
+                           "model_id TEXT NOT NULL UNIQUE, model BLOB NOT NULL, "
+                           "weights_path TEXT NOT NULL); PRAGMA user_version=2;",
+                           nullptr, nullptr, nullptr),
+              SQLITE_OK);
+    for (const ModelRecord& model :
+         {Model("m-old", "fashion", "job-9", 1, 300), Model("m-new", "mnist", "", 2, 200)}) {
+      sqlite3_stmt* insert = nullptr;
+      ASSERT_EQ(sqlite3_prepare_v2(db,
+                                   "INSERT INTO models (model_id, model, weights_path) "
+                                   "VALUES (?, ?, ?)",
+                                   -1, &insert, nullptr),
+                SQLITE_OK);
+      const std::string bytes = ToModelProto(model).SerializeAsString();
+      sqlite3_bind_text(insert, 1, model.model_id.c_str(), -1, SQLITE_TRANSIENT);
+      sqlite3_bind_blob(insert, 2, bytes.data(), static_cast<int>(bytes.size()), SQLITE_TRANSIENT);
+      sqlite3_bind_text(insert, 3, model.weights_path.c_str(), -1, SQLITE_TRANSIENT);
+      ASSERT_EQ(sqlite3_step(insert), SQLITE_DONE);
+      sqlite3_finalize(insert);
+    }
+    sqlite3_close(db);
+  }
+  absl::StatusOr<std::unique_ptr<Store>> opened = Store::Open(v2_path);
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  std::unique_ptr<Store> store = *std::move(opened);
+  EXPECT_THAT(Ids(store->ListModels(ModelQuery())), ::testing::ElementsAre("m-new", "m-old"));
+  ModelQuery by_job;
+  by_job.job_id = "job-9";
+  EXPECT_THAT(Ids(store->ListModels(by_job)), ::testing::ElementsAre("m-old"));
+  ModelQuery by_dataset;
+  by_dataset.dataset = "mnist";
+  EXPECT_THAT(Ids(store->ListModels(by_dataset)), ::testing::ElementsAre("m-new"));
+  EXPECT_EQ(store->GetModelTotals()->largest_model_id, "m-old");
+  EXPECT_EQ((*store->GetModel("m-old"))->weights_path, "/models/m-old.pth");
 }
 
 TEST_F(StoreTest, ADatabaseFromANewerServerIsRefusedAndAnOlderOneIsUpgraded) {
