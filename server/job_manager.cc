@@ -118,6 +118,7 @@ absl::StatusOr<std::shared_ptr<Job>> JobManager::Submit(const v1::TrainRequest& 
 }
 
 absl::StatusOr<std::shared_ptr<Job>> JobManager::Get(const std::string& job_id) const {
+  if (job_id.empty()) return absl::InvalidArgumentError("job_id is required");
   MutexLock lock(&mu_);
   auto it = jobs_by_id_.find(job_id);
   if (it == jobs_by_id_.end()) {

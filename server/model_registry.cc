@@ -30,10 +30,10 @@ absl::Status ModelRegistry::LoadFromStore() {
   absl::StatusOr<ModelTotals> totals = store_->GetModelTotals();
   if (!totals.ok()) return totals.status();
   if (totals->largest_bytes > cache_bytes_) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "--model_cache_mb is too small: model ", totals->largest_model_id, "'s weights take ",
-        Megabytes(totals->largest_bytes), ", more than the whole cache (", Megabytes(cache_bytes_),
-        ")"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("--model_cache_mb is too small: model ", totals->largest_model_id,
+                     "'s weights take ", Megabytes(totals->largest_bytes),
+                     ", more than the whole cache (", Megabytes(cache_bytes_), ")"));
   }
   absl::StatusOr<std::string> deployed = store_->DeployedModelId();
   if (!deployed.ok()) return deployed.status();
@@ -257,7 +257,9 @@ void ModelRegistry::PublishCacheMetrics() {
 }
 
 absl::Status ModelRegistry::Deploy(const std::string& model_id) {
-  if (model_id.empty()) return ModelNotFoundError(model_id);
+  if (model_id.empty()) {
+    return absl::InvalidArgumentError("model_id is required: the id of the model to deploy");
+  }
   // Loaded first, so the switch never makes a Predict wait for (or fail on) the weights.
   absl::StatusOr<std::shared_ptr<const LoadedModel>> model = Resolve(model_id);
   if (!model.ok()) return model.status();
@@ -275,6 +277,9 @@ absl::Status ModelRegistry::Deploy(const std::string& model_id) {
 }
 
 absl::Status ModelRegistry::Delete(const std::string& model_id) {
+  if (model_id.empty()) {
+    return absl::InvalidArgumentError("model_id is required: the id of the model to delete");
+  }
   std::string weights_path;
   {
     MutexLock lock(&mu_);

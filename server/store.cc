@@ -178,17 +178,18 @@ absl::Status Store::Migrate() {
 }
 
 absl::Status Store::AddModelColumns() {
-  absl::StatusOr<int64_t> has_columns = QueryInt(
-      "SELECT count(*) FROM pragma_table_info('models') WHERE name = 'created_unix_ns';");
+  absl::StatusOr<int64_t> has_columns =
+      QueryInt("SELECT count(*) FROM pragma_table_info('models') WHERE name = 'created_unix_ns';");
   if (!has_columns.ok()) return has_columns.status();
   if (*has_columns > 0) return absl::OkStatus();
   return Transaction([&] {
     mu_.AssertHeld();  // Transaction runs the body under the lock.
-    for (const char* sql : {"ALTER TABLE models ADD COLUMN created_unix_ns INTEGER NOT NULL "
-                            "DEFAULT 0;",
-                            "ALTER TABLE models ADD COLUMN dataset TEXT NOT NULL DEFAULT '';",
-                            "ALTER TABLE models ADD COLUMN job_id TEXT NOT NULL DEFAULT '';",
-                            "ALTER TABLE models ADD COLUMN size_bytes INTEGER NOT NULL DEFAULT 0;"}) {
+    for (const char* sql :
+         {"ALTER TABLE models ADD COLUMN created_unix_ns INTEGER NOT NULL "
+          "DEFAULT 0;",
+          "ALTER TABLE models ADD COLUMN dataset TEXT NOT NULL DEFAULT '';",
+          "ALTER TABLE models ADD COLUMN job_id TEXT NOT NULL DEFAULT '';",
+          "ALTER TABLE models ADD COLUMN size_bytes INTEGER NOT NULL DEFAULT 0;"}) {
       if (absl::Status status = Exec(sql); !status.ok()) return status;
     }
     // The columns' values come from each row's record, written again in full.
@@ -197,8 +198,8 @@ absl::Status Store::AddModelColumns() {
     if (!select.ok()) return Error("cannot read models");
     int rc;
     while ((rc = select.Step()) == SQLITE_ROW) {
-      absl::StatusOr<ModelRecord> model = ReadModelRow(select.Text(0), select.Blob(1),
-                                                       select.Text(2));
+      absl::StatusOr<ModelRecord> model =
+          ReadModelRow(select.Text(0), select.Blob(1), select.Text(2));
       if (!model.ok()) return model.status();
       models.push_back(*std::move(model));
     }

@@ -72,7 +72,7 @@ struct ModelQuery {
 // What the models add up to.
 struct ModelTotals {
   int64_t count = 0;
-  int64_t bytes = 0;  // Of their weight files.
+  int64_t bytes = 0;             // Of their weight files.
   std::string largest_model_id;  // Empty when there are none.
   int64_t largest_bytes = 0;
 };

@@ -23,6 +23,17 @@ class ServerFixture : public ::testing::Test {
   static constexpr int kTrainImages = 600;
   static constexpr int kTestImages = 200;
 
+  // A short training of the fixture's data (public: request builders outside a test use it).
+  static v1::TrainRequest QuickTraining(int epochs = 3) {
+    v1::TrainRequest request;
+    request.set_dataset("mnist");
+    request.set_epochs(epochs);
+    request.set_batch_size(30);
+    request.set_learning_rate(3e-3);
+    request.set_seed(7);
+    return request;
+  }
+
  protected:
   void SetUp() override {
     train_ = MakeSyntheticDataset(kTrainImages, 10, /*seed=*/1);
@@ -60,16 +71,6 @@ class ServerFixture : public ::testing::Test {
     while (reader->Read(&chunk)) file += chunk.data();
     EXPECT_TRUE(reader->Finish().ok());
     return file;
-  }
-
-  static v1::TrainRequest QuickTraining(int epochs = 3) {
-    v1::TrainRequest request;
-    request.set_dataset("mnist");
-    request.set_epochs(epochs);
-    request.set_batch_size(30);
-    request.set_learning_rate(3e-3);
-    request.set_seed(7);
-    return request;
   }
 
   // Runs Train to the end; returns every event.

@@ -214,8 +214,8 @@ TEST_F(StoreTest, ModelsAreReadByIdAndByPageNewestFirstWithTheirFilters) {
   ASSERT_NE(store, nullptr);
   ASSERT_TRUE(store
                   ->PutModels({Model("m-a", "mnist", "job-1", 1), Model("m-b", "fashion", "", 2),
-                               Model("m-c", "mnist", "job-1", 3, 5000), Model("m-d", "mnist", "", 3),
-                               Model("m-e", "fashion", "job-2", 4)})
+                               Model("m-c", "mnist", "job-1", 3, 5000),
+                               Model("m-d", "mnist", "", 3), Model("m-e", "fashion", "job-2", 4)})
                   .ok());
   ModelQuery query;
   EXPECT_THAT(Ids(store->ListModels(query)),
