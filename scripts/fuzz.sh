@@ -51,7 +51,7 @@ rm -f "$artifacts"/*  # What an earlier run found is in the committed folder alr
 corpora=("$scratch" "$committed")
 [[ $keep_corpus == 1 ]] && corpora=("$committed")
 
-# One OpenMP thread for LibTorch. Leaks are findings, except those tests/fuzz/lsan.supp names
+# One OpenMP thread for LibTorch. Leaks are findings, except those tests/sanitizers/lsan.supp names
 # (each with its reason); matching a suppression by function needs whole stacks through
 # LibTorch, which has no frame pointers, so state_dict (whose leak it is) unwinds the slow way.
 asan_options=detect_leaks=1
@@ -60,7 +60,7 @@ if [[ $target == state_dict ]]; then
 fi
 status=0
 OMP_NUM_THREADS=1 ASAN_OPTIONS=${ASAN_OPTIONS:-$asan_options} \
-  LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$PWD/tests/fuzz/lsan.supp:print_suppressions=0} \
+  LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$PWD/tests/sanitizers/lsan.supp:print_suppressions=0} \
   UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1} \
   "$build_dir/tests/fuzz/${target}_fuzzer" -max_total_time="$seconds" -timeout=1 \
   -malloc_limit_mb="${FUZZ_MALLOC_LIMIT_MB:-512}" -rss_limit_mb="${FUZZ_RSS_LIMIT_MB:-2048}" \

@@ -6,10 +6,40 @@
 #
 #   scripts/test.sh            # everything
 #   scripts/test.sh -R Service # extra arguments go to ctest
+#   scripts/test.sh --sanitize address,undefined [-R ...]
+#   scripts/test.sh --sanitize thread [-R ...]
+#
+# --sanitize builds everything with those sanitizers into its own folder (build-address-undefined/,
+# build-thread/) and runs the suite there; thread runs the server's tests unless -R says
+# otherwise (LibTorch's OpenMP is not instrumented, so its own threads would only be noise).
+# Every report fails its test; tests/sanitizers/ holds the suppressions, each with its reason.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
+sanitize=
+if [[ ${1:-} == --sanitize ]]; then
+  [[ -n ${2:-} ]] || { echo "test.sh: --sanitize needs a list: address,undefined or thread" >&2; exit 2; }
+  sanitize=$2
+  shift 2
+fi
+
 scripts/install-deps.sh
-scripts/build.sh
+if [[ -z $sanitize ]]; then
+  scripts/build.sh
+else
+  export CLASSIFIER_BUILD_DIR=${CLASSIFIER_BUILD_DIR:-build-${sanitize//,/-}}
+  scripts/build.sh -DCLASSIFIER_SANITIZE="$sanitize" -DCLASSIFIER_BUILD_BENCH=OFF
+  supp=$PWD/tests/sanitizers
+  # One OpenMP thread: LibTorch's pool is not instrumented, and one thread is what the server
+  # gives each inference and training thread anyway.
+  export OMP_NUM_THREADS=1
+  export ASAN_OPTIONS=detect_leaks=1:strict_string_checks=1:detect_stack_use_after_return=1:check_initialization_order=1
+  export LSAN_OPTIONS=suppressions=$supp/lsan.supp:print_suppressions=0
+  export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:suppressions=$supp/ubsan.supp
+  export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:suppressions=$supp/tsan.supp
+  if [[ $sanitize == thread && ! " $* " =~ " -R " ]]; then
+    set -- -R '^(service_test|persistence_test|production_test|prometheus_metrics_test|list_service_test|dataset_service_test|batcher_test|job_manager_test|work_queue_test|stream_limiter_test|queued_writer_test|model_registry_test|store_test|bad_input_test)\.' "$@"
+  fi
+fi
 # Two cores: two tests at a time; the heavier end-to-end tests hold a resource lock.
 ctest --test-dir "${CLASSIFIER_BUILD_DIR:-build}" --output-on-failure -j2 --timeout 900 "$@"
