@@ -48,7 +48,7 @@ case "${VERSION_CODENAME:-}" in
 esac
 
 runtime_packages=(
-  "${versioned_runtime[@]}" libjpeg62-turbo zlib1g libsqlite3-0 libprometheus-cpp-pull1.0
+  "${versioned_runtime[@]}" libjpeg62-turbo zlib1g libsqlite3-0 libpq5 libprometheus-cpp-pull1.0
   ca-certificates
   # LibTorch's linear layers call sgemm_ from whatever libblas.so.3 the alternatives select:
   # OpenBLAS (priority 95) rather than netlib's reference libblas3 (10), which made the
@@ -63,7 +63,7 @@ build_packages=(
   build-essential cmake ninja-build pkg-config
   libtorch-dev libgrpc++-dev libgrpc-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   "$health_proto" libabsl-dev libspdlog-dev libfmt-dev libgtest-dev libgmock-dev
-  libpng-dev libjpeg62-turbo-dev zlib1g-dev libsqlite3-dev libssl-dev prometheus-cpp-dev
+  libpng-dev libjpeg62-turbo-dev zlib1g-dev libsqlite3-dev libpq-dev libssl-dev prometheus-cpp-dev
   # ONNX export: the headers of libonnx_proto, the ONNX library LibTorch itself links.
   libonnx-dev
   # distributed/: LibTorch's c10d ProcessGroupGloo header includes Gloo's own headers.
@@ -81,6 +81,8 @@ test_packages=(
   prometheus
   # tests/distributed/netns_e2e_test.sh: ranks in network namespaces joined by a veth pair.
   iproute2
+  # The PostgreSQL store's tests start a real server of their own (tests/testing/postgres_server.h).
+  postgresql
 )
 # Node.js with npm (for `buf curl`, the grpcurl peer the tests use, and for the npm fallback of
 # scripts/fetch-data.sh, hence at run time too): machines that already carry a Node.js build

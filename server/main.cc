@@ -21,6 +21,7 @@
 #include "server/dataset_catalog.h"
 #include "server/log_format.h"
 #include "server/server.h"
+#include "server/store.h"
 #include "spdlog/spdlog.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:50051",
@@ -38,6 +39,10 @@ ABSL_FLAG(std::string, fashion_fallback_dir, classifier::kDefaultFashionFallback
 ABSL_FLAG(std::string, state_dir, "state",
           "directory for models and other state"
           " (env CLASSIFIER_STATE_DIR)");
+ABSL_FLAG(std::string, store, "",
+          "the database: empty = SQLite at STATE_DIR/classifier.db, sqlite:PATH, or a PostgreSQL "
+          "URI (postgresql://USER@HOST:PORT/DATABASE) that several replicas may share"
+          " (env CLASSIFIER_STORE)");
 ABSL_FLAG(std::string, device, "auto",
           "auto, cpu, cuda or cuda:N"
           " (env CLASSIFIER_DEVICE)");
@@ -218,6 +223,7 @@ void LogEffectiveConfiguration() {
   for (const absl::CommandLineFlag* flag : ServerFlags()) {
     std::string value = flag->CurrentValue();
     if (IsSecret(flag->Name()) && !value.empty()) value = "****";
+    if (flag->Name() == "store") value = classifier::StoreLocationForLogs(value);
     settings.push_back(absl::StrCat(flag->Name(), "=", value));
   }
   spdlog::info("configuration: {}", absl::StrJoin(settings, " "));
@@ -287,6 +293,7 @@ int main(int argc, char** argv) {
   config.data_dir = absl::GetFlag(FLAGS_data_dir);
   config.fashion_fallback_dir = absl::GetFlag(FLAGS_fashion_fallback_dir);
   config.state_dir = absl::GetFlag(FLAGS_state_dir);
+  config.store = absl::GetFlag(FLAGS_store);
   config.device = absl::GetFlag(FLAGS_device);
   config.training_threads = absl::GetFlag(FLAGS_training_threads);
   config.compute_threads = absl::GetFlag(FLAGS_threads);

@@ -256,8 +256,8 @@ absl::StatusOr<std::unique_ptr<ClassifierServer>> ClassifierServer::Start(
     spdlog::info("serving Prometheus metrics on {} (port {})", config.metrics_listen,
                  parts->metrics->port());
   }
-  absl::StatusOr<std::unique_ptr<Store>> store =
-      Store::Open(absl::StrCat(config.state_dir, "/classifier.db"));
+  absl::StatusOr<std::unique_ptr<Store>> store = Store::Open(
+      config.store.empty() ? absl::StrCat(config.state_dir, "/classifier.db") : config.store);
   if (!store.ok()) return store.status();
   parts->store = *std::move(store);
   absl::StatusOr<std::vector<StoredJob>> jobs = parts->store->LoadJobs();

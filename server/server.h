@@ -23,6 +23,10 @@ struct ServerConfig {
   // folder.
   std::string fashion_fallback_dir = kDefaultFashionFallbackDir;
   std::string state_dir = "state";
+  // Where jobs, events, model records and settings live (Store::Open): empty = SQLite at
+  // state_dir/classifier.db; `sqlite:PATH`; or a PostgreSQL URI (postgresql://...). Weight and
+  // checkpoint files stay under state_dir.
+  std::string store;
   std::string device = "auto";
   // The thread budget (README "Thread budget"). LibTorch intra-op threads of the training job:
   // the process default, which the job's thread takes up.

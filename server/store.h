@@ -1,10 +1,7 @@
-// The service's durable state in one SQLite database (WAL mode) under --state_dir: every job
-// (its request and every event, so WatchJob can replay after a restart), the model registry,
-// the deployed model and the jobs' latest checkpoints. Weight and checkpoint files live beside
-// it; the database holds their paths and SHA-256.
-//
-// Thread-safe: one connection, guarded by a mutex. Every write is one transaction, durable
-// when the call returns (synchronous=FULL).
+// The service's durable state: every job (its request and every event, so WatchJob can replay
+// after a restart), the model registry, the deployed model, the registered datasets and the
+// jobs' latest checkpoints. Weight and checkpoint files live under --state_dir; the store holds
+// their paths and SHA-256.
 #ifndef CLASSIFIER_SERVER_STORE_H_
 #define CLASSIFIER_SERVER_STORE_H_
 
@@ -16,14 +13,10 @@
 #include <string>
 #include <vector>
 
-#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "classifier/v1/classifier.pb.h"
 #include "server/model_record.h"
-#include "server/mutex.h"
-
-struct sqlite3;
 
 namespace classifier {
 
@@ -93,93 +86,69 @@ class JobEventStore {
                                                                int64_t from_sequence) = 0;
 };
 
+// `location` (a --store value) as logs and messages may show it: a password in a PostgreSQL URI
+// (user:PASSWORD@ or password=PASSWORD) replaced by ****.
+std::string StoreLocationForLogs(const std::string& location);
+
+// The service's durable state behind one interface, with two backends: SQLite (sqlite_store.h),
+// the embedded default for one machine, and PostgreSQL (postgres_store.h), which several
+// replicas share. Both hold the same rows and pass the same tests (tests/server/store_test.cc).
+// Thread-safe; every write is one transaction, durable when the call returns.
 class Store : public JobEventStore {
  public:
-  // Opens or creates the database at `path` (its directory is created). A database that
-  // cannot be opened or read is an error naming the path.
-  static absl::StatusOr<std::unique_ptr<Store>> Open(const std::string& path);
-  ~Store() override;
-  Store(const Store&) = delete;
-  Store& operator=(const Store&) = delete;
+  // Opens or creates the store `location` names: a PostgreSQL connection URI
+  // (postgresql://... or postgres://...), or an SQLite database, as `sqlite:PATH` or a plain
+  // PATH (its directory is created). A store that cannot be opened or read is an error naming
+  // it (a PostgreSQL URI without its password).
+  static absl::StatusOr<std::unique_ptr<Store>> Open(const std::string& location);
+  ~Store() override = default;
 
-  absl::Status InsertJob(const std::string& job_id, const v1::TrainRequest& request);
-  absl::Status AppendEvent(const v1::JobEvent& event) override;
-  absl::Status AppendFinalEvent(const v1::JobEvent& event, const v1::Job& summary) override;
-  absl::StatusOr<std::vector<v1::JobEvent>> LoadEvents(const std::string& job_id,
-                                                       int64_t from_sequence) override;
-  absl::Status PutJobSummary(const std::string& job_id, const v1::Job& summary) override;
+  virtual absl::Status InsertJob(const std::string& job_id, const v1::TrainRequest& request) = 0;
   // Every job, in submission order: finished ones as their summary, the others with every event.
-  absl::StatusOr<std::vector<StoredJob>> LoadJobs();
+  virtual absl::StatusOr<std::vector<StoredJob>> LoadJobs() = 0;
   // The jobs, their events and their checkpoint rows, in one transaction (checkpoint files are
   // the caller's).
-  absl::Status DeleteJobs(const std::vector<std::string>& job_ids);
+  virtual absl::Status DeleteJobs(const std::vector<std::string>& job_ids) = 0;
 
   // Inserts or replaces the model's row (deployed is not stored here: see DeployedModelId).
-  absl::Status PutModel(const ModelRecord& model);
+  virtual absl::Status PutModel(const ModelRecord& model) = 0;
   // Replaces the row of a model that exists; NOT_FOUND (ModelNotFoundError) when it does not,
   // so a model deleted meanwhile is not written back.
-  absl::Status UpdateModel(const ModelRecord& model);
+  virtual absl::Status UpdateModel(const ModelRecord& model) = 0;
   // The bulk paths: many rows in one transaction (one sync), all or none. Used to fill a store
   // for the scale benchmark (bench/scale_fill.cc) and by the store's tests.
-  absl::Status PutModels(const std::vector<ModelRecord>& models);
+  virtual absl::Status PutModels(const std::vector<ModelRecord>& models) = 0;
   // Jobs with their events (each event's job_id and sequence set) and, for finished ones, their
   // summary.
-  absl::Status PutJobs(const std::vector<StoredJob>& jobs);
+  virtual absl::Status PutJobs(const std::vector<StoredJob>& jobs) = 0;
   // NOT_FOUND (ModelNotFoundError) when there is no such model.
-  absl::Status DeleteModel(const std::string& model_id);
+  virtual absl::Status DeleteModel(const std::string& model_id) = 0;
   // Empty when there is no such model.
-  absl::StatusOr<std::optional<ModelRecord>> GetModel(const std::string& model_id);
-  // The models `query` asks for, newest first (created time, then model_id, both descending),
-  // at most query.limit: read through an index, so a page costs the same at any count.
-  absl::StatusOr<std::vector<ModelRecord>> ListModels(const ModelQuery& query);
-  absl::StatusOr<ModelTotals> GetModelTotals();
-  absl::Status SetDeployedModelId(const std::string& model_id);
+  virtual absl::StatusOr<std::optional<ModelRecord>> GetModel(const std::string& model_id) = 0;
+  // The models `query` asks for, newest first (created time, then model_id, both descending,
+  // ids compared byte by byte), at most query.limit: read through an index, so a page costs the
+  // same at any count.
+  virtual absl::StatusOr<std::vector<ModelRecord>> ListModels(const ModelQuery& query) = 0;
+  virtual absl::StatusOr<ModelTotals> GetModelTotals() = 0;
+  virtual absl::Status SetDeployedModelId(const std::string& model_id) = 0;
   // Empty when none was deployed.
-  absl::StatusOr<std::string> DeployedModelId();
+  virtual absl::StatusOr<std::string> DeployedModelId() = 0;
 
-  absl::Status PutCheckpoint(const StoredCheckpoint& checkpoint);
-  absl::StatusOr<std::optional<StoredCheckpoint>> GetCheckpoint(const std::string& job_id);
-  absl::Status DeleteCheckpoint(const std::string& job_id);
+  virtual absl::Status PutCheckpoint(const StoredCheckpoint& checkpoint) = 0;
+  virtual absl::StatusOr<std::optional<StoredCheckpoint>> GetCheckpoint(
+      const std::string& job_id) = 0;
+  virtual absl::Status DeleteCheckpoint(const std::string& job_id) = 0;
 
   // ALREADY_EXISTS when the name is taken.
-  absl::Status InsertDataset(const StoredDataset& dataset);
+  virtual absl::Status InsertDataset(const StoredDataset& dataset) = 0;
   // By name.
-  absl::StatusOr<std::vector<StoredDataset>> LoadDatasets();
+  virtual absl::StatusOr<std::vector<StoredDataset>> LoadDatasets() = 0;
 
-  // Gives the space of deleted rows back to the file system (incremental auto-vacuum, and the
-  // write-ahead log folded in and truncated).
-  absl::Status ReclaimSpace();
-  // The database's files (the database and its write-ahead log), in bytes.
-  int64_t FileBytes() const;
-
- private:
-  explicit Store(sqlite3* db, std::string path);
-  // Brings an older database to kSchemaVersion (store.cc), or refuses a newer one.
-  absl::Status Migrate() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Version 3's model columns and their values, in an older database.
-  absl::Status AddModelColumns() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // A models row as a record; DATA_LOSS naming the model when its bytes do not parse.
-  absl::StatusOr<ModelRecord> ReadModelRow(const std::string& model_id, const std::string& bytes,
-                                           std::string weights_path) const;
-  absl::StatusOr<int64_t> QueryInt(const std::string& sql) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::Status Exec(const std::string& sql) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Runs `body` in one transaction: committed when it returns OK, else rolled back.
-  absl::Status Transaction(const std::function<absl::Status()>& body)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::Status InsertJobLocked(const std::string& job_id, const v1::TrainRequest& request)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::Status AppendEventLocked(const v1::JobEvent& event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::Status PutModelLocked(const ModelRecord& model) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::Status PutJobSummaryLocked(const std::string& job_id, const v1::Job& summary)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::StatusOr<std::vector<v1::JobEvent>> LoadEventsLocked(const std::string& job_id,
-                                                             int64_t from_sequence)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::Status Error(const std::string& what) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-
-  const std::string path_;
-  Mutex mu_;
-  sqlite3* const db_ ABSL_GUARDED_BY(mu_);  // Owned; closed by the destructor.
+  // Gives the space of deleted rows back (SQLite: incremental auto-vacuum and the write-ahead
+  // log truncated; PostgreSQL: VACUUM).
+  virtual absl::Status ReclaimSpace() = 0;
+  // The database's size in bytes.
+  virtual int64_t FileBytes() const = 0;
 };
 
 }  // namespace classifier

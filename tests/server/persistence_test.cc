@@ -17,6 +17,7 @@
 #include "absl/time/time.h"
 #include "base/file_util.h"
 #include "tests/server/server_fixture.h"
+#include "tests/testing/postgres_server.h"
 
 namespace classifier {
 namespace {
@@ -112,6 +113,48 @@ TEST_F(PersistenceTest, JobsEventsAndModelsSurviveARestart) {
   EXPECT_EQ(models[0].job_id(), job_id);
   EXPECT_EQ(models[0].sha256(), Sha256Hex(ExportBytes(model_id)));
   EXPECT_EQ(Probabilities(""), before);  // The newest model serves, unchanged.
+}
+
+TEST_F(PersistenceTest, OnPostgresJobsModelsAndTheDeployedOneSurviveARestart) {
+  absl::StatusOr<std::unique_ptr<testing::PostgresServer>> postgres =
+      testing::PostgresServer::Start();
+  if (absl::IsFailedPrecondition(postgres.status())) GTEST_SKIP() << postgres.status().message();
+  ASSERT_TRUE(postgres.ok()) << postgres.status();
+  ServerConfig config;
+  config.store = (*postgres)->uri();
+  StartServer(config);
+  std::vector<v1::JobEvent> events = TrainToEnd(QuickTraining(/*epochs=*/2));
+  ASSERT_FALSE(events.empty());
+  const std::string job_id = events.front().job_id();
+  const std::string first = events.back().finished().model_id();
+  const std::string second = TrainModel(QuickTraining(/*epochs=*/1));
+  {
+    ClientContext context;
+    v1::DeployModelRequest request;
+    request.set_model_id(first);
+    v1::Model deployed;
+    ASSERT_TRUE(stub_->DeployModel(&context, request, &deployed).ok());
+  }
+  const std::vector<float> before = Probabilities("");
+
+  // Nothing of it is in the SQLite file: with that gone, the restarted server still has it all.
+  server_.reset();
+  for (const char* suffix : {"", "-wal", "-shm"}) {
+    std::filesystem::remove(dir_.path() + "/state/classifier.db" + suffix);
+  }
+  StartServer(config);
+  std::vector<v1::JobEvent> replay = Watch(job_id, 1);
+  ASSERT_EQ(replay.size(), events.size());
+  for (size_t i = 0; i < events.size(); ++i) {
+    EXPECT_EQ(replay[i].SerializeAsString(), events[i].SerializeAsString());
+  }
+  EXPECT_EQ(GetJob(job_id).state(), v1::JOB_STATE_SUCCEEDED);
+  std::vector<v1::Model> models = ListModels();
+  ASSERT_EQ(models.size(), 2u);
+  EXPECT_EQ(models[0].model_id(), second) << "newest first";
+  EXPECT_EQ(models[1].model_id(), first);
+  EXPECT_TRUE(models[1].deployed());
+  EXPECT_EQ(Probabilities(""), before) << "the deployed model serves, unchanged";
 }
 
 TEST_F(PersistenceTest, AnInterruptedJobResumesAfterARestartWithIdenticalWeights) {

@@ -1,6 +1,7 @@
-// The SQLite store alone: everything written is read back the same after the database is
-// closed and opened again (a restart), in the documented order, and its refusals name the
-// problem.
+// The stores alone, each backend against the same tests (SQLite, and PostgreSQL on a real
+// server the test starts): everything written is read back the same after the store is closed
+// and opened again (a restart), in the documented order, and its refusals name the problem.
+// SQLite's own upgrades and files have tests of their own, as has PostgreSQL's schema version.
 #include "server/store.h"
 
 #include <sqlite3.h>
@@ -9,8 +10,10 @@
 #include <memory>
 #include <string>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/postgres_server.h"
 #include "tests/testing/synthetic_data.h"
 
 namespace classifier {
@@ -30,6 +33,42 @@ class StoreTest : public ::testing::Test {
   const std::string path_ = dir_.path() + "/state/classifier.db";  // Its folder is created.
 };
 
+// The tests every backend passes: SQLite, and a real PostgreSQL server started for the test.
+enum class Backend { kSqlite, kPostgres };
+
+class StoreBackendTest : public ::testing::TestWithParam<Backend> {
+ protected:
+  void SetUp() override {
+    if (GetParam() == Backend::kSqlite) {
+      location_ = dir_.path() + "/state/classifier.db";
+      return;
+    }
+    absl::StatusOr<std::unique_ptr<testing::PostgresServer>> server =
+        testing::PostgresServer::Start();
+    if (absl::IsFailedPrecondition(server.status())) GTEST_SKIP() << server.status().message();
+    ASSERT_TRUE(server.ok()) << server.status();
+    postgres_ = *std::move(server);
+    location_ = postgres_->uri();
+  }
+
+  // Opens the store again: what a restarted server does.
+  std::unique_ptr<Store> Open() {
+    absl::StatusOr<std::unique_ptr<Store>> store = Store::Open(location_);
+    EXPECT_TRUE(store.ok()) << store.status();
+    return store.ok() ? *std::move(store) : nullptr;
+  }
+
+  testing::TempDir dir_;
+  std::unique_ptr<testing::PostgresServer> postgres_;
+  std::string location_;
+};
+
+INSTANTIATE_TEST_SUITE_P(Backends, StoreBackendTest,
+                         ::testing::Values(Backend::kSqlite, Backend::kPostgres),
+                         [](const ::testing::TestParamInfo<Backend>& info) {
+                           return info.param == Backend::kSqlite ? "Sqlite" : "Postgres";
+                         });
+
 v1::JobEvent Event(const std::string& job_id, int64_t sequence, int epoch) {
   v1::JobEvent event;
   event.set_job_id(job_id);
@@ -38,7 +77,7 @@ v1::JobEvent Event(const std::string& job_id, int64_t sequence, int epoch) {
   return event;
 }
 
-TEST_F(StoreTest, JobsAndTheirEventsSurviveARestartInOrder) {
+TEST_P(StoreBackendTest, JobsAndTheirEventsSurviveARestartInOrder) {
   {
     std::unique_ptr<Store> store = Open();
     ASSERT_NE(store, nullptr);
@@ -67,7 +106,7 @@ TEST_F(StoreTest, JobsAndTheirEventsSurviveARestartInOrder) {
   ASSERT_EQ((*jobs)[1].events.size(), 1u);
 }
 
-TEST_F(StoreTest, ModelsTheDeployedIdCheckpointsAndDatasetsSurviveARestart) {
+TEST_P(StoreBackendTest, ModelsTheDeployedIdCheckpointsAndDatasetsSurviveARestart) {
   {
     std::unique_ptr<Store> store = Open();
     ASSERT_NE(store, nullptr);
@@ -209,7 +248,7 @@ std::vector<std::string> Ids(const absl::StatusOr<std::vector<ModelRecord>>& mod
   return ids;
 }
 
-TEST_F(StoreTest, ModelsAreReadByIdAndByPageNewestFirstWithTheirFilters) {
+TEST_P(StoreBackendTest, ModelsAreReadByIdAndByPageNewestFirstWithTheirFilters) {
   std::unique_ptr<Store> store = Open();
   ASSERT_NE(store, nullptr);
   ASSERT_TRUE(store
@@ -351,7 +390,7 @@ TEST_F(StoreTest, ADatabaseFromANewerServerIsRefusedAndAnOlderOneIsUpgraded) {
   sqlite3_close(db);
 }
 
-TEST_F(StoreTest, AFinishedJobIsReadBackAsItsSummaryWithItsEventsLeftInTheStore) {
+TEST_P(StoreBackendTest, AFinishedJobIsReadBackAsItsSummaryWithItsEventsLeftInTheStore) {
   {
     std::unique_ptr<Store> store = Open();
     ASSERT_NE(store, nullptr);
@@ -383,6 +422,34 @@ TEST_F(StoreTest, AFinishedJobIsReadBackAsItsSummaryWithItsEventsLeftInTheStore)
   ASSERT_EQ(replay->size(), 2u);
   EXPECT_EQ((*replay)[0].sequence(), 3);
   EXPECT_TRUE((*replay)[1].has_finished());
+}
+
+}  // namespace
+}  // namespace classifier
+
+namespace classifier {
+namespace {
+
+TEST(PostgresStoreTest, ADatabaseOfANewerSchemaIsRefusedAndAPasswordIsNeverShown) {
+  absl::StatusOr<std::unique_ptr<testing::PostgresServer>> server =
+      testing::PostgresServer::Start();
+  if (absl::IsFailedPrecondition(server.status())) GTEST_SKIP() << server.status().message();
+  ASSERT_TRUE(server.ok()) << server.status();
+  ASSERT_TRUE(Store::Open((*server)->uri()).ok());
+  ASSERT_TRUE((*server)->Psql("UPDATE settings SET value = '99' WHERE key = 'schema_version'"));
+  absl::StatusOr<std::unique_ptr<Store>> newer = Store::Open((*server)->uri());
+  EXPECT_EQ(newer.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(newer.status().message(), HasSubstr("newer server"));
+
+  // Nobody listens there: UNAVAILABLE naming the server, with the password masked.
+  const std::string wrong = absl::StrCat(
+      "postgresql://postgres:hunter2@127.0.0.1:", (*server)->port() == 1 ? 2 : 1, "/classifier");
+  absl::StatusOr<std::unique_ptr<Store>> unreachable = Store::Open(wrong);
+  EXPECT_EQ(unreachable.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(unreachable.status().message(), HasSubstr("127.0.0.1"));
+  EXPECT_THAT(unreachable.status().message(), ::testing::Not(HasSubstr("hunter2")));
+  EXPECT_EQ(StoreLocationForLogs("postgresql://u:pw@h/d?sslmode=require&password=pw2"),
+            "postgresql://u:****@h/d?sslmode=require&password=****");
 }
 
 }  // namespace

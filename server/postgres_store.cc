@@ -1,0 +1,601 @@
+#include "server/postgres_store.h"
+
+#include <libpq-fe.h>
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+
+namespace classifier {
+namespace {
+
+// The settings row that holds the schema's version, and the version this code writes.
+// 1: every table of SQLite's schema version 3, with ids and names in the "C" collation.
+constexpr char kSchemaVersionKey[] = "schema_version";
+constexpr int64_t kSchemaVersion = 1;
+// pg_advisory_xact_lock's key for creating or upgrading the schema: replicas that start
+// together take turns.
+constexpr int64_t kSchemaLockKey = 0x636c617373696679;  // "classify"
+constexpr char kDeployedModelKey[] = "deployed_model_id";
+
+constexpr char kSchema[] = R"sql(
+CREATE TABLE IF NOT EXISTS settings (
+  key TEXT COLLATE "C" PRIMARY KEY,
+  value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS jobs (
+  position BIGSERIAL PRIMARY KEY,
+  job_id TEXT COLLATE "C" NOT NULL UNIQUE,
+  request BYTEA NOT NULL,
+  summary BYTEA
+);
+CREATE TABLE IF NOT EXISTS job_events (
+  job_id TEXT COLLATE "C" NOT NULL,
+  sequence BIGINT NOT NULL,
+  event BYTEA NOT NULL,
+  PRIMARY KEY (job_id, sequence)
+);
+CREATE TABLE IF NOT EXISTS models (
+  position BIGSERIAL PRIMARY KEY,
+  model_id TEXT COLLATE "C" NOT NULL UNIQUE,
+  model BYTEA NOT NULL,
+  weights_path TEXT NOT NULL,
+  created_unix_ns BIGINT NOT NULL,
+  dataset TEXT COLLATE "C" NOT NULL,
+  job_id TEXT COLLATE "C" NOT NULL,
+  size_bytes BIGINT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS models_by_created ON models (created_unix_ns, model_id);
+CREATE INDEX IF NOT EXISTS models_by_dataset ON models (dataset, created_unix_ns, model_id);
+CREATE INDEX IF NOT EXISTS models_by_job ON models (job_id, created_unix_ns, model_id);
+CREATE INDEX IF NOT EXISTS models_by_size ON models (size_bytes);
+CREATE TABLE IF NOT EXISTS checkpoints (
+  job_id TEXT COLLATE "C" PRIMARY KEY,
+  epoch BIGINT NOT NULL,
+  batch BIGINT NOT NULL,
+  path TEXT NOT NULL,
+  sha256 TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS datasets (
+  name TEXT COLLATE "C" PRIMARY KEY,
+  path TEXT NOT NULL,
+  registered_unix_ms BIGINT NOT NULL
+);
+)sql";
+
+// PostgreSQL's type ids of the parameters we send (pg_type.h).
+constexpr Oid kByteaOid = 17;
+constexpr Oid kInt8Oid = 20;
+constexpr Oid kTextOid = 25;
+
+// TEXT cannot hold a NUL byte: an id with one names nothing stored.
+bool HasNul(absl::string_view text) { return text.find('\0') != absl::string_view::npos; }
+
+}  // namespace
+
+// Parameters in PostgreSQL's binary format: text as its bytes, integers big-endian.
+class PostgresStore::Params {
+ public:
+  Params& Text(const std::string& value) { return Add(value, kTextOid); }
+  Params& Bytes(const std::string& value) { return Add(value, kByteaOid); }
+  Params& Int(int64_t value) {
+    std::string bytes(8, '\0');
+    for (int i = 7; i >= 0; --i) {
+      bytes[i] = static_cast<char>(value & 0xff);
+      value = static_cast<int64_t>(static_cast<uint64_t>(value) >> 8);
+    }
+    return Add(bytes, kInt8Oid);
+  }
+
+  int size() const { return static_cast<int>(values_.size()); }
+  const Oid* types() const { return types_.data(); }
+  // Pointers into values_: valid while this object is unchanged.
+  std::vector<const char*> pointers() const {
+    std::vector<const char*> pointers;
+    for (const std::string& value : values_) pointers.push_back(value.data());
+    return pointers;
+  }
+  const int* lengths() const { return lengths_.data(); }
+  const int* formats() const { return formats_.data(); }
+
+ private:
+  Params& Add(std::string bytes, Oid type) {
+    lengths_.push_back(static_cast<int>(bytes.size()));
+    values_.push_back(std::move(bytes));
+    types_.push_back(type);
+    formats_.push_back(1);
+    return *this;
+  }
+
+  std::vector<std::string> values_;
+  std::vector<Oid> types_;
+  std::vector<int> lengths_;
+  std::vector<int> formats_;
+};
+
+// A statement's result, cleared when it goes out of scope; columns in binary format.
+class PostgresStore::Result {
+ public:
+  explicit Result(PGresult* result) : result_(result, &PQclear) {}
+
+  ExecStatusType status() const {
+    return result_ == nullptr ? PGRES_FATAL_ERROR : PQresultStatus(result_.get());
+  }
+  std::string error() const {
+    return result_ == nullptr ? "" : PQresultErrorMessage(result_.get());
+  }
+  std::string sqlstate() const {
+    const char* state =
+        result_ == nullptr ? nullptr : PQresultErrorField(result_.get(), PG_DIAG_SQLSTATE);
+    return state == nullptr ? "" : state;
+  }
+  int rows() const { return PQntuples(result_.get()); }
+  // Rows a DELETE or UPDATE touched.
+  int64_t affected() const {
+    const char* count = PQcmdTuples(result_.get());
+    return count == nullptr || *count == '\0' ? 0 : std::stoll(count);
+  }
+  bool IsNull(int row, int column) const { return PQgetisnull(result_.get(), row, column) != 0; }
+  std::string Bytes(int row, int column) const {
+    return std::string(PQgetvalue(result_.get(), row, column),
+                       PQgetlength(result_.get(), row, column));
+  }
+  // A BIGINT column.
+  int64_t Int(int row, int column) const {
+    const auto* bytes =
+        reinterpret_cast<const unsigned char*>(PQgetvalue(result_.get(), row, column));
+    uint64_t value = 0;
+    for (int i = 0; i < PQgetlength(result_.get(), row, column); ++i) value = value << 8 | bytes[i];
+    return static_cast<int64_t>(value);
+  }
+
+ private:
+  std::unique_ptr<PGresult, void (*)(PGresult*)> result_;
+};
+
+absl::StatusOr<std::unique_ptr<PostgresStore>> PostgresStore::Open(const std::string& uri) {
+  const std::string name = StoreLocationForLogs(uri);
+  PGconn* connection = PQconnectdb(uri.c_str());
+  if (connection == nullptr || PQstatus(connection) != CONNECTION_OK) {
+    std::string message = connection == nullptr ? "out of memory" : PQerrorMessage(connection);
+    PQfinish(connection);
+    while (!message.empty() && message.back() == '\n') message.pop_back();
+    return absl::UnavailableError(
+        absl::StrCat("cannot connect to the database ", name, ": ", message));
+  }
+  std::unique_ptr<PostgresStore> store(new PostgresStore(connection, name));
+  MutexLock lock(&store->mu_);
+  if (absl::Status migrated = store->Migrate(); !migrated.ok()) {
+    return absl::Status(migrated.code(),
+                        absl::StrCat("cannot use the database ", name, ": ", migrated.message()));
+  }
+  return store;
+}
+
+PostgresStore::PostgresStore(pg_conn* connection, std::string name)
+    : name_(std::move(name)), connection_(connection) {}
+
+PostgresStore::~PostgresStore() {
+  MutexLock lock(&mu_);
+  PQfinish(connection_);
+}
+
+absl::StatusOr<PostgresStore::Result> PostgresStore::Run(const std::string& sql,
+                                                         const Params& params) const {
+  // A connection the server closed (a restart, an idle timeout) is opened again once; a
+  // statement is never sent twice.
+  if (PQstatus(connection_) != CONNECTION_OK) PQreset(connection_);
+  const std::vector<const char*> values = params.pointers();
+  return Check(Result(PQexecParams(connection_, sql.c_str(), params.size(), params.types(),
+                                   values.data(), params.lengths(), params.formats(),
+                                   /*resultFormat=*/1)));
+}
+
+absl::Status PostgresStore::Exec(const std::string& sql) const {
+  if (PQstatus(connection_) != CONNECTION_OK) PQreset(connection_);
+  return Check(Result(PQexec(connection_, sql.c_str()))).status();
+}
+
+absl::StatusOr<PostgresStore::Result> PostgresStore::Check(Result result) const {
+  const ExecStatusType status = result.status();
+  if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK) return result;
+  std::string message = result.error();
+  while (!message.empty() && message.back() == '\n') message.pop_back();
+  if (message.empty()) message = PQerrorMessage(connection_);
+  if (result.sqlstate() == "23505") return absl::AlreadyExistsError(message);
+  return absl::InternalError(absl::StrCat("postgres ", name_, ": ", message));
+}
+
+absl::Status PostgresStore::Migrate() {
+  return Transaction([&] {
+    mu_.AssertHeld();  // Transaction runs the body under the lock.
+    absl::StatusOr<Result> locked =
+        Run("SELECT pg_advisory_xact_lock($1)", Params().Int(kSchemaLockKey));
+    if (!locked.ok()) return locked.status();
+    if (absl::Status created = Exec(kSchema); !created.ok()) return created;
+    absl::StatusOr<Result> version =
+        Run("SELECT value FROM settings WHERE key = $1", Params().Text(kSchemaVersionKey));
+    if (!version.ok()) return version.status();
+    if (version->rows() > 0 && std::stoll(version->Bytes(0, 0)) > kSchemaVersion) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("it was written by a newer server (schema version ", version->Bytes(0, 0),
+                       "; this one knows up to ", kSchemaVersion, ")"));
+    }
+    return Run("INSERT INTO settings (key, value) VALUES ($1, $2) "
+               "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+               Params().Text(kSchemaVersionKey).Text(std::to_string(kSchemaVersion)))
+        .status();
+  });
+}
+
+absl::Status PostgresStore::Transaction(const std::function<absl::Status()>& body) {
+  if (absl::Status begun = Exec("BEGIN"); !begun.ok()) return begun;
+  absl::Status status = body();
+  if (status.ok()) status = Exec("COMMIT");
+  if (!status.ok()) Exec("ROLLBACK").IgnoreError();
+  return status;
+}
+
+absl::Status PostgresStore::InsertJob(const std::string& job_id, const v1::TrainRequest& request) {
+  MutexLock lock(&mu_);
+  return InsertJobLocked(job_id, request);
+}
+
+absl::Status PostgresStore::InsertJobLocked(const std::string& job_id,
+                                            const v1::TrainRequest& request) {
+  return Run("INSERT INTO jobs (job_id, request) VALUES ($1, $2)",
+             Params().Text(job_id).Bytes(request.SerializeAsString()))
+      .status();
+}
+
+absl::Status PostgresStore::AppendEvent(const v1::JobEvent& event) {
+  MutexLock lock(&mu_);
+  return AppendEventLocked(event);
+}
+
+absl::Status PostgresStore::AppendEventLocked(const v1::JobEvent& event) {
+  return Run("INSERT INTO job_events (job_id, sequence, event) VALUES ($1, $2, $3)",
+             Params().Text(event.job_id()).Int(event.sequence()).Bytes(event.SerializeAsString()))
+      .status();
+}
+
+absl::Status PostgresStore::AppendFinalEvent(const v1::JobEvent& event, const v1::Job& summary) {
+  MutexLock lock(&mu_);
+  return Transaction([&] {
+    mu_.AssertHeld();  // Transaction runs the body under the lock.
+    if (absl::Status stored = AppendEventLocked(event); !stored.ok()) return stored;
+    return PutJobSummaryLocked(event.job_id(), summary);
+  });
+}
+
+absl::Status PostgresStore::PutJobSummary(const std::string& job_id, const v1::Job& summary) {
+  MutexLock lock(&mu_);
+  return PutJobSummaryLocked(job_id, summary);
+}
+
+absl::Status PostgresStore::PutJobSummaryLocked(const std::string& job_id, const v1::Job& summary) {
+  return Run("UPDATE jobs SET summary = $1 WHERE job_id = $2",
+             Params().Bytes(summary.SerializeAsString()).Text(job_id))
+      .status();
+}
+
+absl::StatusOr<std::vector<v1::JobEvent>> PostgresStore::LoadEvents(const std::string& job_id,
+                                                                    int64_t from_sequence) {
+  MutexLock lock(&mu_);
+  return LoadEventsLocked(job_id, from_sequence);
+}
+
+absl::StatusOr<std::vector<v1::JobEvent>> PostgresStore::LoadEventsLocked(const std::string& job_id,
+                                                                          int64_t from_sequence) {
+  std::vector<v1::JobEvent> events;
+  if (HasNul(job_id)) return events;
+  int64_t expected = std::max<int64_t>(from_sequence, 1);
+  absl::StatusOr<Result> rows =
+      Run("SELECT sequence, event FROM job_events WHERE job_id = $1 AND sequence >= $2 "
+          "ORDER BY sequence",
+          Params().Text(job_id).Int(expected));
+  if (!rows.ok()) return rows.status();
+  for (int row = 0; row < rows->rows(); ++row) {
+    v1::JobEvent event;
+    // Stop at a gap or a corrupt row: the log is only ever replayed as a prefix.
+    if (rows->Int(row, 0) != expected || !event.ParseFromString(rows->Bytes(row, 1))) break;
+    events.push_back(std::move(event));
+    ++expected;
+  }
+  return events;
+}
+
+absl::StatusOr<std::vector<StoredJob>> PostgresStore::LoadJobs() {
+  MutexLock lock(&mu_);
+  absl::StatusOr<Result> rows =
+      Run("SELECT job_id, request, summary FROM jobs ORDER BY position", Params());
+  if (!rows.ok()) return rows.status();
+  std::vector<StoredJob> jobs;
+  for (int row = 0; row < rows->rows(); ++row) {
+    StoredJob job;
+    job.job_id = rows->Bytes(row, 0);
+    if (!job.request.ParseFromString(rows->Bytes(row, 1))) {
+      return absl::DataLossError(
+          absl::StrCat("job ", job.job_id, " in ", name_, " has a corrupt request"));
+    }
+    if (!rows->IsNull(row, 2)) {
+      v1::Job summary;
+      // A corrupt summary is read as no summary: the events below rebuild the job.
+      if (summary.ParseFromString(rows->Bytes(row, 2))) job.summary = std::move(summary);
+    }
+    jobs.push_back(std::move(job));
+  }
+  for (StoredJob& job : jobs) {
+    if (job.summary.has_value()) continue;
+    absl::StatusOr<std::vector<v1::JobEvent>> events = LoadEventsLocked(job.job_id, 1);
+    if (!events.ok()) return events.status();
+    job.events = *std::move(events);
+  }
+  return jobs;
+}
+
+absl::Status PostgresStore::DeleteJobs(const std::vector<std::string>& job_ids) {
+  MutexLock lock(&mu_);
+  return Transaction([&] {
+    mu_.AssertHeld();  // Transaction runs the body under the lock.
+    for (const std::string& job_id : job_ids) {
+      for (const char* sql :
+           {"DELETE FROM job_events WHERE job_id = $1", "DELETE FROM checkpoints WHERE job_id = $1",
+            "DELETE FROM jobs WHERE job_id = $1"}) {
+        if (absl::Status deleted = Run(sql, Params().Text(job_id)).status(); !deleted.ok()) {
+          return deleted;
+        }
+      }
+    }
+    return absl::OkStatus();
+  });
+}
+
+absl::Status PostgresStore::PutModel(const ModelRecord& model) {
+  MutexLock lock(&mu_);
+  return PutModelLocked(model);
+}
+
+absl::Status PostgresStore::PutModelLocked(const ModelRecord& model) {
+  v1::Model stored = ToModelProto(model);
+  stored.set_deployed(false);
+  return Run("INSERT INTO models (model_id, model, weights_path, created_unix_ns, dataset, "
+             "job_id, size_bytes) VALUES ($1, $2, $3, $4, $5, $6, $7) "
+             "ON CONFLICT (model_id) DO UPDATE SET model = excluded.model, "
+             "weights_path = excluded.weights_path, created_unix_ns = excluded.created_unix_ns, "
+             "dataset = excluded.dataset, job_id = excluded.job_id, "
+             "size_bytes = excluded.size_bytes",
+             Params()
+                 .Text(model.model_id)
+                 .Bytes(stored.SerializeAsString())
+                 .Text(model.weights_path)
+                 .Int(absl::ToUnixNanos(model.created))
+                 .Text(model.dataset)
+                 .Text(model.job_id)
+                 .Int(model.size_bytes))
+      .status();
+}
+
+absl::Status PostgresStore::UpdateModel(const ModelRecord& model) {
+  MutexLock lock(&mu_);
+  return Transaction([&] {
+    mu_.AssertHeld();  // Transaction runs the body under the lock.
+    // Locks the row, so a concurrent delete waits for this update or this update sees it gone.
+    absl::StatusOr<Result> row =
+        Run("SELECT 1 FROM models WHERE model_id = $1 FOR UPDATE", Params().Text(model.model_id));
+    if (!row.ok()) return row.status();
+    if (row->rows() == 0) return ModelNotFoundError(model.model_id);
+    return PutModelLocked(model);
+  });
+}
+
+absl::Status PostgresStore::PutModels(const std::vector<ModelRecord>& models) {
+  MutexLock lock(&mu_);
+  return Transaction([&] {
+    mu_.AssertHeld();  // Transaction runs the body under the lock.
+    for (const ModelRecord& model : models) {
+      if (absl::Status stored = PutModelLocked(model); !stored.ok()) return stored;
+    }
+    return absl::OkStatus();
+  });
+}
+
+absl::Status PostgresStore::PutJobs(const std::vector<StoredJob>& jobs) {
+  MutexLock lock(&mu_);
+  return Transaction([&] {
+    mu_.AssertHeld();  // Transaction runs the body under the lock.
+    for (const StoredJob& job : jobs) {
+      if (absl::Status stored = InsertJobLocked(job.job_id, job.request); !stored.ok()) {
+        return stored;
+      }
+      for (const v1::JobEvent& event : job.events) {
+        if (absl::Status stored = AppendEventLocked(event); !stored.ok()) return stored;
+      }
+      if (job.summary.has_value()) {
+        if (absl::Status stored = PutJobSummaryLocked(job.job_id, *job.summary); !stored.ok()) {
+          return stored;
+        }
+      }
+    }
+    return absl::OkStatus();
+  });
+}
+
+absl::Status PostgresStore::DeleteModel(const std::string& model_id) {
+  if (HasNul(model_id)) return ModelNotFoundError(model_id);
+  MutexLock lock(&mu_);
+  absl::StatusOr<Result> deleted =
+      Run("DELETE FROM models WHERE model_id = $1", Params().Text(model_id));
+  if (!deleted.ok()) return deleted.status();
+  if (deleted->affected() == 0) return ModelNotFoundError(model_id);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::optional<ModelRecord>> PostgresStore::GetModel(const std::string& model_id) {
+  MutexLock lock(&mu_);
+  return GetModelLocked(model_id);
+}
+
+absl::StatusOr<std::optional<ModelRecord>> PostgresStore::GetModelLocked(
+    const std::string& model_id) {
+  if (HasNul(model_id)) return std::optional<ModelRecord>();
+  absl::StatusOr<Result> rows =
+      Run("SELECT model, weights_path FROM models WHERE model_id = $1", Params().Text(model_id));
+  if (!rows.ok()) return rows.status();
+  if (rows->rows() == 0) return std::optional<ModelRecord>();
+  v1::Model model;
+  if (!model.ParseFromString(rows->Bytes(0, 0))) {
+    return absl::DataLossError(absl::StrCat("model ", model_id, " in ", name_, " is corrupt"));
+  }
+  return std::optional<ModelRecord>(FromModelProto(model, rows->Bytes(0, 1)));
+}
+
+absl::StatusOr<std::vector<ModelRecord>> PostgresStore::ListModels(const ModelQuery& query) {
+  std::vector<ModelRecord> models;
+  if (HasNul(query.dataset) || HasNul(query.job_id)) return models;
+  // Only the conditions the query uses, numbered in order, so that the planner walks the one
+  // index that has both the filter and the order and stops after `limit` rows.
+  Params params;
+  params.Int(query.created_after_unix_ns);
+  std::string sql = "SELECT model_id, model, weights_path FROM models WHERE created_unix_ns > $1";
+  if (!query.dataset.empty()) {
+    params.Text(query.dataset);
+    absl::StrAppend(&sql, " AND dataset = $", params.size());
+  }
+  if (!query.job_id.empty()) {
+    params.Text(query.job_id);
+    absl::StrAppend(&sql, " AND job_id = $", params.size());
+  }
+  if (query.after.has_value()) {
+    params.Int(query.after->created_unix_ns).Text(query.after->model_id);
+    absl::StrAppend(&sql, " AND (created_unix_ns, model_id) < ($", params.size() - 1, ", $",
+                    params.size(), ")");
+  }
+  params.Int(query.limit);
+  absl::StrAppend(&sql, " ORDER BY created_unix_ns DESC, model_id DESC LIMIT $", params.size());
+  MutexLock lock(&mu_);
+  absl::StatusOr<Result> rows = Run(sql, params);
+  if (!rows.ok()) return rows.status();
+  for (int row = 0; row < rows->rows(); ++row) {
+    v1::Model model;
+    if (!model.ParseFromString(rows->Bytes(row, 1))) {
+      return absl::DataLossError(
+          absl::StrCat("model ", rows->Bytes(row, 0), " in ", name_, " is corrupt"));
+    }
+    models.push_back(FromModelProto(model, rows->Bytes(row, 2)));
+  }
+  return models;
+}
+
+absl::StatusOr<ModelTotals> PostgresStore::GetModelTotals() {
+  MutexLock lock(&mu_);
+  absl::StatusOr<Result> sums =
+      Run("SELECT count(*)::BIGINT, coalesce(sum(size_bytes), 0)::BIGINT FROM models", Params());
+  if (!sums.ok()) return sums.status();
+  ModelTotals totals;
+  totals.count = sums->Int(0, 0);
+  totals.bytes = sums->Int(0, 1);
+  absl::StatusOr<Result> largest =
+      Run("SELECT model_id, size_bytes FROM models ORDER BY size_bytes DESC LIMIT 1", Params());
+  if (!largest.ok()) return largest.status();
+  if (largest->rows() > 0) {
+    totals.largest_model_id = largest->Bytes(0, 0);
+    totals.largest_bytes = largest->Int(0, 1);
+  }
+  return totals;
+}
+
+absl::Status PostgresStore::SetDeployedModelId(const std::string& model_id) {
+  MutexLock lock(&mu_);
+  return Run("INSERT INTO settings (key, value) VALUES ($1, $2) "
+             "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+             Params().Text(kDeployedModelKey).Text(model_id))
+      .status();
+}
+
+absl::StatusOr<std::string> PostgresStore::DeployedModelId() {
+  MutexLock lock(&mu_);
+  absl::StatusOr<Result> rows =
+      Run("SELECT value FROM settings WHERE key = $1", Params().Text(kDeployedModelKey));
+  if (!rows.ok()) return rows.status();
+  return rows->rows() == 0 ? std::string() : rows->Bytes(0, 0);
+}
+
+absl::Status PostgresStore::PutCheckpoint(const StoredCheckpoint& checkpoint) {
+  MutexLock lock(&mu_);
+  return Run("INSERT INTO checkpoints (job_id, epoch, batch, path, sha256) "
+             "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (job_id) DO UPDATE SET "
+             "epoch = excluded.epoch, batch = excluded.batch, path = excluded.path, "
+             "sha256 = excluded.sha256",
+             Params()
+                 .Text(checkpoint.job_id)
+                 .Int(checkpoint.epoch)
+                 .Int(checkpoint.batch)
+                 .Text(checkpoint.path)
+                 .Text(checkpoint.sha256))
+      .status();
+}
+
+absl::StatusOr<std::optional<StoredCheckpoint>> PostgresStore::GetCheckpoint(
+    const std::string& job_id) {
+  if (HasNul(job_id)) return std::optional<StoredCheckpoint>();
+  MutexLock lock(&mu_);
+  absl::StatusOr<Result> rows =
+      Run("SELECT epoch, batch, path, sha256 FROM checkpoints WHERE job_id = $1",
+          Params().Text(job_id));
+  if (!rows.ok()) return rows.status();
+  if (rows->rows() == 0) return std::optional<StoredCheckpoint>();
+  StoredCheckpoint checkpoint;
+  checkpoint.job_id = job_id;
+  checkpoint.epoch = static_cast<int>(rows->Int(0, 0));
+  checkpoint.batch = rows->Int(0, 1);
+  checkpoint.path = rows->Bytes(0, 2);
+  checkpoint.sha256 = rows->Bytes(0, 3);
+  return std::optional<StoredCheckpoint>(std::move(checkpoint));
+}
+
+absl::Status PostgresStore::DeleteCheckpoint(const std::string& job_id) {
+  if (HasNul(job_id)) return absl::OkStatus();
+  MutexLock lock(&mu_);
+  return Run("DELETE FROM checkpoints WHERE job_id = $1", Params().Text(job_id)).status();
+}
+
+absl::Status PostgresStore::InsertDataset(const StoredDataset& dataset) {
+  MutexLock lock(&mu_);
+  absl::Status inserted =
+      Run("INSERT INTO datasets (name, path, registered_unix_ms) VALUES ($1, $2, $3)",
+          Params().Text(dataset.name).Text(dataset.path).Int(dataset.registered_unix_ms))
+          .status();
+  if (absl::IsAlreadyExists(inserted)) {
+    return absl::AlreadyExistsError(absl::StrCat("dataset \"", dataset.name, "\" already exists"));
+  }
+  return inserted;
+}
+
+absl::StatusOr<std::vector<StoredDataset>> PostgresStore::LoadDatasets() {
+  MutexLock lock(&mu_);
+  absl::StatusOr<Result> rows =
+      Run("SELECT name, path, registered_unix_ms FROM datasets ORDER BY name", Params());
+  if (!rows.ok()) return rows.status();
+  std::vector<StoredDataset> datasets;
+  for (int row = 0; row < rows->rows(); ++row) {
+    datasets.push_back(StoredDataset{rows->Bytes(row, 0), rows->Bytes(row, 1), rows->Int(row, 2)});
+  }
+  return datasets;
+}
+
+absl::Status PostgresStore::ReclaimSpace() {
+  MutexLock lock(&mu_);
+  // VACUUM cannot run inside a transaction block; PQexec sends it on its own.
+  return Exec("VACUUM");
+}
+
+int64_t PostgresStore::FileBytes() const {
+  MutexLock lock(&mu_);
+  absl::StatusOr<Result> rows = Run("SELECT pg_database_size(current_database())", Params());
+  return rows.ok() && rows->rows() > 0 ? rows->Int(0, 0) : 0;
+}
+
+}  // namespace classifier

@@ -1,0 +1,42 @@
+// A real PostgreSQL server for one test process: a fresh cluster (initdb) in a temporary
+// folder, started with pg_ctl on a free loopback port, one empty database in it, stopped and
+// removed by the destructor. As root it runs as the `postgres` user (PostgreSQL refuses root).
+#ifndef CLASSIFIER_TESTS_TESTING_POSTGRES_SERVER_H_
+#define CLASSIFIER_TESTS_TESTING_POSTGRES_SERVER_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "tests/testing/synthetic_data.h"
+
+namespace classifier::testing {
+
+class PostgresServer {
+ public:
+  // FAILED_PRECONDITION saying what is missing when PostgreSQL's server binaries are not
+  // installed (tests skip with that message); other errors when it does not start.
+  static absl::StatusOr<std::unique_ptr<PostgresServer>> Start();
+  ~PostgresServer();
+  PostgresServer(const PostgresServer&) = delete;
+  PostgresServer& operator=(const PostgresServer&) = delete;
+
+  // postgresql://postgres@127.0.0.1:PORT/classifier
+  const std::string& uri() const { return uri_; }
+  int port() const { return port_; }
+  // Runs `sql` in the database with psql; false when it fails.
+  bool Psql(const std::string& sql) const;
+
+ private:
+  PostgresServer(std::string bin_dir, int port);
+
+  TempDir dir_;
+  const std::string bin_dir_;
+  const int port_;
+  std::string uri_;
+  bool started_ = false;
+};
+
+}  // namespace classifier::testing
+
+#endif  // CLASSIFIER_TESTS_TESTING_POSTGRES_SERVER_H_
