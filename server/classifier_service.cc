@@ -304,14 +304,8 @@ void ClassifierService::SubmitPredict(
     file_name = absl::StrCat(record.model_id, ".onnx");
   } else {
     // The registered file itself, checked against the hash recorded when it was written.
-    absl::StatusOr<std::string> file = ReadWholeFile(record.weights_path);
+    absl::StatusOr<std::string> file = models_->ReadWeights(record);
     if (!file.ok()) return Refuse<v1::WeightsChunk>(log, file.status());
-    if (Sha256Hex(*file) != record.sha256) {
-      return Refuse<v1::WeightsChunk>(
-          log, absl::DataLossError(absl::StrCat("weights file ", record.weights_path,
-                                                " is corrupt: its SHA-256 differs from the one "
-                                                "recorded when it was written")));
-    }
     contents = *std::move(file);
     file_name = absl::StrCat(record.model_id, ".pth");
   }

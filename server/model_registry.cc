@@ -115,7 +115,7 @@ absl::StatusOr<std::shared_ptr<const LoadedModel>> ModelRegistry::Register(
   }
   // Committed without the lock (a sync of a few milliseconds that no Predict should wait for):
   // nothing else knows the new id yet.
-  if (absl::Status stored = store_->PutModel(record); !stored.ok()) return stored;
+  if (absl::Status stored = store_->InsertModel(record, *weights); !stored.ok()) return stored;
   auto registered = std::make_shared<const LoadedModel>(
       LoadedModel{std::move(record), std::shared_ptr<const TrainedModel>(std::move(network))});
   MutexLock lock(&mu_);
@@ -139,11 +139,7 @@ absl::StatusOr<std::string> ModelRegistry::TargetId(const std::string& model_id)
   return newest_id_;
 }
 
-ModelRegistry::LoadResult ModelRegistry::Load(const std::string& model_id) const {
-  absl::StatusOr<std::optional<ModelRecord>> stored = store_->GetModel(model_id);
-  if (!stored.ok()) return stored.status();
-  if (!stored->has_value()) return ModelNotFoundError(model_id);
-  const ModelRecord& record = **stored;
+absl::StatusOr<std::string> ModelRegistry::ReadWeights(const ModelRecord& record) const {
   const std::string& path = record.weights_path;
   auto cannot_serve = [&record](const std::string& why) {
     const std::string message = absl::StrCat("model ", record.model_id, " cannot serve: ", why);
@@ -152,22 +148,60 @@ ModelRegistry::LoadResult ModelRegistry::Load(const std::string& model_id) const
   };
   absl::StatusOr<std::string> bytes = ReadWholeFile(path);
   if (!bytes.ok()) {
-    return cannot_serve(
-        absl::StrCat("weights file ", path, " is unreadable: ", bytes.status().message()));
+    // Registered by another replica (its file is on its own disk): the shared store's copy.
+    absl::StatusOr<std::optional<std::string>> stored = store_->GetModelWeights(record.model_id);
+    if (!stored.ok()) return stored.status();
+    if (!stored->has_value()) {
+      return cannot_serve(
+          absl::StrCat("weights file ", path, " is unreadable: ", bytes.status().message()));
+    }
+    bytes = **std::move(stored);
   }
   if (Sha256Hex(*bytes) != record.sha256) {
     return cannot_serve(absl::StrCat("weights file ", path,
                                      " is corrupt: its SHA-256 differs from the one recorded"));
   }
+  return bytes;
+}
+
+ModelRegistry::LoadResult ModelRegistry::Load(const std::string& model_id) const {
+  absl::StatusOr<std::optional<ModelRecord>> stored = store_->GetModel(model_id);
+  if (!stored.ok()) return stored.status();
+  if (!stored->has_value()) return ModelNotFoundError(model_id);
+  const ModelRecord& record = **stored;
+  absl::StatusOr<std::string> bytes = ReadWeights(record);
+  if (!bytes.ok()) return bytes.status();
   absl::StatusOr<std::unique_ptr<TrainedModel>> network =
       TrainedModel::FromStateDictBytes(*bytes, record.architecture, device_);
   if (!network.ok()) {
-    return cannot_serve(
-        absl::StrCat("weights file ", path, " does not load: ", network.status().message()));
+    const std::string message =
+        absl::StrCat("model ", record.model_id, " cannot serve: weights file ", record.weights_path,
+                     " does not load: ", network.status().message());
+    spdlog::error("{}", message);
+    return absl::DataLossError(message);
   }
   if (metrics_ != nullptr) metrics_->CountModelLoad();
   return std::make_shared<const LoadedModel>(
       LoadedModel{record, std::shared_ptr<const TrainedModel>(*std::move(network))});
+}
+
+absl::Status ModelRegistry::FollowStore() {
+  absl::StatusOr<std::string> deployed = store_->DeployedModelId();
+  if (!deployed.ok()) return deployed.status();
+  {
+    MutexLock lock(&mu_);
+    if (absl::Status newest = RefreshNewestId(); !newest.ok()) return newest;
+    if (*deployed == deployed_id_ || deployed->empty()) return absl::OkStatus();
+  }
+  // Another replica deployed a model: load it first, so that no Predict waits for it or fails,
+  // then switch, as Deploy does.
+  absl::StatusOr<std::shared_ptr<const LoadedModel>> model = Resolve(*deployed);
+  if (!model.ok()) return model.status();
+  MutexLock lock(&mu_);
+  deployed_id_ = *deployed;
+  Cache(*model);
+  spdlog::info("model {} deployed (by another replica)", *deployed);
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::shared_ptr<const LoadedModel>> ModelRegistry::Resolve(
@@ -177,6 +211,11 @@ absl::StatusOr<std::shared_ptr<const LoadedModel>> ModelRegistry::Resolve(
   std::promise<LoadResult> loaded;
   {
     MutexLock lock(&mu_);
+    // With nothing deployed, the newest serves; other replicas may have registered a newer one
+    // than this one has seen, so a shared store is asked.
+    if (model_id.empty() && deployed_id_.empty() && store_->shared()) {
+      if (absl::Status newest = RefreshNewestId(); !newest.ok()) return newest;
+    }
     absl::StatusOr<std::string> target_id = TargetId(model_id);
     if (!target_id.ok()) return target_id.status();
     target = *std::move(target_id);

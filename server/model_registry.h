@@ -69,6 +69,15 @@ class ModelRegistry {
   // The record alone (no weights read): NOT_FOUND for an unknown id.
   absl::StatusOr<ModelRecord> GetRecord(const std::string& model_id) const;
 
+  // The model's weight file (or, for a model another replica registered, the shared store's
+  // copy), checked against the SHA-256 recorded with it: DATA_LOSS naming the file otherwise.
+  absl::StatusOr<std::string> ReadWeights(const ModelRecord& record) const;
+
+  // Catches up with what other replicas sharing the store changed: the deployed model (loaded
+  // first, then switched to, as Deploy does) and the newest. Run every few hundred milliseconds
+  // by a ReplicaFollower when the store is shared.
+  absl::Status FollowStore();
+
   // Makes `model_id` the default (its network loaded and kept in memory); persisted.
   // NOT_FOUND / DATA_LOSS as Resolve.
   absl::Status Deploy(const std::string& model_id);

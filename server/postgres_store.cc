@@ -51,6 +51,10 @@ CREATE INDEX IF NOT EXISTS models_by_created ON models (created_unix_ns, model_i
 CREATE INDEX IF NOT EXISTS models_by_dataset ON models (dataset, created_unix_ns, model_id);
 CREATE INDEX IF NOT EXISTS models_by_job ON models (job_id, created_unix_ns, model_id);
 CREATE INDEX IF NOT EXISTS models_by_size ON models (size_bytes);
+CREATE TABLE IF NOT EXISTS model_weights (
+  model_id TEXT COLLATE "C" PRIMARY KEY REFERENCES models (model_id) ON DELETE CASCADE,
+  weights BYTEA NOT NULL
+);
 CREATE TABLE IF NOT EXISTS checkpoints (
   job_id TEXT COLLATE "C" PRIMARY KEY,
   epoch BIGINT NOT NULL,
@@ -351,6 +355,28 @@ absl::Status PostgresStore::DeleteJobs(const std::vector<std::string>& job_ids) 
     }
     return absl::OkStatus();
   });
+}
+
+absl::Status PostgresStore::InsertModel(const ModelRecord& model, const std::string& weights) {
+  MutexLock lock(&mu_);
+  return Transaction([&] {
+    mu_.AssertHeld();  // Transaction runs the body under the lock.
+    if (absl::Status stored = PutModelLocked(model); !stored.ok()) return stored;
+    return Run("INSERT INTO model_weights (model_id, weights) VALUES ($1, $2)",
+               Params().Text(model.model_id).Bytes(weights))
+        .status();
+  });
+}
+
+absl::StatusOr<std::optional<std::string>> PostgresStore::GetModelWeights(
+    const std::string& model_id) {
+  if (HasNul(model_id)) return std::optional<std::string>();
+  MutexLock lock(&mu_);
+  absl::StatusOr<Result> rows =
+      Run("SELECT weights FROM model_weights WHERE model_id = $1", Params().Text(model_id));
+  if (!rows.ok()) return rows.status();
+  if (rows->rows() == 0) return std::optional<std::string>();
+  return std::optional<std::string>(rows->Bytes(0, 0));
 }
 
 absl::Status PostgresStore::PutModel(const ModelRecord& model) {

@@ -24,6 +24,7 @@
 #include "server/job_manager.h"
 #include "server/metrics.h"
 #include "server/model_registry.h"
+#include "server/replica_follower.h"
 #include "server/store.h"
 #include "server/training_executor.h"
 #include "server/work_queue.h"
@@ -179,6 +180,8 @@ struct ClassifierServer::Parts {
   std::unique_ptr<Batcher> batcher;
   std::unique_ptr<JobManager> jobs;
   std::unique_ptr<Housekeeper> housekeeper;
+  // Null unless the store is shared with other replicas.
+  std::unique_ptr<ReplicaFollower> follower;
   std::unique_ptr<HealthService> health;
   std::unique_ptr<ClassifierService> service;
   std::unique_ptr<::grpc::Server> grpc_server;
@@ -294,6 +297,9 @@ absl::StatusOr<std::unique_ptr<ClassifierServer>> ClassifierServer::Start(
   parts->housekeeper =
       std::make_unique<Housekeeper>(parts->jobs.get(), parts->store.get(), parts->models.get(),
                                     parts->metrics.get(), config.job_retention);
+  if (parts->store->shared()) {
+    parts->follower = std::make_unique<ReplicaFollower>(parts->models.get());
+  }
   parts->health =
       std::make_unique<HealthService>(std::vector<std::string>{"classifier.v1.Classifier"});
   TokenAuthenticator auth;

@@ -427,6 +427,16 @@ absl::Status SqliteStore::PutJobs(const std::vector<StoredJob>& jobs) {
   });
 }
 
+absl::Status SqliteStore::InsertModel(const ModelRecord& model, const std::string& /*weights*/) {
+  MutexLock lock(&mu_);
+  return PutModelLocked(model);
+}
+
+absl::StatusOr<std::optional<std::string>> SqliteStore::GetModelWeights(
+    const std::string& /*model_id*/) {
+  return std::optional<std::string>();
+}
+
 absl::Status SqliteStore::PutModel(const ModelRecord& model) {
   MutexLock lock(&mu_);
   return PutModelLocked(model);

@@ -41,6 +41,9 @@ class SqliteStore final : public Store {
   absl::Status PutJobSummary(const std::string& job_id, const v1::Job& summary) override;
   absl::StatusOr<std::vector<StoredJob>> LoadJobs() override;
   absl::Status DeleteJobs(const std::vector<std::string>& job_ids) override;
+  bool shared() const override { return false; }
+  absl::Status InsertModel(const ModelRecord& model, const std::string& weights) override;
+  absl::StatusOr<std::optional<std::string>> GetModelWeights(const std::string& model_id) override;
   absl::Status PutModel(const ModelRecord& model) override;
   absl::Status UpdateModel(const ModelRecord& model) override;
   absl::Status PutModels(const std::vector<ModelRecord>& models) override;

@@ -110,6 +110,19 @@ class Store : public JobEventStore {
   // the caller's).
   virtual absl::Status DeleteJobs(const std::vector<std::string>& job_ids) = 0;
 
+  // Whether other servers may share this store (PostgreSQL). Replicas share no file system,
+  // so a shared store holds each registered model's weights too, and every replica follows the
+  // others' deploys (ModelRegistry::FollowStore).
+  virtual bool shared() const = 0;
+
+  // A newly registered model's row and, in a shared store, its weights, in one transaction, so
+  // that no replica sees the one without the other. SQLite leaves the weights to the file the
+  // registry wrote beside it.
+  virtual absl::Status InsertModel(const ModelRecord& model, const std::string& weights) = 0;
+  // The model's weights as the store holds them; empty when it holds none (SQLite always; a
+  // shared store for rows written by the bulk path, PutModels).
+  virtual absl::StatusOr<std::optional<std::string>> GetModelWeights(
+      const std::string& model_id) = 0;
   // Inserts or replaces the model's row (deployed is not stored here: see DeployedModelId).
   virtual absl::Status PutModel(const ModelRecord& model) = 0;
   // Replaces the row of a model that exists; NOT_FOUND (ModelNotFoundError) when it does not,
