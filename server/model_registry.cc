@@ -214,7 +214,10 @@ absl::StatusOr<std::shared_ptr<const LoadedModel>> ModelRegistry::Resolve(
     // With nothing deployed, the newest serves; other replicas may have registered a newer one
     // than this one has seen, so a shared store is asked.
     if (model_id.empty() && deployed_id_.empty() && store_->shared()) {
-      if (absl::Status newest = RefreshNewestId(); !newest.ok()) return newest;
+      // While the store is away, the newest this replica knows serves.
+      if (absl::Status newest = RefreshNewestId(); !newest.ok()) {
+        spdlog::debug("registry: the newest model from the store: {}", newest.ToString());
+      }
     }
     absl::StatusOr<std::string> target_id = TargetId(model_id);
     if (!target_id.ok()) return target_id.status();

@@ -208,7 +208,15 @@ absl::StatusOr<PostgresStore::Result> PostgresStore::Check(Result result) const 
   std::string message = result.error();
   while (!message.empty() && message.back() == '\n') message.pop_back();
   if (message.empty()) message = PQerrorMessage(connection_);
-  if (result.sqlstate() == "23505") return absl::AlreadyExistsError(message);
+  const std::string sqlstate = result.sqlstate();
+  if (sqlstate == "23505") return absl::AlreadyExistsError(message);
+  // The server gone (stopped, restarting, unreachable): UNAVAILABLE, which clients retry; the
+  // next statement reconnects (Run).
+  if (PQstatus(connection_) != CONNECTION_OK || sqlstate.rfind("08", 0) == 0 ||
+      sqlstate.rfind("57P", 0) == 0) {
+    return absl::UnavailableError(
+        absl::StrCat("the database ", name_, " is unavailable: ", message));
+  }
   return absl::InternalError(absl::StrCat("postgres ", name_, ": ", message));
 }
 

@@ -157,6 +157,46 @@ TEST_F(PersistenceTest, OnPostgresJobsModelsAndTheDeployedOneSurviveARestart) {
   EXPECT_EQ(Probabilities(""), before) << "the deployed model serves, unchanged";
 }
 
+TEST_F(PersistenceTest, WhilePostgresIsAwayPredictionsServeWritesAreUnavailableThenItRecovers) {
+  absl::StatusOr<std::unique_ptr<testing::PostgresServer>> postgres =
+      testing::PostgresServer::Start();
+  if (absl::IsFailedPrecondition(postgres.status())) GTEST_SKIP() << postgres.status().message();
+  ASSERT_TRUE(postgres.ok()) << postgres.status();
+  ServerConfig config;
+  config.store = (*postgres)->uri();
+  StartServer(config);
+  const std::string model_id = TrainModel(QuickTraining(/*epochs=*/1));
+  auto deploy = [&] {
+    ClientContext context;
+    v1::DeployModelRequest request;
+    request.set_model_id(model_id);
+    v1::Model deployed;
+    return stub_->DeployModel(&context, request, &deployed);
+  };
+  ASSERT_TRUE(deploy().ok());
+  const std::vector<float> before = Probabilities("");
+
+  ASSERT_TRUE((*postgres)->Stop());
+  EXPECT_EQ(Probabilities(""), before) << "the deployed model serves from memory";
+  EXPECT_EQ(Probabilities(model_id), before);
+  ExpectStatus(deploy(), StatusCode::UNAVAILABLE, "unavailable");
+  ::grpc::Status trained;
+  TrainToEnd(QuickTraining(/*epochs=*/1), &trained);
+  ExpectStatus(trained, StatusCode::UNAVAILABLE, "unavailable");
+
+  ASSERT_TRUE((*postgres)->Restart());
+  // The first statement on the dropped connection may fail; the next reconnects. Generous
+  // deadline for a loaded machine.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  ::grpc::Status recovered = deploy();
+  while (!recovered.ok() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    recovered = deploy();
+  }
+  ASSERT_TRUE(recovered.ok()) << recovered.error_message();
+  EXPECT_FALSE(TrainModel(QuickTraining(/*epochs=*/1)).empty()) << "writes work again";
+}
+
 TEST_F(PersistenceTest, AnInterruptedJobResumesAfterARestartWithIdenticalWeights) {
   // The reference: the same job, never interrupted.
   v1::TrainRequest request = QuickTraining(/*epochs=*/4);

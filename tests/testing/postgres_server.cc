@@ -73,13 +73,8 @@ absl::StatusOr<std::unique_ptr<PostgresServer>> PostgresServer::Start() {
                                    "--no-sync >'", dir, "/initdb.log' 2>&1")))) {
     return absl::InternalError(absl::StrCat("initdb failed: see ", dir, "/initdb.log"));
   }
-  // fsync off: a test's cluster need not survive a power cut, and syncs are slow here.
-  if (!Run(AsPostgres(absl::StrCat(
-          bin_dir, "/pg_ctl -D '", dir, "/data' -l '", log, "' -w -t 60 -o \"-p ", port, " -k '",
-          dir, "' -c listen_addresses=127.0.0.1 -c fsync=off\" start ", ">/dev/null")))) {
+  if (!server->Restart())
     return absl::InternalError(absl::StrCat("pg_ctl start failed: see ", log));
-  }
-  server->started_ = true;
   if (!Run(absl::StrCat(bin_dir, "/createdb -h 127.0.0.1 -p ", port, " -U postgres classifier"))) {
     return absl::InternalError("createdb classifier failed");
   }
@@ -89,6 +84,22 @@ absl::StatusOr<std::unique_ptr<PostgresServer>> PostgresServer::Start() {
 
 PostgresServer::PostgresServer(std::string bin_dir, int port)
     : bin_dir_(std::move(bin_dir)), port_(port) {}
+
+bool PostgresServer::Restart() {
+  const std::string& dir = dir_.path();
+  // fsync off: a test's cluster need not survive a power cut, and syncs are slow here.
+  started_ = Run(AsPostgres(absl::StrCat(
+      bin_dir_, "/pg_ctl -D '", dir, "/data' -l '", dir, "/postgres.log' -w -t 60 -o \"-p ", port_,
+      " -k '", dir, "' -c listen_addresses=127.0.0.1 -c fsync=off\" start ", ">/dev/null")));
+  return started_;
+}
+
+bool PostgresServer::Stop() {
+  const bool stopped = Run(AsPostgres(absl::StrCat(bin_dir_, "/pg_ctl -D '", dir_.path(),
+                                                   "/data' -m fast -w stop >/dev/null 2>&1")));
+  if (stopped) started_ = false;
+  return stopped;
+}
 
 PostgresServer::~PostgresServer() {
   if (started_) {

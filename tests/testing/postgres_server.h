@@ -24,6 +24,10 @@ class PostgresServer {
   // postgresql://postgres@127.0.0.1:PORT/classifier
   const std::string& uri() const { return uri_; }
   int port() const { return port_; }
+  // Stops the server (fast shutdown: clients are disconnected) and starts it again on the same
+  // port and data: a database that goes away and comes back. False when pg_ctl fails.
+  bool Stop();
+  bool Restart();
   // Runs `sql` in the database with psql; false when it fails.
   bool Psql(const std::string& sql) const;
 
