@@ -11,22 +11,29 @@ namespace classifier {
 
 JobManager::JobManager(JobExecutor* executor, Store* store, int max_queued_jobs,
                        std::vector<StoredJob> recovered, Metrics* metrics,
-                       std::function<void(bool training)> on_training)
+                       std::function<void(bool training)> on_training, std::string replica_id)
     : executor_(executor),
       store_(store),
       max_queued_jobs_(max_queued_jobs),
+      replica_id_(std::move(replica_id)),
       metrics_(metrics),
       on_training_(std::move(on_training)),
       id_generator_(std::random_device{}()) {
   std::vector<std::shared_ptr<Job>> waiting;
   for (StoredJob& stored : recovered) {
+    const bool ours = stored.owner.empty() || stored.owner == replica_id_;
+    const std::string owner = stored.owner;
     auto job = std::make_shared<Job>(std::move(stored), store_);
     // Finished before the store kept summaries: record it now, so the next start reads one row.
     job->Archive();
     jobs_in_order_.push_back(job);
     jobs_by_id_[job->id()] = job;
     const v1::JobState state = job->state();
-    if (state == v1::JOB_STATE_INTERRUPTED) {
+    if (!ours) {
+      if (state == v1::JOB_STATE_INTERRUPTED || state == v1::JOB_STATE_QUEUED) {
+        spdlog::info("job {} belongs to replica {}: listed here, run there", job->id(), owner);
+      }
+    } else if (state == v1::JOB_STATE_INTERRUPTED) {
       queue_.push_back(job);  // Interrupted jobs first, in their order.
       spdlog::info("job {} was running when the server stopped: it resumes first", job->id());
     } else if (state == v1::JOB_STATE_QUEUED) {
@@ -105,7 +112,8 @@ absl::StatusOr<std::shared_ptr<Job>> JobManager::Submit(const v1::TrainRequest& 
   const int position = static_cast<int>(queue_.size()) + (running_ ? 1 : 0);
   const std::string job_id = NewJobId();
   if (store_ != nullptr) {
-    if (absl::Status stored = store_->InsertJob(job_id, request); !stored.ok()) return stored;
+    if (absl::Status stored = store_->InsertJob(job_id, request, replica_id_); !stored.ok())
+      return stored;
   }
   auto job = std::make_shared<Job>(job_id, request, position, store_);
   queue_.push_back(job);

@@ -70,10 +70,13 @@ class JobManager {
   // first, then the queued ones run, in their original order. At most `max_queued_jobs` new
   // jobs wait at once. `metrics` (may be null) gets the queue length and each final state.
   // `on_training` (may be empty) hears whether a job is running whenever that may have
-  // changed, under the manager's lock: it must be quick and must not call back.
+  // changed, under the manager's lock: it must be quick and must not call back. `replica_id`
+  // names this server among the replicas sharing a store: new jobs are recorded as its own,
+  // and of the recovered jobs it runs only its own (and those of no replica); the others' are
+  // listed as the store had them, never run twice.
   JobManager(JobExecutor* executor, Store* store, int max_queued_jobs,
              std::vector<StoredJob> recovered = {}, Metrics* metrics = nullptr,
-             std::function<void(bool training)> on_training = nullptr);
+             std::function<void(bool training)> on_training = nullptr, std::string replica_id = "");
   // Shuts down (see Shutdown) and joins the worker.
   ~JobManager();
   JobManager(const JobManager&) = delete;
@@ -112,6 +115,7 @@ class JobManager {
   JobExecutor* const executor_;
   Store* const store_;
   const int max_queued_jobs_;
+  const std::string replica_id_;
   Metrics* const metrics_;
   const std::function<void(bool training)> on_training_;
 

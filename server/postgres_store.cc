@@ -29,8 +29,10 @@ CREATE TABLE IF NOT EXISTS jobs (
   position BIGSERIAL PRIMARY KEY,
   job_id TEXT COLLATE "C" NOT NULL UNIQUE,
   request BYTEA NOT NULL,
-  summary BYTEA
+  summary BYTEA,
+  owner TEXT NOT NULL DEFAULT ''
 );
+ALTER TABLE jobs ADD COLUMN IF NOT EXISTS owner TEXT NOT NULL DEFAULT '';
 CREATE TABLE IF NOT EXISTS job_events (
   job_id TEXT COLLATE "C" NOT NULL,
   sequence BIGINT NOT NULL,
@@ -250,15 +252,17 @@ absl::Status PostgresStore::Transaction(const std::function<absl::Status()>& bod
   return status;
 }
 
-absl::Status PostgresStore::InsertJob(const std::string& job_id, const v1::TrainRequest& request) {
+absl::Status PostgresStore::InsertJob(const std::string& job_id, const v1::TrainRequest& request,
+                                      const std::string& owner) {
   MutexLock lock(&mu_);
-  return InsertJobLocked(job_id, request);
+  return InsertJobLocked(job_id, request, owner);
 }
 
 absl::Status PostgresStore::InsertJobLocked(const std::string& job_id,
-                                            const v1::TrainRequest& request) {
-  return Run("INSERT INTO jobs (job_id, request) VALUES ($1, $2)",
-             Params().Text(job_id).Bytes(request.SerializeAsString()))
+                                            const v1::TrainRequest& request,
+                                            const std::string& owner) {
+  return Run("INSERT INTO jobs (job_id, request, owner) VALUES ($1, $2, $3)",
+             Params().Text(job_id).Bytes(request.SerializeAsString()).Text(owner))
       .status();
 }
 
@@ -322,12 +326,13 @@ absl::StatusOr<std::vector<v1::JobEvent>> PostgresStore::LoadEventsLocked(const 
 absl::StatusOr<std::vector<StoredJob>> PostgresStore::LoadJobs() {
   MutexLock lock(&mu_);
   absl::StatusOr<Result> rows =
-      Run("SELECT job_id, request, summary FROM jobs ORDER BY position", Params());
+      Run("SELECT job_id, request, summary, owner FROM jobs ORDER BY position", Params());
   if (!rows.ok()) return rows.status();
   std::vector<StoredJob> jobs;
   for (int row = 0; row < rows->rows(); ++row) {
     StoredJob job;
     job.job_id = rows->Bytes(row, 0);
+    job.owner = rows->Bytes(row, 3);
     if (!job.request.ParseFromString(rows->Bytes(row, 1))) {
       return absl::DataLossError(
           absl::StrCat("job ", job.job_id, " in ", name_, " has a corrupt request"));
@@ -441,7 +446,7 @@ absl::Status PostgresStore::PutJobs(const std::vector<StoredJob>& jobs) {
   return Transaction([&] {
     mu_.AssertHeld();  // Transaction runs the body under the lock.
     for (const StoredJob& job : jobs) {
-      if (absl::Status stored = InsertJobLocked(job.job_id, job.request); !stored.ok()) {
+      if (absl::Status stored = InsertJobLocked(job.job_id, job.request, job.owner); !stored.ok()) {
         return stored;
       }
       for (const v1::JobEvent& event : job.events) {

@@ -36,7 +36,8 @@ class PostgresStore final : public Store {
   PostgresStore(const PostgresStore&) = delete;
   PostgresStore& operator=(const PostgresStore&) = delete;
 
-  absl::Status InsertJob(const std::string& job_id, const v1::TrainRequest& request) override;
+  absl::Status InsertJob(const std::string& job_id, const v1::TrainRequest& request,
+                         const std::string& owner) override;
   absl::Status AppendEvent(const v1::JobEvent& event) override;
   absl::Status AppendFinalEvent(const v1::JobEvent& event, const v1::Job& summary) override;
   absl::StatusOr<std::vector<v1::JobEvent>> LoadEvents(const std::string& job_id,
@@ -83,8 +84,8 @@ class PostgresStore final : public Store {
   absl::StatusOr<Result> Check(Result result) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status Transaction(const std::function<absl::Status()>& body)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::Status InsertJobLocked(const std::string& job_id, const v1::TrainRequest& request)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status InsertJobLocked(const std::string& job_id, const v1::TrainRequest& request,
+                               const std::string& owner) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status AppendEventLocked(const v1::JobEvent& event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status PutModelLocked(const ModelRecord& model) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status PutJobSummaryLocked(const std::string& job_id, const v1::Job& summary)

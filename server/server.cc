@@ -6,11 +6,14 @@
 #include <algorithm>
 #include <filesystem>
 #include <mutex>
+#include <random>
 #include <thread>
 #include <utility>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "base/file_util.h"
 #include "model/compute_threads.h"
 #include "model/device.h"
@@ -196,6 +199,20 @@ struct LocalRankPlan {
   LocalRankOptions options;
 };
 
+// This server's name among the replicas sharing a store: kept in its state directory
+// (STATE/replica_id), so a replica that restarts on the same disk is the same replica and
+// resumes its own jobs. Made once, at random.
+absl::StatusOr<std::string> ReplicaId(const std::string& state_dir) {
+  const std::string path = absl::StrCat(state_dir, "/replica_id");
+  if (absl::StatusOr<std::string> kept = ReadWholeFile(path); kept.ok() && !kept->empty()) {
+    return std::string(absl::StripAsciiWhitespace(*kept));
+  }
+  std::mt19937_64 random(std::random_device{}());
+  const std::string id = absl::StrFormat("replica-%012x", random() & 0xffffffffffffULL);
+  if (absl::Status written = WriteFileAtomically(path, id + "\n"); !written.ok()) return written;
+  return id;
+}
+
 LocalRankPlan PlanLocalRanks(const ServerConfig& config, int training_threads) {
   LocalRankPlan plan;
   plan.max_world_size = config.max_local_ranks > 0
@@ -290,10 +307,19 @@ absl::StatusOr<std::unique_ptr<ClassifierServer>> ClassifierServer::Start(
   parts->batcher = std::make_unique<Batcher>(batching, parts->metrics.get());
   // Idle inference threads poll only while no job trains (Batcher::SetIdlePolling). The batcher
   // outlives the manager (declared before it).
+  std::string replica_id;
+  if (parts->store->shared()) {
+    absl::StatusOr<std::string> id = ReplicaId(config.state_dir);
+    if (!id.ok()) return id.status();
+    replica_id = *std::move(id);
+    spdlog::info("replica {} of the shared store {}", replica_id,
+                 StoreLocationForLogs(config.store));
+  }
   parts->jobs = std::make_unique<JobManager>(
       parts->executor.get(), parts->store.get(), config.max_queued_jobs, *std::move(jobs),
       parts->metrics.get(),
-      [batcher = parts->batcher.get()](bool training) { batcher->SetIdlePolling(!training); });
+      [batcher = parts->batcher.get()](bool training) { batcher->SetIdlePolling(!training); },
+      replica_id);
   parts->housekeeper =
       std::make_unique<Housekeeper>(parts->jobs.get(), parts->store.get(), parts->models.get(),
                                     parts->metrics.get(), config.job_retention);

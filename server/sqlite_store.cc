@@ -242,7 +242,8 @@ absl::Status SqliteStore::Error(const std::string& what) {
   return absl::InternalError(absl::StrCat(what, " in ", path_, ": ", sqlite3_errmsg(db_)));
 }
 
-absl::Status SqliteStore::InsertJob(const std::string& job_id, const v1::TrainRequest& request) {
+absl::Status SqliteStore::InsertJob(const std::string& job_id, const v1::TrainRequest& request,
+                                    const std::string& /*owner*/) {
   MutexLock lock(&mu_);
   return InsertJobLocked(job_id, request);
 }

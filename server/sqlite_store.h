@@ -33,7 +33,8 @@ class SqliteStore final : public Store {
   SqliteStore(const SqliteStore&) = delete;
   SqliteStore& operator=(const SqliteStore&) = delete;
 
-  absl::Status InsertJob(const std::string& job_id, const v1::TrainRequest& request) override;
+  absl::Status InsertJob(const std::string& job_id, const v1::TrainRequest& request,
+                         const std::string& owner) override;
   absl::Status AppendEvent(const v1::JobEvent& event) override;
   absl::Status AppendFinalEvent(const v1::JobEvent& event, const v1::Job& summary) override;
   absl::StatusOr<std::vector<v1::JobEvent>> LoadEvents(const std::string& job_id,

@@ -28,6 +28,9 @@ struct StoredJob {
   // sequence order.
   std::optional<v1::Job> summary;
   std::vector<v1::JobEvent> events;
+  // The replica that accepted the job and runs it (JobManager's replica_id); empty in SQLite,
+  // which one server owns alone.
+  std::string owner;
 };
 
 struct StoredCheckpoint {
@@ -103,7 +106,9 @@ class Store : public JobEventStore {
   static absl::StatusOr<std::unique_ptr<Store>> Open(const std::string& location);
   ~Store() override = default;
 
-  virtual absl::Status InsertJob(const std::string& job_id, const v1::TrainRequest& request) = 0;
+  // A new job, accepted by the replica `owner` (kept by shared stores only: see StoredJob).
+  virtual absl::Status InsertJob(const std::string& job_id, const v1::TrainRequest& request,
+                                 const std::string& owner) = 0;
   // Every job, in submission order: finished ones as their summary, the others with every event.
   virtual absl::StatusOr<std::vector<StoredJob>> LoadJobs() = 0;
   // The jobs, their events and their checkpoint rows, in one transaction (checkpoint files are

@@ -161,5 +161,54 @@ TEST_F(ReplicaTest, ADeployOnOneReplicaReachesTheOtherWithNoFailedPredict) {
   }
 }
 
+TEST_F(ReplicaTest, AReplicaStartingWhileAnotherTrainsListsTheJobButNeverRunsIt) {
+  v1::TrainRequest request = testing::ServerFixture::QuickTraining(/*epochs=*/4);
+  request.set_batch_size(2);  // 300 steps an epoch: the job outlives the third replica's start.
+  ClientContext context;
+  auto reader = a_.stub->Train(&context, request);
+  std::vector<v1::JobEvent> events;
+  v1::JobEvent event;
+  while (reader->Read(&event)) {
+    events.push_back(event);
+    if (event.has_epoch_end()) break;
+  }
+  ASSERT_FALSE(events.empty());
+  const std::string job_id = events.front().job_id();
+
+  // A third replica starts now: the unfinished job in the store is A's, not its own.
+  Replica c = StartReplica("c");
+  ASSERT_NE(c.server, nullptr);
+  {
+    ClientContext get_context;
+    v1::GetJobRequest get;
+    get.set_job_id(job_id);
+    v1::Job listed;
+    ASSERT_TRUE(c.stub->GetJob(&get_context, get, &listed).ok()) << "C lists A's job";
+  }
+  while (reader->Read(&event)) events.push_back(event);
+  ASSERT_TRUE(reader->Finish().ok());
+  ASSERT_EQ(events.back().finished().state(), v1::JOB_STATE_SUCCEEDED);
+  c.server.reset();  // Had C resumed the job, its run would be in the store by now.
+
+  std::vector<int> epochs;
+  int resumed = 0;
+  ClientContext watch_context;
+  v1::WatchJobRequest watch;
+  watch.set_job_id(job_id);
+  watch.set_from_sequence(1);
+  auto replay = a_.stub->WatchJob(&watch_context, watch);
+  while (replay->Read(&event)) {
+    if (event.has_epoch_end()) epochs.push_back(event.epoch_end().epoch());
+    resumed += event.has_resumed();
+  }
+  ASSERT_TRUE(replay->Finish().ok());
+  EXPECT_EQ(epochs, (std::vector<int>{1, 2, 3, 4})) << "every epoch once, run by A alone";
+  EXPECT_EQ(resumed, 0);
+  ClientContext list_context;
+  v1::ListModelsResponse models;
+  ASSERT_TRUE(b_.stub->ListModels(&list_context, v1::ListModelsRequest(), &models).ok());
+  EXPECT_EQ(models.models_size(), 1) << "one model: the job ran once";
+}
+
 }  // namespace
 }  // namespace classifier

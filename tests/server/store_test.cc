@@ -84,8 +84,8 @@ TEST_P(StoreBackendTest, JobsAndTheirEventsSurviveARestartInOrder) {
     v1::TrainRequest first;
     first.set_epochs(3);
     first.set_label_smoothing(0.1);
-    ASSERT_TRUE(store->InsertJob("job-b", first).ok());
-    ASSERT_TRUE(store->InsertJob("job-a", v1::TrainRequest()).ok());
+    ASSERT_TRUE(store->InsertJob("job-b", first, "").ok());
+    ASSERT_TRUE(store->InsertJob("job-a", v1::TrainRequest(), "").ok());
     for (int i = 1; i <= 3; ++i) ASSERT_TRUE(store->AppendEvent(Event("job-b", i, i)).ok());
     ASSERT_TRUE(store->AppendEvent(Event("job-a", 1, 7)).ok());
   }
@@ -394,8 +394,8 @@ TEST_P(StoreBackendTest, AFinishedJobIsReadBackAsItsSummaryWithItsEventsLeftInTh
   {
     std::unique_ptr<Store> store = Open();
     ASSERT_NE(store, nullptr);
-    ASSERT_TRUE(store->InsertJob("job-done", v1::TrainRequest()).ok());
-    ASSERT_TRUE(store->InsertJob("job-running", v1::TrainRequest()).ok());
+    ASSERT_TRUE(store->InsertJob("job-done", v1::TrainRequest(), "").ok());
+    ASSERT_TRUE(store->InsertJob("job-running", v1::TrainRequest(), "").ok());
     for (int i = 1; i <= 3; ++i) ASSERT_TRUE(store->AppendEvent(Event("job-done", i, i)).ok());
     ASSERT_TRUE(store->AppendEvent(Event("job-running", 1, 1)).ok());
     v1::JobEvent final_event;
