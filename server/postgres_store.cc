@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "spdlog/spdlog.h"
 
 namespace classifier {
 namespace {
@@ -171,6 +172,11 @@ absl::StatusOr<std::unique_ptr<PostgresStore>> PostgresStore::Open(const std::st
     return absl::UnavailableError(
         absl::StrCat("cannot connect to the database ", name, ": ", message));
   }
+  // The server's notices ("... already exists, skipping" from the schema's IF NOT EXISTS) are
+  // for debugging, not for stderr.
+  PQsetNoticeProcessor(
+      connection, [](void*, const char* notice) { spdlog::debug("postgres: {}", notice); },
+      nullptr);
   std::unique_ptr<PostgresStore> store(new PostgresStore(connection, name));
   MutexLock lock(&store->mu_);
   if (absl::Status migrated = store->Migrate(); !migrated.ok()) {

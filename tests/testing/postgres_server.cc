@@ -54,7 +54,7 @@ bool Run(const std::string& command) { return std::system(command.c_str()) == 0;
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<PostgresServer>> PostgresServer::Start() {
+absl::StatusOr<std::unique_ptr<PostgresServer>> PostgresServer::Start(bool durable) {
   const std::string bin_dir = FindBinDir();
   if (bin_dir.empty()) {
     return absl::FailedPreconditionError(
@@ -63,7 +63,7 @@ absl::StatusOr<std::unique_ptr<PostgresServer>> PostgresServer::Start() {
   }
   const int port = FreePort();
   if (port == 0) return absl::UnavailableError("no free port on 127.0.0.1");
-  std::unique_ptr<PostgresServer> server(new PostgresServer(bin_dir, port));
+  std::unique_ptr<PostgresServer> server(new PostgresServer(bin_dir, port, durable));
   const std::string& dir = server->dir_.path();
   if (geteuid() == 0 && !Run(absl::StrCat("chown -R postgres '", dir, "'"))) {
     return absl::InternalError(absl::StrCat("cannot give ", dir, " to the postgres user"));
@@ -82,15 +82,15 @@ absl::StatusOr<std::unique_ptr<PostgresServer>> PostgresServer::Start() {
   return server;
 }
 
-PostgresServer::PostgresServer(std::string bin_dir, int port)
-    : bin_dir_(std::move(bin_dir)), port_(port) {}
+PostgresServer::PostgresServer(std::string bin_dir, int port, bool durable)
+    : bin_dir_(std::move(bin_dir)), port_(port), durable_(durable) {}
 
 bool PostgresServer::Restart() {
   const std::string& dir = dir_.path();
-  // fsync off: a test's cluster need not survive a power cut, and syncs are slow here.
   started_ = Run(AsPostgres(absl::StrCat(
       bin_dir_, "/pg_ctl -D '", dir, "/data' -l '", dir, "/postgres.log' -w -t 60 -o \"-p ", port_,
-      " -k '", dir, "' -c listen_addresses=127.0.0.1 -c fsync=off\" start ", ">/dev/null")));
+      " -k '", dir, "' -c listen_addresses=127.0.0.1 -c fsync=", durable_ ? "on" : "off",
+      "\" start >/dev/null")));
   return started_;
 }
 

@@ -16,7 +16,9 @@ class PostgresServer {
  public:
   // FAILED_PRECONDITION saying what is missing when PostgreSQL's server binaries are not
   // installed (tests skip with that message); other errors when it does not start.
-  static absl::StatusOr<std::unique_ptr<PostgresServer>> Start();
+  // `durable`: fsync on, as a production server runs (benchmarks); tests leave it off, since a
+  // test's cluster need not survive a power cut and syncs are slow here.
+  static absl::StatusOr<std::unique_ptr<PostgresServer>> Start(bool durable = false);
   ~PostgresServer();
   PostgresServer(const PostgresServer&) = delete;
   PostgresServer& operator=(const PostgresServer&) = delete;
@@ -32,11 +34,12 @@ class PostgresServer {
   bool Psql(const std::string& sql) const;
 
  private:
-  PostgresServer(std::string bin_dir, int port);
+  PostgresServer(std::string bin_dir, int port, bool durable);
 
   TempDir dir_;
   const std::string bin_dir_;
   const int port_;
+  const bool durable_;
   std::string uri_;
   bool started_ = false;
 };
