@@ -186,10 +186,25 @@ ModelRegistry::LoadResult ModelRegistry::Load(const std::string& model_id) const
 }
 
 absl::Status ModelRegistry::FollowStore() {
+  int64_t seen;
+  {
+    MutexLock lock(&mu_);
+    seen = deletions_seen_;
+  }
+  absl::StatusOr<ModelDeletions> deletions = store_->DeletedModelsAfter(seen);
+  if (!deletions.ok()) return deletions.status();
   absl::StatusOr<std::string> deployed = store_->DeployedModelId();
   if (!deployed.ok()) return deployed.status();
   {
     MutexLock lock(&mu_);
+    deletions_seen_ = deletions->position;
+    for (const std::string& model_id : deletions->model_ids) {
+      if (auto pending = loading_.find(model_id); pending != loading_.end()) {
+        pending->second.deleted = true;
+      }
+      Uncache(model_id);
+    }
+    if (!deletions->model_ids.empty()) PublishCacheMetrics();
     if (absl::Status newest = RefreshNewestId(); !newest.ok()) return newest;
     if (*deployed == deployed_id_ || deployed->empty()) return absl::OkStatus();
   }

@@ -74,7 +74,8 @@ class ModelRegistry {
   absl::StatusOr<std::string> ReadWeights(const ModelRecord& record) const;
 
   // Catches up with what other replicas sharing the store changed: the deployed model (loaded
-  // first, then switched to, as Deploy does) and the newest. Run every few hundred milliseconds
+  // first, then switched to, as Deploy does), the newest, and the models they deleted (out of
+  // memory here too). Run every few hundred milliseconds
   // by a ReplicaFollower when the store is shared.
   absl::Status FollowStore();
 
@@ -141,6 +142,8 @@ class ModelRegistry {
   // What an empty model_id means when none is deployed (empty when there are no models).
   std::string newest_id_ ABSL_GUARDED_BY(mu_);
   int64_t registered_ ABSL_GUARDED_BY(mu_) = 0;  // Models in the store, for the metrics.
+  // FollowStore's place in the shared store's deletion log; -1 until it has one.
+  int64_t deletions_seen_ ABSL_GUARDED_BY(mu_) = -1;
   std::mt19937_64 id_generator_ ABSL_GUARDED_BY(mu_);
   // The cache: networks by model id, and their ids from most to least recently used.
   std::map<std::string, CacheEntry> cache_ ABSL_GUARDED_BY(mu_);

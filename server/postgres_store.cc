@@ -58,6 +58,10 @@ CREATE TABLE IF NOT EXISTS model_weights (
   model_id TEXT COLLATE "C" PRIMARY KEY REFERENCES models (model_id) ON DELETE CASCADE,
   weights BYTEA NOT NULL
 );
+CREATE TABLE IF NOT EXISTS model_deletions (
+  position BIGSERIAL PRIMARY KEY,
+  model_id TEXT COLLATE "C" NOT NULL
+);
 CREATE TABLE IF NOT EXISTS checkpoints (
   job_id TEXT COLLATE "C" PRIMARY KEY,
   epoch BIGINT NOT NULL,
@@ -471,11 +475,37 @@ absl::Status PostgresStore::PutJobs(const std::vector<StoredJob>& jobs) {
 absl::Status PostgresStore::DeleteModel(const std::string& model_id) {
   if (HasNul(model_id)) return ModelNotFoundError(model_id);
   MutexLock lock(&mu_);
-  absl::StatusOr<Result> deleted =
-      Run("DELETE FROM models WHERE model_id = $1", Params().Text(model_id));
-  if (!deleted.ok()) return deleted.status();
-  if (deleted->affected() == 0) return ModelNotFoundError(model_id);
-  return absl::OkStatus();
+  return Transaction([&] {
+    mu_.AssertHeld();  // Transaction runs the body under the lock.
+    absl::StatusOr<Result> deleted =
+        Run("DELETE FROM models WHERE model_id = $1", Params().Text(model_id));
+    if (!deleted.ok()) return deleted.status();
+    if (deleted->affected() == 0) return ModelNotFoundError(model_id);
+    // So that the other replicas drop it from memory too (DeletedModelsAfter).
+    return Run("INSERT INTO model_deletions (model_id) VALUES ($1)", Params().Text(model_id))
+        .status();
+  });
+}
+
+absl::StatusOr<ModelDeletions> PostgresStore::DeletedModelsAfter(int64_t position) {
+  MutexLock lock(&mu_);
+  // Position -1: where the log ends now, without reading it.
+  if (position < 0) {
+    absl::StatusOr<Result> last =
+        Run("SELECT coalesce(max(position), 0)::BIGINT FROM model_deletions", Params());
+    if (!last.ok()) return last.status();
+    return ModelDeletions{{}, last->Int(0, 0)};
+  }
+  absl::StatusOr<Result> rows =
+      Run("SELECT position, model_id FROM model_deletions WHERE position > $1 ORDER BY position",
+          Params().Int(position));
+  if (!rows.ok()) return rows.status();
+  ModelDeletions deletions{{}, position};
+  for (int row = 0; row < rows->rows(); ++row) {
+    deletions.position = rows->Int(row, 0);
+    deletions.model_ids.push_back(rows->Bytes(row, 1));
+  }
+  return deletions;
 }
 
 absl::StatusOr<std::optional<ModelRecord>> PostgresStore::GetModel(const std::string& model_id) {

@@ -50,6 +50,9 @@ class SqliteStore final : public Store {
   absl::Status PutModels(const std::vector<ModelRecord>& models) override;
   absl::Status PutJobs(const std::vector<StoredJob>& jobs) override;
   absl::Status DeleteModel(const std::string& model_id) override;
+  absl::StatusOr<ModelDeletions> DeletedModelsAfter(int64_t /*position*/) override {
+    return ModelDeletions();
+  }
   absl::StatusOr<std::optional<ModelRecord>> GetModel(const std::string& model_id) override;
   absl::StatusOr<std::vector<ModelRecord>> ListModels(const ModelQuery& query) override;
   absl::StatusOr<ModelTotals> GetModelTotals() override;

@@ -73,6 +73,12 @@ struct ModelTotals {
   int64_t largest_bytes = 0;
 };
 
+// Models deleted since a position of a shared store's deletion log (Store::DeletedModelsAfter).
+struct ModelDeletions {
+  std::vector<std::string> model_ids;
+  int64_t position = 0;  // Of the last one; pass it next time.
+};
+
 // Where jobs put their events; the Store is the durable one.
 class JobEventStore {
  public:
@@ -139,8 +145,12 @@ class Store : public JobEventStore {
   // Jobs with their events (each event's job_id and sequence set) and, for finished ones, their
   // summary.
   virtual absl::Status PutJobs(const std::vector<StoredJob>& jobs) = 0;
-  // NOT_FOUND (ModelNotFoundError) when there is no such model.
+  // NOT_FOUND (ModelNotFoundError) when there is no such model. A shared store also logs the
+  // deletion, for the other replicas (DeletedModelsAfter).
   virtual absl::Status DeleteModel(const std::string& model_id) = 0;
+  // The models deleted after `position` of the deletion log, in order; `position` -1 answers
+  // only where the log ends now. A store no other server shares logs nothing.
+  virtual absl::StatusOr<ModelDeletions> DeletedModelsAfter(int64_t position) = 0;
   // Empty when there is no such model.
   virtual absl::StatusOr<std::optional<ModelRecord>> GetModel(const std::string& model_id) = 0;
   // The models `query` asks for, newest first (created time, then model_id, both descending,

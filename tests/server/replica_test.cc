@@ -161,6 +161,30 @@ TEST_F(ReplicaTest, ADeployOnOneReplicaReachesTheOtherWithNoFailedPredict) {
   }
 }
 
+TEST_F(ReplicaTest, AModelDeletedOnOneReplicaStopsServingOnTheOther) {
+  const std::string model_id = Train(a_, /*epochs=*/1);
+  ASSERT_FALSE(model_id.empty());
+  v1::PredictResponse response;
+  ASSERT_TRUE(Predict(a_, model_id, &response).ok()) << "in A's memory now";
+  ASSERT_TRUE(Predict(b_, model_id, &response).ok()) << "and in B's";
+  {
+    ClientContext context;
+    v1::DeleteModelRequest request;
+    request.set_model_id(model_id);
+    v1::DeleteModelResponse deleted;
+    ASSERT_TRUE(b_.stub->DeleteModel(&context, request, &deleted).ok());
+  }
+  // A drops it within its polling interval; a generous deadline for a loaded machine.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  ::grpc::Status status = Predict(a_, model_id, &response);
+  while (status.ok() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    status = Predict(a_, model_id, &response);
+  }
+  EXPECT_EQ(status.error_code(), ::grpc::StatusCode::NOT_FOUND) << status.error_message();
+  EXPECT_THAT(status.error_message(), ::testing::HasSubstr(model_id));
+}
+
 TEST_F(ReplicaTest, AReplicaStartingWhileAnotherTrainsListsTheJobButNeverRunsIt) {
   v1::TrainRequest request = testing::ServerFixture::QuickTraining(/*epochs=*/4);
   request.set_batch_size(2);  // 300 steps an epoch: the job outlives the third replica's start.
