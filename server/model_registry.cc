@@ -50,12 +50,18 @@ absl::Status ModelRegistry::LoadFromStore() {
   return absl::OkStatus();
 }
 
-absl::Status ModelRegistry::RefreshNewestId() {
+absl::StatusOr<std::string> ModelRegistry::NewestStoredId() const {
   ModelQuery newest;
   newest.limit = 1;
   absl::StatusOr<std::vector<ModelRecord>> found = store_->ListModels(newest);
   if (!found.ok()) return found.status();
-  newest_id_ = found->empty() ? "" : found->front().model_id;
+  return found->empty() ? "" : found->front().model_id;
+}
+
+absl::Status ModelRegistry::RefreshNewestId() {
+  absl::StatusOr<std::string> newest = NewestStoredId();
+  if (!newest.ok()) return newest.status();
+  newest_id_ = *std::move(newest);
   return absl::OkStatus();
 }
 
@@ -224,16 +230,22 @@ absl::StatusOr<std::shared_ptr<const LoadedModel>> ModelRegistry::Resolve(
   std::string target;
   std::shared_future<LoadResult> other_load;
   std::promise<LoadResult> loaded;
+  // With nothing deployed, the newest serves; other replicas may have registered a newer one
+  // than this one has seen, so a shared store is asked, without the lock (a round trip no
+  // Predict of a model in memory should wait for). While the store is away, the newest this
+  // replica knows serves.
+  std::optional<std::string> stored_newest;
+  if (model_id.empty() && store_->shared() && deployed_model_id().empty()) {
+    absl::StatusOr<std::string> newest = NewestStoredId();
+    if (newest.ok()) {
+      stored_newest = *std::move(newest);
+    } else {
+      spdlog::debug("registry: the newest model from the store: {}", newest.status().ToString());
+    }
+  }
   {
     MutexLock lock(&mu_);
-    // With nothing deployed, the newest serves; other replicas may have registered a newer one
-    // than this one has seen, so a shared store is asked.
-    if (model_id.empty() && deployed_id_.empty() && store_->shared()) {
-      // While the store is away, the newest this replica knows serves.
-      if (absl::Status newest = RefreshNewestId(); !newest.ok()) {
-        spdlog::debug("registry: the newest model from the store: {}", newest.ToString());
-      }
-    }
+    if (stored_newest.has_value()) newest_id_ = *stored_newest;
     absl::StatusOr<std::string> target_id = TargetId(model_id);
     if (!target_id.ok()) return target_id.status();
     target = *std::move(target_id);

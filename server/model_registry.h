@@ -15,6 +15,7 @@
 #include <list>
 #include <map>
 #include <memory>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -118,7 +119,9 @@ class ModelRegistry {
   // The id Resolve means by `model_id` (the deployed or newest one when empty).
   absl::StatusOr<std::string> TargetId(const std::string& model_id) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // The newest model's id from the store (empty when there are none), into newest_id_.
+  // The newest model's id in the store (empty when there are none); no lock needed.
+  absl::StatusOr<std::string> NewestStoredId() const;
+  // NewestStoredId() into newest_id_.
   absl::Status RefreshNewestId() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Reads the record, reads and checks its file and builds its network; no lock held.
   LoadResult Load(const std::string& model_id) const;
