@@ -116,7 +116,8 @@ StoredJob FinishedJob(const std::string& job_id, const std::string& dataset, abs
   add(event);
   // Its summary, as the server records it with the final event: the snapshot Job derives.
   job.summary =
-      Job(StoredJob{job.job_id, job.request, std::nullopt, job.events, ""}, nullptr).Snapshot();
+      Job(StoredJob{job.job_id, job.request, std::nullopt, job.events, "", "", 0}, nullptr)
+          .Snapshot();
   return job;
 }
 

@@ -65,7 +65,7 @@ Figures Round(Store& store) {
   const auto events_start = Clock::now();
   for (int j = 0; j < 200; ++j) {
     const std::string job_id = absl::StrFormat("job-%012x", j);
-    if (!store.InsertJob(job_id, request, "bench").ok()) std::abort();
+    if (!store.InsertJob(job_id, request, "bench", absl::Seconds(10)).ok()) std::abort();
     for (int e = 1; e <= 50; ++e) {
       v1::JobEvent event;
       event.set_job_id(job_id);

@@ -21,9 +21,10 @@ bool IsTerminal(v1::JobState state) {
          state == v1::JOB_STATE_CANCELLED;
 }
 
-Job::Job(StoredJob stored, JobEventStore* store)
+Job::Job(StoredJob stored, JobEventStore* store, bool runs_elsewhere)
     : id_(std::move(stored.job_id)), request_(std::move(stored.request)), store_(store) {
   MutexLock lock(&mu_);
+  runs_elsewhere_ = runs_elsewhere;
   if (stored.summary.has_value() && store_ != nullptr) {
     snapshot_ = *std::move(stored.summary);
     archived_ = true;
@@ -35,7 +36,9 @@ Job::Job(StoredJob stored, JobEventStore* store)
     ApplyToSnapshot(event);
     events_.push_back(std::move(event));
   }
-  if (snapshot_.state() == v1::JOB_STATE_RUNNING) snapshot_.set_state(v1::JOB_STATE_INTERRUPTED);
+  if (snapshot_.state() == v1::JOB_STATE_RUNNING && !runs_elsewhere_) {
+    snapshot_.set_state(v1::JOB_STATE_INTERRUPTED);
+  }
 }
 
 Job::Job(std::string id, v1::TrainRequest request, int queue_position, JobEventStore* store)
@@ -56,7 +59,7 @@ int64_t Job::Append(v1::JobEvent event) {
 }
 
 int64_t Job::AppendLocked(v1::JobEvent event) {
-  if (IsTerminal(snapshot_.state())) return 0;
+  if (IsTerminal(snapshot_.state()) || abandoned()) return 0;
   event.set_job_id(id_);
   event.set_sequence(static_cast<int64_t>(events_.size()) + 1);
   *event.mutable_time() = Now();
@@ -69,6 +72,11 @@ int64_t Job::AppendLocked(v1::JobEvent event) {
         final_event ? store_->AppendFinalEvent(event, snapshot_) : store_->AppendEvent(event);
     if (!stored.ok()) spdlog::error("job {}: {}", id_, std::string(stored.message()));
   }
+  return RecordLocked(std::move(event));
+}
+
+int64_t Job::RecordLocked(v1::JobEvent event) {
+  const bool final_event = IsTerminal(snapshot_.state());
   events_.push_back(std::move(event));
   const v1::JobEvent& appended = events_.back();
   for (JobEventSink* sink : sinks_) sink->OnEvent(appended);
@@ -79,6 +87,34 @@ int64_t Job::AppendLocked(v1::JobEvent event) {
     archived_ = true;
   }
   return sequence;
+}
+
+void Job::AppendFollowed(const std::vector<v1::JobEvent>& events) {
+  MutexLock lock(&mu_);
+  for (const v1::JobEvent& event : events) {
+    if (IsTerminal(snapshot_.state())) return;
+    const int64_t next = static_cast<int64_t>(events_.size()) + 1;
+    if (event.sequence() < next) continue;
+    if (event.sequence() > next || event.job_id() != id_) return;
+    ApplyToSnapshot(event);
+    RecordLocked(event);
+  }
+}
+
+void Job::TakeOver() {
+  MutexLock lock(&mu_);
+  runs_elsewhere_ = false;
+  if (snapshot_.state() == v1::JOB_STATE_RUNNING) snapshot_.set_state(v1::JOB_STATE_INTERRUPTED);
+}
+
+void Job::Abandon() {
+  abandoned_.store(true);
+  Interrupt();
+}
+
+int64_t Job::last_sequence() const {
+  MutexLock lock(&mu_);
+  return snapshot_.last_sequence();
 }
 
 std::vector<v1::JobEvent> Job::EventsFrom(int64_t from_sequence) const {

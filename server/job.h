@@ -39,8 +39,9 @@ class Job {
   Job(std::string id, v1::TrainRequest request, int queue_position, JobEventStore* store);
   // A job read back from the store: a finished one from its summary (its events stay in the
   // store), the others with their events replayed. One that was running when the server stopped
-  // is INTERRUPTED until the worker resumes it.
-  Job(StoredJob stored, JobEventStore* store);
+  // is INTERRUPTED until the worker resumes it, unless `runs_elsewhere`: another replica sharing
+  // the store runs it, and this server only follows its events (AppendFollowed).
+  Job(StoredJob stored, JobEventStore* store, bool runs_elsewhere = false);
   Job(const Job&) = delete;
   Job& operator=(const Job&) = delete;
 
@@ -53,6 +54,20 @@ class Job {
   // Returns the sequence number. Events after the `finished` event are dropped
   // (returns 0).
   int64_t Append(v1::JobEvent event);
+
+  // Events another replica appended to the store for a job it runs, in order from the next
+  // sequence this job lacks: recorded and published like Append's, but not stored again. Those
+  // already here are skipped; a gap ends the batch (the next look reads from there).
+  void AppendFollowed(const std::vector<v1::JobEvent>& events);
+  // This server runs the job from now on (it claimed it: Store::ClaimExpiredJobs): one another
+  // replica was running is INTERRUPTED, to resume from its last checkpoint.
+  void TakeOver();
+  // Another replica took the job over: this server stops at its next batch without writing
+  // anything more of it (no event, no checkpoint), as the job is no longer its own.
+  void Abandon();
+  bool abandoned() const { return abandoned_.load(std::memory_order_relaxed); }
+  // The sequence number of the newest event.
+  int64_t last_sequence() const;
 
   // QUEUED -> RUNNING, appending a `started` event; INTERRUPTED -> RUNNING, appending a
   // `resumed` event. False when the job is in neither state (cancelled while waiting).
@@ -104,6 +119,9 @@ class Job {
 
  private:
   int64_t AppendLocked(v1::JobEvent event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Records an event already applied to the snapshot (and stored), publishes it to every sink,
+  // and archives the job after its final one. Returns its sequence number.
+  int64_t RecordLocked(v1::JobEvent event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Every event with sequence >= from_sequence, from memory or, archived, from the store.
   std::vector<v1::JobEvent> EventsFrom(int64_t from_sequence) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -117,9 +135,11 @@ class Job {
 
   std::atomic<bool> cancel_requested_{false};
   std::atomic<bool> interrupting_{false};
+  std::atomic<bool> abandoned_{false};
 
   mutable Mutex mu_;
   std::vector<v1::JobEvent> events_ ABSL_GUARDED_BY(mu_);  // Empty once archived.
+  bool runs_elsewhere_ ABSL_GUARDED_BY(mu_) = false;
   bool archived_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<JobEventSink*> sinks_ ABSL_GUARDED_BY(mu_);
   v1::Job snapshot_ ABSL_GUARDED_BY(mu_);

@@ -1,6 +1,7 @@
 #include "server/job_manager.h"
 
 #include <algorithm>
+#include <optional>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -11,27 +12,34 @@ namespace classifier {
 
 JobManager::JobManager(JobExecutor* executor, Store* store, int max_queued_jobs,
                        std::vector<StoredJob> recovered, Metrics* metrics,
-                       std::function<void(bool training)> on_training, std::string replica_id)
+                       std::function<void(bool training)> on_training, ReplicaIdentity replica)
     : executor_(executor),
       store_(store),
       max_queued_jobs_(max_queued_jobs),
-      replica_id_(std::move(replica_id)),
+      replica_(std::move(replica)),
       metrics_(metrics),
       on_training_(std::move(on_training)),
       id_generator_(std::random_device{}()) {
   std::vector<std::shared_ptr<Job>> waiting;
+  MutexLock follow(&follow_mu_);
+  MutexLock lock(&mu_);
   for (StoredJob& stored : recovered) {
-    const bool ours = stored.owner.empty() || stored.owner == replica_id_;
+    newest_position_ = std::max(newest_position_, stored.position);
+    // A shared store's job is this replica's when it owns it; one of no replica (written before
+    // leases, or by the bulk path) waits to be claimed like an orphan.
+    const bool ours = following() ? stored.owner == replica_.id : true;
     const std::string owner = stored.owner;
-    auto job = std::make_shared<Job>(std::move(stored), store_);
+    auto job = std::make_shared<Job>(std::move(stored), store_, /*runs_elsewhere=*/!ours);
     // Finished before the store kept summaries: record it now, so the next start reads one row.
-    job->Archive();
+    if (ours) job->Archive();
     jobs_in_order_.push_back(job);
     jobs_by_id_[job->id()] = job;
     const v1::JobState state = job->state();
     if (!ours) {
-      if (state == v1::JOB_STATE_INTERRUPTED || state == v1::JOB_STATE_QUEUED) {
-        spdlog::info("job {} belongs to replica {}: listed here, run there", job->id(), owner);
+      if (!IsTerminal(state)) {
+        followed_.insert(job->id());
+        spdlog::info("job {} belongs to replica {}: followed here, run there", job->id(),
+                     owner.empty() ? "(none yet)" : owner);
       }
     } else if (state == v1::JOB_STATE_INTERRUPTED) {
       queue_.push_back(job);  // Interrupted jobs first, in their order.
@@ -41,11 +49,8 @@ JobManager::JobManager(JobExecutor* executor, Store* store, int max_queued_jobs,
     }
   }
   queue_.insert(queue_.end(), waiting.begin(), waiting.end());
-  {
-    MutexLock lock(&mu_);
-    UpdateJobCounts();
-  }
-  if (!recovered.empty()) {
+  UpdateJobCounts();
+  if (!jobs_in_order_.empty()) {
     spdlog::info("recovered {} jobs from the store, {} to run", jobs_in_order_.size(),
                  queue_.size());
   }
@@ -112,8 +117,10 @@ absl::StatusOr<std::shared_ptr<Job>> JobManager::Submit(const v1::TrainRequest& 
   const int position = static_cast<int>(queue_.size()) + (running_ ? 1 : 0);
   const std::string job_id = NewJobId();
   if (store_ != nullptr) {
-    if (absl::Status stored = store_->InsertJob(job_id, request, replica_id_); !stored.ok())
+    if (absl::Status stored = store_->InsertJob(job_id, request, replica_.id, replica_.lease);
+        !stored.ok()) {
       return stored;
+    }
   }
   auto job = std::make_shared<Job>(job_id, request, position, store_);
   queue_.push_back(job);
@@ -125,14 +132,23 @@ absl::StatusOr<std::shared_ptr<Job>> JobManager::Submit(const v1::TrainRequest& 
   return job;
 }
 
-absl::StatusOr<std::shared_ptr<Job>> JobManager::Get(const std::string& job_id) const {
+absl::StatusOr<std::shared_ptr<Job>> JobManager::Get(const std::string& job_id) {
   if (job_id.empty()) return absl::InvalidArgumentError("job_id is required");
-  MutexLock lock(&mu_);
-  auto it = jobs_by_id_.find(job_id);
-  if (it == jobs_by_id_.end()) {
-    return absl::NotFoundError(absl::StrCat("no job with job_id \"", job_id, "\""));
+  {
+    MutexLock lock(&mu_);
+    auto it = jobs_by_id_.find(job_id);
+    if (it != jobs_by_id_.end()) return it->second;
   }
-  return it->second;
+  if (following()) {
+    // Accepted by another replica since this one last looked.
+    absl::StatusOr<std::optional<StoredJob>> stored = store_->LoadJob(job_id);
+    if (!stored.ok()) return stored.status();
+    if (stored->has_value()) {
+      MutexLock lock(&mu_);
+      return FollowLocked(**std::move(stored));
+    }
+  }
+  return absl::NotFoundError(absl::StrCat("no job with job_id \"", job_id, "\""));
 }
 
 std::vector<std::shared_ptr<Job>> JobManager::List() const {
@@ -143,23 +159,222 @@ std::vector<std::shared_ptr<Job>> JobManager::List() const {
 absl::StatusOr<v1::Job> JobManager::Cancel(const std::string& job_id) {
   absl::StatusOr<std::shared_ptr<Job>> job = Get(job_id);
   if (!job.ok()) return job.status();
-  if ((*job)->Cancel("cancelled by request")) {
-    bool removed = false;
-    {
-      MutexLock lock(&mu_);
-      for (auto it = queue_.begin(); it != queue_.end(); ++it) {
-        if (*it == *job) {
-          queue_.erase(it);
-          UpdateJobCounts();
-          removed = true;
-          break;
-        }
-      }
-    }
-    if (removed) executor_->Discard(**job);
+  bool elsewhere;
+  {
+    MutexLock lock(&mu_);
+    elsewhere = followed_.count(job_id) != 0;
   }
+  if (elsewhere) {
+    absl::Status requested = store_->RequestJobCancel(job_id, "cancelled by request");
+    // NOT_FOUND: it finished meanwhile, which its snapshot will show.
+    if (!requested.ok() && !absl::IsNotFound(requested)) return requested;
+    spdlog::info("job {} cancel requested of the replica that runs it", job_id);
+    return (*job)->Snapshot();
+  }
+  CancelOwn(*job, "cancelled by request");
   spdlog::info("job {} cancel requested", job_id);
   return (*job)->Snapshot();
+}
+
+void JobManager::CancelOwn(const std::shared_ptr<Job>& job, const std::string& reason) {
+  if (!job->Cancel(reason)) return;
+  bool removed = false;
+  {
+    MutexLock lock(&mu_);
+    for (auto it = queue_.begin(); it != queue_.end(); ++it) {
+      if (*it == job) {
+        queue_.erase(it);
+        UpdateJobCounts();
+        removed = true;
+        break;
+      }
+    }
+  }
+  if (removed) executor_->Discard(*job);
+}
+
+std::shared_ptr<Job> JobManager::FollowLocked(StoredJob stored) {
+  auto known = jobs_by_id_.find(stored.job_id);
+  if (known != jobs_by_id_.end()) return known->second;
+  auto job = std::make_shared<Job>(std::move(stored), store_, /*runs_elsewhere=*/true);
+  jobs_in_order_.push_back(job);
+  jobs_by_id_[job->id()] = job;
+  if (!job->finished()) followed_.insert(job->id());
+  return job;
+}
+
+absl::Status JobManager::FollowStore() {
+  if (!following()) return absl::OkStatus();
+  MutexLock follow(&follow_mu_);
+  {
+    MutexLock lock(&mu_);
+    if (shutting_down_) return absl::OkStatus();
+  }
+  absl::Status status = absl::OkStatus();
+  if (absl::Now() >= next_renewal_) {
+    status = RenewAndClaim();
+  } else {
+    // Between renewals, a cheap read so a cancel made on another replica acts quickly.
+    absl::StatusOr<std::map<std::string, std::string>> requests =
+        store_->CancelRequests(replica_.id);
+    if (requests.ok()) {
+      ApplyCancelRequests(*requests);
+    } else {
+      status = requests.status();
+    }
+  }
+  absl::Status followed = FollowOtherReplicas();
+  return status.ok() ? followed : status;
+}
+
+absl::Status JobManager::RenewAndClaim() {
+  // The jobs this replica ran before asking: a job submitted while the renewal runs is not
+  // in its answer, yet is ours.
+  std::vector<std::string> ours_before;
+  {
+    MutexLock lock(&mu_);
+    for (const std::shared_ptr<Job>& job : jobs_in_order_) {
+      if (followed_.count(job->id()) == 0 && !job->finished()) ours_before.push_back(job->id());
+    }
+  }
+  const absl::Time asked = absl::Now();
+  absl::StatusOr<JobLeaseRenewal> renewal = store_->RenewJobLeases(replica_.id, replica_.lease);
+  if (!renewal.ok()) return renewal.status();
+  next_renewal_ = asked + replica_.lease / 4;
+  for (const std::string& job_id : ours_before) {
+    if (renewal->held.count(job_id) == 0) Release(job_id);
+  }
+  ApplyCancelRequests(renewal->cancel_requests);
+  absl::StatusOr<std::vector<StoredJob>> claimed =
+      store_->ClaimExpiredJobs(replica_.id, replica_.lease);
+  if (!claimed.ok()) return claimed.status();
+  for (StoredJob& job : *claimed) Adopt(std::move(job));
+  return absl::OkStatus();
+}
+
+void JobManager::ApplyCancelRequests(const std::map<std::string, std::string>& requests) {
+  for (const auto& [job_id, reason] : requests) {
+    std::shared_ptr<Job> job;
+    {
+      MutexLock lock(&mu_);
+      auto it = jobs_by_id_.find(job_id);
+      if (it == jobs_by_id_.end() || followed_.count(job_id) != 0) continue;
+      job = it->second;
+    }
+    if (job->finished() || job->cancel_requested()) continue;
+    spdlog::info("job {} cancelled on another replica", job_id);
+    CancelOwn(job, reason);
+  }
+}
+
+void JobManager::Adopt(StoredJob claimed) {
+  const std::string job_id = claimed.job_id;
+  const std::string cancel_reason = claimed.cancel_reason;
+  std::shared_ptr<Job> job;
+  {
+    MutexLock lock(&mu_);
+    auto known = jobs_by_id_.find(job_id);
+    if (known != jobs_by_id_.end() && followed_.count(job_id) == 0) {
+      return;  // Already run here (its lease had lapsed, yet nobody else took it).
+    }
+    if (known != jobs_by_id_.end()) {
+      job = known->second;
+      job->AppendFollowed(claimed.events);  // What it did since this replica last looked.
+      job->TakeOver();
+    } else {
+      job = std::make_shared<Job>(std::move(claimed), store_);
+      jobs_in_order_.push_back(job);
+      jobs_by_id_[job_id] = job;
+    }
+    followed_.erase(job_id);
+    // After Shutdown, the lease given up below goes to another replica.
+    if (shutting_down_) return;
+    if (job->state() == v1::JOB_STATE_INTERRUPTED) {
+      queue_.push_front(job);  // It was running: it goes on first.
+    } else if (job->state() == v1::JOB_STATE_QUEUED) {
+      queue_.push_back(job);
+    }
+    UpdateJobCounts();
+    work_available_.Signal();
+  }
+  spdlog::info("job {} taken over: the replica that held it let its lease run out", job_id);
+  if (!cancel_reason.empty()) CancelOwn(job, cancel_reason);
+}
+
+void JobManager::Release(const std::string& job_id) {
+  std::shared_ptr<Job> job;
+  bool running = false;
+  {
+    MutexLock lock(&mu_);
+    auto it = jobs_by_id_.find(job_id);
+    if (it == jobs_by_id_.end()) return;
+    job = it->second;
+    queue_.erase(std::remove(queue_.begin(), queue_.end(), job), queue_.end());
+    running = running_ == job;
+    UpdateJobCounts();
+  }
+  spdlog::warn(
+      "job {} was taken over by another replica (this one's lease ran out): "
+      "it stops here",
+      job_id);
+  job->Abandon();
+  // A running one is followed once the worker has stopped it (WorkerLoop).
+  if (!running) FollowFromStore(job);
+}
+
+void JobManager::FollowFromStore(const std::shared_ptr<Job>& job) {
+  absl::StatusOr<std::optional<StoredJob>> stored = store_->LoadJob(job->id());
+  MutexLock lock(&mu_);
+  jobs_by_id_.erase(job->id());
+  jobs_in_order_.erase(std::remove(jobs_in_order_.begin(), jobs_in_order_.end(), job),
+                       jobs_in_order_.end());
+  job->DetachWatchers("the job moved to another replica: watch it again");
+  if (stored.ok() && stored->has_value()) {
+    FollowLocked(**std::move(stored));
+  } else {
+    spdlog::error("job {}: cannot read it back from the store: {}", job->id(),
+                  stored.ok() ? "gone" : stored.status().ToString());
+  }
+}
+
+absl::Status JobManager::FollowOtherReplicas() {
+  // Positions are handed out when a job is inserted but become visible when it commits, so a
+  // job can appear behind a newer one: look again at the last few positions every time.
+  constexpr int64_t kReorderWindow = 256;
+  absl::StatusOr<std::vector<JobPosition>> positions =
+      store_->JobsAfter(std::max<int64_t>(0, newest_position_ - kReorderWindow));
+  if (!positions.ok()) return positions.status();
+  for (const JobPosition& position : *positions) {
+    newest_position_ = std::max(newest_position_, position.position);
+    {
+      MutexLock lock(&mu_);
+      if (jobs_by_id_.count(position.job_id) != 0) continue;
+    }
+    absl::StatusOr<std::optional<StoredJob>> stored = store_->LoadJob(position.job_id);
+    if (!stored.ok()) return stored.status();
+    if (!stored->has_value()) continue;  // Deleted meanwhile.
+    MutexLock lock(&mu_);
+    FollowLocked(**std::move(stored));
+  }
+  std::vector<std::shared_ptr<Job>> followed;
+  {
+    MutexLock lock(&mu_);
+    for (const std::string& job_id : followed_) {
+      auto it = jobs_by_id_.find(job_id);
+      if (it != jobs_by_id_.end()) followed.push_back(it->second);
+    }
+  }
+  for (const std::shared_ptr<Job>& job : followed) {
+    absl::StatusOr<std::vector<v1::JobEvent>> events =
+        store_->LoadEvents(job->id(), job->last_sequence() + 1);
+    if (!events.ok()) return events.status();
+    job->AppendFollowed(*events);
+    if (job->finished()) {
+      MutexLock lock(&mu_);
+      followed_.erase(job->id());
+    }
+  }
+  return absl::OkStatus();
 }
 
 void JobManager::Shutdown(const std::string& reason) {
@@ -181,6 +396,16 @@ void JobManager::Shutdown(const std::string& reason) {
   }
   if (running) running->Interrupt();
   if (worker_.joinable()) worker_.join();
+  if (following()) {
+    // After any round under way (which may have claimed a job), so nothing stays leased here.
+    MutexLock follow(&follow_mu_);
+    if (absl::Status released = store_->ReleaseJobLeases(replica_.id); !released.ok()) {
+      spdlog::warn(
+          "cannot give this replica's jobs up to the others (they take them over when "
+          "its leases run out): {}",
+          released.ToString());
+    }
+  }
   // Jobs that go on after a restart: their streams end here, without a final event.
   for (const auto& job : List()) {
     if (!job->finished()) job->DetachWatchers(reason);
@@ -215,6 +440,14 @@ void JobManager::WorkerLoop() {
     if (!run) executor_->Discard(*job);
     if (run) {
       const JobOutcome outcome = executor_->Execute(*job);
+      if (job->abandoned()) {
+        // Another replica runs it now (Release): whatever it ended with here is not its end.
+        FollowFromStore(job);
+        MutexLock lock(&mu_);
+        running_.reset();
+        UpdateJobCounts();
+        continue;
+      }
       if (outcome.state == v1::JOB_STATE_INTERRUPTED) {
         spdlog::info("job {} interrupted; it resumes from its checkpoint after a restart",
                      job->id());

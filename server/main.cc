@@ -43,6 +43,11 @@ ABSL_FLAG(std::string, store, "",
           "the database: empty = SQLite at STATE_DIR/classifier.db, sqlite:PATH, or a PostgreSQL "
           "URI (postgresql://USER@HOST:PORT/DATABASE) that several replicas may share"
           " (env CLASSIFIER_STORE)");
+ABSL_FLAG(absl::Duration, job_lease, classifier::ServerConfig().job_lease,
+          "with a shared --store: how long a replica's claim on its jobs lasts unless renewed "
+          "(every quarter of it); a replica that dies loses its jobs to the others this long "
+          "after its last renewal (at least 1s)"
+          " (env CLASSIFIER_JOB_LEASE)");
 ABSL_FLAG(std::string, device, "auto",
           "auto, cpu, cuda or cuda:N"
           " (env CLASSIFIER_DEVICE)");
@@ -294,6 +299,7 @@ int main(int argc, char** argv) {
   config.fashion_fallback_dir = absl::GetFlag(FLAGS_fashion_fallback_dir);
   config.state_dir = absl::GetFlag(FLAGS_state_dir);
   config.store = absl::GetFlag(FLAGS_store);
+  config.job_lease = absl::GetFlag(FLAGS_job_lease);
   config.device = absl::GetFlag(FLAGS_device);
   config.training_threads = absl::GetFlag(FLAGS_training_threads);
   config.compute_threads = absl::GetFlag(FLAGS_threads);

@@ -14,8 +14,10 @@ namespace {
 
 // The settings row that holds the schema's version, and the version this code writes.
 // 1: every table of SQLite's schema version 3, with ids and names in the "C" collation.
+// 2: job leases (jobs.lease_until_unix_ns, jobs.cancel_reason) and checkpoint bytes: a server
+// that knows only version 1 would insert jobs without a lease, which the others would take over.
 constexpr char kSchemaVersionKey[] = "schema_version";
-constexpr int64_t kSchemaVersion = 1;
+constexpr int64_t kSchemaVersion = 2;
 // pg_advisory_xact_lock's key for creating or upgrading the schema: replicas that start
 // together take turns.
 constexpr int64_t kSchemaLockKey = 0x636c617373696679;  // "classify"
@@ -34,6 +36,11 @@ CREATE TABLE IF NOT EXISTS jobs (
   owner TEXT NOT NULL DEFAULT ''
 );
 ALTER TABLE jobs ADD COLUMN IF NOT EXISTS owner TEXT NOT NULL DEFAULT '';
+ALTER TABLE jobs ADD COLUMN IF NOT EXISTS lease_until_unix_ns BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE jobs ADD COLUMN IF NOT EXISTS cancel_reason TEXT;
+CREATE INDEX IF NOT EXISTS unfinished_jobs_by_owner ON jobs (owner) WHERE summary IS NULL;
+CREATE INDEX IF NOT EXISTS unfinished_jobs_by_lease ON jobs (lease_until_unix_ns)
+  WHERE summary IS NULL;
 CREATE TABLE IF NOT EXISTS job_events (
   job_id TEXT COLLATE "C" NOT NULL,
   sequence BIGINT NOT NULL,
@@ -69,12 +76,17 @@ CREATE TABLE IF NOT EXISTS checkpoints (
   path TEXT NOT NULL,
   sha256 TEXT NOT NULL
 );
+ALTER TABLE checkpoints ADD COLUMN IF NOT EXISTS bytes BYTEA NOT NULL DEFAULT '';
 CREATE TABLE IF NOT EXISTS datasets (
   name TEXT COLLATE "C" PRIMARY KEY,
   path TEXT NOT NULL,
   registered_unix_ms BIGINT NOT NULL
 );
 )sql";
+
+// The database's clock in Unix nanoseconds: leases are timed by the one clock every replica
+// shares, not by the replicas' own.
+constexpr char kNowNs[] = "(extract(epoch FROM clock_timestamp()) * 1000000000)::bigint";
 
 // PostgreSQL's type ids of the parameters we send (pg_type.h).
 constexpr Oid kByteaOid = 17;
@@ -263,16 +275,22 @@ absl::Status PostgresStore::Transaction(const std::function<absl::Status()>& bod
 }
 
 absl::Status PostgresStore::InsertJob(const std::string& job_id, const v1::TrainRequest& request,
-                                      const std::string& owner) {
+                                      const std::string& owner, absl::Duration lease) {
   MutexLock lock(&mu_);
-  return InsertJobLocked(job_id, request, owner);
+  return InsertJobLocked(job_id, request, owner, lease);
 }
 
 absl::Status PostgresStore::InsertJobLocked(const std::string& job_id,
                                             const v1::TrainRequest& request,
-                                            const std::string& owner) {
-  return Run("INSERT INTO jobs (job_id, request, owner) VALUES ($1, $2, $3)",
-             Params().Text(job_id).Bytes(request.SerializeAsString()).Text(owner))
+                                            const std::string& owner, absl::Duration lease) {
+  return Run(absl::StrCat("INSERT INTO jobs (job_id, request, owner, lease_until_unix_ns) "
+                          "VALUES ($1, $2, $3, ",
+                          kNowNs, " + $4)"),
+             Params()
+                 .Text(job_id)
+                 .Bytes(request.SerializeAsString())
+                 .Text(owner)
+                 .Int(absl::ToInt64Nanoseconds(lease)))
       .status();
 }
 
@@ -335,14 +353,33 @@ absl::StatusOr<std::vector<v1::JobEvent>> PostgresStore::LoadEventsLocked(const 
 
 absl::StatusOr<std::vector<StoredJob>> PostgresStore::LoadJobs() {
   MutexLock lock(&mu_);
+  return LoadJobsLocked(std::nullopt);
+}
+
+absl::StatusOr<std::optional<StoredJob>> PostgresStore::LoadJob(const std::string& job_id) {
+  if (HasNul(job_id)) return std::optional<StoredJob>();
+  MutexLock lock(&mu_);
+  absl::StatusOr<std::vector<StoredJob>> jobs = LoadJobsLocked(job_id);
+  if (!jobs.ok()) return jobs.status();
+  if (jobs->empty()) return std::optional<StoredJob>();
+  return std::optional<StoredJob>(std::move(jobs->front()));
+}
+
+absl::StatusOr<std::vector<StoredJob>> PostgresStore::LoadJobsLocked(
+    const std::optional<std::string>& job_id) {
+  constexpr char kColumns[] =
+      "SELECT job_id, request, summary, owner, cancel_reason, position FROM jobs ";
   absl::StatusOr<Result> rows =
-      Run("SELECT job_id, request, summary, owner FROM jobs ORDER BY position", Params());
+      job_id.has_value() ? Run(absl::StrCat(kColumns, "WHERE job_id = $1"), Params().Text(*job_id))
+                         : Run(absl::StrCat(kColumns, "ORDER BY position"), Params());
   if (!rows.ok()) return rows.status();
   std::vector<StoredJob> jobs;
   for (int row = 0; row < rows->rows(); ++row) {
     StoredJob job;
     job.job_id = rows->Bytes(row, 0);
     job.owner = rows->Bytes(row, 3);
+    if (!rows->IsNull(row, 4)) job.cancel_reason = rows->Bytes(row, 4);
+    job.position = rows->Int(row, 5);
     if (!job.request.ParseFromString(rows->Bytes(row, 1))) {
       return absl::DataLossError(
           absl::StrCat("job ", job.job_id, " in ", name_, " has a corrupt request"));
@@ -456,7 +493,9 @@ absl::Status PostgresStore::PutJobs(const std::vector<StoredJob>& jobs) {
   return Transaction([&] {
     mu_.AssertHeld();  // Transaction runs the body under the lock.
     for (const StoredJob& job : jobs) {
-      if (absl::Status stored = InsertJobLocked(job.job_id, job.request, job.owner); !stored.ok()) {
+      if (absl::Status stored =
+              InsertJobLocked(job.job_id, job.request, job.owner, absl::ZeroDuration());
+          !stored.ok()) {
         return stored;
       }
       for (const v1::JobEvent& event : job.events) {
@@ -600,16 +639,17 @@ absl::StatusOr<std::string> PostgresStore::DeployedModelId() {
 
 absl::Status PostgresStore::PutCheckpoint(const StoredCheckpoint& checkpoint) {
   MutexLock lock(&mu_);
-  return Run("INSERT INTO checkpoints (job_id, epoch, batch, path, sha256) "
-             "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (job_id) DO UPDATE SET "
+  return Run("INSERT INTO checkpoints (job_id, epoch, batch, path, sha256, bytes) "
+             "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (job_id) DO UPDATE SET "
              "epoch = excluded.epoch, batch = excluded.batch, path = excluded.path, "
-             "sha256 = excluded.sha256",
+             "sha256 = excluded.sha256, bytes = excluded.bytes",
              Params()
                  .Text(checkpoint.job_id)
                  .Int(checkpoint.epoch)
                  .Int(checkpoint.batch)
                  .Text(checkpoint.path)
-                 .Text(checkpoint.sha256))
+                 .Text(checkpoint.sha256)
+                 .Bytes(checkpoint.bytes))
       .status();
 }
 
@@ -618,7 +658,7 @@ absl::StatusOr<std::optional<StoredCheckpoint>> PostgresStore::GetCheckpoint(
   if (HasNul(job_id)) return std::optional<StoredCheckpoint>();
   MutexLock lock(&mu_);
   absl::StatusOr<Result> rows =
-      Run("SELECT epoch, batch, path, sha256 FROM checkpoints WHERE job_id = $1",
+      Run("SELECT epoch, batch, path, sha256, bytes FROM checkpoints WHERE job_id = $1",
           Params().Text(job_id));
   if (!rows.ok()) return rows.status();
   if (rows->rows() == 0) return std::optional<StoredCheckpoint>();
@@ -628,6 +668,7 @@ absl::StatusOr<std::optional<StoredCheckpoint>> PostgresStore::GetCheckpoint(
   checkpoint.batch = rows->Int(0, 1);
   checkpoint.path = rows->Bytes(0, 2);
   checkpoint.sha256 = rows->Bytes(0, 3);
+  checkpoint.bytes = rows->Bytes(0, 4);
   return std::optional<StoredCheckpoint>(std::move(checkpoint));
 }
 
@@ -659,6 +700,97 @@ absl::StatusOr<std::vector<StoredDataset>> PostgresStore::LoadDatasets() {
     datasets.push_back(StoredDataset{rows->Bytes(row, 0), rows->Bytes(row, 1), rows->Int(row, 2)});
   }
   return datasets;
+}
+
+absl::StatusOr<JobLeaseRenewal> PostgresStore::RenewJobLeases(const std::string& owner,
+                                                              absl::Duration lease) {
+  MutexLock lock(&mu_);
+  absl::StatusOr<Result> rows = Run(
+      absl::StrCat("UPDATE jobs SET lease_until_unix_ns = ", kNowNs,
+                   " + $2 WHERE owner = $1 AND summary IS NULL RETURNING job_id, cancel_reason"),
+      Params().Text(owner).Int(absl::ToInt64Nanoseconds(lease)));
+  if (!rows.ok()) return rows.status();
+  JobLeaseRenewal renewal;
+  for (int row = 0; row < rows->rows(); ++row) {
+    renewal.held.insert(rows->Bytes(row, 0));
+    if (!rows->IsNull(row, 1)) renewal.cancel_requests[rows->Bytes(row, 0)] = rows->Bytes(row, 1);
+  }
+  return renewal;
+}
+
+absl::Status PostgresStore::ReleaseJobLeases(const std::string& owner) {
+  MutexLock lock(&mu_);
+  return Run("UPDATE jobs SET lease_until_unix_ns = 0 WHERE owner = $1 AND summary IS NULL",
+             Params().Text(owner))
+      .status();
+}
+
+absl::StatusOr<std::vector<StoredJob>> PostgresStore::ClaimExpiredJobs(const std::string& owner,
+                                                                       absl::Duration lease) {
+  MutexLock lock(&mu_);
+  std::vector<StoredJob> claimed;
+  absl::Status status = Transaction([&] {
+    mu_.AssertHeld();  // Transaction runs the body under the lock.
+    // A row another replica is claiming right now is skipped, not waited for; one it claimed
+    // and committed meanwhile is checked again after the lock and no longer matches.
+    absl::StatusOr<Result> rows =
+        Run(absl::StrCat("UPDATE jobs SET owner = $1, lease_until_unix_ns = ", kNowNs,
+                         " + $2 WHERE position IN (SELECT position FROM jobs WHERE summary IS NULL "
+                         "AND lease_until_unix_ns < ",
+                         kNowNs, " ORDER BY position FOR UPDATE SKIP LOCKED) RETURNING job_id"),
+            Params().Text(owner).Int(absl::ToInt64Nanoseconds(lease)));
+    if (!rows.ok()) return rows.status();
+    for (int row = 0; row < rows->rows(); ++row) {
+      absl::StatusOr<std::vector<StoredJob>> job = LoadJobsLocked(rows->Bytes(row, 0));
+      if (!job.ok()) return job.status();
+      for (StoredJob& one : *job) claimed.push_back(std::move(one));
+    }
+    return absl::OkStatus();
+  });
+  if (!status.ok()) return status;
+  std::sort(claimed.begin(), claimed.end(),
+            [](const StoredJob& a, const StoredJob& b) { return a.position < b.position; });
+  return claimed;
+}
+
+absl::Status PostgresStore::RequestJobCancel(const std::string& job_id, const std::string& reason) {
+  if (HasNul(job_id)) return absl::NotFoundError(absl::StrCat("no unfinished job ", job_id));
+  MutexLock lock(&mu_);
+  absl::StatusOr<Result> updated =
+      Run("UPDATE jobs SET cancel_reason = COALESCE(cancel_reason, $2) "
+          "WHERE job_id = $1 AND summary IS NULL",
+          Params().Text(job_id).Text(reason));
+  if (!updated.ok()) return updated.status();
+  if (updated->affected() == 0) {
+    return absl::NotFoundError(absl::StrCat("no unfinished job ", job_id, " in ", name_));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::map<std::string, std::string>> PostgresStore::CancelRequests(
+    const std::string& owner) {
+  MutexLock lock(&mu_);
+  absl::StatusOr<Result> rows =
+      Run("SELECT job_id, cancel_reason FROM jobs WHERE owner = $1 AND summary IS NULL "
+          "AND cancel_reason IS NOT NULL",
+          Params().Text(owner));
+  if (!rows.ok()) return rows.status();
+  std::map<std::string, std::string> requests;
+  for (int row = 0; row < rows->rows(); ++row) requests[rows->Bytes(row, 0)] = rows->Bytes(row, 1);
+  return requests;
+}
+
+absl::StatusOr<std::vector<JobPosition>> PostgresStore::JobsAfter(int64_t position) {
+  MutexLock lock(&mu_);
+  absl::StatusOr<Result> rows =
+      Run("SELECT position, job_id FROM jobs WHERE position > $1 ORDER BY position",
+          Params().Int(position));
+  if (!rows.ok()) return rows.status();
+  std::vector<JobPosition> jobs;
+  for (int row = 0; row < rows->rows(); ++row) {
+    jobs.push_back(JobPosition{rows->Int(row, 0), rows->Bytes(row, 1)});
+  }
+  return jobs;
 }
 
 absl::Status PostgresStore::ReclaimSpace() {

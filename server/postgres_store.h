@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -37,13 +38,14 @@ class PostgresStore final : public Store {
   PostgresStore& operator=(const PostgresStore&) = delete;
 
   absl::Status InsertJob(const std::string& job_id, const v1::TrainRequest& request,
-                         const std::string& owner) override;
+                         const std::string& owner, absl::Duration lease) override;
   absl::Status AppendEvent(const v1::JobEvent& event) override;
   absl::Status AppendFinalEvent(const v1::JobEvent& event, const v1::Job& summary) override;
   absl::StatusOr<std::vector<v1::JobEvent>> LoadEvents(const std::string& job_id,
                                                        int64_t from_sequence) override;
   absl::Status PutJobSummary(const std::string& job_id, const v1::Job& summary) override;
   absl::StatusOr<std::vector<StoredJob>> LoadJobs() override;
+  absl::StatusOr<std::optional<StoredJob>> LoadJob(const std::string& job_id) override;
   absl::Status DeleteJobs(const std::vector<std::string>& job_ids) override;
   bool shared() const override { return true; }
   absl::Status InsertModel(const ModelRecord& model, const std::string& weights) override;
@@ -64,6 +66,15 @@ class PostgresStore final : public Store {
   absl::Status DeleteCheckpoint(const std::string& job_id) override;
   absl::Status InsertDataset(const StoredDataset& dataset) override;
   absl::StatusOr<std::vector<StoredDataset>> LoadDatasets() override;
+  absl::StatusOr<JobLeaseRenewal> RenewJobLeases(const std::string& owner,
+                                                 absl::Duration lease) override;
+  absl::Status ReleaseJobLeases(const std::string& owner) override;
+  absl::StatusOr<std::vector<StoredJob>> ClaimExpiredJobs(const std::string& owner,
+                                                          absl::Duration lease) override;
+  absl::Status RequestJobCancel(const std::string& job_id, const std::string& reason) override;
+  absl::StatusOr<std::map<std::string, std::string>> CancelRequests(
+      const std::string& owner) override;
+  absl::StatusOr<std::vector<JobPosition>> JobsAfter(int64_t position) override;
   absl::Status ReclaimSpace() override;
   // pg_database_size of the database.
   int64_t FileBytes() const override;
@@ -86,7 +97,11 @@ class PostgresStore final : public Store {
   absl::Status Transaction(const std::function<absl::Status()>& body)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status InsertJobLocked(const std::string& job_id, const v1::TrainRequest& request,
-                               const std::string& owner) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+                               const std::string& owner, absl::Duration lease)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Every job, or only the one `job_id` names when it is set, as LoadJobs reads them.
+  absl::StatusOr<std::vector<StoredJob>> LoadJobsLocked(const std::optional<std::string>& job_id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status AppendEventLocked(const v1::JobEvent& event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status PutModelLocked(const ModelRecord& model) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status PutJobSummaryLocked(const std::string& job_id, const v1::Job& summary)

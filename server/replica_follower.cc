@@ -6,8 +6,8 @@
 
 namespace classifier {
 
-ReplicaFollower::ReplicaFollower(ModelRegistry* models, absl::Duration interval)
-    : models_(models), interval_(interval), thread_([this] { Loop(); }) {}
+ReplicaFollower::ReplicaFollower(ModelRegistry* models, JobManager* jobs, absl::Duration interval)
+    : models_(models), jobs_(jobs), interval_(interval), thread_([this] { Loop(); }) {}
 
 ReplicaFollower::~ReplicaFollower() {
   {
@@ -23,6 +23,8 @@ void ReplicaFollower::Loop() {
   absl::Status last = absl::OkStatus();
   for (;;) {
     absl::Status followed = models_->FollowStore();
+    // The jobs follow even when the models could not (each round is independent).
+    if (absl::Status jobs = jobs_->FollowStore(); followed.ok()) followed = jobs;
     // Said once when it starts failing and once when it recovers, not five times a second.
     if (followed.ok() != last.ok() || followed.code() != last.code()) {
       if (followed.ok()) {

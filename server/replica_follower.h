@@ -1,7 +1,8 @@
 // A replica's view of what the others sharing its store (PostgreSQL, --store) change, on a
 // thread of its own: every `interval` the registry catches up (ModelRegistry::FollowStore), so a
 // model deployed on one replica serves on every replica within about one interval plus its
-// load. Started only for a shared store.
+// load, and so do the jobs (JobManager::FollowStore: leases, takeovers, cancels from other
+// replicas, and every job's events). Started only for a shared store.
 #ifndef CLASSIFIER_SERVER_REPLICA_FOLLOWER_H_
 #define CLASSIFIER_SERVER_REPLICA_FOLLOWER_H_
 
@@ -9,6 +10,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/time/time.h"
+#include "server/job_manager.h"
 #include "server/model_registry.h"
 #include "server/mutex.h"
 
@@ -20,8 +22,9 @@ class ReplicaFollower {
   // replica, and one cheap query per look.
   static constexpr absl::Duration kDefaultInterval = absl::Milliseconds(200);
 
-  // `models` must outlive the follower.
-  ReplicaFollower(ModelRegistry* models, absl::Duration interval = kDefaultInterval);
+  // `models` and `jobs` must outlive the follower.
+  ReplicaFollower(ModelRegistry* models, JobManager* jobs,
+                  absl::Duration interval = kDefaultInterval);
   // Stops (a look under way finishes first) and joins.
   ~ReplicaFollower();
   ReplicaFollower(const ReplicaFollower&) = delete;
@@ -31,6 +34,7 @@ class ReplicaFollower {
   void Loop();
 
   ModelRegistry* const models_;
+  JobManager* const jobs_;
   const absl::Duration interval_;
 
   Mutex mu_;

@@ -152,6 +152,12 @@ absl::Status CheckStorageSettings(const ServerConfig& config) {
         absl::StrCat("--model_cache_mb must be >= 1 (it must hold at least one model), got ",
                      config.model_cache_mb));
   }
+  if (config.job_lease < absl::Seconds(1)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--job_lease must be at least 1s (a shorter lease is lost to one slow "
+                     "database round trip, and the job moves to another replica), got ",
+                     absl::FormatDuration(config.job_lease)));
+  }
   if (config.job_retention < absl::ZeroDuration()) {
     return absl::InvalidArgumentError(
         absl::StrCat("--job_retention must be 0 (keep every job) or positive, got ",
@@ -280,6 +286,19 @@ absl::StatusOr<std::unique_ptr<ClassifierServer>> ClassifierServer::Start(
       config.store.empty() ? absl::StrCat(config.state_dir, "/classifier.db") : config.store);
   if (!store.ok()) return store.status();
   parts->store = *std::move(store);
+  ReplicaIdentity replica;
+  if (parts->store->shared()) {
+    absl::StatusOr<std::string> id = ReplicaId(config.state_dir);
+    if (!id.ok()) return id.status();
+    replica = ReplicaIdentity{*std::move(id), config.job_lease};
+    spdlog::info("replica {} of the shared store {} (job leases of {})", replica.id,
+                 StoreLocationForLogs(config.store), absl::FormatDuration(replica.lease));
+    // Before the jobs are read: those still this replica's stay so (no other replica may claim
+    // one between the read and the first renewal), and those another took over read as theirs.
+    absl::StatusOr<JobLeaseRenewal> renewed =
+        parts->store->RenewJobLeases(replica.id, replica.lease);
+    if (!renewed.ok()) return renewed.status();
+  }
   absl::StatusOr<std::vector<StoredJob>> jobs = parts->store->LoadJobs();
   if (!jobs.ok()) return jobs.status();
   parts->datasets = std::make_unique<DatasetCatalog>(config.data_dir, config.fashion_fallback_dir,
@@ -307,24 +326,16 @@ absl::StatusOr<std::unique_ptr<ClassifierServer>> ClassifierServer::Start(
   parts->batcher = std::make_unique<Batcher>(batching, parts->metrics.get());
   // Idle inference threads poll only while no job trains (Batcher::SetIdlePolling). The batcher
   // outlives the manager (declared before it).
-  std::string replica_id;
-  if (parts->store->shared()) {
-    absl::StatusOr<std::string> id = ReplicaId(config.state_dir);
-    if (!id.ok()) return id.status();
-    replica_id = *std::move(id);
-    spdlog::info("replica {} of the shared store {}", replica_id,
-                 StoreLocationForLogs(config.store));
-  }
   parts->jobs = std::make_unique<JobManager>(
       parts->executor.get(), parts->store.get(), config.max_queued_jobs, *std::move(jobs),
       parts->metrics.get(),
       [batcher = parts->batcher.get()](bool training) { batcher->SetIdlePolling(!training); },
-      replica_id);
+      replica);
   parts->housekeeper =
       std::make_unique<Housekeeper>(parts->jobs.get(), parts->store.get(), parts->models.get(),
                                     parts->metrics.get(), config.job_retention);
   if (parts->store->shared()) {
-    parts->follower = std::make_unique<ReplicaFollower>(parts->models.get());
+    parts->follower = std::make_unique<ReplicaFollower>(parts->models.get(), parts->jobs.get());
   }
   parts->health =
       std::make_unique<HealthService>(std::vector<std::string>{"classifier.v1.Classifier"});

@@ -27,6 +27,10 @@ struct ServerConfig {
   // state_dir/classifier.db; `sqlite:PATH`; or a PostgreSQL URI (postgresql://...). Weight and
   // checkpoint files stay under state_dir.
   std::string store;
+  // With a shared store (PostgreSQL): how long a replica's claim on its jobs lasts unless it
+  // renews it (it does every quarter of this). A replica that dies loses its jobs to the others
+  // this long after its last renewal; they resume from the last checkpoint.
+  absl::Duration job_lease = absl::Seconds(10);
   std::string device = "auto";
   // The thread budget (README "Thread budget"). LibTorch intra-op threads of the training job:
   // the process default, which the job's thread takes up.

@@ -242,8 +242,13 @@ absl::Status SqliteStore::Error(const std::string& what) {
   return absl::InternalError(absl::StrCat(what, " in ", path_, ": ", sqlite3_errmsg(db_)));
 }
 
+absl::Status SqliteStore::NotShared() const {
+  return absl::FailedPreconditionError(
+      absl::StrCat("the SQLite store ", path_, " belongs to one server: it has no replicas"));
+}
+
 absl::Status SqliteStore::InsertJob(const std::string& job_id, const v1::TrainRequest& request,
-                                    const std::string& /*owner*/) {
+                                    const std::string& /*owner*/, absl::Duration /*lease*/) {
   MutexLock lock(&mu_);
   return InsertJobLocked(job_id, request);
 }
@@ -324,13 +329,31 @@ absl::StatusOr<std::vector<v1::JobEvent>> SqliteStore::LoadEventsLocked(const st
 
 absl::StatusOr<std::vector<StoredJob>> SqliteStore::LoadJobs() {
   MutexLock lock(&mu_);
+  return LoadJobsLocked(std::nullopt);
+}
+
+absl::StatusOr<std::optional<StoredJob>> SqliteStore::LoadJob(const std::string& job_id) {
+  MutexLock lock(&mu_);
+  absl::StatusOr<std::vector<StoredJob>> jobs = LoadJobsLocked(job_id);
+  if (!jobs.ok()) return jobs.status();
+  if (jobs->empty()) return std::optional<StoredJob>();
+  return std::optional<StoredJob>(std::move(jobs->front()));
+}
+
+absl::StatusOr<std::vector<StoredJob>> SqliteStore::LoadJobsLocked(
+    const std::optional<std::string>& job_id) {
   std::vector<StoredJob> jobs;
-  Statement select(db_, "SELECT job_id, request, summary FROM jobs ORDER BY position");
+  Statement select(db_, job_id.has_value() ? "SELECT job_id, request, summary, position FROM jobs "
+                                             "WHERE job_id = ?"
+                                           : "SELECT job_id, request, summary, position FROM jobs "
+                                             "ORDER BY position");
   if (!select.ok()) return Error("cannot read jobs");
+  if (job_id.has_value()) select.Bind(1, *job_id);
   int rc;
   while ((rc = select.Step()) == SQLITE_ROW) {
     StoredJob job;
     job.job_id = select.Text(0);
+    job.position = select.Int(3);
     if (!job.request.ParseFromString(select.Blob(1))) {
       return absl::DataLossError(
           absl::StrCat("job ", job.job_id, " in ", path_, " has a corrupt request"));

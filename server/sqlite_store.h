@@ -34,13 +34,14 @@ class SqliteStore final : public Store {
   SqliteStore& operator=(const SqliteStore&) = delete;
 
   absl::Status InsertJob(const std::string& job_id, const v1::TrainRequest& request,
-                         const std::string& owner) override;
+                         const std::string& owner, absl::Duration lease) override;
   absl::Status AppendEvent(const v1::JobEvent& event) override;
   absl::Status AppendFinalEvent(const v1::JobEvent& event, const v1::Job& summary) override;
   absl::StatusOr<std::vector<v1::JobEvent>> LoadEvents(const std::string& job_id,
                                                        int64_t from_sequence) override;
   absl::Status PutJobSummary(const std::string& job_id, const v1::Job& summary) override;
   absl::StatusOr<std::vector<StoredJob>> LoadJobs() override;
+  absl::StatusOr<std::optional<StoredJob>> LoadJob(const std::string& job_id) override;
   absl::Status DeleteJobs(const std::vector<std::string>& job_ids) override;
   bool shared() const override { return false; }
   absl::Status InsertModel(const ModelRecord& model, const std::string& weights) override;
@@ -63,6 +64,22 @@ class SqliteStore final : public Store {
   absl::Status DeleteCheckpoint(const std::string& job_id) override;
   absl::Status InsertDataset(const StoredDataset& dataset) override;
   absl::StatusOr<std::vector<StoredDataset>> LoadDatasets() override;
+  // One server owns an SQLite store: there are no leases to share.
+  absl::StatusOr<JobLeaseRenewal> RenewJobLeases(const std::string&, absl::Duration) override {
+    return NotShared();
+  }
+  absl::Status ReleaseJobLeases(const std::string&) override { return NotShared(); }
+  absl::StatusOr<std::vector<StoredJob>> ClaimExpiredJobs(const std::string&,
+                                                          absl::Duration) override {
+    return NotShared();
+  }
+  absl::Status RequestJobCancel(const std::string&, const std::string&) override {
+    return NotShared();
+  }
+  absl::StatusOr<std::map<std::string, std::string>> CancelRequests(const std::string&) override {
+    return NotShared();
+  }
+  absl::StatusOr<std::vector<JobPosition>> JobsAfter(int64_t) override { return NotShared(); }
   absl::Status ReclaimSpace() override;
   // The database's files (the database and its write-ahead log).
   int64_t FileBytes() const override;
@@ -73,6 +90,10 @@ class SqliteStore final : public Store {
   absl::Status Migrate() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Version 3's model columns and their values, in an older database.
   absl::Status AddModelColumns() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status NotShared() const;
+  // Every job, or only the one `job_id` names when it is set, as LoadJobs reads them.
+  absl::StatusOr<std::vector<StoredJob>> LoadJobsLocked(const std::optional<std::string>& job_id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // A models row as a record; DATA_LOSS naming the model when its bytes do not parse.
   absl::StatusOr<ModelRecord> ReadModelRow(const std::string& model_id, const std::string& bytes,
                                            std::string weights_path) const;

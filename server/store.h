@@ -8,13 +8,16 @@
 #include <cstdint>
 #include <functional>
 #include <limits>
+#include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "classifier/v1/classifier.pb.h"
 #include "server/model_record.h"
 
@@ -28,9 +31,14 @@ struct StoredJob {
   // sequence order.
   std::optional<v1::Job> summary;
   std::vector<v1::JobEvent> events;
-  // The replica that accepted the job and runs it (JobManager's replica_id); empty in SQLite,
-  // which one server owns alone.
+  // The replica that runs the job (JobManager's replica_id): the one that accepted it, or the
+  // one that took it over when that one's lease ran out (Store::ClaimExpiredJobs). Empty in
+  // SQLite, which one server owns alone.
   std::string owner;
+  // Why another replica asked to cancel the job (Store::RequestJobCancel); empty when none did.
+  std::string cancel_reason;
+  // Where the job stands in the store's order of submission (Store::JobsAfter).
+  int64_t position = 0;
 };
 
 struct StoredCheckpoint {
@@ -39,6 +47,9 @@ struct StoredCheckpoint {
   int64_t batch = 0;
   std::string path;
   std::string sha256;
+  // A shared store holds the checkpoint itself, as replicas share no file system (the job may
+  // resume on another host); SQLite leaves it to the file at `path` and this stays empty.
+  std::string bytes;
 };
 
 // A dataset registered by name (see DatasetCatalog::Register).
@@ -79,6 +90,21 @@ struct ModelDeletions {
   int64_t position = 0;  // Of the last one; pass it next time.
 };
 
+// What a replica learns when it renews the leases on its jobs (Store::RenewJobLeases).
+struct JobLeaseRenewal {
+  // Its unfinished jobs, leased again. A job it runs that is missing here was taken over by
+  // another replica while its lease had run out: this replica must stop running it.
+  std::set<std::string> held;
+  // Of those, the ones some replica asked to cancel (Store::RequestJobCancel), with the reason.
+  std::map<std::string, std::string> cancel_requests;
+};
+
+// A job's id and its place in the store's order of submission.
+struct JobPosition {
+  int64_t position = 0;
+  std::string job_id;
+};
+
 // Where jobs put their events; the Store is the durable one.
 class JobEventStore {
  public:
@@ -112,11 +138,14 @@ class Store : public JobEventStore {
   static absl::StatusOr<std::unique_ptr<Store>> Open(const std::string& location);
   ~Store() override = default;
 
-  // A new job, accepted by the replica `owner` (kept by shared stores only: see StoredJob).
+  // A new job, accepted by the replica `owner`, which holds it for `lease` (shared stores only
+  // keep the owner and the lease: see StoredJob and RenewJobLeases).
   virtual absl::Status InsertJob(const std::string& job_id, const v1::TrainRequest& request,
-                                 const std::string& owner) = 0;
+                                 const std::string& owner, absl::Duration lease) = 0;
   // Every job, in submission order: finished ones as their summary, the others with every event.
   virtual absl::StatusOr<std::vector<StoredJob>> LoadJobs() = 0;
+  // One job as LoadJobs reads it; empty when there is no such job.
+  virtual absl::StatusOr<std::optional<StoredJob>> LoadJob(const std::string& job_id) = 0;
   // The jobs, their events and their checkpoint rows, in one transaction (checkpoint files are
   // the caller's).
   virtual absl::Status DeleteJobs(const std::vector<std::string>& job_ids) = 0;
@@ -171,6 +200,33 @@ class Store : public JobEventStore {
   virtual absl::Status InsertDataset(const StoredDataset& dataset) = 0;
   // By name.
   virtual absl::StatusOr<std::vector<StoredDataset>> LoadDatasets() = 0;
+
+  // Who runs which job, among replicas sharing the store. Every unfinished job has an owner and
+  // a lease, timed by the database's clock (replicas' clocks may differ): the owner renews it
+  // while it lives; a job whose lease ran out (its replica died or stopped) is claimed by
+  // exactly one other replica, which resumes it from its checkpoint. A store no other server
+  // shares (SQLite) answers FAILED_PRECONDITION to all of these.
+  //
+  // Renews `owner`'s leases on its unfinished jobs.
+  virtual absl::StatusOr<JobLeaseRenewal> RenewJobLeases(const std::string& owner,
+                                                         absl::Duration lease) = 0;
+  // Gives `owner`'s unfinished jobs up at once (it is stopping), for another replica to claim.
+  virtual absl::Status ReleaseJobLeases(const std::string& owner) = 0;
+  // Makes `owner` the owner of every unfinished job whose lease ran out, for `lease`, and
+  // returns them as LoadJobs reads them. Replicas claiming at once each get different jobs
+  // (rows locked FOR UPDATE SKIP LOCKED), so no job runs twice.
+  virtual absl::StatusOr<std::vector<StoredJob>> ClaimExpiredJobs(const std::string& owner,
+                                                                  absl::Duration lease) = 0;
+  // Asks the replica that runs an unfinished job to cancel it (it sees the request when it next
+  // renews or looks: RenewJobLeases, CancelRequests). NOT_FOUND when no unfinished job has the id.
+  virtual absl::Status RequestJobCancel(const std::string& job_id, const std::string& reason) = 0;
+  // The cancel requests for `owner`'s unfinished jobs: a cheap read, done more often than a
+  // renewal so a cancel on another replica takes effect quickly.
+  virtual absl::StatusOr<std::map<std::string, std::string>> CancelRequests(
+      const std::string& owner) = 0;
+  // The jobs submitted after `position`, in order: ids only, so a replica learns of the others'
+  // new jobs cheaply (it reads each whole with LoadJob).
+  virtual absl::StatusOr<std::vector<JobPosition>> JobsAfter(int64_t position) = 0;
 
   // Gives the space of deleted rows back (SQLite: incremental auto-vacuum and the write-ahead
   // log truncated; PostgreSQL: VACUUM).

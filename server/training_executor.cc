@@ -151,7 +151,10 @@ std::optional<std::string> TrainingExecutor::LoadCheckpoint(const std::string& j
     return std::nullopt;
   }
   if (!checkpoint->has_value()) return std::nullopt;
-  absl::StatusOr<std::string> bytes = ReadWholeFile((*checkpoint)->path);
+  // A shared store holds the bytes (the job may have run on another host); SQLite, the file.
+  absl::StatusOr<std::string> bytes = (*checkpoint)->bytes.empty()
+                                          ? ReadWholeFile((*checkpoint)->path)
+                                          : absl::StatusOr<std::string>((*checkpoint)->bytes);
   if (!bytes.ok()) {
     spdlog::error("job {}: checkpoint {} unusable ({}); starting over", job_id, (*checkpoint)->path,
                   std::string(bytes.status().message()));
@@ -166,14 +169,20 @@ std::optional<std::string> TrainingExecutor::LoadCheckpoint(const std::string& j
 }
 
 void TrainingExecutor::SaveCheckpoint(Job& job, const TrainingCheckpoint& checkpoint, int trial) {
-  if (store_ == nullptr) return;
+  // A job another replica took over is that replica's to checkpoint (JobManager::Release).
+  if (store_ == nullptr || job.abandoned()) return;
   StoredCheckpoint stored;
   stored.job_id = job.id();
   stored.epoch = checkpoint.epoch;
   stored.batch = checkpoint.batch;
   stored.path = CheckpointPath(job);
   stored.sha256 = Sha256Hex(checkpoint.bytes);
-  absl::Status status = WriteFileAtomically(stored.path, checkpoint.bytes);
+  absl::Status status = absl::OkStatus();
+  if (store_->shared()) {
+    stored.bytes = checkpoint.bytes;  // Replicas share no disk: any of them may resume the job.
+  } else {
+    status = WriteFileAtomically(stored.path, checkpoint.bytes);
+  }
   if (status.ok()) status = store_->PutCheckpoint(stored);
   if (!status.ok()) {
     spdlog::error("job {}: cannot save its checkpoint: {}", job.id(),
@@ -234,8 +243,12 @@ v1::JobEvent::Started TrainingExecutor::Describe(const v1::TrainRequest& request
 
 JobOutcome TrainingExecutor::Execute(Job& job) {
   JobOutcome outcome = Train(job);
-  // An interrupted job resumes from its checkpoint; one that ended keeps it only when asked.
-  if (outcome.state != v1::JOB_STATE_INTERRUPTED && !checkpoints_.keep_finished) Discard(job);
+  // An interrupted job resumes from its checkpoint; one that ended keeps it only when asked. A job
+  // another replica took over keeps it for that replica.
+  if (outcome.state != v1::JOB_STATE_INTERRUPTED && !checkpoints_.keep_finished &&
+      !job.abandoned()) {
+    Discard(job);
+  }
   return outcome;
 }
 
@@ -419,6 +432,12 @@ JobOutcome TrainingExecutor::RunTraining(Job& job, const TrainPlan& plan,
   absl::StatusOr<EvaluationResult> evaluation = (*network)->Evaluate(**test);
   if (!evaluation.ok()) return FailedOutcome(job, evaluation.status());
 
+  if (job.abandoned()) {
+    // Another replica runs the job now and registers its model: this one must not add a twin.
+    JobOutcome outcome;
+    outcome.state = v1::JOB_STATE_INTERRUPTED;
+    return outcome;
+  }
   ModelRecord record;
   record.job_id = job.id();
   record.dataset = plan.dataset;

@@ -1,11 +1,25 @@
 // Two replicas on one PostgreSQL store, each with its own state directory (no shared file
 // system), both real servers on loopback: a model trained on one lists, predicts and exports
 // on the other (its weights come from the store), and a deploy on one reaches the other, with no
-// failed Predict while it switches.
+// failed Predict while it switches. Jobs: one replica's job is watched, listed and cancelled on
+// the other; a replica killed with SIGKILL (the real binary, in a process of its own) loses its
+// job to the other, which resumes it from its last checkpoint while a watcher sees every event.
+#include <fcntl.h>
 #include <grpcpp/grpcpp.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <chrono>
+#include <cstring>
+#include <fstream>
+#include <functional>
 #include <memory>
+#include <mutex>
+#include <regex>
+#include <set>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -23,6 +37,72 @@ namespace classifier {
 namespace {
 
 using ::grpc::ClientContext;
+
+// The real classifier-server binary in a process of its own: what an in-process server cannot
+// show, a replica killed with SIGKILL.
+class ServerProcess {
+ public:
+  // Starts it with `flags` (plus a free loopback port) and waits until it listens; null, with a
+  // test failure, when it does not within a minute.
+  static std::unique_ptr<ServerProcess> Start(const std::vector<std::string>& flags,
+                                              const std::string& log_path) {
+    const std::string binary = CLASSIFIER_SERVER_BINARY;  // tests/server/CMakeLists.txt
+    std::vector<std::string> args = {binary, "--listen", "127.0.0.1:0", "--metrics_listen", ""};
+    args.insert(args.end(), flags.begin(), flags.end());
+    std::vector<char*> argv;
+    for (std::string& arg : args) argv.push_back(arg.data());
+    argv.push_back(nullptr);
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, log_path.c_str(),
+                                     O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    posix_spawn_file_actions_adddup2(&actions, STDOUT_FILENO, STDERR_FILENO);
+    pid_t pid = 0;
+    const int spawned = posix_spawn(&pid, binary.c_str(), &actions, nullptr, argv.data(), environ);
+    posix_spawn_file_actions_destroy(&actions);
+    if (spawned != 0) {
+      ADD_FAILURE() << "cannot start " << binary << ": " << std::strerror(spawned);
+      return nullptr;
+    }
+    std::unique_ptr<ServerProcess> process(new ServerProcess(pid));
+    const std::regex listening("listening on .* \\(port ([0-9]+)\\)");
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (std::chrono::steady_clock::now() < deadline) {
+      std::ifstream log(log_path);
+      std::stringstream text;
+      text << log.rdbuf();
+      const std::string output = text.str();
+      std::smatch match;
+      if (std::regex_search(output, match, listening)) {
+        process->port_ = std::stoi(match[1]);
+        return process;
+      }
+      if (waitpid(pid, nullptr, WNOHANG) == pid) {
+        process->pid_ = 0;
+        ADD_FAILURE() << "the server exited at start:\n" << output;
+        return nullptr;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    ADD_FAILURE() << "the server did not listen within a minute";
+    return nullptr;
+  }
+
+  ~ServerProcess() { Kill(); }
+  int port() const { return port_; }
+  // SIGKILL, then reaps it.
+  void Kill() {
+    if (pid_ <= 0) return;
+    kill(pid_, SIGKILL);
+    waitpid(pid_, nullptr, 0);
+    pid_ = 0;
+  }
+
+ private:
+  explicit ServerProcess(pid_t pid) : pid_(pid) {}
+  pid_t pid_;
+  int port_ = 0;
+};
 
 struct Replica {
   std::unique_ptr<ClassifierServer> server;
@@ -45,8 +125,9 @@ class ReplicaTest : public ::testing::Test {
     b_ = StartReplica("b");
   }
 
-  Replica StartReplica(const std::string& name) {
+  Replica StartReplica(const std::string& name, absl::Duration job_lease = absl::Seconds(10)) {
     ServerConfig config;
+    config.job_lease = job_lease;
     config.listen_address = "127.0.0.1:0";
     config.metrics_listen = "";
     config.data_dir = dir_.path() + "/data";
@@ -232,6 +313,195 @@ TEST_F(ReplicaTest, AReplicaStartingWhileAnotherTrainsListsTheJobButNeverRunsIt)
   v1::ListModelsResponse models;
   ASSERT_TRUE(b_.stub->ListModels(&list_context, v1::ListModelsRequest(), &models).ok());
   EXPECT_EQ(models.models_size(), 1) << "one model: the job ran once";
+}
+
+// Reads a stream to its end on a thread of its own, keeping every event.
+class StreamCollector {
+ public:
+  StreamCollector(v1::Classifier::Stub* stub, const std::string& job_id) {
+    v1::WatchJobRequest request;
+    request.set_job_id(job_id);
+    request.set_from_sequence(1);
+    reader_ = stub->WatchJob(&context_, request);
+    thread_ = std::thread([this] {
+      v1::JobEvent event;
+      while (reader_->Read(&event)) {
+        std::lock_guard<std::mutex> lock(mu_);
+        events_.push_back(event);
+      }
+      status_ = reader_->Finish();
+      std::lock_guard<std::mutex> lock(mu_);
+      done_ = true;
+    });
+  }
+  ~StreamCollector() {
+    context_.TryCancel();
+    thread_.join();
+  }
+  // Waits (a generous deadline) until an event satisfies `wanted`; false when none did.
+  bool WaitFor(const std::function<bool(const v1::JobEvent&)>& wanted,
+               std::chrono::seconds timeout = std::chrono::seconds(120)) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (std::chrono::steady_clock::now() < deadline) {
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        for (const v1::JobEvent& event : events_) {
+          if (wanted(event)) return true;
+        }
+        if (done_) return false;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return false;
+  }
+  // Waits for the stream's end; its status.
+  ::grpc::Status Finish() {
+    thread_.join();
+    thread_ = std::thread([] {});
+    return status_;
+  }
+  std::vector<v1::JobEvent> events() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return events_;
+  }
+
+ private:
+  ClientContext context_;
+  std::unique_ptr<::grpc::ClientReader<v1::JobEvent>> reader_;
+  std::mutex mu_;
+  std::vector<v1::JobEvent> events_;
+  bool done_ = false;
+  ::grpc::Status status_;
+  std::thread thread_;
+};
+
+// Submits a job and leaves it running (as `classifier-cli train --detach` does): its id.
+std::string SubmitDetached(v1::Classifier::Stub* stub, const v1::TrainRequest& request) {
+  ClientContext context;
+  auto reader = stub->Train(&context, request);
+  v1::JobEvent event;
+  if (!reader->Read(&event)) {
+    ADD_FAILURE() << "Train ended without a first event: " << reader->Finish().error_message();
+    return "";
+  }
+  const std::string job_id = event.job_id();
+  context.TryCancel();  // Closing the stream does not stop the job.
+  while (reader->Read(&event)) {
+  }
+  (void)reader->Finish();
+  return job_id;
+}
+
+TEST_F(ReplicaTest, AJobOnOneReplicaIsWatchedListedAndCancelledOnTheOther) {
+  v1::TrainRequest request = testing::ServerFixture::QuickTraining(/*epochs=*/50);
+  request.set_batch_size(2);  // 300 steps an epoch: it runs until cancelled.
+  const std::string job_id = SubmitDetached(a_.stub.get(), request);
+  ASSERT_FALSE(job_id.empty());
+
+  // B watches A's job live: it sees A's first epoch end, as A does.
+  StreamCollector on_b(b_.stub.get(), job_id);
+  ASSERT_TRUE(on_b.WaitFor([](const v1::JobEvent& event) { return event.has_epoch_end(); }))
+      << "B's watcher never saw an epoch of A's job";
+  {
+    ClientContext context;
+    v1::GetJobRequest get;
+    get.set_job_id(job_id);
+    v1::Job job;
+    ASSERT_TRUE(b_.stub->GetJob(&context, get, &job).ok());
+    EXPECT_EQ(job.state(), v1::JOB_STATE_RUNNING) << "running, on A";
+    ClientContext list_context;
+    v1::ListJobsResponse listed;
+    ASSERT_TRUE(b_.stub->ListJobs(&list_context, v1::ListJobsRequest(), &listed).ok());
+    ASSERT_EQ(listed.jobs_size(), 1);
+    EXPECT_EQ(listed.jobs(0).job_id(), job_id);
+  }
+  // Cancelled on B, it stops on A.
+  {
+    ClientContext context;
+    v1::CancelJobRequest cancel;
+    cancel.set_job_id(job_id);
+    v1::Job job;
+    const ::grpc::Status status = b_.stub->CancelJob(&context, cancel, &job);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+  }
+  ASSERT_TRUE(on_b.WaitFor([](const v1::JobEvent& event) { return event.has_finished(); }))
+      << "the cancel never reached A";
+  ASSERT_TRUE(on_b.Finish().ok());
+  const std::vector<v1::JobEvent> seen_on_b = on_b.events();
+  ASSERT_FALSE(seen_on_b.empty());
+  EXPECT_EQ(seen_on_b.back().finished().state(), v1::JOB_STATE_CANCELLED);
+  EXPECT_THAT(seen_on_b.back().finished().error(), ::testing::HasSubstr("cancelled by request"));
+
+  // What B's watcher saw is A's log, event for event.
+  StreamCollector on_a(a_.stub.get(), job_id);
+  ASSERT_TRUE(on_a.WaitFor([](const v1::JobEvent& event) { return event.has_finished(); }));
+  ASSERT_TRUE(on_a.Finish().ok());
+  const std::vector<v1::JobEvent> seen_on_a = on_a.events();
+  ASSERT_EQ(seen_on_a.size(), seen_on_b.size());
+  for (size_t i = 0; i < seen_on_a.size(); ++i) {
+    EXPECT_EQ(seen_on_b[i].sequence(), static_cast<int64_t>(i) + 1);
+    EXPECT_EQ(seen_on_b[i].SerializeAsString(), seen_on_a[i].SerializeAsString()) << i;
+  }
+}
+
+TEST_F(ReplicaTest, AJobWhoseReplicaIsKilledResumesOnAnotherFromItsLastCheckpoint) {
+  // A is the real binary, in a process of its own, with a short lease; B (in this process)
+  // renews and claims as often.
+  const absl::Duration lease = absl::Seconds(2);
+  b_.server.reset();
+  b_ = StartReplica("b", lease);
+  ASSERT_NE(b_.server, nullptr);
+  std::unique_ptr<ServerProcess> a = ServerProcess::Start(
+      {"--data_dir", dir_.path() + "/data", "--fashion_fallback_dir", dir_.path() + "/no-fashion",
+       "--state_dir", dir_.path() + "/state-killed", "--store", postgres_->uri(), "--device", "cpu",
+       "--threads", "1", "--job_lease", "2s"},
+      dir_.path() + "/killed.log");
+  ASSERT_NE(a, nullptr);
+  auto a_stub = v1::Classifier::NewStub(::grpc::CreateChannel(
+      "127.0.0.1:" + std::to_string(a->port()), ::grpc::InsecureChannelCredentials()));
+
+  v1::TrainRequest request = testing::ServerFixture::QuickTraining(/*epochs=*/6);
+  request.set_batch_size(5);  // 120 steps an epoch.
+  const std::string job_id = SubmitDetached(a_stub.get(), request);
+  ASSERT_FALSE(job_id.empty());
+  StreamCollector on_b(b_.stub.get(), job_id);
+  ASSERT_TRUE(on_b.WaitFor([](const v1::JobEvent& event) {
+    return event.has_checkpoint_saved() && event.checkpoint_saved().epoch() >= 1;
+  })) << "A never checkpointed an epoch";
+  a->Kill();
+
+  // B takes the job over once A's lease runs out, and finishes it; its watcher, attached to B
+  // all along, sees one gap-free log.
+  ASSERT_TRUE(on_b.WaitFor([](const v1::JobEvent& event) { return event.has_finished(); }))
+      << "nobody took the job over";
+  ASSERT_TRUE(on_b.Finish().ok());
+  const std::vector<v1::JobEvent> events = on_b.events();
+  ASSERT_FALSE(events.empty());
+  EXPECT_EQ(events.back().finished().state(), v1::JOB_STATE_SUCCEEDED)
+      << events.back().finished().error();
+  int last_checkpoint = 0, resumed_at = -1, resumes = 0;
+  std::set<int> epochs;
+  for (size_t i = 0; i < events.size(); ++i) {
+    EXPECT_EQ(events[i].sequence(), static_cast<int64_t>(i) + 1) << "no gap, nothing twice";
+    if (events[i].has_resumed()) {
+      ++resumes;
+      resumed_at = events[i].resumed().epoch();
+      EXPECT_EQ(resumed_at, last_checkpoint) << "from the last checkpoint A saved";
+    }
+    if (events[i].has_checkpoint_saved() && resumes == 0) {
+      last_checkpoint = events[i].checkpoint_saved().epoch();
+    }
+    if (events[i].has_epoch_end()) epochs.insert(events[i].epoch_end().epoch());
+  }
+  EXPECT_EQ(resumes, 1);
+  EXPECT_GE(resumed_at, 1) << "no complete epoch lost";
+  EXPECT_EQ(epochs, (std::set<int>{1, 2, 3, 4, 5, 6})) << "every epoch ran";
+
+  ClientContext list_context;
+  v1::ListModelsResponse models;
+  ASSERT_TRUE(b_.stub->ListModels(&list_context, v1::ListModelsRequest(), &models).ok());
+  ASSERT_EQ(models.models_size(), 1) << "one model: the job ran to its end once";
+  EXPECT_EQ(models.models(0).job_id(), job_id);
 }
 
 }  // namespace

@@ -7,8 +7,12 @@
 #include <sqlite3.h>
 
 #include <filesystem>
+#include <map>
 #include <memory>
+#include <set>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
@@ -84,8 +88,8 @@ TEST_P(StoreBackendTest, JobsAndTheirEventsSurviveARestartInOrder) {
     v1::TrainRequest first;
     first.set_epochs(3);
     first.set_label_smoothing(0.1);
-    ASSERT_TRUE(store->InsertJob("job-b", first, "").ok());
-    ASSERT_TRUE(store->InsertJob("job-a", v1::TrainRequest(), "").ok());
+    ASSERT_TRUE(store->InsertJob("job-b", first, "", absl::Seconds(10)).ok());
+    ASSERT_TRUE(store->InsertJob("job-a", v1::TrainRequest(), "", absl::Seconds(10)).ok());
     for (int i = 1; i <= 3; ++i) ASSERT_TRUE(store->AppendEvent(Event("job-b", i, i)).ok());
     ASSERT_TRUE(store->AppendEvent(Event("job-a", 1, 7)).ok());
   }
@@ -127,9 +131,10 @@ TEST_P(StoreBackendTest, ModelsTheDeployedIdCheckpointsAndDatasetsSurviveARestar
     EXPECT_TRUE(store->DeployedModelId().ok());
     EXPECT_EQ(*store->DeployedModelId(), "");
     ASSERT_TRUE(store->SetDeployedModelId("model-3").ok());
-    ASSERT_TRUE(store->PutCheckpoint({"job-1", 2, 5, "/ck/job-1.ckpt", "abc"}).ok());
-    ASSERT_TRUE(store->PutCheckpoint({"job-1", 3, 0, "/ck/job-1.ckpt", "def"}).ok());  // Replaces.
-    ASSERT_TRUE(store->PutCheckpoint({"job-2", 1, 0, "/ck/job-2.ckpt", "123"}).ok());
+    ASSERT_TRUE(store->PutCheckpoint({"job-1", 2, 5, "/ck/job-1.ckpt", "abc", ""}).ok());
+    ASSERT_TRUE(
+        store->PutCheckpoint({"job-1", 3, 0, "/ck/job-1.ckpt", "def", ""}).ok());  // Replaces.
+    ASSERT_TRUE(store->PutCheckpoint({"job-2", 1, 0, "/ck/job-2.ckpt", "123", ""}).ok());
     ASSERT_TRUE(store->DeleteCheckpoint("job-2").ok());
     ASSERT_TRUE(store->InsertDataset({"zeta", "sets/zeta", 20}).ok());
     ASSERT_TRUE(store->InsertDataset({"alpha", "sets/alpha", 10}).ok());
@@ -394,8 +399,8 @@ TEST_P(StoreBackendTest, AFinishedJobIsReadBackAsItsSummaryWithItsEventsLeftInTh
   {
     std::unique_ptr<Store> store = Open();
     ASSERT_NE(store, nullptr);
-    ASSERT_TRUE(store->InsertJob("job-done", v1::TrainRequest(), "").ok());
-    ASSERT_TRUE(store->InsertJob("job-running", v1::TrainRequest(), "").ok());
+    ASSERT_TRUE(store->InsertJob("job-done", v1::TrainRequest(), "", absl::Seconds(10)).ok());
+    ASSERT_TRUE(store->InsertJob("job-running", v1::TrainRequest(), "", absl::Seconds(10)).ok());
     for (int i = 1; i <= 3; ++i) ASSERT_TRUE(store->AppendEvent(Event("job-done", i, i)).ok());
     ASSERT_TRUE(store->AppendEvent(Event("job-running", 1, 1)).ok());
     v1::JobEvent final_event;
@@ -450,6 +455,154 @@ TEST(PostgresStoreTest, ADatabaseOfANewerSchemaIsRefusedAndAPasswordIsNeverShown
   EXPECT_THAT(unreachable.status().message(), ::testing::Not(HasSubstr("hunter2")));
   EXPECT_EQ(StoreLocationForLogs("postgresql://u:pw@h/d?sslmode=require&password=pw2"),
             "postgresql://u:****@h/d?sslmode=require&password=****");
+}
+
+// Two connections are two replicas. Leases are timed by the database's clock.
+TEST(PostgresStoreTest, EachUnfinishedJobHasOneOwnerAndMovesOnlyWhenItsLeaseRunsOut) {
+  absl::StatusOr<std::unique_ptr<testing::PostgresServer>> server =
+      testing::PostgresServer::Start();
+  if (absl::IsFailedPrecondition(server.status())) GTEST_SKIP() << server.status().message();
+  ASSERT_TRUE(server.ok()) << server.status();
+  absl::StatusOr<std::unique_ptr<Store>> a = Store::Open((*server)->uri());
+  absl::StatusOr<std::unique_ptr<Store>> b = Store::Open((*server)->uri());
+  ASSERT_TRUE(a.ok() && b.ok());
+  const absl::Duration hour = absl::Hours(1);
+  ASSERT_TRUE((*a)->InsertJob("job-1", v1::TrainRequest(), "replica-a", hour).ok());
+  ASSERT_TRUE((*a)->AppendEvent(Event("job-1", 1, 0)).ok());
+  ASSERT_TRUE((*a)->InsertJob("job-2", v1::TrainRequest(), "replica-a", hour).ok());
+  ASSERT_TRUE((*a)->InsertJob("job-done", v1::TrainRequest(), "replica-a", hour).ok());
+  ASSERT_TRUE((*a)->AppendFinalEvent(Event("job-done", 1, 0), v1::Job()).ok());
+
+  absl::StatusOr<std::vector<StoredJob>> claimed = (*b)->ClaimExpiredJobs("replica-b", hour);
+  ASSERT_TRUE(claimed.ok()) << claimed.status();
+  EXPECT_TRUE(claimed->empty()) << "every lease still runs";
+  absl::StatusOr<JobLeaseRenewal> renewal = (*a)->RenewJobLeases("replica-a", hour);
+  ASSERT_TRUE(renewal.ok()) << renewal.status();
+  EXPECT_EQ(renewal->held, (std::set<std::string>{"job-1", "job-2"})) << "the unfinished ones";
+
+  // A cancel asked of any replica reaches the owner.
+  EXPECT_TRUE((*b)->RequestJobCancel("job-2", "stop it").ok());
+  EXPECT_EQ((*b)->RequestJobCancel("job-done", "late").code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ((*b)->RequestJobCancel("job-none", "no").code(), absl::StatusCode::kNotFound);
+  absl::StatusOr<std::map<std::string, std::string>> requests = (*a)->CancelRequests("replica-a");
+  ASSERT_TRUE(requests.ok()) << requests.status();
+  EXPECT_EQ(*requests, (std::map<std::string, std::string>{{"job-2", "stop it"}}));
+  EXPECT_EQ((*a)->RenewJobLeases("replica-a", hour)->cancel_requests, *requests);
+
+  // A gives its jobs up (it stops): B takes both, in order, with their events and requests.
+  ASSERT_TRUE((*a)->ReleaseJobLeases("replica-a").ok());
+  claimed = (*b)->ClaimExpiredJobs("replica-b", hour);
+  ASSERT_TRUE(claimed.ok()) << claimed.status();
+  ASSERT_EQ(claimed->size(), 2u);
+  EXPECT_EQ((*claimed)[0].job_id, "job-1");
+  EXPECT_EQ((*claimed)[0].owner, "replica-b");
+  ASSERT_EQ((*claimed)[0].events.size(), 1u);
+  EXPECT_EQ((*claimed)[1].job_id, "job-2");
+  EXPECT_EQ((*claimed)[1].cancel_reason, "stop it");
+  EXPECT_TRUE((*b)->ClaimExpiredJobs("replica-c", hour)->empty()) << "B holds them now";
+  EXPECT_TRUE((*a)->RenewJobLeases("replica-a", hour)->held.empty()) << "A learns they moved";
+  absl::StatusOr<std::optional<StoredJob>> job = (*a)->LoadJob("job-1");
+  ASSERT_TRUE(job.ok() && job->has_value());
+  EXPECT_EQ((*job)->owner, "replica-b");
+  EXPECT_FALSE((*a)->LoadJob("job-none")->has_value());
+
+  // A lease that is not renewed runs out by itself.
+  ASSERT_TRUE(
+      (*b)->InsertJob("job-3", v1::TrainRequest(), "replica-b", absl::Milliseconds(1)).ok());
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  std::vector<StoredJob> taken;
+  while (taken.empty() && absl::Now() < deadline) {
+    absl::StatusOr<std::vector<StoredJob>> round = (*a)->ClaimExpiredJobs("replica-a", hour);
+    ASSERT_TRUE(round.ok()) << round.status();
+    taken = *std::move(round);
+  }
+  ASSERT_EQ(taken.size(), 1u);
+  EXPECT_EQ(taken[0].job_id, "job-3");
+
+  // The jobs after a position, in the order of submission.
+  absl::StatusOr<std::vector<JobPosition>> all = (*b)->JobsAfter(0);
+  ASSERT_TRUE(all.ok()) << all.status();
+  ASSERT_EQ(all->size(), 4u);
+  EXPECT_EQ((*all)[3].job_id, "job-3");
+  absl::StatusOr<std::vector<JobPosition>> newer = (*b)->JobsAfter((*all)[1].position);
+  ASSERT_EQ(newer->size(), 2u);
+  EXPECT_EQ((*newer)[0].job_id, "job-done");
+
+  // A checkpoint's bytes live in a shared store: the job may resume on another host.
+  const std::string bytes("\0checkpoint\xff", 12);
+  ASSERT_TRUE((*a)->PutCheckpoint({"job-3", 2, 0, "/a/job-3.ckpt", "sha", bytes}).ok());
+  absl::StatusOr<std::optional<StoredCheckpoint>> checkpoint = (*b)->GetCheckpoint("job-3");
+  ASSERT_TRUE(checkpoint.ok() && checkpoint->has_value());
+  EXPECT_EQ((*checkpoint)->bytes, bytes);
+}
+
+// Replicas claiming at once never get the same job (FOR UPDATE SKIP LOCKED, and the lease checked
+// again after the lock).
+TEST(PostgresStoreTest, ReplicasClaimingAtOnceNeverTakeTheSameJob) {
+  absl::StatusOr<std::unique_ptr<testing::PostgresServer>> server =
+      testing::PostgresServer::Start();
+  if (absl::IsFailedPrecondition(server.status())) GTEST_SKIP() << server.status().message();
+  ASSERT_TRUE(server.ok()) << server.status();
+  constexpr int kJobs = 60;
+  constexpr int kReplicas = 4;
+  std::vector<std::unique_ptr<Store>> stores;
+  for (int i = 0; i < kReplicas; ++i) {
+    absl::StatusOr<std::unique_ptr<Store>> store = Store::Open((*server)->uri());
+    ASSERT_TRUE(store.ok()) << store.status();
+    stores.push_back(*std::move(store));
+  }
+  for (int round = 0; round < 5; ++round) {
+    for (int i = 0; i < kJobs; ++i) {
+      ASSERT_TRUE(stores[0]
+                      ->InsertJob(absl::StrCat("job-", round, "-", i), v1::TrainRequest(), "dead",
+                                  absl::ZeroDuration())
+                      .ok());
+    }
+    std::vector<std::vector<std::string>> claimed(kReplicas);
+    std::vector<std::thread> replicas;
+    for (int r = 0; r < kReplicas; ++r) {
+      replicas.emplace_back([&, r] {
+        // Each claims a few times, so the replicas overlap.
+        for (int attempt = 0; attempt < 3; ++attempt) {
+          absl::StatusOr<std::vector<StoredJob>> jobs =
+              stores[r]->ClaimExpiredJobs(absl::StrCat("replica-", r), absl::Hours(1));
+          if (!jobs.ok()) return;
+          for (const StoredJob& job : *jobs) claimed[r].push_back(job.job_id);
+        }
+      });
+    }
+    for (std::thread& replica : replicas) replica.join();
+    std::map<std::string, int> times;
+    for (const auto& ids : claimed) {
+      for (const std::string& id : ids) ++times[id];
+    }
+    ASSERT_EQ(times.size(), static_cast<size_t>(kJobs)) << "every job claimed";
+    for (const auto& [id, count] : times) EXPECT_EQ(count, 1) << id << " claimed twice";
+    for (int r = 0; r < kReplicas; ++r) {
+      absl::StatusOr<JobLeaseRenewal> renewal =
+          stores[r]->RenewJobLeases(absl::StrCat("replica-", r), absl::Hours(1));
+      ASSERT_TRUE(renewal.ok());
+      for (const std::string& id : claimed[r]) EXPECT_EQ(renewal->held.count(id), 1u) << id;
+    }
+    // Done, so the next round's claims see only the next round's jobs.
+    for (const auto& [id, count] : times) {
+      ASSERT_TRUE(stores[0]->AppendFinalEvent(Event(id, 1, 0), v1::Job()).ok());
+    }
+  }
+}
+
+TEST(SqliteStoreTest, OneServerOwnsItSoThereAreNoLeases) {
+  testing::TempDir dir;
+  absl::StatusOr<std::unique_ptr<Store>> store = Store::Open(dir.path() + "/classifier.db");
+  ASSERT_TRUE(store.ok());
+  EXPECT_FALSE((*store)->shared());
+  EXPECT_EQ((*store)->ClaimExpiredJobs("r", absl::Seconds(1)).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ((*store)->RequestJobCancel("job", "r").code(), absl::StatusCode::kFailedPrecondition);
+  ASSERT_TRUE((*store)->InsertJob("job-1", v1::TrainRequest(), "", absl::Seconds(1)).ok());
+  absl::StatusOr<std::optional<StoredJob>> job = (*store)->LoadJob("job-1");
+  ASSERT_TRUE(job.ok() && job->has_value());
+  EXPECT_EQ((*job)->position, 1);
 }
 
 }  // namespace
