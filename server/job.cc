@@ -63,6 +63,8 @@ int64_t Job::AppendLocked(v1::JobEvent event) {
   event.set_job_id(id_);
   event.set_sequence(static_cast<int64_t>(events_.size()) + 1);
   *event.mutable_time() = Now();
+  // Kept to undo the event should the store refuse it as another replica's (below).
+  const v1::Job before = store_ != nullptr ? snapshot_ : v1::Job();
   ApplyToSnapshot(event);
   const bool final_event = IsTerminal(snapshot_.state());
   if (store_ != nullptr) {
@@ -70,6 +72,13 @@ int64_t Job::AppendLocked(v1::JobEvent event) {
     // final one with the job's summary, in one transaction.
     absl::Status stored =
         final_event ? store_->AppendFinalEvent(event, snapshot_) : store_->AppendEvent(event);
+    if (IsJobTakenOver(stored)) {
+      // Another replica runs the job now: this one stops it and records nothing more.
+      spdlog::warn("job {}: {}", id_, std::string(stored.message()));
+      snapshot_ = before;
+      Abandon();
+      return 0;
+    }
     if (!stored.ok()) spdlog::error("job {}: {}", id_, std::string(stored.message()));
   }
   return RecordLocked(std::move(event));

@@ -245,6 +245,20 @@ absl::Status JobManager::RenewAndClaim() {
     if (renewal->held.count(job_id) == 0) Release(job_id);
   }
   ApplyCancelRequests(renewal->cancel_requests);
+  // Leased to this replica yet followed: it claimed the job while a run it had lost was still
+  // stopping (Adopt left it then). It runs here now.
+  std::vector<std::string> leased_but_followed;
+  {
+    MutexLock lock(&mu_);
+    for (const std::string& job_id : renewal->held) {
+      if (followed_.count(job_id) != 0) leased_but_followed.push_back(job_id);
+    }
+  }
+  for (const std::string& job_id : leased_but_followed) {
+    absl::StatusOr<std::optional<StoredJob>> stored = store_->LoadJob(job_id);
+    if (!stored.ok()) return stored.status();
+    if (stored->has_value()) Adopt(**std::move(stored));
+  }
   absl::StatusOr<std::vector<StoredJob>> claimed =
       store_->ClaimExpiredJobs(replica_.id, replica_.lease);
   if (!claimed.ok()) return claimed.status();

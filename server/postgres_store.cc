@@ -300,9 +300,26 @@ absl::Status PostgresStore::AppendEvent(const v1::JobEvent& event) {
 }
 
 absl::Status PostgresStore::AppendEventLocked(const v1::JobEvent& event) {
-  return Run("INSERT INTO job_events (job_id, sequence, event) VALUES ($1, $2, $3)",
-             Params().Text(event.job_id()).Int(event.sequence()).Bytes(event.SerializeAsString()))
-      .status();
+  Params params;
+  params.Text(event.job_id()).Int(event.sequence()).Bytes(event.SerializeAsString());
+  if (fence_.empty()) {
+    return Run("INSERT INTO job_events (job_id, sequence, event) VALUES ($1, $2, $3)", params)
+        .status();
+  }
+  // FOR SHARE: a claim of the job (an UPDATE of its row) waits until this commits, and reads
+  // the event; one that committed first leaves no row owned by this replica to insert from.
+  absl::StatusOr<Result> inserted =
+      Run("INSERT INTO job_events (job_id, sequence, event) SELECT $1, $2, $3 FROM jobs "
+          "WHERE job_id = $1 AND owner = $4 FOR SHARE",
+          params.Text(fence_));
+  if (!inserted.ok()) return inserted.status();
+  if (inserted->affected() == 0) return JobTakenOverError(event.job_id());
+  return absl::OkStatus();
+}
+
+void PostgresStore::FenceJobWrites(const std::string& replica_id) {
+  MutexLock lock(&mu_);
+  fence_ = replica_id;
 }
 
 absl::Status PostgresStore::AppendFinalEvent(const v1::JobEvent& event, const v1::Job& summary) {
@@ -639,18 +656,33 @@ absl::StatusOr<std::string> PostgresStore::DeployedModelId() {
 
 absl::Status PostgresStore::PutCheckpoint(const StoredCheckpoint& checkpoint) {
   MutexLock lock(&mu_);
-  return Run("INSERT INTO checkpoints (job_id, epoch, batch, path, sha256, bytes) "
-             "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (job_id) DO UPDATE SET "
-             "epoch = excluded.epoch, batch = excluded.batch, path = excluded.path, "
-             "sha256 = excluded.sha256, bytes = excluded.bytes",
-             Params()
-                 .Text(checkpoint.job_id)
-                 .Int(checkpoint.epoch)
-                 .Int(checkpoint.batch)
-                 .Text(checkpoint.path)
-                 .Text(checkpoint.sha256)
-                 .Bytes(checkpoint.bytes))
-      .status();
+  Params params;
+  params.Text(checkpoint.job_id)
+      .Int(checkpoint.epoch)
+      .Int(checkpoint.batch)
+      .Text(checkpoint.path)
+      .Text(checkpoint.sha256)
+      .Bytes(checkpoint.bytes);
+  constexpr char kReplace[] =
+      " ON CONFLICT (job_id) DO UPDATE SET epoch = excluded.epoch, batch = excluded.batch, "
+      "path = excluded.path, sha256 = excluded.sha256, bytes = excluded.bytes";
+  if (fence_.empty()) {
+    return Run(absl::StrCat("INSERT INTO checkpoints (job_id, epoch, batch, path, sha256, bytes) "
+                            "VALUES ($1, $2, $3, $4, $5, $6)",
+                            kReplace),
+               params)
+        .status();
+  }
+  // As AppendEventLocked: only while this replica owns the job.
+  absl::StatusOr<Result> stored =
+      Run(absl::StrCat("INSERT INTO checkpoints (job_id, epoch, batch, path, sha256, bytes) "
+                       "SELECT $1, $2, $3, $4, $5, $6 FROM jobs WHERE job_id = $1 AND owner = $7 "
+                       "FOR SHARE",
+                       kReplace),
+          params.Text(fence_));
+  if (!stored.ok()) return stored.status();
+  if (stored->affected() == 0) return JobTakenOverError(checkpoint.job_id);
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::optional<StoredCheckpoint>> PostgresStore::GetCheckpoint(

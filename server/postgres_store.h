@@ -69,6 +69,7 @@ class PostgresStore final : public Store {
   absl::StatusOr<JobLeaseRenewal> RenewJobLeases(const std::string& owner,
                                                  absl::Duration lease) override;
   absl::Status ReleaseJobLeases(const std::string& owner) override;
+  void FenceJobWrites(const std::string& replica_id) override;
   absl::StatusOr<std::vector<StoredJob>> ClaimExpiredJobs(const std::string& owner,
                                                           absl::Duration lease) override;
   absl::Status RequestJobCancel(const std::string& job_id, const std::string& reason) override;
@@ -114,6 +115,9 @@ class PostgresStore final : public Store {
 
   const std::string name_;  // The URI without its password, for messages.
   mutable Mutex mu_;
+  // The replica whose jobs alone this store writes events and checkpoints of (FenceJobWrites);
+  // empty: any job.
+  std::string fence_ ABSL_GUARDED_BY(mu_);
   pg_conn* const connection_ ABSL_GUARDED_BY(mu_);  // Owned; closed by the destructor.
 };
 

@@ -291,6 +291,7 @@ absl::StatusOr<std::unique_ptr<ClassifierServer>> ClassifierServer::Start(
     absl::StatusOr<std::string> id = ReplicaId(config.state_dir);
     if (!id.ok()) return id.status();
     replica = ReplicaIdentity{*std::move(id), config.job_lease};
+    parts->store->FenceJobWrites(replica.id);
     spdlog::info("replica {} of the shared store {} (job leases of {})", replica.id,
                  StoreLocationForLogs(config.store), absl::FormatDuration(replica.lease));
     // Before the jobs are read: those still this replica's stay so (no other replica may claim

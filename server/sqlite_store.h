@@ -69,6 +69,7 @@ class SqliteStore final : public Store {
     return NotShared();
   }
   absl::Status ReleaseJobLeases(const std::string&) override { return NotShared(); }
+  void FenceJobWrites(const std::string&) override {}
   absl::StatusOr<std::vector<StoredJob>> ClaimExpiredJobs(const std::string&,
                                                           absl::Duration) override {
     return NotShared();

@@ -4,12 +4,19 @@
 #include <utility>
 
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "absl/strings/strip.h"
 #include "server/postgres_store.h"
 #include "server/sqlite_store.h"
 
 namespace classifier {
+
+absl::Status JobTakenOverError(const std::string& job_id) {
+  return absl::AbortedError(absl::StrCat("job ", job_id,
+                                         " is run by another replica now (this one's lease on "
+                                         "it ran out): nothing of it was written"));
+}
 
 std::string StoreLocationForLogs(const std::string& location) {
   std::string shown = location;

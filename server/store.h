@@ -121,6 +121,10 @@ class JobEventStore {
                                                                int64_t from_sequence) = 0;
 };
 
+// What a fenced write (Store::FenceJobWrites) answers for a job another replica took over.
+absl::Status JobTakenOverError(const std::string& job_id);
+inline bool IsJobTakenOver(const absl::Status& status) { return absl::IsAborted(status); }
+
 // `location` (a --store value) as logs and messages may show it: a password in a PostgreSQL URI
 // (user:PASSWORD@ or password=PASSWORD) replaced by ****.
 std::string StoreLocationForLogs(const std::string& location);
@@ -201,6 +205,12 @@ class Store : public JobEventStore {
   // By name.
   virtual absl::StatusOr<std::vector<StoredDataset>> LoadDatasets() = 0;
 
+  // From now on this store writes a job's events and checkpoint only while `replica_id` owns the
+  // job (the write locks the job's row, so a claim waits for it or it sees the claim): a write
+  // to a job another replica took over is ABORTED (JobTakenOverError) and changes nothing, so a
+  // replica that lost its lease (paused, cut off) cannot interleave with the new owner. Shared
+  // stores only; a store no other server shares ignores it.
+  virtual void FenceJobWrites(const std::string& replica_id) = 0;
   // Who runs which job, among replicas sharing the store. Every unfinished job has an owner and
   // a lease, timed by the database's clock (replicas' clocks may differ): the owner renews it
   // while it lives; a job whose lease ran out (its replica died or stopped) is claimed by

@@ -184,6 +184,11 @@ void TrainingExecutor::SaveCheckpoint(Job& job, const TrainingCheckpoint& checkp
     status = WriteFileAtomically(stored.path, checkpoint.bytes);
   }
   if (status.ok()) status = store_->PutCheckpoint(stored);
+  if (IsJobTakenOver(status)) {
+    spdlog::warn("job {}: {}", job.id(), std::string(status.message()));
+    job.Abandon();
+    return;
+  }
   if (!status.ok()) {
     spdlog::error("job {}: cannot save its checkpoint: {}", job.id(),
                   std::string(status.message()));

@@ -392,6 +392,32 @@ std::string SubmitDetached(v1::Classifier::Stub* stub, const v1::TrainRequest& r
   return job_id;
 }
 
+// The checks every handed-over job passes, on the events a watcher saw: one gap-free log, one
+// `resumed` event where the last checkpoint before it was saved, every epoch, success.
+void ExpectOneRunResumedOnce(const std::vector<v1::JobEvent>& events, int epochs) {
+  ASSERT_FALSE(events.empty());
+  EXPECT_EQ(events.back().finished().state(), v1::JOB_STATE_SUCCEEDED)
+      << events.back().finished().error();
+  v1::JobEvent::CheckpointSaved last_checkpoint;
+  int resumes = 0;
+  std::set<int> epochs_ended;
+  for (size_t i = 0; i < events.size(); ++i) {
+    EXPECT_EQ(events[i].sequence(), static_cast<int64_t>(i) + 1) << "no gap, nothing twice";
+    if (events[i].has_resumed()) {
+      ++resumes;
+      EXPECT_EQ(events[i].resumed().epoch(), last_checkpoint.epoch());
+      EXPECT_EQ(events[i].resumed().batch(), last_checkpoint.batch())
+          << "from the last checkpoint saved";
+    }
+    if (events[i].has_checkpoint_saved()) last_checkpoint = events[i].checkpoint_saved();
+    if (events[i].has_epoch_end()) epochs_ended.insert(events[i].epoch_end().epoch());
+  }
+  EXPECT_EQ(resumes, 1);
+  std::set<int> all;
+  for (int epoch = 1; epoch <= epochs; ++epoch) all.insert(epoch);
+  EXPECT_EQ(epochs_ended, all) << "every epoch ran";
+}
+
 TEST_F(ReplicaTest, AJobOnOneReplicaIsWatchedListedAndCancelledOnTheOther) {
   v1::TrainRequest request = testing::ServerFixture::QuickTraining(/*epochs=*/50);
   request.set_batch_size(2);  // 300 steps an epoch: it runs until cancelled.
@@ -461,7 +487,7 @@ TEST_F(ReplicaTest, AJobWhoseReplicaIsKilledResumesOnAnotherFromItsLastCheckpoin
       "127.0.0.1:" + std::to_string(a->port()), ::grpc::InsecureChannelCredentials()));
 
   v1::TrainRequest request = testing::ServerFixture::QuickTraining(/*epochs=*/6);
-  request.set_batch_size(5);  // 120 steps an epoch.
+  request.set_batch_size(1);  // 600 steps an epoch: A is killed mid-job.
   const std::string job_id = SubmitDetached(a_stub.get(), request);
   ASSERT_FALSE(job_id.empty());
   StreamCollector on_b(b_.stub.get(), job_id);
@@ -476,32 +502,71 @@ TEST_F(ReplicaTest, AJobWhoseReplicaIsKilledResumesOnAnotherFromItsLastCheckpoin
       << "nobody took the job over";
   ASSERT_TRUE(on_b.Finish().ok());
   const std::vector<v1::JobEvent> events = on_b.events();
-  ASSERT_FALSE(events.empty());
-  EXPECT_EQ(events.back().finished().state(), v1::JOB_STATE_SUCCEEDED)
-      << events.back().finished().error();
-  int last_checkpoint = 0, resumed_at = -1, resumes = 0;
-  std::set<int> epochs;
-  for (size_t i = 0; i < events.size(); ++i) {
-    EXPECT_EQ(events[i].sequence(), static_cast<int64_t>(i) + 1) << "no gap, nothing twice";
-    if (events[i].has_resumed()) {
-      ++resumes;
-      resumed_at = events[i].resumed().epoch();
-      EXPECT_EQ(resumed_at, last_checkpoint) << "from the last checkpoint A saved";
-    }
-    if (events[i].has_checkpoint_saved() && resumes == 0) {
-      last_checkpoint = events[i].checkpoint_saved().epoch();
-    }
-    if (events[i].has_epoch_end()) epochs.insert(events[i].epoch_end().epoch());
+  ExpectOneRunResumedOnce(events, 6);
+  int resumed_at = 0;
+  for (const v1::JobEvent& event : events) {
+    if (event.has_resumed()) resumed_at = event.resumed().epoch();
   }
-  EXPECT_EQ(resumes, 1);
   EXPECT_GE(resumed_at, 1) << "no complete epoch lost";
-  EXPECT_EQ(epochs, (std::set<int>{1, 2, 3, 4, 5, 6})) << "every epoch ran";
 
   ClientContext list_context;
   v1::ListModelsResponse models;
   ASSERT_TRUE(b_.stub->ListModels(&list_context, v1::ListModelsRequest(), &models).ok());
   ASSERT_EQ(models.models_size(), 1) << "one model: the job ran to its end once";
   EXPECT_EQ(models.models(0).job_id(), job_id);
+}
+
+TEST_F(ReplicaTest, AReplicaThatStopsHandsItsJobOverAtOnce) {
+  // A's lease would outlast the test: only A giving it up lets B take the job.
+  a_.server.reset();
+  a_ = StartReplica("a", absl::Hours(1));
+  ASSERT_NE(a_.server, nullptr);
+  v1::TrainRequest request = testing::ServerFixture::QuickTraining(/*epochs=*/6);
+  request.set_batch_size(1);  // 600 steps an epoch: A stops mid-job.
+  request.set_progress_reports_per_epoch(20);
+  const std::string job_id = SubmitDetached(a_.stub.get(), request);
+  ASSERT_FALSE(job_id.empty());
+  StreamCollector on_b(b_.stub.get(), job_id);
+  ASSERT_TRUE(on_b.WaitFor([](const v1::JobEvent& event) { return event.has_progress(); }));
+  a_.server.reset();  // Drains: the job checkpoints where it is, and A gives it up.
+
+  ASSERT_TRUE(on_b.WaitFor([](const v1::JobEvent& event) { return event.has_finished(); }))
+      << "B never took the job over";
+  ASSERT_TRUE(on_b.Finish().ok());
+  ExpectOneRunResumedOnce(on_b.events(), 6);
+}
+
+TEST_F(ReplicaTest, AReplicaThatLostItsLeaseStopsAndTheJobRunsOnOnce) {
+  const absl::Duration lease = absl::Seconds(2);
+  a_.server.reset();
+  b_.server.reset();
+  a_ = StartReplica("a", lease);
+  b_ = StartReplica("b", lease);
+  ASSERT_NE(a_.server, nullptr);
+  ASSERT_NE(b_.server, nullptr);
+  v1::TrainRequest request = testing::ServerFixture::QuickTraining(/*epochs=*/6);
+  request.set_batch_size(1);  // 600 steps an epoch: the lease is lost mid-job.
+  const std::string job_id = SubmitDetached(a_.stub.get(), request);
+  ASSERT_FALSE(job_id.empty());
+  StreamCollector on_b(b_.stub.get(), job_id);
+  ASSERT_TRUE(on_b.WaitFor([](const v1::JobEvent& event) {
+    return event.has_checkpoint_saved() && event.checkpoint_saved().epoch() >= 1;
+  }));
+  // As if A had stalled past its lease and a replica since gone had claimed the job: A must
+  // stop writing at once (fenced), and the job must run on, once, wherever it is claimed next.
+  ASSERT_TRUE(
+      postgres_->Psql("UPDATE jobs SET owner = 'replica-gone', lease_until_unix_ns = 0 "
+                      "WHERE job_id = '" +
+                      job_id + "'"));
+
+  ASSERT_TRUE(on_b.WaitFor([](const v1::JobEvent& event) { return event.has_finished(); }))
+      << "nobody took the job over";
+  ASSERT_TRUE(on_b.Finish().ok());
+  ExpectOneRunResumedOnce(on_b.events(), 6);
+  ClientContext list_context;
+  v1::ListModelsResponse models;
+  ASSERT_TRUE(b_.stub->ListModels(&list_context, v1::ListModelsRequest(), &models).ok());
+  EXPECT_EQ(models.models_size(), 1) << "one model: the job ended once";
 }
 
 }  // namespace

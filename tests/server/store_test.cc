@@ -536,6 +536,38 @@ TEST(PostgresStoreTest, EachUnfinishedJobHasOneOwnerAndMovesOnlyWhenItsLeaseRuns
   EXPECT_EQ((*checkpoint)->bytes, bytes);
 }
 
+// A replica that lost its job (its lease ran out and another claimed it) writes nothing more of
+// it: no event, no checkpoint.
+TEST(PostgresStoreTest, AFencedReplicaCannotWriteAJobAnotherTookOver) {
+  absl::StatusOr<std::unique_ptr<testing::PostgresServer>> server =
+      testing::PostgresServer::Start();
+  if (absl::IsFailedPrecondition(server.status())) GTEST_SKIP() << server.status().message();
+  ASSERT_TRUE(server.ok()) << server.status();
+  absl::StatusOr<std::unique_ptr<Store>> a = Store::Open((*server)->uri());
+  absl::StatusOr<std::unique_ptr<Store>> b = Store::Open((*server)->uri());
+  ASSERT_TRUE(a.ok() && b.ok());
+  (*a)->FenceJobWrites("replica-a");
+  (*b)->FenceJobWrites("replica-b");
+  ASSERT_TRUE((*a)->InsertJob("job-1", v1::TrainRequest(), "replica-a", absl::Hours(1)).ok());
+  ASSERT_TRUE((*a)->AppendEvent(Event("job-1", 1, 0)).ok());
+  ASSERT_TRUE((*a)->PutCheckpoint({"job-1", 1, 0, "", "sha-a", "from a"}).ok());
+  EXPECT_TRUE(IsJobTakenOver((*b)->AppendEvent(Event("job-1", 2, 1)))) << "A's job, not B's";
+
+  ASSERT_TRUE((*a)->ReleaseJobLeases("replica-a").ok());
+  ASSERT_EQ((*b)->ClaimExpiredJobs("replica-b", absl::Hours(1))->size(), 1u);
+  const absl::Status late = (*a)->AppendEvent(Event("job-1", 2, 1));
+  EXPECT_TRUE(IsJobTakenOver(late)) << late;
+  EXPECT_THAT(late.message(), HasSubstr("job-1"));
+  EXPECT_TRUE(IsJobTakenOver((*a)->PutCheckpoint({"job-1", 2, 0, "", "sha-late", "late"})));
+  EXPECT_TRUE(IsJobTakenOver((*a)->AppendFinalEvent(Event("job-1", 2, 1), v1::Job())));
+  EXPECT_EQ((*b)->LoadEvents("job-1", 1)->size(), 1u) << "nothing of A's after the claim";
+  EXPECT_EQ((*(*b)->GetCheckpoint("job-1"))->bytes, "from a");
+  // The new owner goes on from there.
+  EXPECT_TRUE((*b)->AppendEvent(Event("job-1", 2, 1)).ok());
+  EXPECT_TRUE((*b)->PutCheckpoint({"job-1", 2, 0, "", "sha-b", "from b"}).ok());
+  EXPECT_EQ((*(*a)->GetCheckpoint("job-1"))->bytes, "from b");
+}
+
 // Replicas claiming at once never get the same job (FOR UPDATE SKIP LOCKED, and the lease checked
 // again after the lock).
 TEST(PostgresStoreTest, ReplicasClaimingAtOnceNeverTakeTheSameJob) {
