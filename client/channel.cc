@@ -100,6 +100,34 @@ absl::StatusOr<ChannelOptions> ChannelOptionsFrom(const Invocation& invocation,
   return options;
 }
 
+const char* RetryingServiceConfig() {
+  return R"json({
+  "methodConfig": [{
+    "name": [
+      {"service": "classifier.v1.Classifier", "method": "WatchJob"},
+      {"service": "classifier.v1.Classifier", "method": "GetJob"},
+      {"service": "classifier.v1.Classifier", "method": "ListJobs"},
+      {"service": "classifier.v1.Classifier", "method": "CancelJob"},
+      {"service": "classifier.v1.Classifier", "method": "Evaluate"},
+      {"service": "classifier.v1.Classifier", "method": "Predict"},
+      {"service": "classifier.v1.Classifier", "method": "ExportWeights"},
+      {"service": "classifier.v1.Classifier", "method": "ListModels"},
+      {"service": "classifier.v1.Classifier", "method": "DeployModel"},
+      {"service": "classifier.v1.Classifier", "method": "ListDatasets"},
+      {"service": "classifier.v1.Classifier", "method": "GetDatasetSamples"},
+      {"service": "grpc.health.v1.Health", "method": "Check"}
+    ],
+    "retryPolicy": {
+      "maxAttempts": 5,
+      "initialBackoff": "0.05s",
+      "maxBackoff": "1s",
+      "backoffMultiplier": 2,
+      "retryableStatusCodes": ["UNAVAILABLE"]
+    }
+  }]
+})json";
+}
+
 std::shared_ptr<grpc::Channel> MakeChannel(const ChannelOptions& options) {
   std::shared_ptr<grpc::ChannelCredentials> credentials;
   if (options.tls) {
@@ -112,6 +140,7 @@ std::shared_ptr<grpc::Channel> MakeChannel(const ChannelOptions& options) {
     credentials = grpc::InsecureChannelCredentials();
   }
   grpc::ChannelArguments arguments;
+  arguments.SetServiceConfigJSON(RetryingServiceConfig());
   if (!options.tls_server_name.empty()) {
     arguments.SetSslTargetNameOverride(options.tls_server_name);
   }

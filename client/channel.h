@@ -34,6 +34,14 @@ struct ChannelOptions {
 absl::StatusOr<ChannelOptions> ChannelOptionsFrom(const Invocation& invocation,
                                                   absl::string_view token_from_environment);
 
+// The gRPC service config every channel of the CLI uses: the idempotent RPCs (reads, Predict,
+// Evaluate, exports, CancelJob, DeployModel, WatchJob, health checks) are tried again on
+// UNAVAILABLE, up to 5 attempts with backoff from 50 ms, so a replica that dies or drains behind a
+// load balancer costs its callers nothing; Train, ImportWeights, DeleteModel and RegisterDataset
+// are not (a second attempt would make a second job or model, or answer differently). The README
+// shows it for other clients.
+const char* RetryingServiceConfig();
+
 std::shared_ptr<grpc::Channel> MakeChannel(const ChannelOptions& options);
 
 }  // namespace classifier::cli

@@ -83,6 +83,9 @@ test_packages=(
   iproute2
   # The PostgreSQL store's tests start a real server of their own (tests/testing/postgres_server.h).
   postgresql
+  # tests/server/replica_test.cc: three replicas behind a real HAProxy, which the test starts on
+  # loopback ports of its own (the package's service, where one starts, listens on nothing).
+  haproxy
 )
 # Node.js with npm (for `buf curl`, the grpcurl peer the tests use, and for the npm fallback of
 # scripts/fetch-data.sh, hence at run time too): machines that already carry a Node.js build

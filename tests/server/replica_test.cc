@@ -4,32 +4,30 @@
 // failed Predict while it switches. Jobs: one replica's job is watched, listed and cancelled on
 // the other; a replica killed with SIGKILL (the real binary, in a process of its own) loses its
 // job to the other, which resumes it from its last checkpoint while a watcher sees every event.
-#include <fcntl.h>
 #include <grpcpp/grpcpp.h>
 #include <signal.h>
-#include <spawn.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
+#include <atomic>
 #include <chrono>
-#include <cstring>
-#include <fstream>
+#include <filesystem>
 #include <functional>
+#include <iostream>
 #include <memory>
 #include <mutex>
-#include <regex>
 #include <set>
-#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "base/file_util.h"
 #include "classifier/v1/classifier.grpc.pb.h"
+#include "client/channel.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/server.h"
 #include "tests/server/server_fixture.h"
+#include "tests/testing/child_process.h"
 #include "tests/testing/postgres_server.h"
 #include "tests/testing/synthetic_data.h"
 
@@ -37,72 +35,6 @@ namespace classifier {
 namespace {
 
 using ::grpc::ClientContext;
-
-// The real classifier-server binary in a process of its own: what an in-process server cannot
-// show, a replica killed with SIGKILL.
-class ServerProcess {
- public:
-  // Starts it with `flags` (plus a free loopback port) and waits until it listens; null, with a
-  // test failure, when it does not within a minute.
-  static std::unique_ptr<ServerProcess> Start(const std::vector<std::string>& flags,
-                                              const std::string& log_path) {
-    const std::string binary = CLASSIFIER_SERVER_BINARY;  // tests/server/CMakeLists.txt
-    std::vector<std::string> args = {binary, "--listen", "127.0.0.1:0", "--metrics_listen", ""};
-    args.insert(args.end(), flags.begin(), flags.end());
-    std::vector<char*> argv;
-    for (std::string& arg : args) argv.push_back(arg.data());
-    argv.push_back(nullptr);
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, log_path.c_str(),
-                                     O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    posix_spawn_file_actions_adddup2(&actions, STDOUT_FILENO, STDERR_FILENO);
-    pid_t pid = 0;
-    const int spawned = posix_spawn(&pid, binary.c_str(), &actions, nullptr, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&actions);
-    if (spawned != 0) {
-      ADD_FAILURE() << "cannot start " << binary << ": " << std::strerror(spawned);
-      return nullptr;
-    }
-    std::unique_ptr<ServerProcess> process(new ServerProcess(pid));
-    const std::regex listening("listening on .* \\(port ([0-9]+)\\)");
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-    while (std::chrono::steady_clock::now() < deadline) {
-      std::ifstream log(log_path);
-      std::stringstream text;
-      text << log.rdbuf();
-      const std::string output = text.str();
-      std::smatch match;
-      if (std::regex_search(output, match, listening)) {
-        process->port_ = std::stoi(match[1]);
-        return process;
-      }
-      if (waitpid(pid, nullptr, WNOHANG) == pid) {
-        process->pid_ = 0;
-        ADD_FAILURE() << "the server exited at start:\n" << output;
-        return nullptr;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-    ADD_FAILURE() << "the server did not listen within a minute";
-    return nullptr;
-  }
-
-  ~ServerProcess() { Kill(); }
-  int port() const { return port_; }
-  // SIGKILL, then reaps it.
-  void Kill() {
-    if (pid_ <= 0) return;
-    kill(pid_, SIGKILL);
-    waitpid(pid_, nullptr, 0);
-    pid_ = 0;
-  }
-
- private:
-  explicit ServerProcess(pid_t pid) : pid_(pid) {}
-  pid_t pid_;
-  int port_ = 0;
-};
 
 struct Replica {
   std::unique_ptr<ClassifierServer> server;
@@ -477,14 +409,15 @@ TEST_F(ReplicaTest, AJobWhoseReplicaIsKilledResumesOnAnotherFromItsLastCheckpoin
   b_.server.reset();
   b_ = StartReplica("b", lease);
   ASSERT_NE(b_.server, nullptr);
-  std::unique_ptr<ServerProcess> a = ServerProcess::Start(
+  absl::StatusOr<testing::ServerProcess> a = testing::ServerProcess::Start(
+      CLASSIFIER_SERVER_BINARY,  // tests/server/CMakeLists.txt
       {"--data_dir", dir_.path() + "/data", "--fashion_fallback_dir", dir_.path() + "/no-fashion",
        "--state_dir", dir_.path() + "/state-killed", "--store", postgres_->uri(), "--device", "cpu",
        "--threads", "1", "--job_lease", "2s"},
       dir_.path() + "/killed.log");
-  ASSERT_NE(a, nullptr);
+  ASSERT_TRUE(a.ok()) << a.status();
   auto a_stub = v1::Classifier::NewStub(::grpc::CreateChannel(
-      "127.0.0.1:" + std::to_string(a->port()), ::grpc::InsecureChannelCredentials()));
+      "127.0.0.1:" + std::to_string(a->port), ::grpc::InsecureChannelCredentials()));
 
   v1::TrainRequest request = testing::ServerFixture::QuickTraining(/*epochs=*/6);
   request.set_batch_size(1);  // 600 steps an epoch: A is killed mid-job.
@@ -494,7 +427,7 @@ TEST_F(ReplicaTest, AJobWhoseReplicaIsKilledResumesOnAnotherFromItsLastCheckpoin
   ASSERT_TRUE(on_b.WaitFor([](const v1::JobEvent& event) {
     return event.has_checkpoint_saved() && event.checkpoint_saved().epoch() >= 1;
   })) << "A never checkpointed an epoch";
-  a->Kill();
+  a->process->Stop(SIGKILL);
 
   // B takes the job over once A's lease runs out, and finishes it; its watcher, attached to B
   // all along, sees one gap-free log.
@@ -567,6 +500,232 @@ TEST_F(ReplicaTest, AReplicaThatLostItsLeaseStopsAndTheJobRunsOnOnce) {
   v1::ListModelsResponse models;
   ASSERT_TRUE(b_.stub->ListModels(&list_context, v1::ListModelsRequest(), &models).ok());
   EXPECT_EQ(models.models_size(), 1) << "one model: the job ended once";
+}
+
+// Three replicas, each the real binary in a process of its own, behind HAProxy (Debian's
+// package, on loopback ports), as the Compose stack runs them (docker/haproxy.cfg).
+class LoadBalancedReplicasTest : public ::testing::Test {
+ public:
+  // A channel with the retry policy of the CLI (and the README) for the idempotent RPCs.
+  static std::shared_ptr<::grpc::Channel> Channel(int port) {
+    ::grpc::ChannelArguments arguments;
+    arguments.SetServiceConfigJSON(cli::RetryingServiceConfig());
+    return ::grpc::CreateCustomChannel(absl::StrCat("127.0.0.1:", port),
+                                       ::grpc::InsecureChannelCredentials(), arguments);
+  }
+
+ protected:
+  static constexpr int kReplicas = 3;
+
+  void SetUp() override {
+    if (!std::filesystem::exists(kHaproxy)) {
+      GTEST_SKIP() << kHaproxy << " is not installed (scripts/install-deps.sh installs haproxy)";
+    }
+    absl::StatusOr<std::unique_ptr<testing::PostgresServer>> postgres =
+        testing::PostgresServer::Start();
+    if (absl::IsFailedPrecondition(postgres.status())) GTEST_SKIP() << postgres.status().message();
+    ASSERT_TRUE(postgres.ok()) << postgres.status();
+    postgres_ = *std::move(postgres);
+    test_ = testing::MakeSyntheticDataset(200, 10, /*seed=*/2);
+    testing::WriteDatasetFiles(dir_.path() + "/data/mnist",
+                               testing::MakeSyntheticDataset(600, 10, /*seed=*/1), test_,
+                               /*gzip=*/true);
+    for (int i = 0; i < kReplicas; ++i) {
+      ports_[i] = testing::FreeLoopbackPort();
+      ASSERT_TRUE(StartReplica(i)) << "replica " << i;
+    }
+    balancer_port_ = testing::FreeLoopbackPort();
+    std::string config = absl::StrCat(
+        "global\n  maxconn 4096\n"
+        "defaults\n  mode http\n  timeout connect 1s\n  timeout client 1h\n"
+        "  timeout server 1h\n  retries 3\n  option redispatch 1\n"
+        "frontend classifier\n  bind 127.0.0.1:",
+        balancer_port_, " proto h2\n",
+        "  default_backend replicas\n"
+        "backend replicas\n  balance roundrobin\n  retry-on conn-failure\n");
+    for (int i = 0; i < kReplicas; ++i) {
+      absl::StrAppend(&config, "  server r", i, " 127.0.0.1:", ports_[i],
+                      " proto h2 check inter 300ms fall 1 rise 2\n");
+    }
+    ASSERT_TRUE(WriteFileAtomically(dir_.path() + "/haproxy.cfg", config).ok());
+    absl::StatusOr<std::unique_ptr<testing::ChildProcess>> balancer = testing::ChildProcess::Start(
+        {kHaproxy, "-db", "-f", dir_.path() + "/haproxy.cfg"}, dir_.path() + "/haproxy.log");
+    ASSERT_TRUE(balancer.ok()) << balancer.status();
+    balancer_ = *std::move(balancer);
+    balanced_ = v1::Classifier::NewStub(Channel(balancer_port_));
+    // Up once a call goes through.
+    const absl::Time deadline = absl::Now() + absl::Minutes(1);
+    for (;;) {
+      ClientContext context;
+      v1::ListModelsResponse models;
+      if (balanced_->ListModels(&context, v1::ListModelsRequest(), &models).ok()) break;
+      ASSERT_LT(absl::Now(), deadline) << balancer_->Log();
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  }
+
+  bool StartReplica(int i) {
+    absl::StatusOr<testing::ServerProcess> server = testing::ServerProcess::Start(
+        CLASSIFIER_SERVER_BINARY,  // tests/server/CMakeLists.txt
+        {"--data_dir", dir_.path() + "/data", "--fashion_fallback_dir", dir_.path() + "/no-fashion",
+         "--state_dir", absl::StrCat(dir_.path(), "/state-", i), "--store", postgres_->uri(),
+         "--device", "cpu", "--threads", "1", "--job_lease", "2s"},
+        absl::StrCat(dir_.path(), "/replica-", i, "-", ++starts_, ".log"), ports_[i]);
+    EXPECT_TRUE(server.ok()) << server.status();
+    if (!server.ok()) return false;
+    replicas_[i] = *std::move(server);
+    return true;
+  }
+
+  std::string TrainThroughBalancer(int epochs) {
+    ClientContext context;
+    auto reader = balanced_->Train(&context, testing::ServerFixture::QuickTraining(epochs));
+    v1::JobEvent event, last;
+    while (reader->Read(&event)) last = event;
+    EXPECT_TRUE(reader->Finish().ok());
+    EXPECT_EQ(last.finished().state(), v1::JOB_STATE_SUCCEEDED) << last.finished().error();
+    return last.finished().model_id();
+  }
+
+  static constexpr char kHaproxy[] = "/usr/sbin/haproxy";
+
+  testing::TempDir dir_;
+  std::unique_ptr<testing::PostgresServer> postgres_;
+  Dataset test_;
+  int ports_[kReplicas] = {};
+  int starts_ = 0;
+  testing::ServerProcess replicas_[kReplicas];
+  int balancer_port_ = 0;
+  std::unique_ptr<testing::ChildProcess> balancer_;
+  std::unique_ptr<v1::Classifier::Stub> balanced_;
+};
+
+// Callers of Predict, each on a connection of its own, until stopped (or destroyed).
+class PredictCallers {
+ public:
+  PredictCallers(int callers, int port, const v1::PredictRequest& request) {
+    for (int c = 0; c < callers; ++c) {
+      threads_.emplace_back([this, port, request] {
+        auto stub = v1::Classifier::NewStub(LoadBalancedReplicasTest::Channel(port));
+        while (!stop_.load()) {
+          ClientContext context;
+          context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+          v1::PredictResponse response;
+          const ::grpc::Status status = stub->Predict(&context, request, &response);
+          calls_.fetch_add(1);
+          if (!status.ok()) {
+            std::lock_guard<std::mutex> lock(mu_);
+            failures_.push_back(absl::StrCat(status.error_code(), " ", status.error_message()));
+          }
+        }
+      });
+    }
+  }
+  ~PredictCallers() { Stop(); }
+  // Stops and joins them; every failed call's code and message.
+  std::vector<std::string> Stop() {
+    stop_.store(true);
+    for (std::thread& thread : threads_) {
+      if (thread.joinable()) thread.join();
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    return failures_;
+  }
+  int64_t calls() const { return calls_.load(); }
+
+ private:
+  std::atomic<bool> stop_{false};
+  std::atomic<int64_t> calls_{0};
+  std::mutex mu_;
+  std::vector<std::string> failures_;
+  std::vector<std::thread> threads_;
+};
+
+TEST_F(LoadBalancedReplicasTest, SixtyFourCallersSeeNoFailureThroughAKillARestartAndADeploy) {
+  const std::string older = TrainThroughBalancer(1);
+  const std::string newer = TrainThroughBalancer(1);
+  ASSERT_FALSE(older.empty());
+  ASSERT_FALSE(newer.empty());
+
+  // A job on the replica that will be killed.
+  auto doomed = v1::Classifier::NewStub(Channel(ports_[0]));
+  v1::TrainRequest request = testing::ServerFixture::QuickTraining(/*epochs=*/6);
+  request.set_batch_size(1);  // 600 steps an epoch: it runs through the kill.
+  const std::string job_id = SubmitDetached(doomed.get(), request);
+  ASSERT_FALSE(job_id.empty());
+  // Watched on a replica that survives (a stream through the balancer may land on the doomed
+  // one, and would have to be opened again with from_sequence).
+  auto survivor = v1::Classifier::NewStub(Channel(ports_[1]));
+  StreamCollector watcher(survivor.get(), job_id);
+
+  // 64 callers, each on a connection of its own to the balancer, one image a call.
+  v1::PredictRequest predict;
+  predict.add_images()->set_raw_pixels(
+      std::string(reinterpret_cast<const char*>(test_.pixels.data()), test_.image_size()));
+  PredictCallers callers(64, balancer_port_, predict);
+  const absl::Time started = absl::Now();
+
+  ASSERT_TRUE(watcher.WaitFor([](const v1::JobEvent& event) {
+    return event.has_checkpoint_saved() && event.checkpoint_saved().epoch() >= 1;
+  })) << "the job never checkpointed an epoch";
+  replicas_[0].process->Stop(SIGKILL);
+  // Back once another replica has taken the job over.
+  ASSERT_TRUE(watcher.WaitFor([](const v1::JobEvent& event) { return event.has_resumed(); }))
+      << "nobody took the job over";
+  ASSERT_TRUE(StartReplica(0));
+  {
+    ClientContext context;
+    v1::DeployModelRequest deploy;
+    deploy.set_model_id(older);
+    v1::Model deployed;
+    const ::grpc::Status status = balanced_->DeployModel(&context, deploy, &deployed);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+  }
+  ASSERT_TRUE(watcher.WaitFor([](const v1::JobEvent& event) { return event.has_finished(); }))
+      << "the job never finished";
+  // 30 s of load at least, the kill, the restart and the deploy inside it.
+  while (absl::Now() - started < absl::Seconds(30)) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  const std::vector<std::string> failures = callers.Stop();
+  std::cout << callers.calls() << " Predict calls through the balancer in "
+            << absl::FormatDuration(absl::Now() - started) << ", " << failures.size()
+            << " failed\n";
+  EXPECT_GT(callers.calls(), 0);
+  EXPECT_TRUE(failures.empty()) << failures.size() << " of " << callers.calls()
+                                << " calls failed, the first: " << failures.front();
+  ASSERT_TRUE(watcher.Finish().ok());
+  ExpectOneRunResumedOnce(watcher.events(), 6);
+
+  // Every replica, asked directly, lists the same models and the same jobs.
+  auto listing = [](v1::Classifier::Stub* stub) {
+    std::set<std::string> ids;
+    ClientContext models_context;
+    v1::ListModelsResponse models;
+    if (stub->ListModels(&models_context, v1::ListModelsRequest(), &models).ok()) {
+      for (const v1::Model& model : models.models()) ids.insert(model.model_id());
+    }
+    ClientContext jobs_context;
+    v1::ListJobsResponse jobs;
+    if (stub->ListJobs(&jobs_context, v1::ListJobsRequest(), &jobs).ok()) {
+      for (const v1::Job& job : jobs.jobs()) {
+        ids.insert(absl::StrCat(job.job_id(), " ", v1::JobState_Name(job.state())));
+      }
+    }
+    return ids;
+  };
+  const std::set<std::string> expected = listing(balanced_.get());
+  EXPECT_EQ(expected.size(), 3u + 3u) << "three models, three jobs";
+  for (int i = 0; i < kReplicas; ++i) {
+    auto stub = v1::Classifier::NewStub(Channel(ports_[i]));
+    const absl::Time deadline = absl::Now() + absl::Seconds(30);
+    std::set<std::string> seen = listing(stub.get());
+    while (seen != expected && absl::Now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      seen = listing(stub.get());
+    }
+    EXPECT_EQ(seen, expected) << "replica " << i;
+  }
 }
 
 }  // namespace

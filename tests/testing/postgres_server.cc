@@ -1,7 +1,5 @@
 #include "tests/testing/postgres_server.h"
 
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -9,6 +7,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "tests/testing/child_process.h"
 
 namespace classifier::testing {
 namespace {
@@ -28,22 +27,6 @@ std::string FindBinDir() {
   return found;
 }
 
-// A port nobody listens on now (the kernel's choice for port 0).
-int FreePort() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t length = sizeof(address);
-  int port = 0;
-  if (bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0 &&
-      getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) == 0) {
-    port = ntohs(address.sin_port);
-  }
-  close(fd);
-  return port;
-}
-
 // `command` as the user PostgreSQL runs as: `postgres` when we are root.
 std::string AsPostgres(const std::string& command) {
   if (geteuid() != 0) return command;
@@ -61,7 +44,7 @@ absl::StatusOr<std::unique_ptr<PostgresServer>> PostgresServer::Start(bool durab
         "PostgreSQL's server is not installed (no /usr/lib/postgresql/*/bin/initdb; Debian's "
         "postgresql package, which scripts/install-deps.sh installs)");
   }
-  const int port = FreePort();
+  const int port = FreeLoopbackPort();
   if (port == 0) return absl::UnavailableError("no free port on 127.0.0.1");
   std::unique_ptr<PostgresServer> server(new PostgresServer(bin_dir, port, durable));
   const std::string& dir = server->dir_.path();
