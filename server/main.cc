@@ -105,6 +105,15 @@ ABSL_FLAG(int, max_message_bytes, 64 << 20,
 ABSL_FLAG(absl::Duration, drain_timeout, absl::Seconds(10),
           "how long shutdown waits for calls in flight"
           " (env CLASSIFIER_DRAIN_TIMEOUT)");
+ABSL_FLAG(absl::Duration, drain_notice, classifier::ServerConfig().drain_notice,
+          "how long a stopping server goes on taking new calls after it reports NOT_SERVING "
+          "(health, --lb_agent_listen), so a load balancer checking more often stops sending "
+          "first; 0 refuses at once (at most 1m)"
+          " (env CLASSIFIER_DRAIN_NOTICE)");
+ABSL_FLAG(std::string, lb_agent_listen, classifier::ServerConfig().lb_agent_listen,
+          "host:port of an HAProxy agent check: each connection reads \"up ready\" while the "
+          "server is serving, \"drain\" once it stops (agent-check agent-port PORT); empty = off"
+          " (env CLASSIFIER_LB_AGENT_LISTEN)");
 ABSL_FLAG(std::string, tls_cert, "",
           "PEM certificate chain of the gRPC port; with --tls_key, the port speaks TLS only"
           " (env CLASSIFIER_TLS_CERT)");
@@ -314,6 +323,8 @@ int main(int argc, char** argv) {
   config.keep_checkpoints = absl::GetFlag(FLAGS_keep_checkpoints);
   config.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
   config.drain_timeout = absl::GetFlag(FLAGS_drain_timeout);
+  config.drain_notice = absl::GetFlag(FLAGS_drain_notice);
+  config.lb_agent_listen = absl::GetFlag(FLAGS_lb_agent_listen);
   config.tls_cert = absl::GetFlag(FLAGS_tls_cert);
   config.tls_key = absl::GetFlag(FLAGS_tls_key);
   config.tls_client_ca = absl::GetFlag(FLAGS_tls_client_ca);

@@ -14,6 +14,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
 #include "base/file_util.h"
 #include "model/compute_threads.h"
 #include "model/device.h"
@@ -25,6 +26,7 @@
 #include "server/health_service.h"
 #include "server/housekeeper.h"
 #include "server/job_manager.h"
+#include "server/load_balancer_agent.h"
 #include "server/metrics.h"
 #include "server/model_registry.h"
 #include "server/replica_follower.h"
@@ -152,6 +154,10 @@ absl::Status CheckStorageSettings(const ServerConfig& config) {
         absl::StrCat("--model_cache_mb must be >= 1 (it must hold at least one model), got ",
                      config.model_cache_mb));
   }
+  if (config.drain_notice < absl::ZeroDuration() || config.drain_notice > absl::Minutes(1)) {
+    return absl::InvalidArgumentError(absl::StrCat("--drain_notice must be between 0 and 1m, got ",
+                                                   absl::FormatDuration(config.drain_notice)));
+  }
   if (config.job_lease < absl::Seconds(1)) {
     return absl::InvalidArgumentError(
         absl::StrCat("--job_lease must be at least 1s (a shorter lease is lost to one slow "
@@ -192,6 +198,8 @@ struct ClassifierServer::Parts {
   // Null unless the store is shared with other replicas.
   std::unique_ptr<ReplicaFollower> follower;
   std::unique_ptr<HealthService> health;
+  // Null unless --lb_agent_listen; answers from `health`.
+  std::unique_ptr<LoadBalancerAgent> lb_agent;
   std::unique_ptr<ClassifierService> service;
   std::unique_ptr<::grpc::Server> grpc_server;
   std::once_flag shutdown_once;
@@ -387,6 +395,14 @@ absl::StatusOr<std::unique_ptr<ClassifierServer>> ClassifierServer::Start(
     return absl::UnavailableError(absl::StrCat("cannot listen on ", config.listen_address,
                                                ": the address is malformed or the port is in use"));
   }
+  if (!config.lb_agent_listen.empty()) {
+    absl::StatusOr<std::unique_ptr<LoadBalancerAgent>> agent = LoadBalancerAgent::Start(
+        config.lb_agent_listen, [health = parts->health.get()] { return health->serving(); });
+    if (!agent.ok()) return agent.status();
+    parts->lb_agent = *std::move(agent);
+    spdlog::info("load balancer agent on {} (port {})", config.lb_agent_listen,
+                 parts->lb_agent->port());
+  }
   parts->health->SetServing(true);
   spdlog::info(
       "classifier-server listening on {} (port {}), device {}, data "
@@ -413,8 +429,14 @@ Batcher& ClassifierServer::batcher() { return *parts_->batcher; }
 
 void ClassifierServer::Shutdown() {
   std::call_once(parts_->shutdown_once, [this] {
-    spdlog::info("shutting down: health NOT_SERVING, refusing new calls");
     parts_->health->SetServing(false);
+    if (parts_->config.drain_notice > absl::ZeroDuration()) {
+      // Load balancers see NOT_SERVING (or the agent's "drain") and stop sending first.
+      spdlog::info("shutting down: health NOT_SERVING; new calls are still taken for {}",
+                   absl::FormatDuration(parts_->config.drain_notice));
+      absl::SleepFor(parts_->config.drain_notice);
+    }
+    spdlog::info("shutting down: health NOT_SERVING, refusing new calls");
     parts_->service->StartDraining();
     // Ends every job with a final event, so Train and WatchJob streams can
     // finish.

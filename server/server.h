@@ -64,6 +64,13 @@ struct ServerConfig {
   int max_message_bytes = 64 << 20;
   // How long Shutdown waits for calls in flight before cancelling them.
   absl::Duration drain_timeout = absl::Seconds(10);
+  // How long a stopping server goes on taking new calls after it reports NOT_SERVING (health,
+  // the load balancer agent), so a load balancer that checks more often than this has stopped
+  // sending it calls before it refuses them. 0: it refuses at once.
+  absl::Duration drain_notice = absl::ZeroDuration();
+  // host:port of HAProxy's agent check (server/load_balancer_agent.h): "up ready" while serving,
+  // "drain" once stopping; empty serves none.
+  std::string lb_agent_listen;
 
   // TLS on the gRPC port: PEM files of the server's certificate chain and private key (both or
   // neither). With tls_client_ca too, every client must present a certificate signed by that CA

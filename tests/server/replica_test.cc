@@ -6,6 +6,7 @@
 // job to the other, which resumes it from its last checkpoint while a watcher sees every event.
 #include <grpcpp/grpcpp.h>
 #include <signal.h>
+#include <sys/wait.h>
 
 #include <atomic>
 #include <chrono>
@@ -532,6 +533,7 @@ class LoadBalancedReplicasTest : public ::testing::Test {
                                /*gzip=*/true);
     for (int i = 0; i < kReplicas; ++i) {
       ports_[i] = testing::FreeLoopbackPort();
+      agent_ports_[i] = testing::FreeLoopbackPort();
       ASSERT_TRUE(StartReplica(i)) << "replica " << i;
     }
     balancer_port_ = testing::FreeLoopbackPort();
@@ -545,7 +547,8 @@ class LoadBalancedReplicasTest : public ::testing::Test {
         "backend replicas\n  balance roundrobin\n  retry-on conn-failure\n");
     for (int i = 0; i < kReplicas; ++i) {
       absl::StrAppend(&config, "  server r", i, " 127.0.0.1:", ports_[i],
-                      " proto h2 check inter 300ms fall 1 rise 2\n");
+                      " proto h2 check inter 300ms fall 1 rise 2 agent-check agent-port ",
+                      agent_ports_[i], " agent-inter 200ms\n");
     }
     ASSERT_TRUE(WriteFileAtomically(dir_.path() + "/haproxy.cfg", config).ok());
     absl::StatusOr<std::unique_ptr<testing::ChildProcess>> balancer = testing::ChildProcess::Start(
@@ -569,7 +572,8 @@ class LoadBalancedReplicasTest : public ::testing::Test {
         CLASSIFIER_SERVER_BINARY,  // tests/server/CMakeLists.txt
         {"--data_dir", dir_.path() + "/data", "--fashion_fallback_dir", dir_.path() + "/no-fashion",
          "--state_dir", absl::StrCat(dir_.path(), "/state-", i), "--store", postgres_->uri(),
-         "--device", "cpu", "--threads", "1", "--job_lease", "2s"},
+         "--device", "cpu", "--threads", "1", "--job_lease", "2s", "--lb_agent_listen",
+         absl::StrCat("127.0.0.1:", agent_ports_[i]), "--drain_notice", "1s"},
         absl::StrCat(dir_.path(), "/replica-", i, "-", ++starts_, ".log"), ports_[i]);
     EXPECT_TRUE(server.ok()) << server.status();
     if (!server.ok()) return false;
@@ -593,6 +597,7 @@ class LoadBalancedReplicasTest : public ::testing::Test {
   std::unique_ptr<testing::PostgresServer> postgres_;
   Dataset test_;
   int ports_[kReplicas] = {};
+  int agent_ports_[kReplicas] = {};
   int starts_ = 0;
   testing::ServerProcess replicas_[kReplicas];
   int balancer_port_ = 0;
@@ -603,10 +608,14 @@ class LoadBalancedReplicasTest : public ::testing::Test {
 // Callers of Predict, each on a connection of its own, until stopped (or destroyed).
 class PredictCallers {
  public:
-  PredictCallers(int callers, int port, const v1::PredictRequest& request) {
+  // `retry`: with the CLI's retry policy (else one attempt a call).
+  PredictCallers(int callers, int port, const v1::PredictRequest& request, bool retry) {
     for (int c = 0; c < callers; ++c) {
-      threads_.emplace_back([this, port, request] {
-        auto stub = v1::Classifier::NewStub(LoadBalancedReplicasTest::Channel(port));
+      threads_.emplace_back([this, port, request, retry] {
+        auto stub = v1::Classifier::NewStub(
+            retry ? LoadBalancedReplicasTest::Channel(port)
+                  : ::grpc::CreateChannel(absl::StrCat("127.0.0.1:", port),
+                                          ::grpc::InsecureChannelCredentials()));
         while (!stop_.load()) {
           ClientContext context;
           context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
@@ -662,7 +671,7 @@ TEST_F(LoadBalancedReplicasTest, SixtyFourCallersSeeNoFailureThroughAKillARestar
   v1::PredictRequest predict;
   predict.add_images()->set_raw_pixels(
       std::string(reinterpret_cast<const char*>(test_.pixels.data()), test_.image_size()));
-  PredictCallers callers(64, balancer_port_, predict);
+  PredictCallers callers(64, balancer_port_, predict, /*retry=*/true);
   const absl::Time started = absl::Now();
 
   ASSERT_TRUE(watcher.WaitFor([](const v1::JobEvent& event) {
@@ -726,6 +735,32 @@ TEST_F(LoadBalancedReplicasTest, SixtyFourCallersSeeNoFailureThroughAKillARestar
     }
     EXPECT_EQ(seen, expected) << "replica " << i;
   }
+}
+
+TEST_F(LoadBalancedReplicasTest, ADrainingReplicaIsLeftBeforeItRefusesACall) {
+  ASSERT_FALSE(TrainThroughBalancer(1).empty());
+  v1::PredictRequest predict;
+  predict.add_images()->set_raw_pixels(
+      std::string(reinterpret_cast<const char*>(test_.pixels.data()), test_.image_size()));
+  // No retries: every call refused by the draining replica would show.
+  PredictCallers callers(64, balancer_port_, predict, /*retry=*/false);
+  const int64_t before = callers.calls();
+  while (callers.calls() < before + 1000) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  // SIGTERM: NOT_SERVING at once (the agent says "drain"), calls still taken for 1 s, then
+  // refused; HAProxy, asking every 200 ms, has stopped sending by then.
+  const int status = replicas_[1].process->Stop(SIGTERM);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "drained and exited 0";
+  const int64_t at_exit = callers.calls();
+  while (callers.calls() < at_exit + 1000) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  const std::vector<std::string> failures = callers.Stop();
+  std::cout << callers.calls() << " Predict calls without retries, " << failures.size()
+            << " failed\n";
+  EXPECT_TRUE(failures.empty()) << failures.size() << " of " << callers.calls()
+                                << " calls failed, the first: " << failures.front();
 }
 
 }  // namespace
