@@ -180,6 +180,74 @@ PY
   failures=$((failures + 1))
 fi
 
+# The replicated stack (docker/replicas.compose.yaml): PostgreSQL, three replicas on it, each
+# with a state volume of its own, and HAProxy in front, its config accepted by HAProxy itself
+# and naming every replica with the agent port the replicas serve.
+replicas_file=docker/replicas.compose.yaml
+if replicas_out=$(docker-compose -f "$replicas_file" --profile tools config 2>&1); then
+  echo "ok: $replicas_file renders"
+else
+  echo "FAIL: docker-compose rejected $replicas_file: $replicas_out"
+  failures=$((failures + 1))
+fi
+if command -v haproxy >/dev/null 2>&1; then
+  if haproxy -c -f docker/haproxy.cfg >/dev/null 2>&1; then
+    echo "ok: haproxy -c accepts docker/haproxy.cfg"
+  else
+    echo "FAIL: haproxy -c rejects docker/haproxy.cfg: $(haproxy -c -f docker/haproxy.cfg 2>&1 | tail -3)"
+    failures=$((failures + 1))
+  fi
+else
+  echo "note: haproxy not installed, docker/haproxy.cfg not checked by it"
+fi
+if ! python3 - "$replicas_out" <<'PY'; then
+import re, sys
+import yaml
+
+config = yaml.safe_load(sys.argv[1])
+services = config["services"]
+failures = []
+def check(what, ok):
+    print(("ok: " if ok else "FAIL: ") + what)
+    if not ok:
+        failures.append(what)
+
+replicas = sorted(name for name in services if name.startswith("replica-"))
+check("three replicas", replicas == ["replica-1", "replica-2", "replica-3"])
+states = set()
+for name in replicas:
+    service = services[name]
+    env = service.get("environment", {})
+    check(f"{name} stores in the stack's PostgreSQL",
+          str(env.get("CLASSIFIER_STORE", "")).startswith("postgresql://") and
+          "@postgres:5432/" in str(env.get("CLASSIFIER_STORE", "")))
+    command = " ".join(service.get("command", []))
+    check(f"{name} serves the agent on 9465", "--lb_agent_listen=0.0.0.0:9465" in command)
+    check(f"{name} has a drain notice", "CLASSIFIER_DRAIN_NOTICE" in env)
+    for volume in service.get("volumes", []):
+        source, target = ((volume.get("source", ""), volume["target"]) if isinstance(volume, dict)
+                          else volume.split(":")[:2])
+        if target == "/var/lib/classifier/state":
+            states.add(source)
+    check(f"{name} waits for a healthy PostgreSQL",
+          "postgres" in service.get("depends_on", {}))
+check("a state volume each", len(states) == 3)
+check("PostgreSQL keeps its data in a volume",
+      any("postgres-data" in str(v) for v in services["postgres"].get("volumes", [])))
+ports = [str(p) for p in services["balancer"].get("ports", [])]
+check("the balancer publishes 50051 on loopback",
+      any("50051" in p for p in ports) or
+      any(isinstance(p, dict) and str(p.get("published")) == "50051" for p in services["balancer"]["ports"]))
+haproxy = open("docker/haproxy.cfg").read()
+servers = re.findall(r"^\s*server (\S+) (\S+):50051", haproxy, re.M)
+check("HAProxy balances over every replica", sorted(s[1] for s in servers) == replicas)
+check("HAProxy asks each replica's agent on 9465", "agent-check agent-port 9465" in haproxy)
+check("HAProxy speaks h2 to the replicas", "proto h2" in haproxy)
+sys.exit(1 if failures else 0)
+PY
+  failures=$((failures + 1))
+fi
+
 if ((failures)); then
   echo "compose_test: $failures check(s) failed"
   exit 1
