@@ -120,9 +120,10 @@ class Stack {
         testing::PostgresServer::Start(/*durable=*/true);
     if (!postgres.ok()) Fail(postgres.status().ToString());
     postgres_ = *std::move(postgres);
-    testing::WriteDatasetFiles(dir_ + "/data/mnist",
-                               testing::MakeSyntheticDataset(absl::GetFlag(FLAGS_train_images), 10, 1),
-                               testing::MakeSyntheticDataset(1000, 10, 2), /*gzip=*/true);
+    testing::WriteDatasetFiles(
+        dir_ + "/data/mnist",
+        testing::MakeSyntheticDataset(absl::GetFlag(FLAGS_train_images), 10, 1),
+        testing::MakeSyntheticDataset(1000, 10, 2), /*gzip=*/true);
   }
 
   // A replica of the shared store, or (`store` set) a server of its own store.
@@ -205,9 +206,10 @@ int Main() {
   testing::TempDir dir;
   Stack stack(dir.path());
   const int rounds = absl::GetFlag(FLAGS_rounds);
-  std::printf("machine: %u cores; PostgreSQL, 3 replicas (1 compute thread each), 2 HAProxy and "
-              "the callers share them\n",
-              std::thread::hardware_concurrency());
+  std::printf(
+      "machine: %u cores; PostgreSQL, 3 replicas (1 compute thread each), 2 HAProxy and "
+      "the callers share them\n",
+      std::thread::hardware_concurrency());
 
   if (Wants("training")) {
     const int sqlite = stack.StartServer("sqlite", dir.path() + "/own.db");
@@ -218,9 +220,10 @@ int Main() {
       for (double s : TrainEpochSeconds(postgres, 3)) on_postgres.push_back(s);
     }
     const double a = Percentile(on_sqlite, 0.5), b = Percentile(on_postgres, 0.5);
-    std::printf("\ntraining, seconds per epoch (%d images, batch 60; median of %zu epochs):\n"
-                "  sqlite %.3f  postgres %.3f  postgres/sqlite %.3f\n",
-                absl::GetFlag(FLAGS_train_images), on_sqlite.size(), a, b, b / a);
+    std::printf(
+        "\ntraining, seconds per epoch (%d images, batch 60; median of %zu epochs):\n"
+        "  sqlite %.3f  postgres %.3f  postgres/sqlite %.3f\n",
+        absl::GetFlag(FLAGS_train_images), on_sqlite.size(), a, b, b / a);
   }
 
   if (!Wants("throughput") && !Wants("latency")) return 0;
@@ -248,9 +251,9 @@ int Main() {
       for (int i = 0; i < images; ++i) {
         request.add_images()->set_raw_pixels(std::string(pixels.begin(), pixels.end()));
       }
-      const std::pair<const char*, int> targets[] = {
-          {"1 replica, direct", ports[0]}, {"HAProxy -> 1 replica", one},
-          {"HAProxy -> 3 replicas", three}};
+      const std::pair<const char*, int> targets[] = {{"1 replica, direct", ports[0]},
+                                                     {"HAProxy -> 1 replica", one},
+                                                     {"HAProxy -> 3 replicas", three}};
       std::vector<Load> loads[3];
       for (int round = 0; round < rounds; ++round) {
         for (int t = 0; t < 3; ++t) {
@@ -274,8 +277,8 @@ int Main() {
         }
         const double r = Percentile(rps, 0.5);
         if (t == 1) base = r;
-        std::printf("  %-24s %10.0f %12.0f %9.2f %9.2f %8d %9s\n", targets[t].first, r,
-                    r * images, Percentile(p50, 0.5), Percentile(p99, 0.5), failed,
+        std::printf("  %-24s %10.0f %12.0f %9.2f %9.2f %8d %9s\n", targets[t].first, r, r * images,
+                    Percentile(p50, 0.5), Percentile(p99, 0.5), failed,
                     t == 2 ? absl::StrCat(r / base).substr(0, 5).c_str() : "");
       }
     }
@@ -300,13 +303,13 @@ int Main() {
         }
       }
     }
-    std::printf("\none caller, one image a call (%zu calls each, alternated):\n"
-                "  direct p50 %.3f ms p99 %.3f ms; through HAProxy p50 %.3f ms p99 %.3f ms; "
-                "HAProxy adds p50 %.3f ms, p99 %.3f ms\n",
-                direct.size(), Percentile(direct, 0.5), Percentile(direct, 0.99),
-                Percentile(balanced, 0.5), Percentile(balanced, 0.99),
-                Percentile(balanced, 0.5) - Percentile(direct, 0.5),
-                Percentile(balanced, 0.99) - Percentile(direct, 0.99));
+    std::printf(
+        "\none caller, one image a call (%zu calls each, alternated):\n"
+        "  direct p50 %.3f ms p99 %.3f ms; through HAProxy p50 %.3f ms p99 %.3f ms; "
+        "HAProxy adds p50 %.3f ms, p99 %.3f ms\n",
+        direct.size(), Percentile(direct, 0.5), Percentile(direct, 0.99), Percentile(balanced, 0.5),
+        Percentile(balanced, 0.99), Percentile(balanced, 0.5) - Percentile(direct, 0.5),
+        Percentile(balanced, 0.99) - Percentile(direct, 0.99));
   }
   return 0;
 }

@@ -13,6 +13,11 @@ namespace {
 
 constexpr FlagSpec kJsonFlag = {"json", FlagType::kBool, "",
                                 "print the server's answer as JSON (one object per line)"};
+// train and watch: a broken event stream is opened again (client/train_commands.cc).
+constexpr FlagSpec kReattachFlag = {
+    "reattach_seconds", FlagType::kInt32, "S",
+    "when the stream breaks (the server restarts, a replica behind a load balancer dies), watch "
+    "the job again from the next event for up to S seconds (default 60; 0: never)"};
 // The list commands' paging (client/paging.h).
 constexpr FlagSpec kLimitFlag = {"limit", FlagType::kInt64, "N",
                                  "show the first N (default: one page of the server's)"};
@@ -184,6 +189,7 @@ const std::vector<CommandSpec>& Commands() {
         {"sweep_augment", FlagType::kString, "off,on",
          "grid search: trials without and/or with the augmentation flags given"},
         {"detach", FlagType::kBool, "", "print the job id once queued and exit"},
+        kReattachFlag,
         kJsonFlag}},
       {"watch",
        "JOB",
@@ -193,6 +199,7 @@ const std::vector<CommandSpec>& Commands() {
        {{"from", FlagType::kInt64, "N", "first event sequence number to show (default 1)"},
         {"plot", FlagType::kString, "FILE",
          "when the job ends, write its loss and accuracy curves to FILE (SVG)"},
+        kReattachFlag,
         kJsonFlag}},
       {"jobs",
        "",

@@ -1,5 +1,6 @@
 // The commands of training jobs: train, watch, jobs, job, cancel; and the TrainRequest that
 // train's flags describe.
+#include <algorithm>
 #include <memory>
 #include <optional>
 #include <string>
@@ -11,6 +12,8 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "client/command_util.h"
 #include "client/commands.h"
 #include "client/format.h"
@@ -22,46 +25,116 @@ namespace {
 
 using grpc::ClientContext;
 
+// --reattach_seconds when not given: long enough for a replica's lease to run out and another
+// to take its job over (--job_lease, 10 s), or for a server to restart.
+constexpr int kDefaultReattachSeconds = 60;
+
+struct FollowOptions {
+  bool json = false;
+  // Print the job id once queued and leave (train --detach).
+  bool detach = false;
+  // How long a broken stream is opened again (WatchJob from the next event) before giving up.
+  absl::Duration reattach = absl::ZeroDuration();
+  // Collect the job's epoch_end events here (for `watch --plot`), and the sweep trial of each.
+  std::vector<v1::JobEvent::EpochEnd>* epochs = nullptr;
+  std::vector<int>* trials = nullptr;
+};
+
+// Whether a stream that ended before the job did was cut by the way to the server (it stopped,
+// restarted or died; a load balancer in between says UNKNOWN "Stream removed" or INTERNAL when
+// the replica behind it dies), rather than refused by the server (NOT_FOUND, a limit, ...). A
+// clean end without the job's end is the server's error, not a break.
+bool StreamBroke(const grpc::Status& status) {
+  switch (status.error_code()) {
+    case grpc::StatusCode::UNAVAILABLE:
+    case grpc::StatusCode::UNKNOWN:
+    case grpc::StatusCode::INTERNAL:
+      return true;
+    default:
+      return false;
+  }
+}
+
+// What --reattach_seconds asks for; INVALID_ARGUMENT naming it when negative.
+absl::StatusOr<absl::Duration> ReattachFor(const Invocation& invocation) {
+  const int seconds = invocation.Int32("reattach_seconds", kDefaultReattachSeconds);
+  if (seconds < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--reattach_seconds must be 0 (never) or more, got ", seconds));
+  }
+  return absl::Seconds(seconds);
+}
+
 // Prints a job's events until its Finished event; the exit code follows the job's end state.
-// With `epochs`, collects the job's epoch_end events there (for `watch --plot`), and with
-// `trials` the sweep trial of each.
+// A stream that breaks before it (UNAVAILABLE: the server stopped or restarted, or the replica
+// behind a load balancer died) is opened again as WatchJob from the next event, waiting for a
+// server for up to options.reattach, so the output stays one gap-free log.
 int FollowJob(ClientContext* context, grpc::ClientReaderInterface<v1::JobEvent>* reader,
-              const CommandEnvironment& env, bool json, bool detach,
-              std::vector<v1::JobEvent::EpochEnd>* epochs = nullptr,
-              std::vector<int>* trials = nullptr) {
-  JobEventPrinter printer(*env.out, env.terminal, json);
+              const CommandEnvironment& env, const FollowOptions& options) {
+  JobEventPrinter printer(*env.out, env.terminal, options.json);
   std::optional<v1::JobEvent::Finished> finished;
   std::string job_id;
+  int64_t last_sequence = 0;
+  // The streams opened again, and until when to try.
+  std::unique_ptr<ClientContext> watch_context;
+  std::unique_ptr<grpc::ClientReaderInterface<v1::JobEvent>> watch_reader;
+  absl::Time give_up = absl::InfiniteFuture();
+  absl::Duration backoff = absl::Milliseconds(200);
   v1::JobEvent event;
-  while (reader->Read(&event)) {
-    job_id = event.job_id();
-    if (detach) {
-      // The job is queued: leave it to the server (closing the stream does not stop it).
-      if (json) {
-        printer.Print(event);
-      } else {
-        *env.out << event.job_id() << "\n" << std::flush;
+  for (;;) {
+    while (reader->Read(&event)) {
+      job_id = event.job_id();
+      if (options.detach) {
+        // The job is queued: leave it to the server (closing the stream does not stop it).
+        if (options.json) {
+          printer.Print(event);
+        } else {
+          *env.out << event.job_id() << "\n" << std::flush;
+        }
+        context->TryCancel();
+        while (reader->Read(&event)) {
+        }
+        (void)reader->Finish();
+        return kExitOk;
       }
-      context->TryCancel();
-      while (reader->Read(&event)) {
+      // A stream opened again starts at the next event; anything older was printed.
+      if (event.sequence() != 0 && event.sequence() <= last_sequence) continue;
+      last_sequence = event.sequence();
+      give_up = absl::InfiniteFuture();  // The job moves on again.
+      backoff = absl::Milliseconds(200);
+      printer.Print(event);
+      if (options.epochs != nullptr && event.has_epoch_end()) {
+        options.epochs->push_back(event.epoch_end());
+        if (options.trials != nullptr) options.trials->push_back(event.trial());
       }
-      (void)reader->Finish();
-      return kExitOk;
+      if (event.has_finished()) finished = event.finished();
     }
-    printer.Print(event);
-    if (epochs != nullptr && event.has_epoch_end()) {
-      epochs->push_back(event.epoch_end());
-      if (trials != nullptr) trials->push_back(event.trial());
+    printer.EndLine();
+    const grpc::Status status = reader->Finish();
+    if (finished.has_value()) break;
+    const bool broken = StreamBroke(status);
+    const absl::Time now = absl::Now();
+    if (give_up == absl::InfiniteFuture()) give_up = now + options.reattach;
+    if (!broken || job_id.empty() || now >= give_up) {
+      if (!status.ok()) return RpcFailed(env, status);
+      *env.err << "error: the server closed the stream before job "
+               << (job_id.empty() ? "?" : job_id) << " finished\n";
+      return kExitServerError;
     }
-    if (event.has_finished()) finished = event.finished();
-  }
-  printer.EndLine();
-  const grpc::Status status = reader->Finish();
-  if (!status.ok()) return RpcFailed(env, status);
-  if (!finished.has_value()) {
-    *env.err << "error: the server closed the stream before job " << (job_id.empty() ? "?" : job_id)
-             << " finished\n";
-    return kExitServerError;
+    *env.err << "note: the stream of job " << job_id << " broke (" << status.error_message()
+             << "); watching it again from event " << last_sequence + 1 << "\n";
+    absl::SleepFor(std::min(backoff, give_up - now));
+    backoff = std::min(backoff * 2, absl::Seconds(2));
+    v1::WatchJobRequest watch;
+    watch.set_job_id(job_id);
+    watch.set_from_sequence(last_sequence + 1);
+    watch_context = std::make_unique<ClientContext>();
+    // Waits for a server to answer (one restarting, another replica) until giving up.
+    watch_context->set_wait_for_ready(true);
+    watch_context->set_deadline(absl::ToChronoTime(give_up));
+    watch_reader = env.classifier->WatchJob(watch_context.get(), watch);
+    context = watch_context.get();
+    reader = watch_reader.get();
   }
   if (finished->state() == v1::JOB_STATE_SUCCEEDED) return kExitOk;
   *env.err << "error: job " << job_id << " " << StateName(finished->state());
@@ -101,26 +174,36 @@ absl::StatusOr<std::vector<T>> ParseList(const std::string& text, const std::str
 int Train(const Invocation& invocation, const CommandEnvironment& env) {
   absl::StatusOr<v1::TrainRequest> request = BuildTrainRequest(invocation);
   if (!request.ok()) return UsageFailed(env, request.status());
+  absl::StatusOr<absl::Duration> reattach = ReattachFor(invocation);
+  if (!reattach.ok()) return UsageFailed(env, reattach.status());
   ClientContext context;
   std::unique_ptr<grpc::ClientReaderInterface<v1::JobEvent>> reader =
       env.classifier->Train(&context, *request);
-  return FollowJob(&context, reader.get(), env, invocation.Bool("json"), invocation.Bool("detach"));
+  FollowOptions options;
+  options.json = invocation.Bool("json");
+  options.detach = invocation.Bool("detach");
+  options.reattach = *reattach;
+  return FollowJob(&context, reader.get(), env, options);
 }
 
 int Watch(const Invocation& invocation, const CommandEnvironment& env) {
   v1::WatchJobRequest request;
   request.set_job_id(invocation.args[0]);
   request.set_from_sequence(invocation.Int64("from"));
+  absl::StatusOr<absl::Duration> reattach = ReattachFor(invocation);
+  if (!reattach.ok()) return UsageFailed(env, reattach.status());
   ClientContext context;
   std::unique_ptr<grpc::ClientReaderInterface<v1::JobEvent>> reader =
       env.classifier->WatchJob(&context, request);
-  if (!invocation.Has("plot")) {
-    return FollowJob(&context, reader.get(), env, invocation.Bool("json"), /*detach=*/false);
-  }
+  FollowOptions options;
+  options.json = invocation.Bool("json");
+  options.reattach = *reattach;
+  if (!invocation.Has("plot")) return FollowJob(&context, reader.get(), env, options);
   std::vector<v1::JobEvent::EpochEnd> epochs;
   std::vector<int> trials;
-  const int code = FollowJob(&context, reader.get(), env, invocation.Bool("json"),
-                             /*detach=*/false, &epochs, &trials);
+  options.epochs = &epochs;
+  options.trials = &trials;
+  const int code = FollowJob(&context, reader.get(), env, options);
   // The job ended (well or not): its curves are complete. A broken stream leaves no file.
   if (code != kExitOk && code != kExitJobFailed) return code;
   const std::string plot = invocation.String("plot");

@@ -20,11 +20,14 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "base/file_util.h"
 #include "classifier/v1/classifier.grpc.pb.h"
 #include "client/channel.h"
 #include "gmock/gmock.h"
+#include "google/protobuf/util/json_util.h"
 #include "gtest/gtest.h"
 #include "server/server.h"
 #include "tests/server/server_fixture.h"
@@ -544,7 +547,8 @@ class LoadBalancedReplicasTest : public ::testing::Test {
         "frontend classifier\n  bind 127.0.0.1:",
         balancer_port_, " proto h2\n",
         "  default_backend replicas\n"
-        "backend replicas\n  balance roundrobin\n  retry-on conn-failure\n");
+        "backend replicas\n  balance ",
+        balance_, "\n  retry-on conn-failure\n");
     for (int i = 0; i < kReplicas; ++i) {
       absl::StrAppend(&config, "  server r", i, " 127.0.0.1:", ports_[i],
                       " proto h2 check inter 300ms fall 1 rise 2 agent-check agent-port ",
@@ -596,6 +600,8 @@ class LoadBalancedReplicasTest : public ::testing::Test {
   testing::TempDir dir_;
   std::unique_ptr<testing::PostgresServer> postgres_;
   Dataset test_;
+  // HAProxy's balancing algorithm.
+  std::string balance_ = "roundrobin";
   int ports_[kReplicas] = {};
   int agent_ports_[kReplicas] = {};
   int starts_ = 0;
@@ -761,6 +767,44 @@ TEST_F(LoadBalancedReplicasTest, ADrainingReplicaIsLeftBeforeItRefusesACall) {
             << " failed\n";
   EXPECT_TRUE(failures.empty()) << failures.size() << " of " << callers.calls()
                                 << " calls failed, the first: " << failures.front();
+}
+
+// HAProxy sends every call to the first replica that is up: the CLI's Train lands on replica 0.
+class FirstReplicaFirstTest : public LoadBalancedReplicasTest {
+ protected:
+  FirstReplicaFirstTest() { balance_ = "first"; }
+};
+
+TEST_F(FirstReplicaFirstTest, TheCliFollowsItsJobToTheReplicaThatTakesItOver) {
+  absl::StatusOr<std::unique_ptr<testing::ChildProcess>> cli = testing::ChildProcess::Start(
+      {CLASSIFIER_CLI_BINARY, "--server", absl::StrCat("127.0.0.1:", balancer_port_), "train",
+       "--epochs", "4", "--batch_size", "1", "--seed", "3", "--json"},
+      dir_.path() + "/cli.log");
+  ASSERT_TRUE(cli.ok()) << cli.status();
+  ASSERT_TRUE((*cli)->WaitForLog("\"checkpoint_saved\":\\{\"epoch\":1", absl::Minutes(2)))
+      << (*cli)->Log();
+  replicas_[0].process->Stop(SIGKILL);  // The replica the job runs on, and the CLI's stream.
+
+  // The CLI opens the stream again through the balancer (another replica now) and follows the
+  // job to its end there: exit 0, and one gap-free log.
+  const absl::Time deadline = absl::Now() + absl::Minutes(3);
+  while ((*cli)->running() && absl::Now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  const std::string output = (*cli)->Log();
+  ASSERT_FALSE((*cli)->running()) << output;
+  EXPECT_TRUE(WIFEXITED((*cli)->exit_status()) && WEXITSTATUS((*cli)->exit_status()) == 0)
+      << output;
+  EXPECT_THAT(output, ::testing::HasSubstr("watching it again from event"));
+  std::vector<v1::JobEvent> events;
+  for (absl::string_view line : absl::StrSplit(output, '\n')) {
+    if (!absl::StartsWith(line, "{")) continue;
+    v1::JobEvent event;
+    ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(std::string(line), &event).ok())
+        << line;
+    events.push_back(event);
+  }
+  ExpectOneRunResumedOnce(events, 4);
 }
 
 }  // namespace

@@ -73,6 +73,7 @@ bool ChildProcess::running() {
   int status = 0;
   if (waitpid(pid_, &status, WNOHANG) == pid_) {
     pid_ = 0;
+    exit_status_ = status;
     return false;
   }
   return true;
@@ -97,6 +98,7 @@ int ChildProcess::Stop(int signal) {
   int status = 0;
   waitpid(pid_, &status, 0);
   pid_ = 0;
+  exit_status_ = status;
   return status;
 }
 

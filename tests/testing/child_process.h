@@ -33,6 +33,8 @@ class ChildProcess {
   std::optional<std::string> WaitForLog(const std::string& pattern, absl::Duration timeout);
   std::string Log() const;
   bool running();
+  // How it exited (as waitpid says), once running() or Stop() saw it go; -1 before.
+  int exit_status() const { return exit_status_; }
   // Sends `signal` and reaps the process (SIGKILL: at once; SIGTERM: once it exits); its exit
   // status as waitpid gives it, -1 when it had already been reaped.
   int Stop(int signal);
@@ -42,6 +44,7 @@ class ChildProcess {
 
   pid_t pid_;
   const std::string log_path_;
+  int exit_status_ = -1;
 };
 
 // The real classifier-server binary on a loopback port, the metrics endpoint off.
