@@ -24,6 +24,7 @@
 #include <cstdio>
 #include <memory>
 #include <mutex>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -54,10 +55,8 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-[[noreturn]] void Fail(const std::string& message) {
-  std::fprintf(stderr, "replicas_bench: %s\n", message.c_str());
-  std::exit(1);
-}
+// Thrown to main, so that what was started (PostgreSQL, the servers) is stopped on the way.
+[[noreturn]] void Fail(const std::string& message) { throw std::runtime_error(message); }
 
 double Percentile(std::vector<double> values, double q) {
   if (values.empty()) return 0;
@@ -322,5 +321,10 @@ int main(int argc, char** argv) {
       "Predict through HAProxy to 1 vs 3 replicas, the balancer's own latency, and an epoch on "
       "SQLite vs PostgreSQL");
   absl::ParseCommandLine(argc, argv);
-  return classifier::Main();
+  try {
+    return classifier::Main();
+  } catch (const std::runtime_error& error) {
+    std::fprintf(stderr, "replicas_bench: %s\n", error.what());
+    return 1;
+  }
 }

@@ -45,7 +45,9 @@ struct Replica {
   std::unique_ptr<v1::Classifier::Stub> stub;
 };
 
-class ReplicaTest : public ::testing::Test {
+// A real PostgreSQL and the data every replica reads; each replica keeps a state directory of
+// its own (no shared disk).
+class SharedStoreTest : public ::testing::Test {
  protected:
   void SetUp() override {
     absl::StatusOr<std::unique_ptr<testing::PostgresServer>> postgres =
@@ -57,6 +59,18 @@ class ReplicaTest : public ::testing::Test {
     testing::WriteDatasetFiles(dir_.path() + "/data/mnist",
                                testing::MakeSyntheticDataset(600, 10, /*seed=*/1), test_,
                                /*gzip=*/true);
+  }
+
+  testing::TempDir dir_;
+  std::unique_ptr<testing::PostgresServer> postgres_;
+  Dataset test_;
+};
+
+class ReplicaTest : public SharedStoreTest {
+ protected:
+  void SetUp() override {
+    SharedStoreTest::SetUp();
+    if (IsSkipped() || HasFatalFailure()) return;
     a_ = StartReplica("a");
     b_ = StartReplica("b");
   }
@@ -107,9 +121,6 @@ class ReplicaTest : public ::testing::Test {
     return replica.stub->Predict(&context, request, response);
   }
 
-  testing::TempDir dir_;
-  std::unique_ptr<testing::PostgresServer> postgres_;
-  Dataset test_;
   Replica a_, b_;
 };
 
@@ -508,7 +519,7 @@ TEST_F(ReplicaTest, AReplicaThatLostItsLeaseStopsAndTheJobRunsOnOnce) {
 
 // Three replicas, each the real binary in a process of its own, behind HAProxy (Debian's
 // package, on loopback ports), as the Compose stack runs them (docker/haproxy.cfg).
-class LoadBalancedReplicasTest : public ::testing::Test {
+class LoadBalancedReplicasTest : public SharedStoreTest {
  public:
   // A channel with the retry policy of the CLI (and the README) for the idempotent RPCs.
   static std::shared_ptr<::grpc::Channel> Channel(int port) {
@@ -525,15 +536,8 @@ class LoadBalancedReplicasTest : public ::testing::Test {
     if (!std::filesystem::exists(kHaproxy)) {
       GTEST_SKIP() << kHaproxy << " is not installed (scripts/install-deps.sh installs haproxy)";
     }
-    absl::StatusOr<std::unique_ptr<testing::PostgresServer>> postgres =
-        testing::PostgresServer::Start();
-    if (absl::IsFailedPrecondition(postgres.status())) GTEST_SKIP() << postgres.status().message();
-    ASSERT_TRUE(postgres.ok()) << postgres.status();
-    postgres_ = *std::move(postgres);
-    test_ = testing::MakeSyntheticDataset(200, 10, /*seed=*/2);
-    testing::WriteDatasetFiles(dir_.path() + "/data/mnist",
-                               testing::MakeSyntheticDataset(600, 10, /*seed=*/1), test_,
-                               /*gzip=*/true);
+    SharedStoreTest::SetUp();
+    if (IsSkipped() || HasFatalFailure()) return;
     for (int i = 0; i < kReplicas; ++i) {
       ports_[i] = testing::FreeLoopbackPort();
       agent_ports_[i] = testing::FreeLoopbackPort();
@@ -597,9 +601,6 @@ class LoadBalancedReplicasTest : public ::testing::Test {
 
   static constexpr char kHaproxy[] = "/usr/sbin/haproxy";
 
-  testing::TempDir dir_;
-  std::unique_ptr<testing::PostgresServer> postgres_;
-  Dataset test_;
   // HAProxy's balancing algorithm.
   std::string balance_ = "roundrobin";
   int ports_[kReplicas] = {};

@@ -457,15 +457,27 @@ TEST(PostgresStoreTest, ADatabaseOfANewerSchemaIsRefusedAndAPasswordIsNeverShown
             "postgresql://u:****@h/d?sslmode=require&password=****");
 }
 
-// Two connections are two replicas. Leases are timed by the database's clock.
-TEST(PostgresStoreTest, EachUnfinishedJobHasOneOwnerAndMovesOnlyWhenItsLeaseRunsOut) {
-  absl::StatusOr<std::unique_ptr<testing::PostgresServer>> server =
-      testing::PostgresServer::Start();
-  if (absl::IsFailedPrecondition(server.status())) GTEST_SKIP() << server.status().message();
-  ASSERT_TRUE(server.ok()) << server.status();
-  absl::StatusOr<std::unique_ptr<Store>> a = Store::Open((*server)->uri());
-  absl::StatusOr<std::unique_ptr<Store>> b = Store::Open((*server)->uri());
-  ASSERT_TRUE(a.ok() && b.ok());
+// Two replicas on a real PostgreSQL: two connections, `a` and `b`.
+class TwoReplicasStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    absl::StatusOr<std::unique_ptr<testing::PostgresServer>> server =
+        testing::PostgresServer::Start();
+    if (absl::IsFailedPrecondition(server.status())) GTEST_SKIP() << server.status().message();
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = *std::move(server);
+    a = Store::Open(server_->uri());
+    b = Store::Open(server_->uri());
+    ASSERT_TRUE(a.ok() && b.ok());
+  }
+
+  std::unique_ptr<testing::PostgresServer> server_;
+  absl::StatusOr<std::unique_ptr<Store>> a = absl::UnknownError("not open");
+  absl::StatusOr<std::unique_ptr<Store>> b = absl::UnknownError("not open");
+};
+
+// Leases are timed by the database's clock.
+TEST_F(TwoReplicasStoreTest, EachUnfinishedJobHasOneOwnerAndMovesOnlyWhenItsLeaseRunsOut) {
   const absl::Duration hour = absl::Hours(1);
   ASSERT_TRUE((*a)->InsertJob("job-1", v1::TrainRequest(), "replica-a", hour).ok());
   ASSERT_TRUE((*a)->AppendEvent(Event("job-1", 1, 0)).ok());
@@ -538,14 +550,7 @@ TEST(PostgresStoreTest, EachUnfinishedJobHasOneOwnerAndMovesOnlyWhenItsLeaseRuns
 
 // A replica that lost its job (its lease ran out and another claimed it) writes nothing more of
 // it: no event, no checkpoint.
-TEST(PostgresStoreTest, AFencedReplicaCannotWriteAJobAnotherTookOver) {
-  absl::StatusOr<std::unique_ptr<testing::PostgresServer>> server =
-      testing::PostgresServer::Start();
-  if (absl::IsFailedPrecondition(server.status())) GTEST_SKIP() << server.status().message();
-  ASSERT_TRUE(server.ok()) << server.status();
-  absl::StatusOr<std::unique_ptr<Store>> a = Store::Open((*server)->uri());
-  absl::StatusOr<std::unique_ptr<Store>> b = Store::Open((*server)->uri());
-  ASSERT_TRUE(a.ok() && b.ok());
+TEST_F(TwoReplicasStoreTest, AFencedReplicaCannotWriteAJobAnotherTookOver) {
   (*a)->FenceJobWrites("replica-a");
   (*b)->FenceJobWrites("replica-b");
   ASSERT_TRUE((*a)->InsertJob("job-1", v1::TrainRequest(), "replica-a", absl::Hours(1)).ok());

@@ -1,6 +1,7 @@
 // A program the test starts in a process of its own (the real server binary, HAProxy), its
 // output in a log file: for what an in-process object cannot show, such as a process killed
-// with SIGKILL. Killed and reaped by the destructor.
+// with SIGKILL. Killed and reaped by the destructor, and killed with the test's process (a test
+// that crashes leaves none running).
 #ifndef CLASSIFIER_TESTS_TESTING_CHILD_PROCESS_H_
 #define CLASSIFIER_TESTS_TESTING_CHILD_PROCESS_H_
 
@@ -21,7 +22,8 @@ int FreeLoopbackPort();
 
 class ChildProcess {
  public:
-  // Runs argv[0] (a path) with `argv`, stdout and stderr into `log_path`.
+  // Runs argv[0] (a path) with `argv`, stdout and stderr into `log_path`. Start it from a thread
+  // that outlives it: the child is killed when the thread that started it ends.
   static absl::StatusOr<std::unique_ptr<ChildProcess>> Start(const std::vector<std::string>& argv,
                                                              const std::string& log_path);
   ~ChildProcess();
