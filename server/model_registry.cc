@@ -201,8 +201,23 @@ absl::Status ModelRegistry::FollowStore() {
   if (!deletions.ok()) return deletions.status();
   absl::StatusOr<std::string> deployed = store_->DeployedModelId();
   if (!deployed.ok()) return deployed.status();
+  bool recount;
   {
     MutexLock lock(&mu_);
+    recount = absl::Now() >= next_recount_;
+  }
+  std::optional<int64_t> count;
+  if (recount) {
+    absl::StatusOr<ModelTotals> totals = store_->GetModelTotals();
+    if (!totals.ok()) return totals.status();
+    count = totals->count;
+  }
+  {
+    MutexLock lock(&mu_);
+    if (count.has_value()) {
+      registered_ = *count;
+      next_recount_ = absl::Now() + kRecountInterval;
+    }
     deletions_seen_ = deletions->position;
     for (const std::string& model_id : deletions->model_ids) {
       if (auto pending = loading_.find(model_id); pending != loading_.end()) {
@@ -210,7 +225,7 @@ absl::Status ModelRegistry::FollowStore() {
       }
       Uncache(model_id);
     }
-    if (!deletions->model_ids.empty()) PublishCacheMetrics();
+    if (!deletions->model_ids.empty() || count.has_value()) PublishCacheMetrics();
     if (absl::Status newest = RefreshNewestId(); !newest.ok()) return newest;
     if (*deployed == deployed_id_ || deployed->empty()) return absl::OkStatus();
   }

@@ -23,6 +23,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "base/metrics.h"
 #include "model/network.h"
 #include "server/metrics.h"
@@ -76,9 +77,13 @@ class ModelRegistry {
 
   // Catches up with what other replicas sharing the store changed: the deployed model (loaded
   // first, then switched to, as Deploy does), the newest, and the models they deleted (out of
-  // memory here too). Run every few hundred milliseconds
-  // by a ReplicaFollower when the store is shared.
+  // memory here too); every kRecountInterval, the count of models in the store (the
+  // classifier_models_registered metric counts every replica's). Run every few hundred
+  // milliseconds by a ReplicaFollower when the store is shared.
   absl::Status FollowStore();
+  // How often FollowStore counts the models (a scan of the models' index, too dear for every
+  // look).
+  static constexpr absl::Duration kRecountInterval = absl::Seconds(5);
 
   // Makes `model_id` the default (its network loaded and kept in memory); persisted.
   // NOT_FOUND / DATA_LOSS as Resolve.
@@ -145,6 +150,8 @@ class ModelRegistry {
   // What an empty model_id means when none is deployed (empty when there are no models).
   std::string newest_id_ ABSL_GUARDED_BY(mu_);
   int64_t registered_ ABSL_GUARDED_BY(mu_) = 0;  // Models in the store, for the metrics.
+  // When FollowStore next counts the models in the store.
+  absl::Time next_recount_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   // FollowStore's place in the shared store's deletion log; -1 until it has one.
   int64_t deletions_seen_ ABSL_GUARDED_BY(mu_) = -1;
   std::mt19937_64 id_generator_ ABSL_GUARDED_BY(mu_);

@@ -30,6 +30,7 @@
 #include "google/protobuf/util/json_util.h"
 #include "gtest/gtest.h"
 #include "server/server.h"
+#include "tests/server/metrics_scrape.h"
 #include "tests/server/server_fixture.h"
 #include "tests/testing/child_process.h"
 #include "tests/testing/postgres_server.h"
@@ -79,11 +80,11 @@ class ReplicaTest : public SharedStoreTest {
     ServerConfig config;
     config.job_lease = job_lease;
     config.listen_address = "127.0.0.1:0";
-    config.metrics_listen = "";
     config.data_dir = dir_.path() + "/data";
     config.fashion_fallback_dir = dir_.path() + "/no-fashion";
     config.state_dir = dir_.path() + "/state-" + name;  // Its own disk, as on another host.
     config.store = postgres_->uri();
+    config.metrics_listen = "127.0.0.1:0";
     config.device = "cpu";
     config.compute_threads = 1;
     Replica replica;
@@ -127,6 +128,16 @@ class ReplicaTest : public SharedStoreTest {
 TEST_F(ReplicaTest, AModelTrainedOnOneReplicaServesOnTheOtherWithoutASharedDisk) {
   const std::string model_id = Train(a_, /*epochs=*/1);
   ASSERT_FALSE(model_id.empty());
+  // B counts it among the models registered (its metric counts the store's, every replica's).
+  const absl::Time deadline = absl::Now() + absl::Seconds(60);
+  while (testing::Sample(testing::Scrape(b_.server->metrics_port()),
+                         "classifier_models_registered") != 1 &&
+         absl::Now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_EQ(
+      testing::Sample(testing::Scrape(b_.server->metrics_port()), "classifier_models_registered"),
+      1);
 
   ClientContext list_context;
   v1::ListModelsResponse models;
