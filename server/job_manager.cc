@@ -323,6 +323,8 @@ void JobManager::Release(const std::string& job_id) {
     auto it = jobs_by_id_.find(job_id);
     if (it == jobs_by_id_.end()) return;
     job = it->second;
+    // Finished while the renewal ran (a finished job holds no lease): nothing moved.
+    if (job->finished()) return;
     queue_.erase(std::remove(queue_.begin(), queue_.end(), job), queue_.end());
     running = running_ == job;
     UpdateJobCounts();
