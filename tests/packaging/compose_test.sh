@@ -165,16 +165,22 @@ devices = (gpu["services"]["classifier"].get("deploy", {}).get("resources", {})
 check("the GPU variant reserves an nvidia GPU",
       any(d.get("driver") == "nvidia" and "gpu" in d.get("capabilities", []) for d in devices))
 check("the default stack reserves no GPU", "deploy" not in services["classifier"])
-for name in ("classifier", "fetch-data"):
-    for rendered, variant in ((config, "cpu"), (gpu, "gpu")):
-        service = rendered["services"][name]
-        check(f"{name} builds the {variant} image",
-              service["build"].get("args", {}).get("CLASSIFIER_VARIANT") == variant
-              and service["image"] == f"classifier:{variant}")
+for rendered, variant in ((config, "cpu"), (gpu, "gpu")):
+    service = rendered["services"]["classifier"]
+    check(f"classifier builds the {variant} image",
+          service["build"].get("args", {}).get("CLASSIFIER_VARIANT") == variant
+          and service["image"] == f"classifier:{variant}")
+    fetcher = rendered["services"]["fetch-data"]
+    check(f"fetch-data builds the fetcher's own image ({variant} stack)",
+          fetcher["build"].get("target") == "fetch-data"
+          and fetcher["image"] == "classifier-fetch-data:cpu")
 stages = set(re.findall(r"^FROM \S+ AS (\S+)$", dockerfile, re.M))
 check("the Dockerfile's final stage is built from runtime-cpu or runtime-gpu",
       {"runtime-cpu", "runtime-gpu", "gpu-build"} <= stages
       and re.search(r"^FROM runtime-\$\{CLASSIFIER_VARIANT\} AS runtime$", dockerfile, re.M) is not None)
+check("the Dockerfile has the fetcher's own stage, and the runtime stage is the last",
+      "fetch-data" in stages
+      and re.findall(r"^FROM .*$", dockerfile, re.M)[-1].endswith(" AS runtime"))
 sys.exit(1 if failures else 0)
 PY
   failures=$((failures + 1))
@@ -247,6 +253,21 @@ sys.exit(1 if failures else 0)
 PY
   failures=$((failures + 1))
 fi
+
+# The local overrides (podman without a registry): each renders over its stack and replaces
+# the registry image with one built from Debian's package.
+for pair in "docker/compose.yaml docker/compose.local.yaml prometheus" \
+  "docker/replicas.compose.yaml docker/replicas.compose.local.yaml postgres"; do
+  read -r base override service <<<"$pair"
+  if rendered=$(docker-compose -f "$base" -f "$override" --profile tools config 2>&1) &&
+    grep -q "image: classifier-$service:local" <<<"$rendered" &&
+    grep -q "dockerfile: $service.Dockerfile" <<<"$rendered"; then
+    echo "ok: $override builds $service from docker/$service.Dockerfile"
+  else
+    echo "FAIL: $override over $base: $(tail -3 <<<"$rendered")"
+    failures=$((failures + 1))
+  fi
+done
 
 if ((failures)); then
   echo "compose_test: $failures check(s) failed"
