@@ -8,6 +8,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <set>
 #include <string>
 #include <thread>
@@ -486,6 +487,35 @@ TEST_F(PersistenceTest, BadStorageSettingsAreRefusedNamingTheFlag) {
   refused = ClassifierServer::Start(config);
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(refused.status().message()), ::testing::HasSubstr("--model_cache_mb"));
+  config.model_cache_mb = ServerConfig().model_cache_mb;
+
+  // The replica settings: each bad value is refused before anything listens, naming its flag.
+  struct BadReplicaSetting {
+    std::function<void(ServerConfig*)> set;
+    std::string flag;
+  };
+  const std::vector<BadReplicaSetting> bad_settings = {
+      {[](ServerConfig* c) { c->job_lease = absl::Milliseconds(999); }, "--job_lease"},
+      {[](ServerConfig* c) { c->job_lease = absl::ZeroDuration(); }, "--job_lease"},
+      {[](ServerConfig* c) { c->drain_notice = absl::Seconds(-1); }, "--drain_notice"},
+      {[](ServerConfig* c) { c->drain_notice = absl::Seconds(61); }, "--drain_notice"},
+      {[](ServerConfig* c) { c->lb_agent_listen = "9465"; }, "--lb_agent_listen"},
+      {[](ServerConfig* c) { c->lb_agent_listen = "127.0.0.1:http"; }, "--lb_agent_listen"},
+      {[](ServerConfig* c) { c->lb_agent_listen = "127.0.0.1:70000"; }, "--lb_agent_listen"},
+  };
+  for (const BadReplicaSetting& bad : bad_settings) {
+    ServerConfig with_bad_value = config;
+    bad.set(&with_bad_value);
+    refused = ClassifierServer::Start(with_bad_value);
+    EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument) << refused.status();
+    EXPECT_THAT(std::string(refused.status().message()), ::testing::HasSubstr(bad.flag));
+  }
+  // The edges themselves are accepted (a notice of 1m would hold the shutdown that long).
+  config.job_lease = absl::Seconds(1);
+  config.drain_notice = absl::ZeroDuration();
+  config.lb_agent_listen = "127.0.0.1:0";
+  absl::StatusOr<std::unique_ptr<ClassifierServer>> accepted = ClassifierServer::Start(config);
+  EXPECT_TRUE(accepted.ok()) << accepted.status();
 }
 
 }  // namespace
