@@ -177,8 +177,10 @@ absl::StatusOr<DatasetInfo> DatasetCatalog::Inspect(const std::string& name) con
     }
     info.path = info.directory;
     absl::StatusOr<DatasetInfo> inspected = InspectFolder(std::move(info), /*confined=*/false);
+    // A dataset the server knows whose files are not there yet: FAILED_PRECONDITION (the
+    // operator must fetch them), not NOT_FOUND, which means an unknown name.
     if (absl::IsNotFound(inspected.status())) {
-      return absl::NotFoundError(
+      return absl::FailedPreconditionError(
           absl::StrCat(inspected.status().message(), "; run scripts/fetch-data.sh ", data_dir_,
                        " (in containers: the fetch-data service of docker/compose.yaml)"));
     }

@@ -1,6 +1,7 @@
 // RegisterDataset, ListDatasets and GetDatasetSamples on a real server over loopback: the
 // built-ins listed with what their files hold, a registered folder validated in full, kept
 // across a restart and trained on, and every refusal naming the field or the file.
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -222,6 +223,22 @@ TEST_F(DatasetServiceTest, RefusesAMissingCorruptOrMismatchedFileNamingIt) {
   ASSERT_EQ(fixed.train_class_counts_size(), 7);
   EXPECT_EQ(fixed.train_class_counts(6), 120);
   EXPECT_EQ(fixed.train_class_counts(0), 0);
+}
+
+TEST_F(DatasetServiceTest, ABuiltInWhoseFilesAreMissingIsAPreconditionNamingTheFetcher) {
+  std::filesystem::remove_all(DataDir() + "/mnist");
+  ::grpc::Status status;
+  const std::vector<v1::JobEvent> events = TrainToEnd(QuickTraining(1), &status);
+  EXPECT_EQ(status.error_code(), ::grpc::StatusCode::FAILED_PRECONDITION) << status.error_message();
+  EXPECT_THAT(status.error_message(), ::testing::HasSubstr("train-images-idx3-ubyte"));
+  EXPECT_THAT(status.error_message(), ::testing::HasSubstr("scripts/fetch-data.sh"));
+  EXPECT_THAT(status.error_message(), ::testing::HasSubstr("fetch-data service"));
+  EXPECT_TRUE(events.empty()) << "no job was queued";
+  // An unknown name is still NOT_FOUND.
+  v1::TrainRequest unknown = QuickTraining(1);
+  unknown.set_dataset("no-such-set");
+  TrainToEnd(unknown, &status);
+  EXPECT_EQ(status.error_code(), ::grpc::StatusCode::NOT_FOUND) << status.error_message();
 }
 
 TEST_F(DatasetServiceTest, SamplesAreTheDatasetsImagesChosenBySeed) {
