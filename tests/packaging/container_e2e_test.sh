@@ -29,10 +29,12 @@ if ! pod info >/dev/null 2>"$work/podman-info.txt"; then
 fi
 
 name=classifier-e2e-$$
+volumes_at_start=$(pod volume ls -q | sort)
 state_volume=$name-state
 data_volume=$name-data
 container_cleanup() {
-  pod rm -f -t 0 "$name" "$name-ro" "$name-rootfs" "$name-port" >/dev/null 2>&1 || true
+  # -v: the anonymous volumes of the containers started without named ones go too.
+  pod rm -f -i -v -t 0 "$name" "$name-ro" "$name-rootfs" "$name-port" >/dev/null 2>&1 || true
   pod volume rm -f "$state_volume" "$data_volume" >/dev/null 2>&1 || true
   cleanup
 }
@@ -140,7 +142,7 @@ pod start "$name" >/dev/null
 check "the restarted container serves again" wait_for 120 serving
 check "the restarted container keeps the model (named volumes)" \
   bash -c "'$cli_bin' --server '$server_addr' models --all | grep -q '^$model '"
-pod rm -f -t 30 "$name" >/dev/null
+pod rm -f -v -t 30 "$name" >/dev/null
 
 # Bad starts: each a clear message and a non-zero exit.
 pod run -d --name "$name-ro" -v "$state_volume:/var/lib/classifier/state:ro" \
@@ -165,5 +167,12 @@ status=0; pod run -d --name "$name-port" -p "127.0.0.1:$taken:50051" classifier:
 kill "$holder" 2>/dev/null || true
 check "a host port already taken: podman refuses to start it (exit $status), naming the address" \
   bash -c "[[ $status != 0 ]] && grep -q 'address already in use' '$work/port.txt'"
+
+pod rm -f -i -v -t 0 "$name-ro" "$name-rootfs" "$name-port" >/dev/null 2>&1
+pod volume rm -f "$state_volume" "$data_volume" >/dev/null 2>&1
+left_containers=$(pod ps -a -q --filter "name=^$name")
+left_volumes=$(comm -13 <(echo "$volumes_at_start") <(pod volume ls -q | sort) | tr '\n' ' ')
+check "removed, the test leaves no container (${left_containers:-none}) and no volume (${left_volumes:-none})" \
+  test -z "$left_containers$left_volumes"
 
 finish

@@ -34,6 +34,8 @@ project_containers() { pod ps -a -q --filter "label=io.podman.compose.project=$p
 project_volumes() { pod volume ls -q --filter "label=io.podman.compose.project=$project"; }
 replicas_cleanup() {
   compose down -v >/dev/null 2>&1 || true
+  # podman-compose 1.0's down leaves the project's network.
+  pod network rm -f "${project}_default" >/dev/null 2>&1 || true
   cleanup
 }
 trap replicas_cleanup EXIT
