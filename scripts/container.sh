@@ -96,7 +96,16 @@ Suites: $suite-security
 Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 SOURCES
-  as_root find "$rootfs/var/cache/apt/archives" "$rootfs/var/lib/apt/lists" -type f -delete
+  # As in the official image: apt keeps no downloaded packages or caches in a layer, and
+  # fetches no translations.
+  as_root tee "$rootfs/etc/apt/apt.conf.d/docker-clean" >/dev/null <<'APT'
+DPkg::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };
+APT::Update::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };
+Dir::Cache::pkgcache "";
+Dir::Cache::srcpkgcache "";
+Acquire::Languages "none";
+APT
+  as_root find "$rootfs/var/cache/apt" "$rootfs/var/lib/apt/lists" -type f -delete
   as_root tar -C "$rootfs" -c . | podman import -q - "debian:$suite" >/dev/null
   podman tag "debian:$suite" "debian:$suite-slim"
   echo "container.sh: made debian:$suite and debian:$suite-slim"

@@ -457,6 +457,62 @@ TEST(PostgresStoreTest, ADatabaseOfANewerSchemaIsRefusedAndAPasswordIsNeverShown
             "postgresql://u:****@h/d?sslmode=require&password=****");
 }
 
+// A database written by a server of schema version 1 (before job leases and checkpoint bytes):
+// opening it upgrades it in place; its unfinished job, which has an owner but no lease, is
+// claimed by the first replica that looks, its finished job is left alone, and its checkpoint
+// (a file path, no bytes) still reads.
+TEST(PostgresStoreTest, ASchemaVersion1DatabaseIsUpgradedAndItsUnfinishedJobsAreClaimed) {
+  absl::StatusOr<std::unique_ptr<testing::PostgresServer>> server =
+      testing::PostgresServer::Start();
+  if (absl::IsFailedPrecondition(server.status())) GTEST_SKIP() << server.status().message();
+  ASSERT_TRUE(server.ok()) << server.status();
+  // Version 1's tables, as that server created them (the columns version 2 adds are absent).
+  ASSERT_TRUE((*server)->Psql(R"sql(
+    CREATE TABLE settings (key TEXT COLLATE "C" PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE jobs (position BIGSERIAL PRIMARY KEY, job_id TEXT COLLATE "C" NOT NULL UNIQUE,
+                       request BYTEA NOT NULL, summary BYTEA, owner TEXT NOT NULL DEFAULT '');
+    CREATE TABLE job_events (job_id TEXT COLLATE "C" NOT NULL, sequence BIGINT NOT NULL,
+                             event BYTEA NOT NULL, PRIMARY KEY (job_id, sequence));
+    CREATE TABLE checkpoints (job_id TEXT COLLATE "C" PRIMARY KEY, epoch BIGINT NOT NULL,
+                              batch BIGINT NOT NULL, path TEXT NOT NULL, sha256 TEXT NOT NULL);
+    INSERT INTO settings VALUES ('schema_version', '1');
+    INSERT INTO jobs (job_id, request, summary, owner) VALUES
+      ('job-unfinished', '\x', NULL, 'replica-of-v1'),
+      ('job-finished', '\x', '\x', 'replica-of-v1');
+    INSERT INTO checkpoints VALUES ('job-unfinished', 2, 30, '/state/checkpoints/job-unfinished', 'abc');
+  )sql"));
+
+  absl::StatusOr<std::unique_ptr<Store>> store = Store::Open((*server)->uri());
+  ASSERT_TRUE(store.ok()) << store.status();
+  EXPECT_TRUE((*server)->Psql(
+      "DO $$ BEGIN IF (SELECT value FROM settings WHERE key = 'schema_version') <> '2' THEN "
+      "RAISE EXCEPTION 'not upgraded'; END IF; END $$"))
+      << "the schema version is 2 after the upgrade";
+
+  absl::StatusOr<std::vector<StoredJob>> claimed =
+      (*store)->ClaimExpiredJobs("replica-of-v2", absl::Seconds(10));
+  ASSERT_TRUE(claimed.ok()) << claimed.status();
+  ASSERT_EQ(claimed->size(), 1u) << "only the unfinished job";
+  EXPECT_EQ((*claimed)[0].job_id, "job-unfinished");
+  EXPECT_EQ((*claimed)[0].owner, "replica-of-v2");
+
+  absl::StatusOr<std::optional<StoredCheckpoint>> checkpoint =
+      (*store)->GetCheckpoint("job-unfinished");
+  ASSERT_TRUE(checkpoint.ok() && checkpoint->has_value()) << checkpoint.status();
+  EXPECT_EQ((*checkpoint)->epoch, 2);
+  EXPECT_EQ((*checkpoint)->batch, 30);
+  EXPECT_EQ((*checkpoint)->path, "/state/checkpoints/job-unfinished");
+  EXPECT_TRUE((*checkpoint)->bytes.empty()) << "version 1 kept the checkpoint in its file";
+
+  // A second server opening the upgraded database changes nothing.
+  absl::StatusOr<std::unique_ptr<Store>> again = Store::Open((*server)->uri());
+  ASSERT_TRUE(again.ok()) << again.status();
+  absl::StatusOr<std::vector<StoredJob>> none =
+      (*again)->ClaimExpiredJobs("third", absl::Seconds(10));
+  ASSERT_TRUE(none.ok()) << none.status();
+  EXPECT_TRUE(none->empty()) << "the job's new lease holds";
+}
+
 // Two replicas on a real PostgreSQL: two connections, `a` and `b`.
 class TwoReplicasStoreTest : public ::testing::Test {
  protected:

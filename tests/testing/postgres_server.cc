@@ -4,6 +4,7 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -92,8 +93,15 @@ PostgresServer::~PostgresServer() {
 }
 
 bool PostgresServer::Psql(const std::string& sql) const {
+  // From a file, so that no quote or $ in the SQL meets the shell.
+  const std::string script = absl::StrCat(dir_.path(), "/psql-", ++psql_scripts_, ".sql");
+  {
+    std::ofstream out(script, std::ios::binary);
+    out << sql;
+    if (!out.flush()) return false;
+  }
   return Run(absl::StrCat(bin_dir_, "/psql -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p ", port_,
-                          " -U postgres -d classifier -c \"", sql, "\" >/dev/null"));
+                          " -U postgres -d classifier -f ", script, " >/dev/null"));
 }
 
 }  // namespace classifier::testing

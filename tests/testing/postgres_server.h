@@ -42,6 +42,7 @@ class PostgresServer {
   const bool durable_;
   std::string uri_;
   bool started_ = false;
+  mutable int psql_scripts_ = 0;  // Names Psql's script files.
 };
 
 }  // namespace classifier::testing
