@@ -20,7 +20,14 @@ namespace {
 
 absl::Status ErrnoError(const char* what, const std::string& path) {
   const int error = errno;
-  return absl::InternalError(absl::StrCat(what, " ", path, ": ", std::strerror(error)));
+  std::string message = absl::StrCat(what, " ", path, ": ", std::strerror(error));
+  // A full disk (or quota) is the operator's to free, not a bug: RESOURCE_EXHAUSTED, which
+  // callers pass on as it is.
+  if (error == ENOSPC || error == EDQUOT) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat(message, " (the file system holding it is full)"));
+  }
+  return absl::InternalError(std::move(message));
 }
 
 absl::Status FsyncPath(const std::string& path, int flags) {

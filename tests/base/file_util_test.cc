@@ -2,12 +2,16 @@
 // file never outlives the writer, and WriteFileAtomically is the writer's one-piece case.
 #include "base/file_util.h"
 
+#include <unistd.h>
+
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/synthetic_data.h"
@@ -93,6 +97,57 @@ TEST(AtomicFileWriterTest, AMissingDirectoryIsAnErrorButWriteFileAtomicallyCreat
   ASSERT_TRUE(WriteFileAtomically(path, "").ok());
   EXPECT_EQ(Contents(path), "");
   EXPECT_THAT(ListDir(temp.path() + "/no/such/dir"), ElementsAre("w.pth"));
+}
+
+// A file system that fills: a 64 KiB tmpfs the test mounts (root only; skipped otherwise).
+class FullDiskTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (::geteuid() != 0) GTEST_SKIP() << "mounting a small tmpfs needs root";
+    mount_point_ = temp_.path() + "/small";
+    std::filesystem::create_directories(mount_point_);
+    if (std::system(
+            absl::StrCat("mount -t tmpfs -o size=64k tmpfs '", mount_point_, "'").c_str()) != 0) {
+      GTEST_SKIP() << "cannot mount a tmpfs here";
+    }
+    mounted_ = true;
+  }
+  void TearDown() override {
+    if (mounted_) std::system(absl::StrCat("umount '", mount_point_, "'").c_str());
+  }
+
+  testing::TempDir temp_;
+  std::string mount_point_;
+  bool mounted_ = false;
+};
+
+TEST_F(FullDiskTest, AFullDiskIsResourceExhaustedNamingThePathAndLeavesTheOldFileWhole) {
+  const std::string path = mount_point_ + "/w.pth";
+  const std::string old_contents(16 * 1024, 'o');
+  ASSERT_TRUE(WriteFileAtomically(path, old_contents).ok());
+
+  const absl::Status full = WriteFileAtomically(path, std::string(256 * 1024, 'n'));
+  EXPECT_EQ(full.code(), absl::StatusCode::kResourceExhausted) << full;
+  EXPECT_THAT(full.message(), HasSubstr(path));
+  EXPECT_THAT(full.message(), HasSubstr("full"));
+  EXPECT_EQ(Contents(path), old_contents) << "the old file is whole";
+  EXPECT_THAT(ListDir(mount_point_), ElementsAre("w.pth")) << "no temporary file is left";
+
+  // The space the failed write took is free again: a write that fits succeeds.
+  ASSERT_TRUE(WriteFileAtomically(path, "new").ok());
+  EXPECT_EQ(Contents(path), "new");
+
+  // A writer filled piece by piece fails at the piece that does not fit, and leaves nothing.
+  absl::StatusOr<std::unique_ptr<AtomicFileWriter>> writer =
+      AtomicFileWriter::Create(mount_point_ + "/pieces.bin");
+  ASSERT_TRUE(writer.ok()) << writer.status();
+  absl::Status appended = absl::OkStatus();
+  for (int i = 0; i < 64 && appended.ok(); ++i) {
+    appended = (*writer)->Append(std::string(8 * 1024, 'p'));
+  }
+  EXPECT_EQ(appended.code(), absl::StatusCode::kResourceExhausted) << appended;
+  writer->reset();
+  EXPECT_THAT(ListDir(mount_point_), ElementsAre("w.pth"));
 }
 
 }  // namespace
