@@ -230,16 +230,26 @@ SqliteStore::~SqliteStore() {
 
 absl::Status SqliteStore::Exec(const std::string& sql) {
   char* message = nullptr;
-  if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &message) != SQLITE_OK) {
+  if (const int rc = sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &message); rc != SQLITE_OK) {
     std::string text = message == nullptr ? "unknown error" : message;
     sqlite3_free(message);
+    if ((rc & 0xff) == SQLITE_FULL) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("sqlite: ", text, " in ", path_, " (the file system holding it is full)"));
+    }
     return absl::InternalError(absl::StrCat("sqlite: ", text));
   }
   return absl::OkStatus();
 }
 
 absl::Status SqliteStore::Error(const std::string& what) {
-  return absl::InternalError(absl::StrCat(what, " in ", path_, ": ", sqlite3_errmsg(db_)));
+  std::string message = absl::StrCat(what, " in ", path_, ": ", sqlite3_errmsg(db_));
+  // A full disk is the operator's to free (the transaction rolled back: nothing half-written).
+  if ((sqlite3_extended_errcode(db_) & 0xff) == SQLITE_FULL) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat(message, " (the file system holding it is full)"));
+  }
+  return absl::InternalError(std::move(message));
 }
 
 absl::Status SqliteStore::NotShared() const {
