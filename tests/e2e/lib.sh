@@ -63,12 +63,30 @@ start_server() {
   server_addr=127.0.0.1:$server_port
 }
 
+# free_port: a loopback port nothing listens on now.
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# prometheus_query PORT PROMQL: the first sample's value from the Prometheus on PORT, or nothing.
+prometheus_query() {
+  python3 - "$1" "$2" <<'PY'
+import json, sys, urllib.parse, urllib.request
+url = f"http://127.0.0.1:{sys.argv[1]}/api/v1/query?query=" + urllib.parse.quote(sys.argv[2])
+try:
+    result = json.load(urllib.request.urlopen(url, timeout=5))["data"]["result"]
+    print(result[0]["value"][1] if result else "")
+except Exception:
+    print("")
+PY
+}
+
 # start_prometheus: Debian's prometheus scraping the started server's metrics endpoint every
 # second, on a free port; sets metrics_port, prom_port and prom_pid, and stops it at exit.
 start_prometheus() {
   metrics_port=$(sed -n 's/.*serving Prometheus metrics on .* (port \([0-9]*\)).*/\1/p' "$server_log" | head -1)
   check "the server logs its metrics port" test -n "$metrics_port"
-  prom_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  prom_port=$(free_port)
   cat >"$work/prometheus.yml" <<YAML
 global:
   scrape_interval: 1s

@@ -12,17 +12,7 @@ start_server "$work/data" "$work/state"
 start_prometheus
 check "promtool accepts the scrape config" promtool check config "$work/prometheus.yml"
 
-query() {  # query PROMQL: prints the first sample's value, or nothing.
-  python3 - "$prom_port" "$1" <<'PY'
-import json, sys, urllib.parse, urllib.request
-url = f"http://127.0.0.1:{sys.argv[1]}/api/v1/query?query=" + urllib.parse.quote(sys.argv[2])
-try:
-    result = json.load(urllib.request.urlopen(url, timeout=5))["data"]["result"]
-    print(result[0]["value"][1] if result else "")
-except Exception:
-    print("")
-PY
-}
+query() { prometheus_query "$prom_port" "$1"; }
 for _ in $(seq 1 100); do [[ $(query 'up{job="classifier"}') == 1 ]] && break; sleep 0.2; done
 check "Prometheus scrapes the server (up == 1)" test "$(query 'up{job="classifier"}')" = 1
 

@@ -9,24 +9,11 @@
 # Prints `figure:` lines (image size, start to SERVING, idle memory, build time).
 #
 # Skipped (77) where podman is absent (scripts/install-deps.sh container installs it) or
-# CLASSIFIER_CONTAINER_TEST=0. The first build takes 10-20 minutes; podman keeps the layers,
-# so a later run after a source change costs the compile only.
+# CLASSIFIER_CONTAINER_TEST=0 (tests/packaging/container_lib.sh). The first build takes 10-20
+# minutes; podman keeps the layers, so a later run after a source change costs the compile
+# only, and one after a change to tests or docs nothing (.dockerignore).
 source "$(dirname "${BASH_SOURCE[0]}")/../e2e/lib.sh"
-
-if [[ ${CLASSIFIER_CONTAINER_TEST:-1} == 0 ]]; then
-  echo "SKIP: CLASSIFIER_CONTAINER_TEST=0"
-  exit 77
-fi
-if ! command -v podman >/dev/null 2>&1; then
-  echo "SKIP: podman is not installed (scripts/install-deps.sh container installs it)"
-  exit 77
-fi
-container_sh=$CLASSIFIER_SOURCE_DIR/scripts/container.sh
-pod() { "$container_sh" podman "$@"; }
-if ! pod info >/dev/null 2>"$work/podman-info.txt"; then
-  echo "SKIP: podman cannot run here: $(tail -1 "$work/podman-info.txt")"
-  exit 77
-fi
+source "$(dirname "${BASH_SOURCE[0]}")/container_lib.sh"
 
 name=classifier-e2e-$$
 volumes_at_start=$(pod volume ls -q | sort)
@@ -40,28 +27,10 @@ container_cleanup() {
 }
 trap container_cleanup EXIT
 
-# free_port: a port nothing listens on now.
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-# wait_for SECONDS COMMAND...: polls the command every half second until it succeeds.
-wait_for() {
-  local deadline=$((SECONDS + $1)); shift
-  until "$@" >/dev/null 2>&1; do
-    ((SECONDS < deadline)) || return 1
-    sleep 0.5
-  done
-}
 # exited NAME: the container has stopped.
 exited() { [[ $(pod inspect -f '{{.State.Running}}' "$1" 2>/dev/null) == false ]]; }
 
-build_start=$SECONDS
-if ! "$container_sh" build >"$work/build.log" 2>&1; then
-  tail -40 "$work/build.log"
-  bad "scripts/container.sh build"
-  finish
-fi
-echo "figure: scripts/container.sh build took $((SECONDS - build_start)) s (layers cached between runs)"
+build_images
 ok "scripts/container.sh build: classifier:cpu and classifier-fetch-data:cpu"
 size_bytes=$(pod image inspect -f '{{.Size}}' classifier:cpu)
 echo "figure: runtime image classifier:cpu $((size_bytes / 1000000)) MB"

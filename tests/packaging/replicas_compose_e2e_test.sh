@@ -5,61 +5,18 @@
 # job to success and every replica reports the same model; with one replica killed, calls
 # through the balancer keep succeeding and a second job still trains; `down -v` leaves nothing.
 #
-# Skipped (77) where podman or podman-compose is absent, or CLASSIFIER_CONTAINER_TEST=0.
+# Skipped (77) where podman or podman-compose is absent, or CLASSIFIER_CONTAINER_TEST=0
+# (tests/packaging/container_lib.sh).
 source "$(dirname "${BASH_SOURCE[0]}")/../e2e/lib.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/container_lib.sh"
 
-if [[ ${CLASSIFIER_CONTAINER_TEST:-1} == 0 ]]; then
-  echo "SKIP: CLASSIFIER_CONTAINER_TEST=0"
-  exit 77
-fi
-if ! command -v podman >/dev/null 2>&1 || ! command -v podman-compose >/dev/null 2>&1; then
-  echo "SKIP: podman and podman-compose are not installed (scripts/install-deps.sh container)"
-  exit 77
-fi
-container_sh=$CLASSIFIER_SOURCE_DIR/scripts/container.sh
-pod() { "$container_sh" podman "$@"; }
-if ! pod info >/dev/null 2>"$work/podman-info.txt"; then
-  echo "SKIP: podman cannot run here: $(tail -1 "$work/podman-info.txt")"
-  exit 77
-fi
-
-project=classifier-replicas-$$
 export CLASSIFIER_GRPC_PORT
-CLASSIFIER_GRPC_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-compose() {
-  (cd "$CLASSIFIER_SOURCE_DIR" && "$container_sh" compose -p "$project" \
-    -f docker/replicas.compose.yaml -f docker/replicas.compose.local.yaml "$@")
-}
-project_containers() { pod ps -a -q --filter "label=io.podman.compose.project=$project"; }
-project_volumes() { pod volume ls -q --filter "label=io.podman.compose.project=$project"; }
-replicas_cleanup() {
-  compose down -v >/dev/null 2>&1 || true
-  # podman-compose 1.0's down leaves the project's network.
-  pod network rm -f "${project}_default" >/dev/null 2>&1 || true
-  cleanup
-}
-trap replicas_cleanup EXIT
-wait_for() {  # wait_for SECONDS COMMAND...: polls every half second until it succeeds.
-  local deadline=$((SECONDS + $1)); shift
-  until "$@" >/dev/null 2>&1; do
-    ((SECONDS < deadline)) || return 1
-    sleep 0.5
-  done
-}
-
-if ! "$container_sh" build >"$work/build.log" 2>&1; then
-  tail -40 "$work/build.log"
-  bad "scripts/container.sh build"
-  finish
-fi
+CLASSIFIER_GRPC_PORT=$(free_port)
+use_compose_project docker/replicas.compose.yaml docker/replicas.compose.local.yaml
+build_images
 # podman-compose 1.0 starts services in dependency order but does not wait for PostgreSQL's
 # healthcheck: a replica that finds no database exits and its restart policy starts it again.
-if ! compose up -d postgres replica-1 replica-2 replica-3 balancer >"$work/up.log" 2>&1; then
-  tail -40 "$work/up.log"
-  bad "podman-compose up"
-  finish
-fi
-ok "podman-compose up: postgres, three replicas, balancer"
+compose_up postgres replica-1 replica-2 replica-3 balancer
 
 server_addr=127.0.0.1:$CLASSIFIER_GRPC_PORT
 # in_replica N ARGS...: the CLI inside replica N, against that replica alone.
@@ -92,9 +49,5 @@ check "20 calls through the balancer with replica 2 killed: none fails ($failure
 cli train --dataset fashion-mnist --epochs 1 --seed 5 >"$work/train2.txt" 2>&1 || true
 check "a second job trains to success with replica 2 down" grep -q 'succeeded: model' "$work/train2.txt"
 
-compose down -v >"$work/down.log" 2>&1 || { tail -20 "$work/down.log"; bad "podman-compose down -v"; }
-left_containers=$(project_containers)
-left_volumes=$(project_volumes)
-check "down -v: no container of the project is left (${left_containers:-none})" test -z "$left_containers"
-check "down -v: no volume of the project is left (${left_volumes:-none})" test -z "$left_volumes"
+compose_down_leaves_nothing
 finish
