@@ -584,8 +584,8 @@ TEST_F(ServiceTest, BadTrainRequestsAreRefusedWithTheField) {
                    with([](auto& r) { r.mutable_augmentation()->set_vertical_flip(true); }),
                    StatusCode::INVALID_ARGUMENT, "augmentation.vertical_flip"});
   cases.push_back({"missing files (no fashion-mnist here)",
-                   with([](auto& r) { r.set_dataset("fashion-mnist"); }), StatusCode::NOT_FOUND,
-                   "train-images-idx3-ubyte"});
+                   with([](auto& r) { r.set_dataset("fashion-mnist"); }),
+                   StatusCode::FAILED_PRECONDITION, "train-images-idx3-ubyte"});
   for (const Case& c : cases) {
     ::grpc::Status status;
     std::vector<v1::JobEvent> events = TrainToEnd(c.request, &status);
