@@ -21,12 +21,7 @@ namespace {
 absl::Status ErrnoError(const char* what, const std::string& path) {
   const int error = errno;
   std::string message = absl::StrCat(what, " ", path, ": ", std::strerror(error));
-  // A full disk (or quota) is the operator's to free, not a bug: RESOURCE_EXHAUSTED, which
-  // callers pass on as it is.
-  if (error == ENOSPC || error == EDQUOT) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat(message, " (the file system holding it is full)"));
-  }
+  if (error == ENOSPC || error == EDQUOT) return FileSystemFullError(message);
   return absl::InternalError(std::move(message));
 }
 
@@ -40,6 +35,11 @@ absl::Status FsyncPath(const std::string& path, int flags) {
 }
 
 }  // namespace
+
+absl::Status FileSystemFullError(const std::string& message) {
+  return absl::ResourceExhaustedError(
+      absl::StrCat(message, " (the file system holding it is full)"));
+}
 
 absl::Status WriteFileAtomically(const std::string& path, std::string_view contents) {
   namespace fs = std::filesystem;

@@ -13,6 +13,11 @@
 
 namespace classifier {
 
+// A write refused because the file system is full (ENOSPC, EDQUOT, SQLITE_FULL):
+// RESOURCE_EXHAUSTED, the operator's to free rather than a bug, with `message` (which names
+// the file) and the reason. The one wording every layer uses.
+absl::Status FileSystemFullError(const std::string& message);
+
 // Replaces `path` with `contents` atomically: readers see the old file or the
 // whole new one, and after a crash the file is either absent, old or complete.
 // Creates missing parent directories. Errors name the path. AtomicFileWriter's special case:

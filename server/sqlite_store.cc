@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "base/file_util.h"
 
 namespace classifier {
 namespace {
@@ -234,8 +235,7 @@ absl::Status SqliteStore::Exec(const std::string& sql) {
     std::string text = message == nullptr ? "unknown error" : message;
     sqlite3_free(message);
     if ((rc & 0xff) == SQLITE_FULL) {
-      return absl::ResourceExhaustedError(
-          absl::StrCat("sqlite: ", text, " in ", path_, " (the file system holding it is full)"));
+      return FileSystemFullError(absl::StrCat("sqlite: ", text, " in ", path_));
     }
     return absl::InternalError(absl::StrCat("sqlite: ", text));
   }
@@ -244,11 +244,8 @@ absl::Status SqliteStore::Exec(const std::string& sql) {
 
 absl::Status SqliteStore::Error(const std::string& what) {
   std::string message = absl::StrCat(what, " in ", path_, ": ", sqlite3_errmsg(db_));
-  // A full disk is the operator's to free (the transaction rolled back: nothing half-written).
-  if ((sqlite3_extended_errcode(db_) & 0xff) == SQLITE_FULL) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat(message, " (the file system holding it is full)"));
-  }
+  // The transaction rolled back: nothing is half-written.
+  if ((sqlite3_extended_errcode(db_) & 0xff) == SQLITE_FULL) return FileSystemFullError(message);
   return absl::InternalError(std::move(message));
 }
 
