@@ -13,6 +13,7 @@
 #include <sstream>
 #include <utility>
 
+#include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 
 namespace classifier {
@@ -34,11 +35,20 @@ absl::Status FsyncPath(const std::string& path, int flags) {
   return absl::OkStatus();
 }
 
+// Marks a FileSystemFullError, so that callers need not read its message.
+constexpr char kFileSystemFullPayload[] = "classifier/file-system-full";
+
 }  // namespace
 
 absl::Status FileSystemFullError(const std::string& message) {
-  return absl::ResourceExhaustedError(
-      absl::StrCat(message, " (the file system holding it is full)"));
+  absl::Status status =
+      absl::ResourceExhaustedError(absl::StrCat(message, " (the file system holding it is full)"));
+  status.SetPayload(kFileSystemFullPayload, absl::Cord());
+  return status;
+}
+
+bool IsFileSystemFull(const absl::Status& status) {
+  return absl::IsResourceExhausted(status) && status.GetPayload(kFileSystemFullPayload).has_value();
 }
 
 absl::Status WriteFileAtomically(const std::string& path, std::string_view contents) {

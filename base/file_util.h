@@ -17,6 +17,9 @@ namespace classifier {
 // RESOURCE_EXHAUSTED, the operator's to free rather than a bug, with `message` (which names
 // the file) and the reason. The one wording every layer uses.
 absl::Status FileSystemFullError(const std::string& message);
+// Whether `status` is (a copy of) a FileSystemFullError: a write to retry once space is freed,
+// as a job does (JobManager pauses it) rather than failing.
+bool IsFileSystemFull(const absl::Status& status);
 
 // Replaces `path` with `contents` atomically: readers see the old file or the
 // whole new one, and after a crash the file is either absent, old or complete.

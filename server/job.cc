@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <utility>
 
+#include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "google/protobuf/util/time_util.h"
 #include "spdlog/spdlog.h"
@@ -79,9 +80,53 @@ int64_t Job::AppendLocked(v1::JobEvent event) {
       Abandon();
       return 0;
     }
-    if (!stored.ok()) spdlog::error("job {}: {}", id_, std::string(stored.message()));
+    if (!stored.ok()) {
+      // Not recorded here either: a watcher must not see what a restart would not have.
+      snapshot_ = before;
+      PauseLocked(stored);
+      return 0;
+    }
   }
   return RecordLocked(std::move(event));
+}
+
+void Job::Pause(const absl::Status& reason) {
+  MutexLock lock(&mu_);
+  PauseLocked(reason);
+}
+
+void Job::PauseLocked(const absl::Status& reason) {
+  if (pause_reason_.ok()) {
+    spdlog::error(
+        "job {} paused (it goes on from its last checkpoint once this can be written): "
+        "{}",
+        id_, std::string(reason.message()));
+    pause_reason_ = reason;
+  }
+  Interrupt();
+}
+
+absl::Status Job::pause_reason() const {
+  MutexLock lock(&mu_);
+  return pause_reason_;
+}
+
+void Job::EndPausedRun() {
+  MutexLock lock(&mu_);
+  if (pause_reason_.ok() || IsTerminal(snapshot_.state())) return;
+  snapshot_.set_state(v1::JOB_STATE_INTERRUPTED);
+  snapshot_.set_error(absl::StrCat("paused: ", pause_reason_.message(),
+                                   "; it goes on from its last checkpoint once this can be "
+                                   "written"));
+}
+
+void Job::ClearPause() {
+  MutexLock lock(&mu_);
+  if (pause_reason_.ok()) return;
+  pause_reason_ = absl::OkStatus();
+  if (!IsTerminal(snapshot_.state())) snapshot_.clear_error();
+  interrupting_.store(false);
+  cancel_requested_.store(!cancel_reason_.empty());
 }
 
 int64_t Job::RecordLocked(v1::JobEvent event) {
@@ -196,8 +241,7 @@ bool Job::BeginRunning(const v1::JobEvent::Started& started) {
   if (snapshot_.state() != v1::JOB_STATE_QUEUED) return false;
   v1::JobEvent event;
   *event.mutable_started() = started;
-  AppendLocked(std::move(event));
-  return true;
+  return AppendLocked(std::move(event)) != 0;
 }
 
 bool Job::BeginResuming(const v1::JobEvent::Resumed& resumed) {
@@ -205,8 +249,7 @@ bool Job::BeginResuming(const v1::JobEvent::Resumed& resumed) {
   if (snapshot_.state() != v1::JOB_STATE_INTERRUPTED) return false;
   v1::JobEvent event;
   *event.mutable_resumed() = resumed;
-  AppendLocked(std::move(event));
-  return true;
+  return AppendLocked(std::move(event)) != 0;
 }
 
 void Job::Interrupt() {
@@ -223,15 +266,16 @@ void Job::DetachWatchers(const std::string& reason) {
 bool Job::Cancel(const std::string& reason) {
   MutexLock lock(&mu_);
   if (IsTerminal(snapshot_.state())) return false;
-  if (!cancel_requested_.exchange(true)) cancel_reason_ = reason;
+  // The first reason stands (an interrupt or pause asks for a stop without one).
+  if (cancel_reason_.empty()) cancel_reason_ = reason;
+  cancel_requested_.store(true);
   if (snapshot_.state() == v1::JOB_STATE_RUNNING) return false;
   // Still queued (or waiting to resume): end it now; the worker skips it since BeginRunning sees a
   // terminal state.
   v1::JobEvent finished;
   finished.mutable_finished()->set_state(v1::JOB_STATE_CANCELLED);
-  finished.mutable_finished()->set_error(reason);
-  AppendLocked(std::move(finished));
-  return true;
+  finished.mutable_finished()->set_error(cancel_reason_);
+  return AppendLocked(std::move(finished)) != 0;
 }
 
 std::string Job::cancel_reason() const {

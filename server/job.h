@@ -70,19 +70,36 @@ class Job {
   int64_t last_sequence() const;
 
   // QUEUED -> RUNNING, appending a `started` event; INTERRUPTED -> RUNNING, appending a
-  // `resumed` event. False when the job is in neither state (cancelled while waiting).
+  // `resumed` event. False when the job is in neither state (cancelled while waiting), or when
+  // the store refused the event (the job is paused).
   bool BeginRunning(const v1::JobEvent::Started& started);
   bool BeginResuming(const v1::JobEvent::Resumed& resumed);
 
   // Cancels: a queued job ends at once (a `finished` CANCELLED event, returns
   // true); a running one is flagged so the worker stops at its next batch
-  // boundary (returns false). Finished jobs are left alone.
+  // boundary (returns false). Finished jobs are left alone. A final event the store refuses
+  // pauses the job (returns false): the worker ends it as cancelled when it tries again.
   bool Cancel(const std::string& reason);
   // Asks a running job to stop at its next batch and keep its place (the server is stopping;
   // the job resumes after a restart). Its executor sees interrupting() and ends without a
   // final event.
   void Interrupt();
   bool interrupting() const { return interrupting_.load(std::memory_order_relaxed); }
+
+  // The job cannot keep what it must (an event, its checkpoint, its model: the disk or the
+  // database is full or gone), so it pauses rather than fail or lose it: it stops at its next
+  // batch like an interrupted job, and the worker tries it again from its last checkpoint
+  // (JobManager, --paused_job_retry). `reason` names what could not be written. An event the
+  // store refused is not recorded here either, so memory and store never disagree.
+  void Pause(const absl::Status& reason);
+  // Why the job is paused; OK when it is not.
+  absl::Status pause_reason() const;
+  // The executor has stopped it: INTERRUPTED (as the store, which never saw it go further, has
+  // it), with the reason as its error until it runs again.
+  void EndPausedRun();
+  // Before the worker tries a paused job again: clears the reason and the stop the pause asked
+  // for (a cancel asked meanwhile stays).
+  void ClearPause();
   // Tells every sink the job's stream ends here without a final event, and drops them.
   void DetachWatchers(const std::string& reason);
   bool cancel_requested() const { return cancel_requested_.load(std::memory_order_relaxed); }
@@ -118,7 +135,10 @@ class Job {
   void Archive();
 
  private:
+  // Append's body. Returns 0, recording nothing, after the final event, for an abandoned job,
+  // and when the store refuses the event (the job is paused).
   int64_t AppendLocked(v1::JobEvent event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void PauseLocked(const absl::Status& reason) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Records an event already applied to the snapshot (and stored), publishes it to every sink,
   // and archives the job after its final one. Returns its sequence number.
   int64_t RecordLocked(v1::JobEvent event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -144,6 +164,7 @@ class Job {
   std::vector<JobEventSink*> sinks_ ABSL_GUARDED_BY(mu_);
   v1::Job snapshot_ ABSL_GUARDED_BY(mu_);
   std::string cancel_reason_ ABSL_GUARDED_BY(mu_);
+  absl::Status pause_reason_ ABSL_GUARDED_BY(mu_);
 };
 
 // SUCCEEDED, FAILED, CANCELLED: the job has its final event. (INTERRUPTED is not: the job

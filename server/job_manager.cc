@@ -12,13 +12,15 @@ namespace classifier {
 
 JobManager::JobManager(JobExecutor* executor, Store* store, int max_queued_jobs,
                        std::vector<StoredJob> recovered, Metrics* metrics,
-                       std::function<void(bool training)> on_training, ReplicaIdentity replica)
+                       std::function<void(bool training)> on_training, ReplicaIdentity replica,
+                       absl::Duration paused_job_retry)
     : executor_(executor),
       store_(store),
       max_queued_jobs_(max_queued_jobs),
       replica_(std::move(replica)),
       metrics_(metrics),
       on_training_(std::move(on_training)),
+      paused_job_retry_(paused_job_retry),
       id_generator_(std::random_device{}()) {
   std::vector<std::shared_ptr<Job>> waiting;
   MutexLock follow(&follow_mu_);
@@ -433,71 +435,130 @@ void JobManager::WorkerLoop() {
     std::shared_ptr<Job> job;
     {
       MutexLock lock(&mu_);
-      while (!shutting_down_ && queue_.empty()) work_available_.Wait(&mu_);
+      while (!shutting_down_ && (queue_.empty() || absl::Now() < retry_after_)) {
+        if (queue_.empty()) {
+          work_available_.Wait(&mu_);
+        } else {
+          work_available_.WaitUntil(&mu_, absl::ToChronoTime(retry_after_));
+        }
+      }
       if (shutting_down_) return;
       job = queue_.front();
       queue_.pop_front();
       running_ = job;
+      // Under the lock that Shutdown takes to find the running job, so its Interrupt comes after.
+      job->ClearPause();
       UpdateJobCounts();
     }
-    bool run = false;
-    if (job->state() == v1::JOB_STATE_INTERRUPTED) {
-      const v1::JobEvent::Resumed resumed = executor_->ResumePoint(*job);
-      run = job->BeginResuming(resumed);
-      if (run) {
-        spdlog::info("job {} resumed at epoch {}, batch {}", job->id(), resumed.epoch(),
-                     resumed.batch());
-      }
-    } else {
-      const v1::JobEvent::Started started = executor_->Describe(job->request());
-      run = job->BeginRunning(started);
-      if (run) spdlog::info("job {} started on {}", job->id(), started.device());
-    }
-    if (!run) executor_->Discard(*job);
-    if (run) {
-      const JobOutcome outcome = executor_->Execute(*job);
-      if (job->abandoned()) {
-        // Another replica runs it now (Release): whatever it ended with here is not its end.
-        FollowFromStore(job);
-        MutexLock lock(&mu_);
-        running_.reset();
-        UpdateJobCounts();
-        continue;
-      }
-      if (outcome.state == v1::JOB_STATE_INTERRUPTED) {
-        spdlog::info("job {} interrupted; it resumes from its checkpoint after a restart",
-                     job->id());
-        MutexLock lock(&mu_);
-        running_.reset();
-        UpdateJobCounts();
-        continue;
-      }
-      v1::JobEvent finished;
-      v1::JobEvent::Finished* final_event = finished.mutable_finished();
-      final_event->set_state(outcome.state);
-      final_event->set_model_id(outcome.model_id);
-      if (outcome.has_test_metrics) *final_event->mutable_test_metrics() = outcome.test_metrics;
-      final_event->set_stopped_early(outcome.stopped_early);
-      final_event->set_epochs_completed(outcome.epochs_completed);
-      final_event->set_best_trial(outcome.best_trial);
-      final_event->set_best_epoch(outcome.best_epoch);
-      final_event->set_note(outcome.note);
-      // A cancelled job says who cancelled it, then where it stopped.
-      final_event->set_error(outcome.state == v1::JOB_STATE_CANCELLED &&
-                                     !job->cancel_reason().empty()
-                                 ? absl::StrCat(job->cancel_reason(), ": ", outcome.error)
-                                 : outcome.error);
-      const std::string log_error = final_event->error();
-      // Counted first: whoever sees the final event (a Train stream ending) sees the count too.
-      if (metrics_ != nullptr) metrics_->CountFinishedJob(v1::JobState_Name(outcome.state));
-      job->Append(std::move(finished));
-      spdlog::info("job {} ended {}{}{}", job->id(), v1::JobState_Name(outcome.state),
-                   log_error.empty() ? "" : ": ", log_error);
-    }
+    RunJob(job);
     MutexLock lock(&mu_);
-    running_.reset();
+    if (running_ == job) running_.reset();
     UpdateJobCounts();
   }
+}
+
+void JobManager::Requeue(const std::shared_ptr<Job>& job) {
+  job->EndPausedRun();
+  MutexLock lock(&mu_);
+  running_.reset();
+  if (shutting_down_) return;  // It resumes after the restart, as the store has it.
+  queue_.push_front(job);
+  retry_after_ = absl::Now() + paused_job_retry_;
+  UpdateJobCounts();
+  spdlog::info("job {} waits {} before it is tried again", job->id(),
+               absl::FormatDuration(paused_job_retry_));
+}
+
+void JobManager::RunJob(const std::shared_ptr<Job>& job) {
+  std::optional<v1::JobEvent> unstored_final;
+  {
+    MutexLock lock(&mu_);
+    auto it = unstored_final_events_.find(job->id());
+    if (it != unstored_final_events_.end()) {
+      unstored_final = std::move(it->second);
+      unstored_final_events_.erase(it);
+    }
+  }
+  if (unstored_final.has_value()) {
+    if (job->Append(*unstored_final) == 0 && !job->pause_reason().ok()) {
+      MutexLock lock(&mu_);
+      unstored_final_events_[job->id()] = *std::move(unstored_final);
+    }
+    if (!job->pause_reason().ok()) Requeue(job);
+    return;
+  }
+  const std::string cancel_reason = job->cancel_reason();
+  if (!cancel_reason.empty()) {
+    // Cancelled while it waited, when the store refused the final event: end it now.
+    if (job->Cancel(cancel_reason) || job->finished()) {
+      executor_->Discard(*job);
+    } else if (!job->pause_reason().ok()) {
+      Requeue(job);
+    }
+    return;
+  }
+  bool run = false;
+  if (job->state() == v1::JOB_STATE_INTERRUPTED) {
+    const v1::JobEvent::Resumed resumed = executor_->ResumePoint(*job);
+    run = job->BeginResuming(resumed);
+    if (run) {
+      spdlog::info("job {} resumed at epoch {}, batch {}", job->id(), resumed.epoch(),
+                   resumed.batch());
+    }
+  } else {
+    const v1::JobEvent::Started started = executor_->Describe(job->request());
+    run = job->BeginRunning(started);
+    if (run) spdlog::info("job {} started on {}", job->id(), started.device());
+  }
+  if (!run) {
+    if (!job->pause_reason().ok()) {
+      Requeue(job);
+    } else {
+      executor_->Discard(*job);
+    }
+    return;
+  }
+  const JobOutcome outcome = executor_->Execute(*job);
+  if (job->abandoned()) {
+    // Another replica runs it now (Release): whatever it ended with here is not its end.
+    FollowFromStore(job);
+    return;
+  }
+  if (outcome.state == v1::JOB_STATE_INTERRUPTED) {
+    if (!job->pause_reason().ok()) {
+      Requeue(job);
+    } else {
+      spdlog::info("job {} interrupted; it resumes from its checkpoint after a restart", job->id());
+    }
+    return;
+  }
+  v1::JobEvent finished;
+  v1::JobEvent::Finished* final_event = finished.mutable_finished();
+  final_event->set_state(outcome.state);
+  final_event->set_model_id(outcome.model_id);
+  if (outcome.has_test_metrics) *final_event->mutable_test_metrics() = outcome.test_metrics;
+  final_event->set_stopped_early(outcome.stopped_early);
+  final_event->set_epochs_completed(outcome.epochs_completed);
+  final_event->set_best_trial(outcome.best_trial);
+  final_event->set_best_epoch(outcome.best_epoch);
+  final_event->set_note(outcome.note);
+  // A cancelled job says who cancelled it, then where it stopped.
+  final_event->set_error(outcome.state == v1::JOB_STATE_CANCELLED && !job->cancel_reason().empty()
+                             ? absl::StrCat(job->cancel_reason(), ": ", outcome.error)
+                             : outcome.error);
+  const std::string log_error = final_event->error();
+  // Counted first: whoever sees the final event (a Train stream ending) sees the count too.
+  if (metrics_ != nullptr) metrics_->CountFinishedJob(v1::JobState_Name(outcome.state));
+  if (job->Append(finished) == 0 && !job->pause_reason().ok()) {
+    {
+      MutexLock lock(&mu_);
+      unstored_final_events_[job->id()] = std::move(finished);
+    }
+    Requeue(job);
+    return;
+  }
+  spdlog::info("job {} ended {}{}{}", job->id(), v1::JobState_Name(outcome.state),
+               log_error.empty() ? "" : ": ", log_error);
 }
 
 }  // namespace classifier

@@ -65,6 +65,11 @@ class JobExecutor {
   virtual void Forget(const Job& job) = 0;
 };
 
+// How long the worker waits before it tries a paused job again (Job::Pause): the disk or the
+// database is full or gone, which takes an operator, not a tight loop
+// (ServerConfig::paused_job_retry).
+inline constexpr absl::Duration kDefaultPausedJobRetry = absl::Seconds(10);
+
 // This server among the replicas that share a store (Store::shared()).
 struct ReplicaIdentity {
   std::string id;  // Its name among them (STATE/replica_id); empty when the store is not shared.
@@ -86,10 +91,14 @@ class JobManager {
   // as its own, under a lease that FollowStore renews; of the recovered jobs it runs only its
   // own (their leases renewed before they were read: Store::RenewJobLeases), and follows the
   // others' as their replicas run them (FollowStore), never running a job twice.
+  //
+  // A job that pauses (Job::Pause: what it must write cannot be) goes back to the front of the
+  // queue, and the worker starts nothing for `paused_job_retry`, then tries it again: from its
+  // last checkpoint, or, when only its final event was refused, that event alone.
   JobManager(JobExecutor* executor, Store* store, int max_queued_jobs,
              std::vector<StoredJob> recovered = {}, Metrics* metrics = nullptr,
-             std::function<void(bool training)> on_training = nullptr,
-             ReplicaIdentity replica = {});
+             std::function<void(bool training)> on_training = nullptr, ReplicaIdentity replica = {},
+             absl::Duration paused_job_retry = kDefaultPausedJobRetry);
   // Shuts down (see Shutdown) and joins the worker.
   ~JobManager();
   JobManager(const JobManager&) = delete;
@@ -131,6 +140,10 @@ class JobManager {
 
  private:
   void WorkerLoop();
+  // Runs one job the worker took from the queue, to its end or until it stops without one.
+  void RunJob(const std::shared_ptr<Job>& job) ABSL_LOCKS_EXCLUDED(mu_);
+  // A paused job goes back to the front of the queue; the worker waits paused_job_retry_.
+  void Requeue(const std::shared_ptr<Job>& job) ABSL_LOCKS_EXCLUDED(mu_);
   bool following() const { return store_ != nullptr && store_->shared(); }
   // Records a job read from the store that another replica runs; returns it. A job already
   // known is returned as it is.
@@ -160,12 +173,18 @@ class JobManager {
   const ReplicaIdentity replica_;
   Metrics* const metrics_;
   const std::function<void(bool training)> on_training_;
+  const absl::Duration paused_job_retry_;
 
   mutable Mutex mu_;
   CondVar work_available_;
   bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
   std::deque<std::shared_ptr<Job>> queue_ ABSL_GUARDED_BY(mu_);
   std::shared_ptr<Job> running_ ABSL_GUARDED_BY(mu_);
+  // After a job paused: the worker starts nothing before this.
+  absl::Time retry_after_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  // Final events the store refused, by job id: appended when the job's turn comes again (its
+  // model exists: training it again would make a twin).
+  std::map<std::string, v1::JobEvent> unstored_final_events_ ABSL_GUARDED_BY(mu_);
   std::vector<std::shared_ptr<Job>> jobs_in_order_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::shared_ptr<Job>> jobs_by_id_ ABSL_GUARDED_BY(mu_);
   std::mt19937_64 id_generator_ ABSL_GUARDED_BY(mu_);

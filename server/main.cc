@@ -48,6 +48,11 @@ ABSL_FLAG(absl::Duration, job_lease, classifier::ServerConfig().job_lease,
           "(every quarter of it); a replica that dies loses its jobs to the others this long "
           "after its last renewal (at least 1s)"
           " (env CLASSIFIER_JOB_LEASE)");
+ABSL_FLAG(absl::Duration, paused_job_retry, classifier::ServerConfig().paused_job_retry,
+          "how long a job that paused (its checkpoint, model or events could not be written: "
+          "the disk or the database is full or gone) waits before it is tried again from its last "
+          "checkpoint (100ms to 1h)"
+          " (env CLASSIFIER_PAUSED_JOB_RETRY)");
 ABSL_FLAG(std::string, device, "auto",
           "auto, cpu, cuda or cuda:N"
           " (env CLASSIFIER_DEVICE)");
@@ -309,6 +314,7 @@ int main(int argc, char** argv) {
   config.state_dir = absl::GetFlag(FLAGS_state_dir);
   config.store = absl::GetFlag(FLAGS_store);
   config.job_lease = absl::GetFlag(FLAGS_job_lease);
+  config.paused_job_retry = absl::GetFlag(FLAGS_paused_job_retry);
   config.device = absl::GetFlag(FLAGS_device);
   config.training_threads = absl::GetFlag(FLAGS_training_threads);
   config.compute_threads = absl::GetFlag(FLAGS_threads);

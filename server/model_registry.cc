@@ -121,7 +121,12 @@ absl::StatusOr<std::shared_ptr<const LoadedModel>> ModelRegistry::Register(
   }
   // Committed without the lock (a sync of a few milliseconds that no Predict should wait for):
   // nothing else knows the new id yet.
-  if (absl::Status stored = store_->InsertModel(record, *weights); !stored.ok()) return stored;
+  if (absl::Status stored = store_->InsertModel(record, *weights); !stored.ok()) {
+    // A file no record names would be an orphan that nothing ever deletes.
+    std::error_code ignored;
+    std::filesystem::remove(record.weights_path, ignored);
+    return stored;
+  }
   auto registered = std::make_shared<const LoadedModel>(
       LoadedModel{std::move(record), std::shared_ptr<const TrainedModel>(std::move(network))});
   MutexLock lock(&mu_);

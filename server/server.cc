@@ -164,6 +164,12 @@ absl::Status CheckStorageSettings(const ServerConfig& config) {
                      "database round trip, and the job moves to another replica), got ",
                      absl::FormatDuration(config.job_lease)));
   }
+  if (config.paused_job_retry < absl::Milliseconds(100) ||
+      config.paused_job_retry > absl::Hours(1)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--paused_job_retry must be between 100ms and 1h, got ",
+                     absl::FormatDuration(config.paused_job_retry)));
+  }
   if (config.job_retention < absl::ZeroDuration()) {
     return absl::InvalidArgumentError(
         absl::StrCat("--job_retention must be 0 (keep every job) or positive, got ",
@@ -339,7 +345,7 @@ absl::StatusOr<std::unique_ptr<ClassifierServer>> ClassifierServer::Start(
       parts->executor.get(), parts->store.get(), config.max_queued_jobs, *std::move(jobs),
       parts->metrics.get(),
       [batcher = parts->batcher.get()](bool training) { batcher->SetIdlePolling(!training); },
-      replica);
+      replica, config.paused_job_retry);
   parts->housekeeper =
       std::make_unique<Housekeeper>(parts->jobs.get(), parts->store.get(), parts->models.get(),
                                     parts->metrics.get(), config.job_retention);

@@ -10,6 +10,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "server/dataset_catalog.h"
+#include "server/job_manager.h"
 
 namespace classifier {
 
@@ -31,6 +32,9 @@ struct ServerConfig {
   // renews it (it does every quarter of this). A replica that dies loses its jobs to the others
   // this long after its last renewal; they resume from the last checkpoint.
   absl::Duration job_lease = absl::Seconds(10);
+  // How long a job that paused (the disk or the database could not take its writes) waits before
+  // it is tried again from its last checkpoint.
+  absl::Duration paused_job_retry = kDefaultPausedJobRetry;
   std::string device = "auto";
   // The thread budget (README "Thread budget"). LibTorch intra-op threads of the training job:
   // the process default, which the job's thread takes up.

@@ -190,8 +190,9 @@ void TrainingExecutor::SaveCheckpoint(Job& job, const TrainingCheckpoint& checkp
     return;
   }
   if (!status.ok()) {
-    spdlog::error("job {}: cannot save its checkpoint: {}", job.id(),
-                  std::string(status.message()));
+    // Going on without it could lose the epochs after the last one saved: the job pauses.
+    job.Pause(absl::Status(status.code(),
+                           absl::StrCat("cannot save its checkpoint: ", status.message())));
     return;
   }
   v1::JobEvent event;
@@ -319,7 +320,12 @@ JobOutcome TrainingExecutor::Train(Job& job) {
       done->set_validation_accuracy(validation_accuracy);
       *done->mutable_test_metrics() = outcome.test_metrics;
       finished[index] = *done;
-      job.Append(std::move(event));
+      if (job.Append(std::move(event)) == 0 && !job.pause_reason().ok()) {
+        // Kept for the retry, which does this trial's last steps again (its checkpoint).
+        JobOutcome paused;
+        paused.state = v1::JOB_STATE_INTERRUPTED;
+        return paused;
+      }
       // The next trial starts from scratch, never from this one's checkpoint.
       Discard(job);
     }
@@ -449,6 +455,15 @@ JobOutcome TrainingExecutor::RunTraining(Job& job, const TrainPlan& plan,
   record.test_metrics = *evaluation;
   absl::StatusOr<std::shared_ptr<const LoadedModel>> registered =
       registry_->Register(*std::move(network), std::move(record));
+  if (!registered.ok() && store_ != nullptr &&
+      (IsFileSystemFull(registered.status()) || absl::IsUnavailable(registered.status()))) {
+    // Space or the database may come back: the job pauses, and its retry resumes from the
+    // checkpoint of its last epoch, so only the evaluation is done again.
+    job.Pause(registered.status());
+    JobOutcome outcome;
+    outcome.state = v1::JOB_STATE_INTERRUPTED;
+    return outcome;
+  }
   if (!registered.ok()) return FailedOutcome(job, registered.status());
 
   const TrainingSummary& summary = (*trainer)->summary();

@@ -121,6 +121,18 @@ class FullDiskTest : public ::testing::Test {
   bool mounted_ = false;
 };
 
+TEST(FileSystemFullTest, OnlyAFileSystemFullErrorIsOne) {
+  const absl::Status full = FileSystemFullError("cannot write /state/x");
+  EXPECT_EQ(full.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(full.message(), "cannot write /state/x (the file system holding it is full)");
+  EXPECT_TRUE(IsFileSystemFull(full));
+  const absl::Status copy = full;
+  EXPECT_TRUE(IsFileSystemFull(copy));
+  EXPECT_FALSE(IsFileSystemFull(absl::ResourceExhaustedError("the job queue is full")));
+  EXPECT_FALSE(IsFileSystemFull(absl::InternalError("cannot write /state/x")));
+  EXPECT_FALSE(IsFileSystemFull(absl::OkStatus()));
+}
+
 TEST_F(FullDiskTest, AFullDiskIsResourceExhaustedNamingThePathAndLeavesTheOldFileWhole) {
   const std::string path = mount_point_ + "/w.pth";
   const std::string old_contents(16 * 1024, 'o');
@@ -130,6 +142,7 @@ TEST_F(FullDiskTest, AFullDiskIsResourceExhaustedNamingThePathAndLeavesTheOldFil
   EXPECT_EQ(full.code(), absl::StatusCode::kResourceExhausted) << full;
   EXPECT_THAT(full.message(), HasSubstr(path));
   EXPECT_THAT(full.message(), HasSubstr("full"));
+  EXPECT_TRUE(IsFileSystemFull(full)) << "callers can tell it from other RESOURCE_EXHAUSTED";
   EXPECT_EQ(Contents(path), old_contents) << "the old file is whole";
   EXPECT_THAT(ListDir(mount_point_), ElementsAre("w.pth")) << "no temporary file is left";
 

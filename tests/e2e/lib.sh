@@ -26,6 +26,17 @@ check() {  # check DESCRIPTION COMMAND...: passes when the command succeeds.
   local what=$1; shift
   if "$@"; then ok "$what"; else bad "$what"; fi
 }
+# wait_until SECONDS DESCRIPTION COMMAND...: polls COMMAND until it succeeds (a check that
+# passes) or SECONDS pass (one that fails); returns the command's last status.
+wait_until() {
+  local seconds=$1 what=$2; shift 2
+  local deadline=$((SECONDS + seconds))
+  until "$@"; do
+    if ((SECONDS >= deadline)); then bad "$what (not within $seconds s)"; return 1; fi
+    sleep 0.2
+  done
+  ok "$what"
+}
 finish() {
   if ((fails == 0)); then echo "all checks hold"; exit 0; fi
   echo "$fails checks failed"; exit 1

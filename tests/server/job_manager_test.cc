@@ -2,6 +2,7 @@
 // cancellation, limits.
 #include "server/job_manager.h"
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -103,7 +104,8 @@ v1::TrainRequest Request(int epochs) {
 }
 
 void WaitForState(const Job& job, v1::JobState state) {
-  for (int i = 0; i < 5000 && job.state() != state; ++i) std::this_thread::sleep_for(1ms);
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  while (job.state() != state && absl::Now() < deadline) std::this_thread::sleep_for(1ms);
   ASSERT_EQ(job.state(), state);
 }
 
@@ -292,6 +294,174 @@ TEST(JobManagerTest, RetentionDeletesFinishedJobsOnlyFromMemoryTheStoreAndTheDis
   ASSERT_EQ(stored->size(), 2u);
   EXPECT_EQ((*stored)[0].job_id, (*running)->id());
   executor.hold_ = false;
+  manager.Shutdown("test over");
+}
+
+// A job's event store that refuses every write while `failing` is set, as a full disk does.
+class FlakyEventStore : public JobEventStore {
+ public:
+  absl::Status AppendEvent(const v1::JobEvent& event) override {
+    if (failing) return absl::ResourceExhaustedError("cannot write /state/classifier.db: full");
+    events.push_back(event);
+    return absl::OkStatus();
+  }
+  absl::Status AppendFinalEvent(const v1::JobEvent& event, const v1::Job& /*summary*/) override {
+    return AppendEvent(event);
+  }
+  absl::Status PutJobSummary(const std::string& /*job_id*/, const v1::Job& /*summary*/) override {
+    return absl::OkStatus();
+  }
+  absl::StatusOr<std::vector<v1::JobEvent>> LoadEvents(const std::string& /*job_id*/,
+                                                       int64_t from_sequence) override {
+    return std::vector<v1::JobEvent>(events.begin() + (from_sequence - 1), events.end());
+  }
+  bool failing = false;
+  std::vector<v1::JobEvent> events;
+};
+
+std::vector<int64_t> Sequences(const std::vector<v1::JobEvent>& events) {
+  std::vector<int64_t> sequences;
+  for (const v1::JobEvent& event : events) sequences.push_back(event.sequence());
+  return sequences;
+}
+
+TEST(JobTest, AnEventTheStoreRefusesIsNotRecordedAndPausesTheJob) {
+  FlakyEventStore store;
+  Job job("job-1", Request(3), /*queue_position=*/0, &store);
+  CollectingSink sink;
+  job.Subscribe(&sink, 1);
+  v1::JobEvent::Started started;
+  ASSERT_TRUE(job.BeginRunning(started));
+  v1::JobEvent epoch;
+  epoch.mutable_epoch_end()->set_epoch(1);
+  ASSERT_EQ(job.Append(epoch), 3);
+
+  store.failing = true;
+  epoch.mutable_epoch_end()->set_epoch(2);
+  EXPECT_EQ(job.Append(epoch), 0) << "refused by the store: not recorded";
+  EXPECT_EQ(job.last_sequence(), 3);
+  EXPECT_EQ(job.Events().size(), 3u);
+  EXPECT_EQ(job.Snapshot().latest_epoch().epoch(), 1) << "the snapshot is undone too";
+  EXPECT_EQ(job.pause_reason().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_TRUE(job.interrupting() && job.cancel_requested()) << "it stops at its next batch";
+  EXPECT_EQ(job.state(), v1::JOB_STATE_RUNNING) << "until its executor has stopped";
+  job.EndPausedRun();
+  EXPECT_EQ(job.state(), v1::JOB_STATE_INTERRUPTED);
+  EXPECT_THAT(job.Snapshot().error(), ::testing::HasSubstr("paused: cannot write /state/"));
+
+  // Still failing: the retry's resumed event is refused, and the job stays paused.
+  job.ClearPause();
+  EXPECT_FALSE(job.interrupting() || job.cancel_requested());
+  EXPECT_FALSE(job.BeginResuming(v1::JobEvent::Resumed()));
+  EXPECT_FALSE(job.pause_reason().ok());
+  job.EndPausedRun();
+
+  // The disk has room again: the job resumes and ends, with the store and memory alike.
+  store.failing = false;
+  job.ClearPause();
+  EXPECT_TRUE(job.pause_reason().ok());
+  EXPECT_TRUE(job.Snapshot().error().empty());
+  ASSERT_TRUE(job.BeginResuming(v1::JobEvent::Resumed()));
+  EXPECT_EQ(job.Append(epoch), 5);
+  v1::JobEvent finished;
+  finished.mutable_finished()->set_state(v1::JOB_STATE_SUCCEEDED);
+  EXPECT_EQ(job.Append(finished), 6);
+  job.Unsubscribe(&sink);
+  const std::vector<v1::JobEvent> seen = sink.WaitForFinished();
+  EXPECT_EQ(Sequences(seen), (std::vector<int64_t>{1, 2, 3, 4, 5, 6}));
+  EXPECT_EQ(Sequences(store.events), Sequences(seen));
+  EXPECT_TRUE(seen[3].has_resumed());
+  EXPECT_EQ(seen[4].epoch_end().epoch(), 2);
+}
+
+TEST(JobTest, ACancelTheStoreRefusesIsKeptForTheRetry) {
+  FlakyEventStore store;
+  Job job("job-1", Request(3), /*queue_position=*/0, &store);
+  store.failing = true;
+  EXPECT_FALSE(job.Cancel("cancelled by request")) << "not ended: its final event was refused";
+  EXPECT_FALSE(job.finished());
+  EXPECT_EQ(job.cancel_reason(), "cancelled by request");
+  job.ClearPause();
+  EXPECT_TRUE(job.cancel_requested()) << "a cancel outlives the pause";
+  store.failing = false;
+  EXPECT_TRUE(job.Cancel("asked again"));
+  EXPECT_EQ(job.state(), v1::JOB_STATE_CANCELLED);
+  EXPECT_EQ(job.Snapshot().error(), "cancelled by request") << "the first reason stands";
+  EXPECT_TRUE(store.events.back().has_finished());
+}
+
+// Pauses each job the first `pauses` times it runs (as a checkpoint the disk refuses does),
+// after one epoch, and runs it to the end otherwise.
+class PausingExecutor : public ScriptedExecutor {
+ public:
+  explicit PausingExecutor(int pauses) : pauses_left_(pauses) {}
+  v1::JobEvent::Resumed ResumePoint(const Job& /*job*/) override {
+    v1::JobEvent::Resumed resumed;
+    resumed.set_epoch(1);
+    return resumed;
+  }
+  JobOutcome Execute(Job& job) override {
+    ++runs;
+    if (pauses_left_ > 0) {
+      --pauses_left_;
+      v1::JobEvent event;
+      event.mutable_epoch_end()->set_epoch(1);
+      job.Append(event);
+      job.Pause(absl::ResourceExhaustedError("cannot save its checkpoint: /state/x: full"));
+      return JobOutcome{v1::JOB_STATE_INTERRUPTED, "", {}, false, "", false, 0, 0, "", 0};
+    }
+    return ScriptedExecutor::Execute(job);
+  }
+  std::atomic<int> runs{0};
+
+ private:
+  std::atomic<int> pauses_left_;
+};
+
+TEST(JobManagerTest, APausedJobIsTriedAgainAfterTheRetryIntervalAndEndsWithEveryEventStored) {
+  testing::TempDir dir;
+  absl::StatusOr<std::unique_ptr<Store>> store = Store::Open(dir.path() + "/state.db");
+  ASSERT_TRUE(store.ok()) << store.status();
+  PausingExecutor executor(/*pauses=*/2);
+  JobManager manager(&executor, store->get(), /*max_queued_jobs=*/10, {}, nullptr, nullptr, {},
+                     /*paused_job_retry=*/absl::Milliseconds(100));
+  absl::StatusOr<std::shared_ptr<Job>> job = manager.Submit(Request(2));
+  ASSERT_TRUE(job.ok()) << job.status();
+  CollectingSink sink;
+  (*job)->Subscribe(&sink, 1);
+  const std::vector<v1::JobEvent> events = sink.WaitForFinished();
+  (*job)->Unsubscribe(&sink);
+  ASSERT_FALSE(events.empty());
+  EXPECT_EQ(events.back().finished().state(), v1::JOB_STATE_SUCCEEDED);
+  EXPECT_EQ(executor.runs.load(), 3);
+  int resumed = 0;
+  for (const v1::JobEvent& event : events) resumed += event.has_resumed() ? 1 : 0;
+  EXPECT_EQ(resumed, 2);
+  absl::StatusOr<std::vector<v1::JobEvent>> stored = (*store)->LoadEvents((*job)->id(), 1);
+  ASSERT_TRUE(stored.ok()) << stored.status();
+  EXPECT_EQ(Sequences(*stored), Sequences(events));
+  EXPECT_TRUE((*job)->Snapshot().error().empty());
+}
+
+TEST(JobManagerTest, APausedJobShowsWhyAndCanBeCancelledWhileItWaits) {
+  testing::TempDir dir;
+  absl::StatusOr<std::unique_ptr<Store>> store = Store::Open(dir.path() + "/state.db");
+  ASSERT_TRUE(store.ok()) << store.status();
+  PausingExecutor executor(/*pauses=*/1);
+  JobManager manager(&executor, store->get(), /*max_queued_jobs=*/10, {}, nullptr, nullptr, {},
+                     /*paused_job_retry=*/absl::Hours(1));
+  absl::StatusOr<std::shared_ptr<Job>> paused = manager.Submit(Request(2));
+  ASSERT_TRUE(paused.ok()) << paused.status();
+  WaitForState(**paused, v1::JOB_STATE_INTERRUPTED);
+  EXPECT_THAT((*paused)->Snapshot().error(),
+              ::testing::HasSubstr("paused: cannot save its checkpoint: /state/x: full"));
+  // Nothing else starts while the job waits: the disk it needs is the others' too.
+  absl::StatusOr<std::shared_ptr<Job>> queued = manager.Submit(Request(1));
+  ASSERT_TRUE(queued.ok()) << queued.status();
+  ASSERT_TRUE(manager.Cancel((*paused)->id()).ok());
+  EXPECT_EQ((*paused)->state(), v1::JOB_STATE_CANCELLED);
+  EXPECT_EQ((*queued)->state(), v1::JOB_STATE_QUEUED);
+  EXPECT_EQ(executor.runs.load(), 1) << "the paused job never ran again";
   manager.Shutdown("test over");
 }
 

@@ -497,6 +497,8 @@ TEST_F(PersistenceTest, BadStorageSettingsAreRefusedNamingTheFlag) {
   const std::vector<BadReplicaSetting> bad_settings = {
       {[](ServerConfig* c) { c->job_lease = absl::Milliseconds(999); }, "--job_lease"},
       {[](ServerConfig* c) { c->job_lease = absl::ZeroDuration(); }, "--job_lease"},
+      {[](ServerConfig* c) { c->paused_job_retry = absl::Milliseconds(99); }, "--paused_job_retry"},
+      {[](ServerConfig* c) { c->paused_job_retry = absl::Hours(2); }, "--paused_job_retry"},
       {[](ServerConfig* c) { c->drain_notice = absl::Seconds(-1); }, "--drain_notice"},
       {[](ServerConfig* c) { c->drain_notice = absl::Seconds(61); }, "--drain_notice"},
       {[](ServerConfig* c) { c->lb_agent_listen = "9465"; }, "--lb_agent_listen"},
