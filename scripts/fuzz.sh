@@ -58,22 +58,58 @@ asan_options=detect_leaks=1
 if [[ $target == state_dict ]]; then
   asan_options+=:fast_unwind_on_malloc=0
 fi
+# libFuzzer's timeout is wall-clock time: on a busy machine an input can wait for a core longer
+# than the limit. A timeout's input is replayed alone three times; one that stays under half the
+# limit was a stall of the machine, not of the code: it is kept aside and reported, and fuzzing
+# goes on for the time left. Everything else found ends the run.
+deadline=$((SECONDS + seconds))
+runs=0
+executions=0
 status=0
-OMP_NUM_THREADS=1 ASAN_OPTIONS=${ASAN_OPTIONS:-$asan_options} \
-  LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$PWD/tests/sanitizers/lsan.supp:print_suppressions=0} \
-  UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1} \
-  "$build_dir/tests/fuzz/${target}_fuzzer" -max_total_time="$seconds" -timeout=1 \
-  -malloc_limit_mb="${FUZZ_MALLOC_LIMIT_MB:-512}" -rss_limit_mb="${FUZZ_RSS_LIMIT_MB:-2048}" \
-  -print_final_stats=1 -artifact_prefix="$artifacts/" "$@" "${corpora[@]}" || status=$?
-
 found=0
-for file in "$artifacts"/crash-* "$artifacts"/leak-* "$artifacts"/timeout-* "$artifacts"/oom-*; do
-  [[ -f $file ]] || continue
-  cp "$file" "$committed/"
-  echo "fuzz.sh: $target found $(basename "$file"): copied to $committed/ (replayed by ctest" \
-    "fuzz_replay.$target); fix it and commit it" >&2
-  found=1
+stalls=0
+while ((found == 0)); do
+  remaining=$((deadline - SECONDS))
+  ((remaining > 0)) || break
+  status=0
+  OMP_NUM_THREADS=1 ASAN_OPTIONS=${ASAN_OPTIONS:-$asan_options} \
+    LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$PWD/tests/sanitizers/lsan.supp:print_suppressions=0} \
+    UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1} \
+    "$build_dir/tests/fuzz/${target}_fuzzer" -max_total_time="$remaining" -timeout=1 \
+    -malloc_limit_mb="${FUZZ_MALLOC_LIMIT_MB:-512}" -rss_limit_mb="${FUZZ_RSS_LIMIT_MB:-2048}" \
+    -print_final_stats=1 -artifact_prefix="$artifacts/" "$@" "${corpora[@]}" \
+    2> >(tee "$build_dir/last-run.log" >&2) || status=$?
+  wait  # for tee
+  runs=$((runs + 1))
+  executed=$(sed -n 's/^stat::number_of_executed_units: *\([0-9]*\)/\1/p' "$build_dir/last-run.log")
+  executions=$((executions + ${executed:-0}))
+  stalled=0
+  for file in "$artifacts"/crash-* "$artifacts"/leak-* "$artifacts"/timeout-* "$artifacts"/oom-*; do
+    [[ -f $file ]] || continue
+    if [[ $(basename "$file") == timeout-* ]]; then
+      slowest=$(OMP_NUM_THREADS=1 ASAN_OPTIONS=detect_leaks=0 \
+        "$build_dir/tests/fuzz/${target}_fuzzer" -runs=3 "$file" "$file" "$file" 2>&1 |
+        sed -n 's/^Executed .* in \([0-9]*\) ms$/\1/p' | sort -n | tail -1)
+      if [[ -n $slowest && $slowest -lt 500 ]]; then
+        mkdir -p "$build_dir/stalls/$target"
+        mv "$file" "$build_dir/stalls/$target/"
+        echo "fuzz.sh: $target: $(basename "$file") timed out in the run but replays alone in" \
+          "${slowest} ms: a stall of the machine (kept in $build_dir/stalls/$target/), not a" \
+          "finding; fuzzing goes on" >&2
+        stalled=1
+        stalls=$((stalls + 1))
+        continue
+      fi
+    fi
+    cp "$file" "$committed/"
+    echo "fuzz.sh: $target found $(basename "$file"): copied to $committed/ (replayed by ctest" \
+      "fuzz_replay.$target); fix it and commit it" >&2
+    found=1
+  done
+  ((stalled == 1)) || break
+  status=0
 done
+echo "fuzz.sh: $target: $executions executions in $seconds s ($runs runs, $stalls stalls)" >&2
 if [[ $status != 0 || $found != 0 ]]; then
   echo "fuzz.sh: $target failed (exit $status)" >&2
   exit 1
