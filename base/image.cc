@@ -24,6 +24,12 @@ namespace {
 // Refuse pictures whose decoded size alone would be a denial of service (a 40-byte PNG can
 // claim to be 2^31 x 2^31). 50 megapixels is bigger than any phone photo.
 constexpr int64_t kMaxPixels = int64_t{50} * 1000 * 1000;
+// A JPEG needs a few bits for every 8x8 block it covers, even a blank one (photos take far
+// more): one that claims more pixels than this per byte of the file is forged, and decoding
+// it would take a second for nothing (a 370-byte file claiming 11520 x 4096 pixels). Small
+// pictures pass whatever their size.
+constexpr int64_t kMaxJpegPixelsPerByte = 10000;
+constexpr int64_t kJpegPixelsAlwaysAllowed = int64_t{1} << 20;
 
 // Luminance weights (ITU-R BT.601), the same libjpeg uses for its own RGB -> grey.
 constexpr float kRedWeight = 0.299f;
@@ -215,7 +221,16 @@ bool DecodeJpegInto(std::string_view encoded, JpegDecoded* out) {
   // Checked by the caller, once no longjmp can skip the destructors of a status.
   out->width = static_cast<int>(cinfo.image_width);
   out->height = static_cast<int>(cinfo.image_height);
-  if (static_cast<int64_t>(out->width) * out->height > kMaxPixels) {
+  const int64_t pixels = static_cast<int64_t>(out->width) * out->height;
+  if (pixels > kMaxPixels) {
+    jpeg_destroy_decompress(&cinfo);
+    return false;
+  }
+  if (pixels > std::max(kJpegPixelsAlwaysAllowed,
+                        kMaxJpegPixelsPerByte * static_cast<int64_t>(encoded.size()))) {
+    out->error = absl::StrCat("corrupt JPEG: ", out->width, "x", out->height, " pixels in ",
+                              encoded.size(), " bytes (more than ", kMaxJpegPixelsPerByte,
+                              " pixels per byte: no real picture is that sparse)");
     jpeg_destroy_decompress(&cinfo);
     return false;
   }

@@ -342,6 +342,30 @@ TEST(ImageTest, RejectsHugeDimensions) {
   EXPECT_THAT(image.status().message(), HasSubstr("too large"));
 }
 
+TEST(ImageTest, ABlankPhotoSizedJpegDecodesButOneForgedToClaimMillionsOfPixelsDoesNot) {
+  // The sparsest real picture: one grey level over 3 megapixels.
+  constexpr int kWidth = 2000, kHeight = 1500;
+  absl::StatusOr<std::string> blank =
+      EncodeJpegGrey(std::vector<uint8_t>(kWidth * kHeight, 128), kWidth, kHeight);
+  ASSERT_TRUE(blank.ok()) << blank.status();
+  absl::StatusOr<GreyImage> decoded = DecodeImage(*blank);
+  ASSERT_TRUE(decoded.ok()) << decoded.status() << " (" << blank->size() << " bytes)";
+  EXPECT_EQ(decoded->width, kWidth);
+
+  // A small JPEG whose frame header claims 11520 x 4096 pixels (under the 50-megapixel cap).
+  absl::StatusOr<std::string> small = EncodeJpegGrey(Gradient(40, 30), 40, 30);
+  ASSERT_TRUE(small.ok());
+  std::string forged = *small;
+  const size_t frame = forged.find("\xFF\xC0");
+  ASSERT_NE(frame, std::string::npos);
+  forged.replace(frame + 5, 4, std::string("\x2D\x00\x10\x00", 4));  // Height, width.
+  absl::StatusOr<GreyImage> refused = DecodeImage(forged);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(refused.status().message(), HasSubstr("4096x11520 pixels in"));
+  EXPECT_THAT(refused.status().message(), HasSubstr("pixels per byte"));
+}
+
 TEST(ImageTest, EncodersValidateTheirInput) {
   EXPECT_EQ(EncodePngGrey({1, 2, 3}, 2, 2).status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(EncodePngGrey({}, 0, 0).status().code(), absl::StatusCode::kInvalidArgument);
