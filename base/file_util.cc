@@ -38,6 +38,20 @@ absl::Status FsyncPath(const std::string& path, int flags) {
 // Marks a FileSystemFullError, so that callers need not read its message.
 constexpr char kFileSystemFullPayload[] = "classifier/file-system-full";
 
+// AtomicFileWriter's temporaries are named <path><kTemporarySuffix><pid>-<random>.
+constexpr char kTemporarySuffix[] = ".tmp-";
+
+bool IsTemporaryName(const std::string& name) {
+  const size_t suffix = name.rfind(kTemporarySuffix);
+  if (suffix == std::string::npos || suffix == 0) return false;
+  const std::string rest = name.substr(suffix + std::strlen(kTemporarySuffix));
+  const size_t dash = rest.find('-');
+  auto digits = [](const std::string& text) {
+    return !text.empty() && text.find_first_not_of("0123456789") == std::string::npos;
+  };
+  return dash != std::string::npos && digits(rest.substr(0, dash)) && digits(rest.substr(dash + 1));
+}
+
 }  // namespace
 
 absl::Status FileSystemFullError(const std::string& message) {
@@ -67,12 +81,34 @@ absl::Status WriteFileAtomically(const std::string& path, std::string_view conte
   return (*file)->Commit();
 }
 
+absl::StatusOr<int> RemoveTemporaryFiles(const std::string& directory) {
+  namespace fs = std::filesystem;
+  std::error_code error;
+  if (!fs::exists(directory, error)) return 0;
+  int removed = 0;
+  for (fs::directory_iterator it(directory, error), end; !error && it != end; it.increment(error)) {
+    if (!it->is_regular_file(error) || !IsTemporaryName(it->path().filename().string())) continue;
+    fs::remove(it->path(), error);
+    if (error) {
+      return absl::InternalError(absl::StrCat("cannot remove the temporary file ",
+                                              it->path().string(), ": ", error.message()));
+    }
+    ++removed;
+  }
+  if (error) {
+    return absl::InternalError(
+        absl::StrCat("cannot list the directory ", directory, ": ", error.message()));
+  }
+  return removed;
+}
+
 absl::StatusOr<std::unique_ptr<AtomicFileWriter>> AtomicFileWriter::Create(
     const std::string& path) {
   // A name no other writer of this or another process uses, so that O_EXCL never trips on a
   // writer in progress (or on one a crash left behind).
   std::random_device entropy;
-  const std::string temp_path = absl::StrCat(path, ".tmp-", ::getpid(), "-", entropy() & 0xffffff);
+  const std::string temp_path =
+      absl::StrCat(path, kTemporarySuffix, ::getpid(), "-", entropy() & 0xffffff);
   const int fd = ::open(temp_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
   if (fd < 0) return ErrnoError("cannot create", temp_path);
   return std::unique_ptr<AtomicFileWriter>(new AtomicFileWriter(path, temp_path, fd));

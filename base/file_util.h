@@ -63,6 +63,12 @@ class AtomicFileWriter {
   bool done_ = false;  // Committed (renamed) or discarded.
 };
 
+// Removes every AtomicFileWriter temporary in `directory` (not below it): what writers left
+// when their process died before Commit or Discard. Only for a directory this process owns, before
+// any writer of its own starts there (a server's state folder at start). A missing directory
+// has none. Returns how many went.
+absl::StatusOr<int> RemoveTemporaryFiles(const std::string& directory);
+
 absl::StatusOr<std::string> ReadWholeFile(const std::string& path);
 
 // Lower-case hex SHA-256.

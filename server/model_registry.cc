@@ -50,6 +50,37 @@ absl::Status ModelRegistry::LoadFromStore() {
   return absl::OkStatus();
 }
 
+absl::StatusOr<int> ModelRegistry::RemoveLeftoverFiles() {
+  namespace fs = std::filesystem;
+  absl::StatusOr<int> removed = RemoveTemporaryFiles(models_dir_);
+  if (!removed.ok()) return removed.status();
+  std::error_code error;
+  if (!fs::exists(models_dir_, error)) return *removed;
+  std::vector<fs::path> orphans;
+  for (fs::directory_iterator it(models_dir_, error), end; !error && it != end;
+       it.increment(error)) {
+    const fs::path& path = it->path();
+    if (path.extension() != ".pth" || !it->is_regular_file(error)) continue;
+    absl::StatusOr<std::optional<ModelRecord>> record = store_->GetModel(path.stem().string());
+    if (!record.ok()) return record.status();
+    if (!record->has_value()) orphans.push_back(path);
+  }
+  if (error) {
+    return absl::InternalError(
+        absl::StrCat("cannot list the models folder ", models_dir_, ": ", error.message()));
+  }
+  for (const fs::path& orphan : orphans) {
+    spdlog::warn("removing {}: no stored model names it (a write or a delete a crash cut short)",
+                 orphan.string());
+    fs::remove(orphan, error);
+    if (error) {
+      return absl::InternalError(
+          absl::StrCat("cannot remove ", orphan.string(), ": ", error.message()));
+    }
+  }
+  return *removed + static_cast<int>(orphans.size());
+}
+
 absl::StatusOr<std::string> ModelRegistry::NewestStoredId() const {
   ModelQuery newest;
   newest.limit = 1;

@@ -57,6 +57,12 @@ class ModelRegistry {
   // the cache.
   absl::Status LoadFromStore();
 
+  // At start, before any model is written: removes what a crash left in the models folder:
+  // temporaries of writes that never finished, and weight files no stored record names (written
+  // just before a crash kept their record out, or left by a delete cut short). Returns how many
+  // files went.
+  absl::StatusOr<int> RemoveLeftoverFiles();
+
   // Writes the weights (temporary name, fsync, rename), records them and registers the model
   // under a new id, its network in the cache; `record`'s id, created time, path, size and hash
   // are filled in here. Thread-safe, like every method.

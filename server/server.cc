@@ -323,6 +323,16 @@ absl::StatusOr<std::unique_ptr<ClassifierServer>> ClassifierServer::Start(
       std::make_unique<ModelRegistry>(absl::StrCat(config.state_dir, "/models"), parts->store.get(),
                                       *device, config.model_cache_mb << 20, parts->metrics.get());
   if (absl::Status loaded = parts->models->LoadFromStore(); !loaded.ok()) return loaded;
+  // What a crash cut short, before anything of this process writes there.
+  absl::StatusOr<int> leftovers = parts->models->RemoveLeftoverFiles();
+  if (!leftovers.ok()) return leftovers.status();
+  absl::StatusOr<int> checkpoint_leftovers =
+      RemoveTemporaryFiles(absl::StrCat(config.state_dir, "/checkpoints"));
+  if (!checkpoint_leftovers.ok()) return checkpoint_leftovers.status();
+  if (*leftovers + *checkpoint_leftovers > 0) {
+    spdlog::info("removed {} files a crash left half-written or unrecorded in {}",
+                 *leftovers + *checkpoint_leftovers, config.state_dir);
+  }
   parts->evaluator = std::make_unique<BackgroundEvaluator>(
       parts->datasets.get(), parts->models.get(), kMaxPendingImportEvaluations);
   const LocalRankPlan local_ranks = PlanLocalRanks(config, training_threads);

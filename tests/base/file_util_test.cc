@@ -121,6 +121,32 @@ class FullDiskTest : public ::testing::Test {
   bool mounted_ = false;
 };
 
+TEST(RemoveTemporaryFilesTest, RemovesOnlyTheWritersTemporaries) {
+  testing::TempDir temp;
+  const std::string dir = temp.path();
+  // One a writer of this process leaves (its destructor never ran: the process died).
+  absl::StatusOr<std::unique_ptr<AtomicFileWriter>> writer =
+      AtomicFileWriter::Create(dir + "/a.pth");
+  ASSERT_TRUE(writer.ok()) << writer.status();
+  ASSERT_TRUE((*writer)->Append("half").ok());
+  const std::string left_behind = (*writer)->temp_path();
+  testing::WriteFile(dir + "/b.ckpt.tmp-1-2", "another process's");
+  testing::WriteFile(dir + "/c.pth", "whole");
+  testing::WriteFile(dir + "/d.tmp-", "not a writer's");
+  testing::WriteFile(dir + "/e.tmp-12-x", "not a writer's");
+  testing::WriteFile(dir + "/.tmp-1-2", "no target name");
+  std::filesystem::create_directories(dir + "/sub");
+  testing::WriteFile(dir + "/sub/f.tmp-1-2", "below: not looked at");
+  absl::StatusOr<int> removed = RemoveTemporaryFiles(dir);
+  ASSERT_TRUE(removed.ok()) << removed.status();
+  EXPECT_EQ(*removed, 2);
+  EXPECT_FALSE(std::filesystem::exists(left_behind));
+  EXPECT_THAT(ListDir(dir),
+              ::testing::UnorderedElementsAre(".tmp-1-2", "c.pth", "d.tmp-", "e.tmp-12-x", "sub"));
+  EXPECT_EQ(*RemoveTemporaryFiles(dir + "/missing"), 0) << "a missing folder has none";
+  (*writer)->Discard();
+}
+
 TEST(FileSystemFullTest, OnlyAFileSystemFullErrorIsOne) {
   const absl::Status full = FileSystemFullError("cannot write /state/x");
   EXPECT_EQ(full.code(), absl::StatusCode::kResourceExhausted);

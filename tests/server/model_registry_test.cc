@@ -5,6 +5,7 @@
 // model loaded once however many ask at once.
 #include "server/model_registry.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -140,6 +141,32 @@ TEST_F(ModelRegistryTest, ARestartFindsEveryModelAndACorruptFileServesNothing) {
   EXPECT_EQ(corrupt.status().code(), absl::StatusCode::kDataLoss);
   EXPECT_THAT(corrupt.status().message(), HasSubstr(second_path));
   EXPECT_THAT(corrupt.status().message(), HasSubstr("SHA-256"));
+}
+
+TEST_F(ModelRegistryTest, AtStartWhatACrashLeftInTheModelsFolderIsRemovedAndNothingElse) {
+  const std::string kept = Register(1);
+  const std::string kept_path = (*registry_->Resolve(kept))->record.weights_path;
+  registry_.reset();
+  const std::string models = dir_.path() + "/models";
+  // A write cut short (a temporary), a file whose record a crash kept out, and files that are
+  // not the registry's to judge (another extension, a name that only looks like a temporary).
+  testing::WriteFile(models + "/model-0123456789ab.pth.tmp-4242-99", "half");
+  testing::WriteFile(models + "/model-0123456789ab.pth", "unrecorded");
+  testing::WriteFile(models + "/notes.txt", "the operator's");
+  testing::WriteFile(models + "/x.tmp-later", "not ours");
+  registry_ = NewRegistry();
+  absl::StatusOr<int> removed = registry_->RemoveLeftoverFiles();
+  ASSERT_TRUE(removed.ok()) << removed.status();
+  EXPECT_EQ(*removed, 2);
+  std::vector<std::string> left;
+  for (const auto& entry : std::filesystem::directory_iterator(models)) {
+    left.push_back(entry.path().filename().string());
+  }
+  std::sort(left.begin(), left.end());
+  EXPECT_EQ(left, (std::vector<std::string>{std::filesystem::path(kept_path).filename().string(),
+                                            "notes.txt", "x.tmp-later"}));
+  EXPECT_TRUE(registry_->Resolve(kept).ok()) << "the recorded model still serves";
+  EXPECT_EQ(*registry_->RemoveLeftoverFiles(), 0) << "nothing more on a second look";
 }
 
 TEST_F(ModelRegistryTest, TheCacheDropsTheLeastRecentlyUsedAndKeepsTheDeployed) {
