@@ -102,6 +102,22 @@ absl::StatusOr<int> RemoveTemporaryFiles(const std::string& directory) {
   return removed;
 }
 
+absl::StatusOr<std::unique_ptr<RunMarker>> RunMarker::Create(const std::string& path) {
+  std::error_code error;
+  const std::filesystem::file_time_type kept = std::filesystem::last_write_time(path, error);
+  if (!error) return std::unique_ptr<RunMarker>(new RunMarker(path, kept));
+  if (error != std::errc::no_such_file_or_directory) {
+    return absl::InternalError(absl::StrCat("cannot look at ", path, ": ", error.message()));
+  }
+  if (absl::Status written = WriteFileAtomically(path, absl::StrCat(::getpid(), "\n"));
+      !written.ok()) {
+    return written;
+  }
+  return std::unique_ptr<RunMarker>(new RunMarker(path, std::nullopt));
+}
+
+RunMarker::~RunMarker() { ::unlink(path_.c_str()); }
+
 absl::StatusOr<std::unique_ptr<AtomicFileWriter>> AtomicFileWriter::Create(
     const std::string& path) {
   // A name no other writer of this or another process uses, so that O_EXCL never trips on a

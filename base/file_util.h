@@ -4,9 +4,12 @@
 #define CLASSIFIER_BASE_FILE_UTIL_H_
 
 #include <cstdint>
+#include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -68,6 +71,32 @@ class AtomicFileWriter {
 // any writer of its own starts there (a server's state folder at start). A missing directory
 // has none. Returns how many went.
 absl::StatusOr<int> RemoveTemporaryFiles(const std::string& directory);
+
+// Tells whether the last process that worked in a folder stopped cleanly: a file that exists
+// while one runs there. A process killed (SIGKILL, a crash, a power cut) leaves it behind, so
+// the next one knows to look for what was cut short, and since when; a clean stop costs that
+// look nothing.
+class RunMarker {
+ public:
+  // Creates the marker at `path` (durably), or keeps the one a run that did not stop cleanly
+  // left, with its time.
+  static absl::StatusOr<std::unique_ptr<RunMarker>> Create(const std::string& path);
+  // Removes the marker: this run stopped cleanly.
+  ~RunMarker();
+  RunMarker(const RunMarker&) = delete;
+  RunMarker& operator=(const RunMarker&) = delete;
+
+  bool previous_run_stopped_cleanly() const { return !unclean_since_.has_value(); }
+  // When the first of the runs that did not stop cleanly since the last clean stop began
+  // (the kept marker's modification time): what they wrote is newer.
+  std::optional<std::filesystem::file_time_type> unclean_since() const { return unclean_since_; }
+
+ private:
+  RunMarker(std::string path, std::optional<std::filesystem::file_time_type> unclean_since)
+      : path_(std::move(path)), unclean_since_(unclean_since) {}
+  const std::string path_;
+  const std::optional<std::filesystem::file_time_type> unclean_since_;
+};
 
 absl::StatusOr<std::string> ReadWholeFile(const std::string& path);
 

@@ -50,7 +50,7 @@ absl::Status ModelRegistry::LoadFromStore() {
   return absl::OkStatus();
 }
 
-absl::StatusOr<int> ModelRegistry::RemoveLeftoverFiles() {
+absl::StatusOr<int> ModelRegistry::RemoveLeftoverFiles(std::filesystem::file_time_type since) {
   namespace fs = std::filesystem;
   absl::StatusOr<int> removed = RemoveTemporaryFiles(models_dir_);
   if (!removed.ok()) return removed.status();
@@ -61,6 +61,8 @@ absl::StatusOr<int> ModelRegistry::RemoveLeftoverFiles() {
        it.increment(error)) {
     const fs::path& path = it->path();
     if (path.extension() != ".pth" || !it->is_regular_file(error)) continue;
+    // Written before the crashed run began: checked by an earlier start, or by a clean run.
+    if (it->last_write_time(error) < since) continue;
     absl::StatusOr<std::optional<ModelRecord>> record = store_->GetModel(path.stem().string());
     if (!record.ok()) return record.status();
     if (!record->has_value()) orphans.push_back(path);

@@ -11,6 +11,7 @@
 #define CLASSIFIER_SERVER_MODEL_REGISTRY_H_
 
 #include <cstdint>
+#include <filesystem>
 #include <future>
 #include <list>
 #include <map>
@@ -57,11 +58,12 @@ class ModelRegistry {
   // the cache.
   absl::Status LoadFromStore();
 
-  // At start, before any model is written: removes what a crash left in the models folder:
-  // temporaries of writes that never finished, and weight files no stored record names (written
-  // just before a crash kept their record out, or left by a delete cut short). Returns how many
-  // files went.
-  absl::StatusOr<int> RemoveLeftoverFiles();
+  // At start after a crash, before any model is written: removes what it left in the models
+  // folder: temporaries of writes that never finished, and weight files written since `since`
+  // (the crashed run's start: older ones were checked before) that no stored record names
+  // (written just before a crash kept their record out, or left by a delete cut short).
+  // Returns how many files went.
+  absl::StatusOr<int> RemoveLeftoverFiles(std::filesystem::file_time_type since);
 
   // Writes the weights (temporary name, fsync, rename), records them and registers the model
   // under a new id, its network in the cache; `record`'s id, created time, path, size and hash

@@ -398,8 +398,9 @@ absl::StatusOr<std::vector<StoredJob>> PostgresStore::LoadJobsLocked(
     if (!rows->IsNull(row, 4)) job.cancel_reason = rows->Bytes(row, 4);
     job.position = rows->Int(row, 5);
     if (!job.request.ParseFromString(rows->Bytes(row, 1))) {
-      return absl::DataLossError(
-          absl::StrCat("job ", job.job_id, " in ", name_, " has a corrupt request"));
+      MarkRequestCorrupt(name_, &job);
+      jobs.push_back(std::move(job));
+      continue;
     }
     if (!rows->IsNull(row, 2)) {
       v1::Job summary;
@@ -824,6 +825,8 @@ absl::StatusOr<std::vector<JobPosition>> PostgresStore::JobsAfter(int64_t positi
   }
   return jobs;
 }
+
+absl::Status PostgresStore::CheckIntegrity() { return absl::OkStatus(); }
 
 absl::Status PostgresStore::ReclaimSpace() {
   MutexLock lock(&mu_);

@@ -76,6 +76,7 @@ class PostgresStore final : public Store {
   absl::StatusOr<std::map<std::string, std::string>> CancelRequests(
       const std::string& owner) override;
   absl::StatusOr<std::vector<JobPosition>> JobsAfter(int64_t position) override;
+  absl::Status CheckIntegrity() override;
   absl::Status ReclaimSpace() override;
   // pg_database_size of the database.
   int64_t FileBytes() const override;

@@ -187,6 +187,8 @@ constexpr int kMaxPendingImportEvaluations = 64;
 // Declared in dependency order: members are destroyed in reverse, so the gRPC
 // server goes first, then the job worker, then what they used.
 struct ClassifierServer::Parts {
+  // First, so removed last: present while this server runs on its state folder.
+  std::unique_ptr<RunMarker> running;
   ServerConfig config;
   std::string device;
   int port = 0;
@@ -296,6 +298,13 @@ absl::StatusOr<std::unique_ptr<ClassifierServer>> ClassifierServer::Start(
     spdlog::info("serving Prometheus metrics on {} (port {})", config.metrics_listen,
                  parts->metrics->port());
   }
+  // Before the store opens, so a crash at any point of the start is seen by the next one.
+  std::error_code ignored;
+  std::filesystem::create_directories(config.state_dir, ignored);
+  absl::StatusOr<std::unique_ptr<RunMarker>> running =
+      RunMarker::Create(absl::StrCat(config.state_dir, "/server.running"));
+  if (!running.ok()) return running.status();
+  parts->running = *std::move(running);
   absl::StatusOr<std::unique_ptr<Store>> store = Store::Open(
       config.store.empty() ? absl::StrCat(config.state_dir, "/classifier.db") : config.store);
   if (!store.ok()) return store.status();
@@ -323,15 +332,20 @@ absl::StatusOr<std::unique_ptr<ClassifierServer>> ClassifierServer::Start(
       std::make_unique<ModelRegistry>(absl::StrCat(config.state_dir, "/models"), parts->store.get(),
                                       *device, config.model_cache_mb << 20, parts->metrics.get());
   if (absl::Status loaded = parts->models->LoadFromStore(); !loaded.ok()) return loaded;
-  // What a crash cut short, before anything of this process writes there.
-  absl::StatusOr<int> leftovers = parts->models->RemoveLeftoverFiles();
-  if (!leftovers.ok()) return leftovers.status();
-  absl::StatusOr<int> checkpoint_leftovers =
-      RemoveTemporaryFiles(absl::StrCat(config.state_dir, "/checkpoints"));
-  if (!checkpoint_leftovers.ok()) return checkpoint_leftovers.status();
-  if (*leftovers + *checkpoint_leftovers > 0) {
-    spdlog::info("removed {} files a crash left half-written or unrecorded in {}",
-                 *leftovers + *checkpoint_leftovers, config.state_dir);
+  if (!parts->running->previous_run_stopped_cleanly()) {
+    // What a crash cut short, before anything of this process writes there. Only then, and
+    // only what the crashed runs wrote: a clean restart pays nothing for it.
+    spdlog::warn("the last server on {} did not stop cleanly: checking what it left",
+                 config.state_dir);
+    if (absl::Status checked = parts->store->CheckIntegrity(); !checked.ok()) return checked;
+    absl::StatusOr<int> leftovers =
+        parts->models->RemoveLeftoverFiles(*parts->running->unclean_since());
+    if (!leftovers.ok()) return leftovers.status();
+    absl::StatusOr<int> checkpoint_leftovers =
+        RemoveTemporaryFiles(absl::StrCat(config.state_dir, "/checkpoints"));
+    if (!checkpoint_leftovers.ok()) return checkpoint_leftovers.status();
+    spdlog::info("removed {} files it left half-written or unrecorded",
+                 *leftovers + *checkpoint_leftovers);
   }
   parts->evaluator = std::make_unique<BackgroundEvaluator>(
       parts->datasets.get(), parts->models.get(), kMaxPendingImportEvaluations);

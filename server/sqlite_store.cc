@@ -138,6 +138,26 @@ absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(const std::string
   return store;
 }
 
+absl::Status SqliteStore::DamagedError(const std::string& message) const {
+  return absl::DataLossError(absl::StrCat(
+      message, "; the database file ", path_,
+      " is damaged: stop the server, keep a copy, and restore it from a backup or rebuild it "
+      "with `sqlite3 ",
+      path_, " .recover | sqlite3 NEW.db`"));
+}
+
+absl::Status SqliteStore::CheckIntegrity() {
+  MutexLock lock(&mu_);
+  // Pages, cells and free lists; not the rows' contents, which their readers check (records
+  // parse, weights and checkpoints match their SHA-256).
+  Statement check(db_, "PRAGMA quick_check(1);");
+  if (!check.ok()) return Error("cannot check the database");
+  const int rc = check.Step();
+  if (rc != SQLITE_ROW) return Error("cannot check the database");
+  if (check.Text(0) == "ok") return absl::OkStatus();
+  return DamagedError(absl::StrCat("quick_check: ", check.Text(0)));
+}
+
 absl::StatusOr<int64_t> SqliteStore::QueryInt(const std::string& sql) {
   Statement select(db_, sql.c_str());
   if (!select.ok() || select.Step() != SQLITE_ROW) return Error(absl::StrCat("cannot run ", sql));
@@ -237,6 +257,9 @@ absl::Status SqliteStore::Exec(const std::string& sql) {
     if ((rc & 0xff) == SQLITE_FULL) {
       return FileSystemFullError(absl::StrCat("sqlite: ", text, " in ", path_));
     }
+    if ((rc & 0xff) == SQLITE_CORRUPT || (rc & 0xff) == SQLITE_NOTADB) {
+      return DamagedError(absl::StrCat("sqlite: ", text));
+    }
     return absl::InternalError(absl::StrCat("sqlite: ", text));
   }
   return absl::OkStatus();
@@ -245,7 +268,9 @@ absl::Status SqliteStore::Exec(const std::string& sql) {
 absl::Status SqliteStore::Error(const std::string& what) {
   std::string message = absl::StrCat(what, " in ", path_, ": ", sqlite3_errmsg(db_));
   // The transaction rolled back: nothing is half-written.
-  if ((sqlite3_extended_errcode(db_) & 0xff) == SQLITE_FULL) return FileSystemFullError(message);
+  const int code = sqlite3_extended_errcode(db_) & 0xff;
+  if (code == SQLITE_FULL) return FileSystemFullError(message);
+  if (code == SQLITE_CORRUPT || code == SQLITE_NOTADB) return DamagedError(message);
   return absl::InternalError(std::move(message));
 }
 
@@ -362,8 +387,9 @@ absl::StatusOr<std::vector<StoredJob>> SqliteStore::LoadJobsLocked(
     job.job_id = select.Text(0);
     job.position = select.Int(3);
     if (!job.request.ParseFromString(select.Blob(1))) {
-      return absl::DataLossError(
-          absl::StrCat("job ", job.job_id, " in ", path_, " has a corrupt request"));
+      MarkRequestCorrupt(path_, &job);
+      jobs.push_back(std::move(job));
+      continue;
     }
     if (sqlite3_column_type(select.get(), 2) != SQLITE_NULL) {
       v1::Job summary;

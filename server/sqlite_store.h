@@ -81,6 +81,7 @@ class SqliteStore final : public Store {
     return NotShared();
   }
   absl::StatusOr<std::vector<JobPosition>> JobsAfter(int64_t) override { return NotShared(); }
+  absl::Status CheckIntegrity() override;
   absl::Status ReclaimSpace() override;
   // The database's files (the database and its write-ahead log).
   int64_t FileBytes() const override;
@@ -88,6 +89,8 @@ class SqliteStore final : public Store {
  private:
   explicit SqliteStore(sqlite3* db, std::string path);
   // Brings an older database to kSchemaVersion (sqlite_store.cc), or refuses a newer one.
+  // What a damaged file's errors say: DATA_LOSS, `message`, and how to recover.
+  absl::Status DamagedError(const std::string& message) const;
   absl::Status Migrate() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Version 3's model columns and their values, in an older database.
   absl::Status AddModelColumns() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -9,8 +9,21 @@
 #include "absl/strings/strip.h"
 #include "server/postgres_store.h"
 #include "server/sqlite_store.h"
+#include "spdlog/spdlog.h"
 
 namespace classifier {
+
+void MarkRequestCorrupt(const std::string& store, StoredJob* job) {
+  const std::string error = absl::StrCat("the record of job ", job->job_id, " in ", store,
+                                         " is damaged: its request cannot be read");
+  spdlog::error("{}; the job is read back as failed, the others are not affected", error);
+  v1::Job summary;
+  summary.set_job_id(job->job_id);
+  summary.set_state(v1::JOB_STATE_FAILED);
+  summary.set_error(error);
+  job->request.Clear();
+  job->summary = std::move(summary);
+}
 
 absl::Status JobTakenOverError(const std::string& job_id) {
   return absl::AbortedError(absl::StrCat("job ", job_id,

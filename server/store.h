@@ -41,6 +41,10 @@ struct StoredJob {
   int64_t position = 0;
 };
 
+// A job whose stored request cannot be read (a damaged row): it is read back as FAILED, saying
+// so and naming `store` (a location fit for logs), so that the other jobs still load and run.
+void MarkRequestCorrupt(const std::string& store, StoredJob* job);
+
 struct StoredCheckpoint {
   std::string job_id;
   int epoch = 0;
@@ -238,6 +242,10 @@ class Store : public JobEventStore {
   // new jobs cheaply (it reads each whole with LoadJob).
   virtual absl::StatusOr<std::vector<JobPosition>> JobsAfter(int64_t position) = 0;
 
+  // After a crash: the database's own structural check (SQLite's quick_check: pages, cells,
+  // free lists), DATA_LOSS naming it and how to recover when it is damaged. PostgreSQL recovers
+  // itself: always OK there.
+  virtual absl::Status CheckIntegrity() = 0;
   // Gives the space of deleted rows back (SQLite: incremental auto-vacuum and the write-ahead
   // log truncated; PostgreSQL: VACUUM).
   virtual absl::Status ReclaimSpace() = 0;

@@ -4,6 +4,7 @@
 
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -145,6 +146,34 @@ TEST(RemoveTemporaryFilesTest, RemovesOnlyTheWritersTemporaries) {
               ::testing::UnorderedElementsAre(".tmp-1-2", "c.pth", "d.tmp-", "e.tmp-12-x", "sub"));
   EXPECT_EQ(*RemoveTemporaryFiles(dir + "/missing"), 0) << "a missing folder has none";
   (*writer)->Discard();
+}
+
+TEST(RunMarkerTest, TellsACleanStopFromACrashAndKeepsTheFirstCrashedRunsTime) {
+  testing::TempDir temp;
+  const std::string path = temp.path() + "/server.running";
+  {
+    absl::StatusOr<std::unique_ptr<RunMarker>> first = RunMarker::Create(path);
+    ASSERT_TRUE(first.ok()) << first.status();
+    EXPECT_TRUE((*first)->previous_run_stopped_cleanly()) << "no marker: nothing ran here";
+    EXPECT_TRUE(std::filesystem::exists(path)) << "present while it runs";
+  }
+  EXPECT_FALSE(std::filesystem::exists(path)) << "a clean stop removes it";
+
+  // A run killed before its destructor: its marker stays, with the time that run began.
+  testing::WriteFile(path, "4242\n");
+  const auto crashed_at = std::filesystem::file_time_type::clock::now() - std::chrono::hours(1);
+  std::filesystem::last_write_time(path, crashed_at);
+  {
+    absl::StatusOr<std::unique_ptr<RunMarker>> after_crash = RunMarker::Create(path);
+    ASSERT_TRUE(after_crash.ok()) << after_crash.status();
+    EXPECT_FALSE((*after_crash)->previous_run_stopped_cleanly());
+    EXPECT_EQ((*after_crash)->unclean_since(), crashed_at);
+    EXPECT_EQ(std::filesystem::last_write_time(path), crashed_at)
+        << "kept as it was: should this run crash too, the next looks back to the first";
+  }
+  absl::StatusOr<std::unique_ptr<RunMarker>> next = RunMarker::Create(path);
+  ASSERT_TRUE(next.ok()) << next.status();
+  EXPECT_TRUE((*next)->previous_run_stopped_cleanly());
 }
 
 TEST(FileSystemFullTest, OnlyAFileSystemFullErrorIsOne) {

