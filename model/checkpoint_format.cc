@@ -1,5 +1,8 @@
 #include "model/checkpoint_format.h"
 
+#include <caffe2/serialize/inline_container.h>
+#include <torch/csrc/jit/serialization/import_read.h>
+
 #include <algorithm>
 #include <cstring>
 #include <sstream>
@@ -198,7 +201,20 @@ c10::impl::GenericDict UnframeCheckpoint(const std::string& bytes) {
   if (Digest(payload, payload_size, /*seed=*/0) != digest) {
     throw CheckpointError("corrupt: its checksum does not match its contents");
   }
-  const c10::IValue root = torch::pickle_load(std::vector<char>(payload, payload + payload_size));
+  // torch::pickle_save writes a zip: anything else is refused before LibTorch's zip reader,
+  // which leaks its state when it throws.
+  if (payload_size < 4 || std::memcmp(payload, "PK\x03\x04", 4) != 0) {
+    throw CheckpointError("corrupt: its payload is not the zip torch::pickle_save writes");
+  }
+  // What torch::pickle_load does, but through an istream: its own reader (a vector adapter)
+  // does not bound the reads the zip directory asks for, so a payload with a forged digest
+  // could make it read past its end (found by the checkpoint fuzzer); the istream adapter
+  // refuses such reads.
+  std::istringstream stream(std::string(payload, payload_size));
+  caffe2::serialize::PyTorchStreamReader reader(&stream);
+  const c10::IValue root = torch::jit::readArchiveAndTensors(
+      "data", /*pickle_prefix=*/"", /*tensor_prefix=*/"", /*type_resolver=*/c10::nullopt,
+      /*obj_loader=*/c10::nullopt, /*device=*/c10::nullopt, reader);
   if (!root.isGenericDict()) throw CheckpointError("its payload is not a dict");
   return root.toGenericDict();
 }

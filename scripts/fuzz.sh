@@ -53,9 +53,10 @@ corpora=("$scratch" "$committed")
 
 # One OpenMP thread for LibTorch. Leaks are findings, except those tests/sanitizers/lsan.supp names
 # (each with its reason); matching a suppression by function needs whole stacks through
-# LibTorch, which has no frame pointers, so state_dict (whose leak it is) unwinds the slow way.
+# LibTorch, which has no frame pointers, so state_dict and checkpoint (whose leak it is) unwind
+# the slow way.
 asan_options=detect_leaks=1
-if [[ $target == state_dict ]]; then
+if [[ $target == state_dict || $target == checkpoint ]]; then
   asan_options+=:fast_unwind_on_malloc=0
 fi
 # libFuzzer's timeout is wall-clock time: on a busy machine an input can wait for a core longer
