@@ -79,10 +79,10 @@ while ((found == 0)); do
     "$build_dir/tests/fuzz/${target}_fuzzer" -max_total_time="$remaining" -timeout=1 \
     -malloc_limit_mb="${FUZZ_MALLOC_LIMIT_MB:-512}" -rss_limit_mb="${FUZZ_RSS_LIMIT_MB:-2048}" \
     -print_final_stats=1 -artifact_prefix="$artifacts/" "$@" "${corpora[@]}" \
-    2> >(tee "$build_dir/last-run.log" >&2) || status=$?
+    2> >(tee "$build_dir/last-run-$target.log" >&2) || status=$?
   wait  # for tee
   runs=$((runs + 1))
-  executed=$(sed -n 's/^stat::number_of_executed_units: *\([0-9]*\)/\1/p' "$build_dir/last-run.log")
+  executed=$(sed -n 's/^stat::number_of_executed_units: *\([0-9]*\)/\1/p' "$build_dir/last-run-$target.log")
   executions=$((executions + ${executed:-0}))
   stalled=0
   for file in "$artifacts"/crash-* "$artifacts"/leak-* "$artifacts"/timeout-* "$artifacts"/oom-*; do
