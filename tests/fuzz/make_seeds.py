@@ -86,6 +86,28 @@ def main():
                               check=True, capture_output=True).stdout
         write("predict_request", name, data)
 
+    trains = {
+        "tutorial": 'dataset: "mnist" epochs: 10 batch_size: 60 learning_rate: 0.001',
+        "empty": "",
+        "options": 'epochs: 3 optimizer: OPTIMIZER_KIND_SGD momentum: 0.9 weight_decay: 0.0001 '
+                   'lr_schedule: LEARNING_RATE_SCHEDULE_STEP lr_step_size: 2 lr_gamma: 0.5 '
+                   'validation_fraction: 0.1 keep_best: true early_stopping_patience: 2 '
+                   'label_smoothing: 0.1 progress_reports_per_epoch: 4',
+        "architecture": "architecture { conv_channels: 8 conv_channels: 16 conv_channels: 32 "
+                        "kernel_size: 5 hidden_units: 64 dropout: 0.25 num_classes: 10 } "
+                        "augmentation { rotation_degrees: 10 translation: 0.1 scale_min: 0.9 "
+                        "scale_max: 1.1 }",
+        "sweep": "sweep { learning_rates: 0.001 learning_rates: 0.01 batch_sizes: 32 "
+                 "batch_sizes: 64 augment: true augment: false "
+                 "architectures { conv_channels: 4 } architectures { hidden_units: 32 } }",
+        "distributed": "epochs: 1 distributed { world_size: 2 }",
+    }
+    for name, text in trains.items():
+        data = subprocess.run(["protoc", "-Iproto", "--encode=classifier.v1.TrainRequest",
+                               "classifier/v1/classifier.proto"], input=text.encode(),
+                              check=True, capture_output=True).stdout
+        write("train_request", name, data)
+
     import torch  # Only the state-dict seeds need it.
 
     class Net(torch.nn.Module):
