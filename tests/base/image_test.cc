@@ -366,6 +366,19 @@ TEST(ImageTest, ABlankPhotoSizedJpegDecodesButOneForgedToClaimMillionsOfPixelsDo
   EXPECT_THAT(refused.status().message(), HasSubstr("pixels per byte"));
 }
 
+TEST(ImageTest, AnArithmeticCodedJpegIsRefusedByName) {
+  absl::StatusOr<std::string> jpeg = EncodeJpegGrey(Gradient(40, 30), 40, 30);
+  ASSERT_TRUE(jpeg.ok());
+  std::string arithmetic = *jpeg;
+  const size_t frame = arithmetic.find("\xFF\xC0");
+  ASSERT_NE(frame, std::string::npos);
+  arithmetic[frame + 1] = '\xC9';  // Baseline Huffman -> extended sequential, arithmetic.
+  absl::StatusOr<GreyImage> refused = DecodeImage(arithmetic);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(refused.status().message(), HasSubstr("arithmetic coding"));
+}
+
 TEST(ImageTest, EncodersValidateTheirInput) {
   EXPECT_EQ(EncodePngGrey({1, 2, 3}, 2, 2).status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(EncodePngGrey({}, 0, 0).status().code(), absl::StatusCode::kInvalidArgument);
