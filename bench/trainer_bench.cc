@@ -34,6 +34,9 @@ ABSL_FLAG(bool, evaluate, true, "measure test accuracy after training");
 ABSL_FLAG(std::string, device, "cpu", "cpu, cuda, cuda:N or auto");
 ABSL_FLAG(bool, cuda_graphs, true,
           "on CUDA, replay each full batch's step as a recorded CUDA graph (false: eager)");
+ABSL_FLAG(double, dropout, 0, "dropout before the classifier (0 = none): its per-batch masks");
+ABSL_FLAG(double, rotation_degrees, 0,
+          "augmentation: each image turned by up to this many degrees (0 = none)");
 
 namespace classifier {
 namespace {
@@ -87,11 +90,14 @@ int Main() {
   options.seed = absl::GetFlag(FLAGS_seed);
   options.device = absl::GetFlag(FLAGS_device);
   options.cuda_graphs = absl::GetFlag(FLAGS_cuda_graphs);
+  options.architecture.dropout = absl::GetFlag(FLAGS_dropout);
+  options.augmentation.rotation_degrees = absl::GetFlag(FLAGS_rotation_degrees);
   std::printf(
       "trainer_bench: %lld training images from %s, batch %d, Adam %g, threads %d, device %s, "
-      "cuda_graphs %d\n",
+      "cuda_graphs %d, dropout %g, rotation %g\n",
       static_cast<long long>(train->size()), dir.c_str(), options.batch_size, options.learning_rate,
-      threads, options.device.c_str(), options.cuda_graphs ? 1 : 0);
+      threads, options.device.c_str(), options.cuda_graphs ? 1 : 0, options.architecture.dropout,
+      options.augmentation.rotation_degrees);
   std::fflush(stdout);
 
   // As the server does at its start: the device's one-time start is not a job's.

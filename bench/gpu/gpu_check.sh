@@ -70,14 +70,21 @@ case "$mode" in
         echo "== round $round: A cuda_graphs=true"; bench --cuda_graphs=true
         echo "== round $round: B cuda_graphs=false"; bench --cuda_graphs=false
       done
+      # Augmentation and dropout step eagerly (their draws are per batch): 3 epochs each.
+      echo "== eager, dropout 0.3, 3 epochs"; bench --epochs=3 --dropout=0.3
+      echo "== eager, rotation 15 degrees, 3 epochs"; bench --epochs=3 --rotation_degrees=15
       echo "== PyTorch eager, same GPU, 3 epochs"; python3 bench/gpu/torch_gpu_train.py "$stash/data" 3
-    } 2>&1 | tee "$out/bench.log" | grep -E "==|device start|epoch 1/|epoch 10/|accuracy|evaluation|Error|error"
+    } 2>&1 | tee "$out/bench.log" | grep -E "==|device start|epoch 1/|epoch 3/|epoch 10/|accuracy|evaluation|Error|error"
     {
       "$build/tests/model/capturable_adam_test"
       "$build/tests/model/trainer_test" --gtest_filter='CudaGraph*:TrainerTest.LearnsSeparable*'
       "$build/tests/model/network_test" --gtest_filter='*Device*'
     } >"$out/tests.log" 2>&1
     grep -E "^\[  (PASSED|FAILED|SKIPPED) |FAILED|Failure" "$out/tests.log" | head -20
+    echo "== two ranks over NCCL (bench/gpu/nccl_probe.py)"
+    timeout 120 python3 -m torch.distributed.run --nproc_per_node=2 bench/gpu/nccl_probe.py \
+      >"$out/nccl.log" 2>&1
+    echo "exit $?"; grep -E "^rank|Error|error" "$out/nccl.log" | head -12
     ;;
   *)
     echo "usage: $0 prepare|run|tests" >&2
