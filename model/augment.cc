@@ -13,9 +13,10 @@ namespace {
 
 constexpr double kPi = 3.14159265358979323846;
 
-// Uniform in [low, high], one value per image, from `generator`.
+// Uniform in [low, high], one value per image, from `generator`, on its device.
 torch::Tensor Uniform(int64_t count, double low, double high, at::Generator& generator) {
-  return torch::rand({count}, generator, torch::TensorOptions().dtype(torch::kDouble)) *
+  return torch::rand({count}, generator,
+                     torch::TensorOptions().dtype(torch::kDouble).device(generator.device())) *
              (high - low) +
          low;
 }
@@ -61,8 +62,10 @@ torch::Tensor AugmentImages(const torch::Tensor& images, const AugmentationOptio
                             at::Generator& generator, const BatchShard* shard) {
   const int64_t n = shard != nullptr ? shard->batch_size : images.size(0);
   // Drawn in a fixed order, and only what is enabled.
-  const torch::Tensor zeros = torch::zeros({n}, torch::kDouble);
-  const torch::Tensor ones = torch::ones({n}, torch::kDouble);
+  const auto on_generator =
+      torch::TensorOptions().dtype(torch::kDouble).device(generator.device());
+  const torch::Tensor zeros = torch::zeros({n}, on_generator);
+  const torch::Tensor ones = torch::ones({n}, on_generator);
   const double max_angle = options.rotation_degrees * kPi / 180;
   const torch::Tensor angle = max_angle > 0 ? Uniform(n, -max_angle, max_angle, generator) : zeros;
   // In grid_sample's normalised coordinates the side is 2 long.
@@ -84,7 +87,8 @@ torch::Tensor AugmentImages(const torch::Tensor& images, const AugmentationOptio
   torch::Tensor theta = torch::stack({torch::stack({cos * flip_x, sin * flip_x, -tx}, /*dim=*/1),
                                       torch::stack({-sin * flip_y, cos * flip_y, -ty}, /*dim=*/1)},
                                      /*dim=*/1);
-  if (shard != nullptr) theta = theta.index_select(/*dim=*/0, shard->rows);
+  if (shard != nullptr) theta = theta.index_select(/*dim=*/0, shard->rows.to(theta.device()));
+  // A copy to the device only when the generator is elsewhere (the trainer's is not).
   theta = theta.to(images.device(), images.scalar_type());
   namespace F = torch::nn::functional;
   const torch::Tensor grid = F::affine_grid(theta, images.sizes(), /*align_corners=*/false);

@@ -11,7 +11,8 @@
 namespace classifier {
 
 // `images`: {N, C, H, W} floats on any device. Draws each image's transform from `generator`
-// (a CPU generator, in a fixed order, so the same generator state gives the same batch) and
+// on the generator's device (in a fixed order, so the same generator state gives the same
+// batch; the trainer's is on the images' device, so nothing is copied: batch_draws.h) and
 // resamples on the images' device with affine_grid + grid_sample (bilinear, zeros outside).
 // With `shard`, `images` are shard's rows of a larger batch: the transforms are drawn for that
 // batch and the rows' ones applied.

@@ -51,12 +51,13 @@ torch::Tensor CnnImpl::forward(torch::Tensor x, at::Generator* dropout_generator
   if (is_training() && dropout_ > 0) {
     TORCH_CHECK(dropout_generator != nullptr, "dropout needs the trainer's generator");
     // Inverted dropout, as torch.nn.Dropout: keep with 1 - p, scale the kept by 1 / (1 - p). The
-    // mask comes from the run's own generator, so that a seed and a resumed run reproduce it.
+    // mask comes from the batch's own generator (batch_draws.h), on x's device, so that a seed
+    // and a resumed run reproduce it and nothing crosses from the host.
     torch::Tensor keep =
-        torch::empty({shard != nullptr ? shard->batch_size : x.size(0), x.size(1)}, torch::kFloat)
+        torch::empty({shard != nullptr ? shard->batch_size : x.size(0), x.size(1)}, x.options())
             .bernoulli_(1.0 - dropout_, *dropout_generator);
-    if (shard != nullptr) keep = keep.index_select(/*dim=*/0, shard->rows);
-    x = x * keep.to(x.device()).div_(1.0 - dropout_);
+    if (shard != nullptr) keep = keep.index_select(/*dim=*/0, shard->rows.to(x.device()));
+    x = x * keep.div_(1.0 - dropout_);
   }
   return RowwiseLinear(x, classifier->weight, classifier->bias);
 }

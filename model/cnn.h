@@ -20,7 +20,7 @@ namespace classifier {
 // exactly the draws one process would.
 struct BatchShard {
   int64_t batch_size = 0;  // Images in the whole batch.
-  torch::Tensor rows;      // kLong on the CPU: this rank's rows of the batch, ascending.
+  torch::Tensor rows;      // kLong, on the training device: this rank's rows, ascending.
 };
 
 // The tutorial's CNN, generalised over Architecture: per entry of conv_channels a
@@ -35,9 +35,10 @@ class CnnImpl : public torch::nn::Module {
 
   // x: {N, input_channels, image_size, image_size} floats in [0, 1]. Returns {N, num_classes}
   // logits.
-  // In training mode with architecture.dropout > 0, the dropout mask is drawn from
-  // `dropout_generator` (a CPU generator), which must then be given; with `shard`, x holds
-  // shard's rows of a larger batch, and the mask is drawn for that batch.
+  // In training mode with architecture.dropout > 0, the dropout mask is drawn on x's device
+  // from `dropout_generator` (one of that device's kind: batch_draws.h), which must then be
+  // given; with `shard`, x holds shard's rows of a larger batch, and the mask is drawn for
+  // that batch.
   torch::Tensor forward(torch::Tensor x, at::Generator* dropout_generator = nullptr,
                         const BatchShard* shard = nullptr);
 

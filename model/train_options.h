@@ -67,8 +67,9 @@ struct TrainOptions {
   std::string device = "cpu";
   // On a CUDA device, record the training step of a full batch once as a CUDA graph and replay
   // it (cuda_graph.h): one launch per batch instead of about a hundred. Applies to Adam and
-  // AdamW without augmentation or dropout (their random draws come from the run's CPU
-  // generator); other runs, and CPU runs, step eagerly whatever this says. Off only to compare.
+  // AdamW without augmentation or dropout (a recording would replay one batch's random draws
+  // for every batch: batch_draws.h reseeds per batch from the host); other runs, and CPU runs,
+  // step eagerly whatever this says. Off only to compare.
   bool cuda_graphs = true;
   // Its num_classes follows the data (see ResolveTrainOptions); its image_size must be the data's.
   Architecture architecture;

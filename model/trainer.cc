@@ -22,6 +22,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/string_view.h"
 #include "model/augment_torch.h"
+#include "model/batch_draws.h"
 #include "model/capturable_adam.h"
 #include "model/cnn.h"
 #include "model/cuda_graph.h"
@@ -328,6 +329,10 @@ absl::StatusOr<std::unique_ptr<TrainedModel>> Trainer::Impl::Run(TrainingObserve
 
   summary = TrainingSummary();
   const bool augment = !IsIdentity(options.augmentation);
+  // Augmentation's transforms and dropout's masks: drawn on the device, reseeded per batch.
+  const bool draws = augment || options.architecture.dropout > 0;
+  BatchDraws batch_draws(device, options.seed);
+  at::Generator* batch_generator = nullptr;  // batch_draws' for the batch being stepped.
 
   // One training step on the images at `positions` of the epoch's permutation: the batch's mean
   // loss and its count of right answers, both left on the device.
@@ -387,16 +392,17 @@ absl::StatusOr<std::unique_ptr<TrainedModel>> Trainer::Impl::Run(TrainingObserve
     if (collective != nullptr) {
       shard.batch_size = positions.size(0);
       idle = rank >= shard.batch_size;
-      shard.rows = idle ? torch::zeros({1}, torch::kLong)
-                        : torch::arange(rank, shard.batch_size, world_size, torch::kLong);
-      mine = positions.index_select(0, shard.rows.to(positions.device()));
+      const auto on_device = torch::TensorOptions().dtype(torch::kLong).device(device);
+      shard.rows = idle ? torch::zeros({1}, on_device)
+                        : torch::arange(rank, shard.batch_size, world_size, on_device);
+      mine = positions.index_select(0, shard.rows);
       sharded = &shard;
     }
     const torch::Tensor indices = train_on.defined() ? train_on.index_select(0, mine) : mine;
     torch::Tensor x = images.index_select(0, indices).to(torch::kFloat).div_(kPixelScale);
     const torch::Tensor y = labels.index_select(0, indices);
-    if (augment) x = AugmentImages(x, options.augmentation, state.generator, sharded);
-    const torch::Tensor logits = state.module->forward(x, &state.generator, sharded);
+    if (augment) x = AugmentImages(x, options.augmentation, *batch_generator, sharded);
+    const torch::Tensor logits = state.module->forward(x, batch_generator, sharded);
     namespace F = torch::nn::functional;
     auto loss_options = F::CrossEntropyFuncOptions().label_smoothing(options.label_smoothing);
     if (sharded != nullptr) {
@@ -513,6 +519,7 @@ absl::StatusOr<std::unique_ptr<TrainedModel>> Trainer::Impl::Run(TrainingObserve
       }
       const int64_t start = (batch - 1) * batch_size;
       const int64_t size = std::min(batch_size, n - start);
+      if (draws) batch_generator = &batch_draws.ForBatch(epoch, batch);
       const StepResult result = step_batch(state.order.slice(/*dim=*/0, start, start + size));
       if (!collective_status.ok()) return collective_status;
       correct += result.correct;

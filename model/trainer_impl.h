@@ -21,7 +21,8 @@
 namespace classifier {
 
 // Everything that changes while training: what a checkpoint holds. Tensors live on the
-// trainer's device; the generator is a CPU generator and the run's only source of randomness.
+// trainer's device; the generator is a CPU generator and, with the seed, the run's only source
+// of randomness (each batch's draws come from the seed and the batch's place: batch_draws.h).
 struct TrainingState {
   Cnn module{nullptr};
   std::unique_ptr<torch::optim::Optimizer> optimizer;

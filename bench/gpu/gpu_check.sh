@@ -51,11 +51,11 @@ case "$mode" in
       -DCMAKE_CXX_FLAGS="-isystem $deps/usr/include -isystem $deps/usr/include/x86_64-linux-gnu" \
       >"$out/configure.log" 2>&1 || { tail -40 "$out/configure.log"; exit 1; }
     grep -i "cuda" "$out/configure.log" | head -5
-    time cmake --build "$build" -j"$(nproc)" --target trainer_bench capturable_adam_test \
+    time cmake --build "$build" -j"$(nproc)" --target trainer_bench capturable_adam_test batch_draws_test \
       trainer_test network_test augment_test -- -k 0 >"$out/build.log" 2>&1
     grep -E "error|Error" "$out/build.log" | head -40
     if [[ $mode == tests ]]; then
-      for t in capturable_adam_test trainer_test network_test augment_test; do
+      for t in capturable_adam_test batch_draws_test trainer_test network_test augment_test; do
         "$build/tests/model/$t" >"$out/$t.log" 2>&1
         echo "$t: exit $?"
         grep -E "^\[  (PASSED|FAILED|SKIPPED) |^\[  FAILED  \]|Failure" "$out/$t.log" | head -20
@@ -77,6 +77,7 @@ case "$mode" in
     } 2>&1 | tee "$out/bench.log" | grep -E "==|device start|epoch 1/|epoch 3/|epoch 10/|accuracy|evaluation|Error|error"
     {
       "$build/tests/model/capturable_adam_test"
+      "$build/tests/model/batch_draws_test"
       "$build/tests/model/trainer_test" --gtest_filter='CudaGraph*:TrainerTest.LearnsSeparable*'
       "$build/tests/model/network_test" --gtest_filter='*Device*'
     } >"$out/tests.log" 2>&1

@@ -1324,8 +1324,10 @@ TEST(CudaGraphTrainingTest, HonoursValidationKeepBestAdamWAndTheSchedule) {
   EXPECT_GT(result->accuracy, 0.9);
 }
 
-// Augmentation and dropout draw on the run's CPU generator, so such runs step eagerly on a GPU
-// whatever cuda_graphs says; they train there, and the same seed gives the same first epoch.
+// Augmentation and dropout draw on the device, per batch (batch_draws.h), and such runs step
+// eagerly on a GPU whatever cuda_graphs says; they train there, the same seed gives the same
+// first epoch, and a run stopped mid-epoch resumes to the uninterrupted run's end (to cuDNN's
+// rounding).
 TEST(CudaGraphTrainingTest, AugmentationAndDropoutTrainEagerlyOnCuda) {
   if (!ResolveDevice("cuda").ok()) GTEST_SKIP() << "no CUDA device";
   const Dataset data = MakeQuadrants(200, 5);
@@ -1341,6 +1343,15 @@ TEST(CudaGraphTrainingTest, AugmentationAndDropoutTrainEagerlyOnCuda) {
   ASSERT_TRUE(Train(data, options, second).ok());
   EXPECT_NEAR(second.epochs[0].train_loss, first.epochs[0].train_loss,
               0.02 * first.epochs[0].train_loss);
+
+  RecordingObserver stopped(kStopInEpoch2);
+  ASSERT_EQ(Train(data, options, stopped).status().code(), absl::StatusCode::kCancelled);
+  ASSERT_FALSE(stopped.checkpoints.empty());
+  RecordingObserver resumed;
+  ASSERT_TRUE(Resume(data, options, stopped.checkpoints.back().bytes, resumed).ok());
+  ASSERT_FALSE(resumed.epochs.empty());
+  EXPECT_NEAR(resumed.epochs.back().train_loss, first.epochs.back().train_loss,
+              0.02 * first.epochs.back().train_loss + 1e-3);
 }
 
 // A model trained on the GPU predicts there as its CPU copy does (the same state dict loaded
