@@ -105,6 +105,8 @@ test_packages=(
   # tests/server/replica_test.cc: three replicas behind a real HAProxy, which the test starts on
   # loopback ports of its own (the package's service, where one starts, listens on nothing).
   haproxy
+  # tests/e2e/soak_e2e_test.sh (bench/soak.sh): h2load as the 64 Predict callers.
+  nghttp2-client
 )
 # Debian 13 with CUDA: the same lists with LibTorch's CUDA build, plus nvcc (the CUDA part of
 # Debian's TorchConfig.cmake stops without it), NCCL's header for LibTorch's c10d NCCL process
@@ -123,9 +125,9 @@ case "$mode" in
   all) wanted=("${runtime_packages[@]}" "${fetch_packages[@]}" "${build_packages[@]}"
     "${test_packages[@]}") ;;
   bench)
-    # The tutorial's loop needs torchvision; the Python predict server grpcio; h2load and perf.
+    # The tutorial's loop needs torchvision; the Python predict server grpcio; and perf.
     wanted=("${runtime_packages[@]}" "${fetch_packages[@]}" "${build_packages[@]}" "${test_packages[@]}"
-      python3-torchvision python3-grpcio nghttp2-client linux-perf) ;;
+      python3-torchvision python3-grpcio linux-perf) ;;
   gpu-runtime) wanted=("${gpu_runtime_packages[@]}") ;;
   gpu-build) wanted=("${gpu_runtime_packages[@]}" "${gpu_build_packages[@]}") ;;
   *) echo "usage: $0 [all|build|runtime|runtime-data|fetch-data|container|bench|gpu-build|gpu-runtime]" >&2; exit 2 ;;
