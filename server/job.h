@@ -94,6 +94,7 @@ class Job {
   void Pause(const absl::Status& reason);
   // Why the job is paused; OK when it is not.
   absl::Status pause_reason() const;
+  bool paused() const { return !pause_reason().ok(); }
   // The executor has stopped it: INTERRUPTED (as the store, which never saw it go further, has
   // it), with the reason as its error until it runs again.
   void EndPausedRun();

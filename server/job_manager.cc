@@ -452,7 +452,7 @@ void JobManager::WorkerLoop() {
     }
     RunJob(job);
     MutexLock lock(&mu_);
-    if (running_ == job) running_.reset();
+    if (running_ == job) running_.reset();  // Requeue has already, for a paused job.
     UpdateJobCounts();
   }
 }
@@ -480,11 +480,11 @@ void JobManager::RunJob(const std::shared_ptr<Job>& job) {
     }
   }
   if (unstored_final.has_value()) {
-    if (job->Append(*unstored_final) == 0 && !job->pause_reason().ok()) {
+    if (job->Append(*unstored_final) == 0 && job->paused()) {
       MutexLock lock(&mu_);
       unstored_final_events_[job->id()] = *std::move(unstored_final);
     }
-    if (!job->pause_reason().ok()) Requeue(job);
+    if (job->paused()) Requeue(job);
     return;
   }
   const std::string cancel_reason = job->cancel_reason();
@@ -492,7 +492,7 @@ void JobManager::RunJob(const std::shared_ptr<Job>& job) {
     // Cancelled while it waited, when the store refused the final event: end it now.
     if (job->Cancel(cancel_reason) || job->finished()) {
       executor_->Discard(*job);
-    } else if (!job->pause_reason().ok()) {
+    } else if (job->paused()) {
       Requeue(job);
     }
     return;
@@ -511,7 +511,7 @@ void JobManager::RunJob(const std::shared_ptr<Job>& job) {
     if (run) spdlog::info("job {} started on {}", job->id(), started.device());
   }
   if (!run) {
-    if (!job->pause_reason().ok()) {
+    if (job->paused()) {
       Requeue(job);
     } else {
       executor_->Discard(*job);
@@ -525,7 +525,7 @@ void JobManager::RunJob(const std::shared_ptr<Job>& job) {
     return;
   }
   if (outcome.state == v1::JOB_STATE_INTERRUPTED) {
-    if (!job->pause_reason().ok()) {
+    if (job->paused()) {
       Requeue(job);
     } else {
       spdlog::info("job {} interrupted; it resumes from its checkpoint after a restart", job->id());
@@ -549,7 +549,7 @@ void JobManager::RunJob(const std::shared_ptr<Job>& job) {
   const std::string log_error = final_event->error();
   // Counted first: whoever sees the final event (a Train stream ending) sees the count too.
   if (metrics_ != nullptr) metrics_->CountFinishedJob(v1::JobState_Name(outcome.state));
-  if (job->Append(finished) == 0 && !job->pause_reason().ok()) {
+  if (job->Append(finished) == 0 && job->paused()) {
     {
       MutexLock lock(&mu_);
       unstored_final_events_[job->id()] = std::move(finished);

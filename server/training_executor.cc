@@ -320,7 +320,7 @@ JobOutcome TrainingExecutor::Train(Job& job) {
       done->set_validation_accuracy(validation_accuracy);
       *done->mutable_test_metrics() = outcome.test_metrics;
       finished[index] = *done;
-      if (job.Append(std::move(event)) == 0 && !job.pause_reason().ok()) {
+      if (job.Append(std::move(event)) == 0 && job.paused()) {
         // Kept for the retry, which does this trial's last steps again (its checkpoint).
         JobOutcome paused;
         paused.state = v1::JOB_STATE_INTERRUPTED;
