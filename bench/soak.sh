@@ -3,6 +3,8 @@
 # leaks (issue 13, item 5). Prints figures and "soak: PASS", or what failed and exits 1.
 #
 #   bench/soak.sh [MINUTES]          default 30; SOAK_SECONDS=N overrides (the suite runs 60 s)
+#   SOAK_OUT=DIR bench/soak.sh ...   also keeps the samples, h2load's report and the server's
+#                                    log in DIR
 #
 # The load, all at once on Fashion-MNIST (FASHION_DIR, as bench/lib.sh):
 #   - 64 Predict callers: h2load (Debian's nghttp2-client), 64 connections, one call each in
@@ -196,6 +198,11 @@ stop_server "$server_pid"
 grep -q 'shutdown complete' "$bench_tmp/soak.log" ||
   fail "no clean stop on SIGTERM: the log ends $(tail -2 "$bench_tmp/soak.log" | tr '\n' ' ')"
 
+if [[ -n ${SOAK_OUT:-} ]]; then
+  mkdir -p "$SOAK_OUT"
+  cp "$bench_tmp/samples.txt" "$bench_tmp/h2load.txt" "$bench_tmp/soak.log" "$bench_tmp/rpcs.txt" \
+    "$SOAK_OUT/"
+fi
 if [[ -s $failures ]]; then
   echo
   echo "soak: FAIL ($(wc -l <"$failures") unexpected outcomes)"

@@ -5,6 +5,7 @@
 #include <memory>
 
 #include "absl/time/clock.h"
+#include "server/free_heap.h"
 #include "spdlog/spdlog.h"
 
 namespace classifier {
@@ -46,6 +47,7 @@ void Housekeeper::Loop() {
 }
 
 void Housekeeper::RunRound() {
+  ReturnFreeHeapToSystem();  // See free_heap.h: RSS follows what is in use, not what was.
   if (job_retention_ > absl::ZeroDuration()) {
     absl::StatusOr<int> deleted = jobs_->DeleteFinishedBefore(absl::Now() - job_retention_);
     if (!deleted.ok()) {

@@ -1,7 +1,8 @@
 // The state directory's upkeep, on a thread of its own: deletes the jobs that finished longer
 // than --job_retention ago (with their events, checkpoints and rank logs), gives the space back
-// to the file system, and publishes the store's sizes as metrics, so that the service's cost
-// follows what is kept, not everything that ever ran.
+// to the file system, publishes the store's sizes as metrics, and gives the heap memory freed
+// since the last round back to the system (free_heap.h), so that the service's cost follows
+// what is kept, not everything that ever ran.
 #ifndef CLASSIFIER_SERVER_HOUSEKEEPER_H_
 #define CLASSIFIER_SERVER_HOUSEKEEPER_H_
 
