@@ -101,13 +101,16 @@ weights_loop() {
     echo "$round" >"$bench_tmp/weights_rounds.txt"
   done
 }
-# sample_loop: every 2 s, "SECONDS RSS_KB FDS THREADS" of the server.
+# sample_loop: every 2 s, "SECONDS RSS_KB FDS THREADS ANON_KB FILE_KB" of the server (RSS and
+# its anonymous and file-backed parts: the heap's growth shows in the first).
 sample_loop() {
-  local start=$SECONDS
+  local start=$SECONDS status=/proc/$server_pid/status
   while ((SECONDS < end)); do
-    echo "$((SECONDS - start)) $(awk '/^VmRSS:/ {print $2}' "/proc/$server_pid/status")" \
+    echo "$((SECONDS - start)) $(awk '/^VmRSS:/ {print $2}' "$status")" \
       "$(find "/proc/$server_pid/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l)" \
-      "$(awk '/^Threads:/ {print $2}' "/proc/$server_pid/status")" >>"$bench_tmp/samples.txt"
+      "$(awk '/^Threads:/ {print $2}' "$status")" \
+      "$(awk '/^RssAnon:/ {a = $2} /^RssFile:/ {f = $2} END {print a, f}' "$status")" \
+      >>"$bench_tmp/samples.txt"
     sleep 2
   done
 }
@@ -165,14 +168,14 @@ predict_ok=$(awk '$1 ~ /method="Predict"/ && $1 ~ /code="OK"/ {print $2}' "$benc
 [[ ${predict_ok:-0} -ge ${h2_ok:-1} ]] || fail "Predict: ${predict_ok:-0} OK in the server's count, h2load got ${h2_ok:-0} answers"
 
 echo
-echo "== The server over time (every 2 s: seconds, RSS kB, open fds, threads)"
+echo "== The server over time (every 2 s: seconds, RSS kB, open fds, threads, anonymous and file kB)"
 warm_up=$((seconds / 4 > 20 ? seconds / 4 : 20))
 awk -v w="$warm_up" -v fd_slack="$fd_slack" -v thread_slack="$thread_slack" '
   function median(a, n,    i, j, t) {
     for (i = 2; i <= n; ++i) for (j = i; j > 1 && a[j - 1] > a[j]; --j) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
     return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
   }
-  $1 >= w { ++n; t[n] = $1; rss[n] = $2; fds[n] = $3; thr[n] = $4 }
+  $1 >= w { ++n; t[n] = $1; rss[n] = $2; fds[n] = $3; thr[n] = $4; anon[n] = $5; file[n] = $6 }
   END {
     if (n < 6) { print "FAIL only " n " samples after the warm-up"; exit }
     k = int(n / 4); if (k < 3) k = 3
@@ -184,6 +187,8 @@ awk -v w="$warm_up" -v fd_slack="$fd_slack" -v thread_slack="$thread_slack" '
     printf "after the warm-up (%d s): %d samples; first %d vs last %d (medians)\n", w, n, k, k
     printf "RSS %.1f -> %.1f MB (%+.2f%%, limit +5%%)\n", a / 1024, b / 1024, growth
     printf "open fds %d -> %d (slack %d), threads %d -> %d (slack %d)\n", fa, fb, fd_slack, ha, hb, thread_slack
+    for (i = 1; i <= k; ++i) { a0[i] = anon[i]; a1[i] = anon[n - k + i]; l0[i] = file[i]; l1[i] = file[n - k + i] }
+    printf "of which anonymous %.1f -> %.1f MB, file-backed %.1f -> %.1f MB\n", median(a0, k) / 1024, median(a1, k) / 1024, median(l0, k) / 1024, median(l1, k) / 1024
     if (growth >= 5) print "FAIL RSS grew " growth "%"
     if (fb - fa > fd_slack) print "FAIL open fds grew from " fa " to " fb
     if (hb - ha > thread_slack) print "FAIL threads grew from " ha " to " hb
