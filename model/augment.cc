@@ -62,8 +62,7 @@ torch::Tensor AugmentImages(const torch::Tensor& images, const AugmentationOptio
                             at::Generator& generator, const BatchShard* shard) {
   const int64_t n = shard != nullptr ? shard->batch_size : images.size(0);
   // Drawn in a fixed order, and only what is enabled.
-  const auto on_generator =
-      torch::TensorOptions().dtype(torch::kDouble).device(generator.device());
+  const auto on_generator = torch::TensorOptions().dtype(torch::kDouble).device(generator.device());
   const torch::Tensor zeros = torch::zeros({n}, on_generator);
   const torch::Tensor ones = torch::ones({n}, on_generator);
   const double max_angle = options.rotation_degrees * kPi / 180;
