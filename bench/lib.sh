@@ -148,13 +148,17 @@ h2load_grpc() {
        END {printf "%s %.2f %s\n", rps, mean, ok}' "$out"
 }
 
-# metrics_sample PORT NAME: the value of one sample (NAME with its labels, as exposed) on the
-# server's Prometheus endpoint at 127.0.0.1:PORT; 0 when absent. Plain bash: no HTTP client.
-metrics_sample() {
-  local body
+# metrics_text PORT: the server's Prometheus page at 127.0.0.1:PORT (headers included). Plain
+# bash: no HTTP client.
+metrics_text() {
   exec 9<>"/dev/tcp/127.0.0.1/$1" || die "no metrics endpoint on port $1"
   printf 'GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' >&9
-  body=$(cat <&9)
+  cat <&9
   exec 9<&-
-  awk -v name="$2" '$1 == name {v = $2} END {print v + 0}' <<<"$body"
+}
+
+# metrics_sample PORT NAME: the value of one sample (NAME with its labels, as exposed) on the
+# server's Prometheus endpoint at 127.0.0.1:PORT; 0 when absent.
+metrics_sample() {
+  metrics_text "$1" | awk -v name="$2" '$1 == name {v = $2} END {print v + 0}'
 }

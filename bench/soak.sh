@@ -153,10 +153,8 @@ echo "== Watchers: every event of every job, exactly once"
 
 echo
 echo "== RPCs the server counted (classifier_rpcs_total), by method and code"
-exec 9<>"/dev/tcp/127.0.0.1/$metrics"
-printf 'GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' >&9
-grep '^classifier_rpcs_total{' <&9 | sed 's/^classifier_rpcs_total//' | sort >"$bench_tmp/rpcs.txt"
-exec 9<&-
+metrics_text "$metrics" | { grep '^classifier_rpcs_total{' || true; } |
+  sed 's/^classifier_rpcs_total//' | sort >"$bench_tmp/rpcs.txt"
 cat "$bench_tmp/rpcs.txt"
 # Every code but OK is unexpected, except the streams their clients dropped: the watchers'
 # WatchJob and the Train of `train --detach`, which leaves once it has the job's id.
