@@ -107,6 +107,9 @@ test_packages=(
   haproxy
   # tests/e2e/soak_e2e_test.sh (bench/soak.sh): h2load as the 64 Predict callers.
   nghttp2-client
+  # tests/e2e/tensorboard_e2e_test.sh: an independent reader of the TensorBoard event files
+  # (protobuf's Python runtime for the messages, Google's CRC-32C for the records' checksums).
+  python3-crc32c
 )
 # Debian 13 with CUDA: the same lists with LibTorch's CUDA build, plus nvcc (the CUDA part of
 # Debian's TorchConfig.cmake stops without it), NCCL's header for LibTorch's c10d NCCL process
