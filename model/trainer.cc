@@ -552,6 +552,7 @@ absl::StatusOr<std::unique_ptr<TrainedModel>> Trainer::Impl::Run(TrainingObserve
     stats.train_loss = state.loss_sum / static_cast<double>(n);
     stats.train_accuracy = static_cast<double>(correct.item<int64_t>()) / static_cast<double>(n);
     stats.images_per_second = static_cast<double>(n) / seconds;
+    stats.learning_rate = learning_rate;
     stats.elapsed_seconds = elapsed();
     stats.eta_seconds = state.finished_epochs_seconds / epoch * (options.epochs - epoch);
     if (validate_on.defined()) {

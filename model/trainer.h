@@ -46,6 +46,7 @@ struct EpochStats {
   double train_loss = 0;      // Mean over the epoch's batches, weighted by batch size.
   double train_accuracy = 0;  // Fraction of the epoch's images classified right while training.
   double images_per_second = 0;
+  double learning_rate = 0;    // The epoch's, after the schedule.
   double elapsed_seconds = 0;  // Since training started.
   double eta_seconds = 0;      // Estimate for the remaining epochs.
   // On the held-out images after the epoch, when validation_fraction > 0.

@@ -101,6 +101,11 @@ ABSL_FLAG(bool, keep_checkpoints, classifier::ServerConfig().keep_checkpoints,
           "keep a finished job's last checkpoint until the job is deleted (by default it goes "
           "when the job ends; an interrupted job always keeps its own, to resume)"
           " (env CLASSIFIER_KEEP_CHECKPOINTS)");
+ABSL_FLAG(bool, tensorboard, classifier::ServerConfig().tensorboard,
+          "every job writes its per-epoch curves (loss, accuracy, learning rate, images/s) as "
+          "TensorBoard event files under <state_dir>/runs/<job_id>[/trial-N], for "
+          "`tensorboard --logdir <state_dir>/runs`"
+          " (env CLASSIFIER_TENSORBOARD)");
 ABSL_FLAG(int, max_predict_images, 10000,
           "images allowed in one Predict request"
           " (env CLASSIFIER_MAX_PREDICT_IMAGES)");
@@ -327,6 +332,7 @@ int main(int argc, char** argv) {
   config.model_cache_mb = absl::GetFlag(FLAGS_model_cache_mb);
   config.job_retention = absl::GetFlag(FLAGS_job_retention);
   config.keep_checkpoints = absl::GetFlag(FLAGS_keep_checkpoints);
+  config.tensorboard = absl::GetFlag(FLAGS_tensorboard);
   config.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
   config.drain_timeout = absl::GetFlag(FLAGS_drain_timeout);
   config.drain_notice = absl::GetFlag(FLAGS_drain_notice);

@@ -353,7 +353,8 @@ absl::StatusOr<std::unique_ptr<ClassifierServer>> ClassifierServer::Start(
   parts->executor = std::make_unique<TrainingExecutor>(
       parts->datasets.get(), parts->models.get(), parts->store.get(),
       CheckpointPolicy{absl::StrCat(config.state_dir, "/checkpoints"), config.keep_checkpoints},
-      *device, parts->metrics.get(), local_ranks.options);
+      *device, parts->metrics.get(), local_ranks.options,
+      TensorBoardPolicy{config.tensorboard ? absl::StrCat(config.state_dir, "/runs") : ""});
   parts->inference =
       std::make_unique<WorkQueue>(config.inference_threads, [] { SetThreadComputeThreads(1); });
   BatcherOptions batching;

@@ -63,6 +63,8 @@ struct ServerConfig {
   // Keep a finished job's last checkpoint until the job is deleted (else it goes when the job
   // ends; an interrupted job always keeps its own, to resume).
   bool keep_checkpoints = false;
+  // Every job writes its curves as TensorBoard event files under state_dir/runs/<job_id>.
+  bool tensorboard = true;
   int max_predict_images = 10000;
   // gRPC message size limit, both directions.
   int max_message_bytes = 64 << 20;

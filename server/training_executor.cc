@@ -13,6 +13,7 @@
 #include "distributed/gloo_collective.h"
 #include "server/architecture_proto.h"
 #include "server/local_ranks.h"
+#include "server/tensorboard_log.h"
 #include "spdlog/spdlog.h"
 
 namespace classifier {
@@ -23,7 +24,16 @@ class JobProgressObserver : public TrainingObserver {
  public:
   // `trial`: the sweep trial every event is tagged with (0 for a plain job).
   JobProgressObserver(Job& job, TrainingExecutor& executor, int trial, int world_size)
-      : job_(job), executor_(executor), trial_(trial), world_size_(world_size) {}
+      : job_(job),
+        executor_(executor),
+        trial_(trial),
+        world_size_(world_size),
+        tensorboard_(executor.tensorboard_.dir.empty()
+                         ? std::string()
+                         : TensorBoardRunDir(executor.tensorboard_.dir, job.id(), trial)) {}
+
+  // The trainer (re)starts after `epochs_done` complete epochs.
+  void StartRun(int epochs_done) { tensorboard_.StartRun(epochs_done); }
 
   void OnCheckpoint(const TrainingCheckpoint& checkpoint) override {
     // Every epoch end; mid-epoch only when the server is stopping (a cancelled job is over).
@@ -64,6 +74,10 @@ class JobProgressObserver : public TrainingObserver {
     if (stats.validation_accuracy.has_value()) {
       epoch_end->set_validation_accuracy(*stats.validation_accuracy);
     }
+    epoch_end->set_learning_rate(stats.learning_rate);
+    // Before the epoch's checkpoint: a crash between the two redoes the epoch, and its new
+    // record supersedes this one (TensorBoardLog::StartRun).
+    tensorboard_.RecordEpoch(*epoch_end);
     job_.Append(std::move(event));
     if (executor_.metrics_ != nullptr) {
       executor_.metrics_->ObserveEpoch(stats.epoch, stats.train_loss, stats.train_accuracy,
@@ -90,6 +104,7 @@ class JobProgressObserver : public TrainingObserver {
   TrainingExecutor& executor_;
   const int trial_;
   const int world_size_;
+  TensorBoardLog tensorboard_;
   double last_validation_accuracy_ = 0;
 };
 
@@ -123,14 +138,16 @@ std::string SummaryNote(const TrainingSummary& summary, const TrainOptions& opti
 
 TrainingExecutor::TrainingExecutor(DatasetCatalog* catalog, ModelRegistry* registry, Store* store,
                                    CheckpointPolicy checkpoints, std::string device,
-                                   Metrics* metrics, LocalRankOptions local_ranks)
+                                   Metrics* metrics, LocalRankOptions local_ranks,
+                                   TensorBoardPolicy tensorboard)
     : catalog_(catalog),
       registry_(registry),
       store_(store),
       checkpoints_(std::move(checkpoints)),
       device_(std::move(device)),
       metrics_(metrics),
-      local_ranks_(std::move(local_ranks)) {}
+      local_ranks_(std::move(local_ranks)),
+      tensorboard_(std::move(tensorboard)) {}
 
 v1::JobEvent::Resumed TrainingExecutor::ResumePoint(const Job& job) {
   v1::JobEvent::Resumed resumed;
@@ -217,6 +234,9 @@ void TrainingExecutor::Forget(const Job& job) {
   const int world_size = std::max(1, job.request().distributed().world_size());
   for (int rank = 1; rank < world_size; ++rank) {
     std::filesystem::remove(RankLogPath(job, rank), ignored);
+  }
+  if (!tensorboard_.dir.empty()) {
+    std::filesystem::remove_all(TensorBoardRunDir(tensorboard_.dir, job.id(), 0), ignored);
   }
 }
 
@@ -417,13 +437,17 @@ JobOutcome TrainingExecutor::RunTraining(Job& job, const TrainPlan& plan,
     }
     trainer = Trainer::Create(**train, options, group.get());
     if (!trainer.ok()) return FailedOutcome(job, trainer.status());
+    int epochs_done = 0;
     if (std::optional<std::string> checkpoint = LoadCheckpoint(job.id())) {
       // A failed Restore leaves the trainer as created: the job starts over.
       if (absl::Status restored = (*trainer)->Restore(*checkpoint); !restored.ok()) {
         spdlog::error("job {}: cannot resume from its checkpoint ({}); starting over", job.id(),
                       std::string(restored.message()));
+      } else {
+        epochs_done = ResumePoint(job).epoch();
       }
     }
+    observer.StartRun(epochs_done);
     network = (*trainer)->Run(observer);
     // A lost rank (UNAVAILABLE) interrupts a distributed job: its ranks start again and it
     // resumes from its last checkpoint, up to local_ranks_.restarts times.

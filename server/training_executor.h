@@ -48,6 +48,12 @@ struct CheckpointPolicy {
   bool keep_finished = false;
 };
 
+// Where a job's training curves go as TensorBoard event files (server/tensorboard_log.h):
+// <dir>/<job_id>[/trial-<n>]; empty writes none.
+struct TensorBoardPolicy {
+  std::string dir;
+};
+
 class TrainingExecutor : public JobExecutor {
  public:
   // Every pointer must outlive the executor. With a store, checkpoints are written as
@@ -55,13 +61,13 @@ class TrainingExecutor : public JobExecutor {
   // the store; without one, jobs cannot resume. `metrics` (may be null) gets each epoch's end.
   TrainingExecutor(DatasetCatalog* catalog, ModelRegistry* registry, Store* store,
                    CheckpointPolicy checkpoints, std::string device, Metrics* metrics = nullptr,
-                   LocalRankOptions local_ranks = {});
+                   LocalRankOptions local_ranks = {}, TensorBoardPolicy tensorboard = {});
 
   v1::JobEvent::Started Describe(const v1::TrainRequest& request) const override;
   v1::JobEvent::Resumed ResumePoint(const Job& job) override;
   JobOutcome Execute(Job& job) override;
   void Discard(const Job& job) override;
-  // Removes its checkpoint file and its ranks' log files.
+  // Removes its checkpoint file, its ranks' log files and its TensorBoard files.
   void Forget(const Job& job) override;
 
  private:
@@ -90,6 +96,7 @@ class TrainingExecutor : public JobExecutor {
   const std::string device_;
   Metrics* const metrics_;
   const LocalRankOptions local_ranks_;
+  const TensorBoardPolicy tensorboard_;
 
   friend class JobProgressObserver;
 };

@@ -426,6 +426,8 @@ TEST_F(PersistenceTest, RetentionDeletesFinishedJobsWithTheirFilesAndKeepsTheirM
   const std::string model_id = events.back().finished().model_id();
   const std::string checkpoint = dir_.path() + "/state/checkpoints/" + job_id + ".ckpt";
   EXPECT_TRUE(std::filesystem::exists(checkpoint)) << "--keep_checkpoints kept it";
+  const std::string tensorboard_run = dir_.path() + "/state/runs/" + job_id;
+  EXPECT_FALSE(std::filesystem::is_empty(tensorboard_run)) << "its TensorBoard event file";
 
   ::grpc::Status status;
   for (const absl::Time deadline = absl::Now() + absl::Seconds(60); absl::Now() < deadline;
@@ -439,6 +441,7 @@ TEST_F(PersistenceTest, RetentionDeletesFinishedJobsWithTheirFilesAndKeepsTheirM
   }
   EXPECT_EQ(status.error_code(), ::grpc::StatusCode::NOT_FOUND) << "the job was never deleted";
   EXPECT_FALSE(std::filesystem::exists(checkpoint));
+  EXPECT_FALSE(std::filesystem::exists(tensorboard_run));
   // The model it trained is the registry's, not the job's: it stays, and after a restart too.
   StartServer(ServerConfig{});
   bool model_kept = false;
