@@ -53,6 +53,12 @@ class ClassifierService : public v1::Classifier::CallbackService {
   // From now on every new call is refused with UNAVAILABLE; calls in flight go
   // on.
   void StartDraining() { draining_.store(true); }
+  bool draining() const { return draining_.load(); }
+
+  // Whether a new call may start: UNAVAILABLE while draining, UNAUTHENTICATED without the
+  // token (see TokenAuthenticator). The one rule for every service on the port (the Open
+  // Inference Protocol's too).
+  absl::Status Admit(const ::grpc::CallbackServerContext& context, bool read_only) const;
 
   ::grpc::ServerWriteReactor<v1::JobEvent>* Train(::grpc::CallbackServerContext* context,
                                                   const v1::TrainRequest* request) override;
@@ -97,9 +103,6 @@ class ClassifierService : public v1::Classifier::CallbackService {
                                                 v1::GetDatasetSamplesResponse* response) override;
 
  private:
-  // Whether a new call may start: UNAVAILABLE while draining, UNAUTHENTICATED without the
-  // token (see TokenAuthenticator).
-  absl::Status Admit(const ::grpc::CallbackServerContext& context, bool read_only) const;
   // A place for one more streaming call of the calling client (see StreamLimiter).
   absl::StatusOr<StreamLimiter::Slot> AcquireStream(const ::grpc::CallbackServerContext& context);
   absl::Status DoEvaluate(const v1::EvaluateRequest& request, v1::EvaluateResponse* response);

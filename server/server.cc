@@ -25,6 +25,7 @@
 #include "server/dataset_catalog.h"
 #include "server/health_service.h"
 #include "server/housekeeper.h"
+#include "server/inference_service.h"
 #include "server/job_manager.h"
 #include "server/load_balancer_agent.h"
 #include "server/metrics.h"
@@ -209,6 +210,8 @@ struct ClassifierServer::Parts {
   // Null unless --lb_agent_listen; answers from `health`.
   std::unique_ptr<LoadBalancerAgent> lb_agent;
   std::unique_ptr<ClassifierService> service;
+  // The Open Inference Protocol, admitted by `service` (its drain and token).
+  std::unique_ptr<InferenceService> inference_service;
   std::unique_ptr<::grpc::Server> grpc_server;
   std::once_flag shutdown_once;
 };
@@ -404,6 +407,13 @@ absl::StatusOr<std::unique_ptr<ClassifierServer>> ClassifierServer::Start(
       parts->jobs.get(), parts->models.get(), parts->datasets.get(), parts->inference.get(),
       parts->batcher.get(), parts->evaluator.get(), *device, limits, std::move(auth),
       parts->metrics.get());
+  InferenceLimits inference_limits;
+  inference_limits.max_images = config.max_predict_images;
+  inference_limits.batcher_max_images = batching.max_images;
+  inference_limits.batcher_max_delay_microseconds = absl::ToInt64Microseconds(batching.max_delay);
+  parts->inference_service = std::make_unique<InferenceService>(
+      parts->service.get(), parts->models.get(), parts->batcher.get(), inference_limits,
+      parts->metrics.get());
 
   ::grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   ::grpc::ServerBuilder builder;
@@ -420,6 +430,7 @@ absl::StatusOr<std::unique_ptr<ClassifierServer>> ClassifierServer::Start(
     builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, config.max_concurrent_streams);
   }
   builder.RegisterService(parts->service.get());
+  builder.RegisterService(parts->inference_service.get());
   builder.RegisterService(parts->health.get());
   parts->grpc_server = builder.BuildAndStart();
   if (!parts->grpc_server || parts->port == 0) {

@@ -134,6 +134,19 @@ ensure_buf() {
   [[ -x $buf ]]
 }
 
+# ensure_grpc_js: installs Node's pure-JS gRPC and its run-time .proto loader (npm, once, into a
+# cache folder) and sets $grpc_js_modules, their node_modules folder.
+ensure_grpc_js() {
+  local cache=${XDG_CACHE_HOME:-$HOME/.cache}/classifier/grpc-js
+  grpc_js_modules=$cache/node_modules
+  if [[ ! -f $grpc_js_modules/@grpc/grpc-js/package.json || ! -f $grpc_js_modules/@grpc/proto-loader/package.json ]]; then
+    mkdir -p "$cache"
+    (cd "$cache" && npm init -y >/dev/null 2>&1 &&
+      npm install -s @grpc/grpc-js@1.14.7 @grpc/proto-loader@0.8.0 >/dev/null 2>&1)
+  fi
+  [[ -f $grpc_js_modules/@grpc/grpc-js/package.json && -f $grpc_js_modules/@grpc/proto-loader/package.json ]]
+}
+
 # bufcurl METHOD JSON: one call by reflection, as a grpcurl user would make it.
 bufcurl() {
   "$buf" curl --protocol grpc --http2-prior-knowledge --emit-defaults -d "$2" "http://$server_addr/$1"
