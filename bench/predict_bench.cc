@@ -43,6 +43,7 @@
 #include "base/dataset.h"
 #include "classifier/v1/classifier.grpc.pb.h"
 #include "grpc/health/v1/health.grpc.pb.h"
+#include "inference/grpc_predict_v2.grpc.pb.h"
 #include "model/device.h"
 #include "model/network.h"
 #include "model/trainer.h"
@@ -69,7 +70,9 @@ ABSL_FLAG(std::string, dataset, "fashion-mnist",
 ABSL_FLAG(bool, pin_malloc, true,
           "fix glibc malloc's mmap and trim thresholds in this process, so that the in-process "
           "figure is the best one and does not depend on the allocation history (see README)");
-ABSL_FLAG(std::string, sections, "throughput,latency,concurrency,training",
+ABSL_FLAG(int, oip_requests, 1000,
+          "requests per kind and round of the Open Inference Protocol comparison (section oip)");
+ABSL_FLAG(std::string, sections, "throughput,latency,concurrency,training,oip",
           "which measurements to run, comma-separated");
 
 namespace classifier {
@@ -556,6 +559,67 @@ void PinMalloc() {
   }
 }
 
+// The Open Inference Protocol's ModelInfer (raw UINT8 [N, 28, 28], the deployed model by its
+// alias) against Predict (raw_pixels) on the same images, one caller, alternating in rounds:
+// requests per second and p50 of each, and their ratio.
+void OpenInference(std::shared_ptr<::grpc::Channel> channel, Calls& calls,
+                   const std::vector<uint8_t>& pool, const std::string& model_id) {
+  std::unique_ptr<inference::GRPCInferenceService::Stub> oip =
+      inference::GRPCInferenceService::NewStub(channel);
+  const int requests = absl::GetFlag(FLAGS_oip_requests);
+  const int rounds = std::max(2, absl::GetFlag(FLAGS_rounds));
+  std::printf(
+      "\n== 5. Open Inference Protocol: ModelInfer vs Predict, one caller, %d requests "
+      "per kind and round, %d rounds alternating\n",
+      requests, rounds);
+  std::printf("%6s  %14s  %14s  %12s  %12s  %10s  %10s\n", "images", "Predict req/s",
+              "ModelInfer r/s", "Predict p50", "Infer p50", "r/s ratio", "p50 ratio");
+  for (const int64_t batch : {int64_t{1}, int64_t{64}}) {
+    const v1::PredictRequest predict = MakeRequest(pool, batch, model_id);
+    inference::ModelInferRequest infer;
+    infer.set_model_name("classifier");
+    auto* input = infer.add_inputs();
+    input->set_name("input");
+    input->set_datatype("UINT8");
+    for (const int64_t dimension : {batch, int64_t{kSide}, int64_t{kSide}}) {
+      input->add_shape(dimension);
+    }
+    infer.add_raw_input_contents(std::string(pool.begin(), pool.begin() + batch * kImagePixels));
+    auto call_infer = [&] {
+      ::grpc::ClientContext context;
+      SetDeadline(context);
+      inference::ModelInferResponse response;
+      Check(oip->ModelInfer(&context, infer, &response), "ModelInfer");
+    };
+    auto timed = [&](const std::function<void()>& call, std::vector<double>& latencies) {
+      const Clock::time_point start = Clock::now();
+      for (int i = 0; i < requests; ++i) {
+        const Clock::time_point one = Clock::now();
+        call();
+        latencies.push_back(SecondsSince(one));
+      }
+      return requests / SecondsSince(start);
+    };
+    for (int i = 0; i < 50; ++i) {  // Warm-up, both paths.
+      calls.Predict(predict);
+      call_infer();
+    }
+    std::vector<double> predict_rates, infer_rates, predict_latencies, infer_latencies;
+    for (int round = 0; round < rounds; ++round) {
+      predict_rates.push_back(timed([&] { calls.Predict(predict); }, predict_latencies));
+      infer_rates.push_back(timed(call_infer, infer_latencies));
+    }
+    const double predict_rate = Median(predict_rates);
+    const double infer_rate = Median(infer_rates);
+    const double predict50 = PercentileMicros(predict_latencies, 50);
+    const double infer50 = PercentileMicros(infer_latencies, 50);
+    std::printf("%6lld  %14.0f  %14.0f  %9.0f us  %9.0f us  %10.2f  %10.2f\n",
+                static_cast<long long>(batch), predict_rate, infer_rate, predict50, infer50,
+                infer_rate / predict_rate, infer50 / predict50);
+    std::fflush(stdout);
+  }
+}
+
 int Main() {
   if (absl::GetFlag(FLAGS_pin_malloc)) PinMalloc();
   const int threads = absl::GetFlag(FLAGS_threads);
@@ -612,6 +676,7 @@ int Main() {
     }
   }
   if (wanted("training")) WhileTraining(calls, one, one_pixels);
+  if (wanted("oip")) OpenInference(channel, calls, pool, model_id);
   return EXIT_SUCCESS;
 }
 
