@@ -19,6 +19,7 @@
 #include "absl/strings/str_replace.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "inference/grpc_predict_v2.grpc.pb.h"
 #include "tests/server/server_fixture.h"
 
 namespace classifier {
@@ -33,7 +34,12 @@ const std::string kNul("mni\0st", 6);   // A NUL inside a name.
 const std::string kUnicode = "\xd0\xbc\xd0\xbd\xd0\xb8\xd1\x81\xd1\x82";  // "мнист".
 const std::string kPath = "../../etc/passwd";
 
-using Call = std::function<::grpc::Status(v1::Classifier::Stub&)>;
+// The two services on the server's port.
+struct Stubs {
+  v1::Classifier::Stub& classifier;
+  inference::GRPCInferenceService::Stub& inference;
+};
+using Call = std::function<::grpc::Status(Stubs&)>;
 
 // One row of the catalogue.
 struct BadInput {
@@ -70,11 +76,11 @@ std::string CodeName(StatusCode code) {
 
 // The request builders: a valid request, edited into a hostile one.
 Call Train(std::function<void(v1::TrainRequest&)> edit) {
-  return [edit](v1::Classifier::Stub& stub) {
+  return [edit](Stubs& stubs) {
     v1::TrainRequest request = testing::ServerFixture::QuickTraining(/*epochs=*/1);
     edit(request);
     ::grpc::ClientContext context;
-    auto reader = stub.Train(&context, request);
+    auto reader = stubs.classifier.Train(&context, request);
     v1::JobEvent event;
     while (reader->Read(&event)) {
     }
@@ -91,13 +97,13 @@ Call Augmentation(std::function<void(v1::Augmentation&)> edit) {
 }
 
 Call Predict(std::function<void(v1::PredictRequest&)> edit) {
-  return [edit](v1::Classifier::Stub& stub) {
+  return [edit](Stubs& stubs) {
     v1::PredictRequest request;
     request.add_images()->set_raw_pixels(std::string(28 * 28, '\0'));
     edit(request);
     ::grpc::ClientContext context;
     v1::PredictResponse response;
-    return stub.Predict(&context, request, &response);
+    return stubs.classifier.Predict(&context, request, &response);
   };
 }
 
@@ -108,23 +114,51 @@ Call FloatPixels(std::vector<float> values) {
   });
 }
 
+// A valid ModelInfer (one raw UINT8 image for the deployed model), edited into a hostile one.
+Call ModelInfer(std::function<void(inference::ModelInferRequest&)> edit) {
+  return [edit](Stubs& stubs) {
+    inference::ModelInferRequest request;
+    request.set_model_name("classifier");
+    auto* input = request.add_inputs();
+    input->set_name("input");
+    input->set_datatype("UINT8");
+    for (const int64_t dimension : {1, 28, 28}) input->add_shape(dimension);
+    request.add_raw_input_contents(std::string(28 * 28, '\0'));
+    edit(request);
+    ::grpc::ClientContext context;
+    inference::ModelInferResponse response;
+    return stubs.inference.ModelInfer(&context, request, &response);
+  };
+}
+
+Call ModelMetadata(std::string name, std::string version) {
+  return [name, version](Stubs& stubs) {
+    inference::ModelMetadataRequest request;
+    request.set_name(name);
+    request.set_version(version);
+    ::grpc::ClientContext context;
+    inference::ModelMetadataResponse response;
+    return stubs.inference.ModelMetadata(&context, request, &response);
+  };
+}
+
 Call Evaluate(std::function<void(v1::EvaluateRequest&)> edit) {
-  return [edit](v1::Classifier::Stub& stub) {
+  return [edit](Stubs& stubs) {
     v1::EvaluateRequest request;
     request.set_dataset("mnist");
     edit(request);
     ::grpc::ClientContext context;
     v1::EvaluateResponse response;
-    return stub.Evaluate(&context, request, &response);
+    return stubs.classifier.Evaluate(&context, request, &response);
   };
 }
 
 Call Export(std::function<void(v1::ExportWeightsRequest&)> edit) {
-  return [edit](v1::Classifier::Stub& stub) {
+  return [edit](Stubs& stubs) {
     v1::ExportWeightsRequest request;
     edit(request);
     ::grpc::ClientContext context;
-    auto reader = stub.ExportWeights(&context, request);
+    auto reader = stubs.classifier.ExportWeights(&context, request);
     v1::WeightsChunk chunk;
     while (reader->Read(&chunk)) {
     }
@@ -134,10 +168,10 @@ Call Export(std::function<void(v1::ExportWeightsRequest&)> edit) {
 
 // ImportWeights of `messages` as they are.
 Call Import(std::vector<v1::ImportWeightsRequest> messages) {
-  return [messages](v1::Classifier::Stub& stub) {
+  return [messages](Stubs& stubs) {
     ::grpc::ClientContext context;
     v1::ImportWeightsResponse response;
-    auto writer = stub.ImportWeights(&context, &response);
+    auto writer = stubs.classifier.ImportWeights(&context, &response);
     for (const v1::ImportWeightsRequest& message : messages) {
       if (!writer->Write(message)) break;
     }
@@ -159,12 +193,12 @@ template <typename Request, typename Response>
 Call Unary(::grpc::Status (v1::Classifier::Stub::*method)(::grpc::ClientContext*, const Request&,
                                                           Response*),
            std::function<void(Request&)> edit) {
-  return [method, edit](v1::Classifier::Stub& stub) {
+  return [method, edit](Stubs& stubs) {
     Request request;
     edit(request);
     ::grpc::ClientContext context;
     Response response;
-    return (stub.*method)(&context, request, &response);
+    return (stubs.classifier.*method)(&context, request, &response);
   };
 }
 
@@ -211,12 +245,12 @@ Call Samples(std::function<void(v1::GetDatasetSamplesRequest&)> edit) {
 }
 
 Call Watch(const std::string& job_id, int64_t from_sequence) {
-  return [job_id, from_sequence](v1::Classifier::Stub& stub) {
+  return [job_id, from_sequence](Stubs& stubs) {
     v1::WatchJobRequest request;
     request.set_job_id(job_id);
     request.set_from_sequence(from_sequence);
     ::grpc::ClientContext context;
-    auto reader = stub.WatchJob(&context, request);
+    auto reader = stubs.classifier.WatchJob(&context, request);
     v1::JobEvent event;
     while (reader->Read(&event)) {
     }
@@ -620,6 +654,81 @@ std::vector<BadInput> Catalogue(const std::string& job_id, const std::string& mo
       {"RegisterDataset", "path", "1 MiB", SC::NOT_FOUND, "path",
        RegisterDataset("digits", kHuge)},
 
+      // The Open Inference Protocol (inference.GRPCInferenceService).
+      {"ModelInfer", "model_name", "empty", kInvalid, "model_name",
+       ModelInfer([](auto& r) { r.set_model_name(""); })},
+      {"ModelInfer", "model_name", "unknown", SC::NOT_FOUND, "model-nope",
+       ModelInfer([](auto& r) { r.set_model_name("model-nope"); })},
+      {"ModelInfer", "model_name", "path-shaped", SC::NOT_FOUND, "model",
+       ModelInfer([](auto& r) { r.set_model_name(kPath); })},
+      {"ModelInfer", "model_version", "2", SC::NOT_FOUND, "model_version '2'",
+       ModelInfer([](auto& r) { r.set_model_version("2"); })},
+      {"ModelInfer", "inputs", "none", kInvalid, "inputs has 0 tensors",
+       ModelInfer([](auto& r) { r.clear_inputs(); })},
+      {"ModelInfer", "inputs", "two", kInvalid, "inputs has 2 tensors",
+       ModelInfer([](auto& r) { *r.add_inputs() = r.inputs(0); })},
+      {"ModelInfer", "inputs[0].name", "unknown", kInvalid, "inputs[0].name",
+       ModelInfer([](auto& r) { r.mutable_inputs(0)->set_name("images"); })},
+      {"ModelInfer", "inputs[0].datatype", "BYTES", kInvalid, "datatype 'BYTES'",
+       ModelInfer([](auto& r) { r.mutable_inputs(0)->set_datatype("BYTES"); })},
+      {"ModelInfer", "inputs[0].datatype", "empty", kInvalid, "datatype ''",
+       ModelInfer([](auto& r) { r.mutable_inputs(0)->set_datatype(""); })},
+      {"ModelInfer", "inputs[0].shape", "27 x 28 images", kInvalid, "does not match",
+       ModelInfer([](auto& r) { r.mutable_inputs(0)->set_shape(1, 27); })},
+      {"ModelInfer", "inputs[0].shape", "no dimensions", kInvalid, "shape []",
+       ModelInfer([](auto& r) { r.mutable_inputs(0)->clear_shape(); })},
+      {"ModelInfer", "inputs[0].shape", "0 images", kInvalid, "no images",
+       ModelInfer([](auto& r) { r.mutable_inputs(0)->set_shape(0, 0); })},
+      {"ModelInfer", "inputs[0].shape", "-1 images", kInvalid, "no images",
+       ModelInfer([](auto& r) { r.mutable_inputs(0)->set_shape(0, -1); })},
+      {"ModelInfer", "inputs[0].shape", "2^62 images", SC::RESOURCE_EXHAUSTED,
+       "--max_predict_images",
+       ModelInfer([](auto& r) { r.mutable_inputs(0)->set_shape(0, int64_t{1} << 62); })},
+      {"ModelInfer", "raw_input_contents[0]", "one byte short", kInvalid,
+       "raw_input_contents[0] has 783 bytes",
+       ModelInfer([](auto& r) { r.mutable_raw_input_contents(0)->pop_back(); })},
+      {"ModelInfer", "raw_input_contents", "two entries", kInvalid, "raw_input_contents has 2",
+       ModelInfer([](auto& r) { r.add_raw_input_contents("x"); })},
+      {"ModelInfer", "inputs[0].contents", "as well as raw", kInvalid, "both contents",
+       ModelInfer([](auto& r) { r.mutable_inputs(0)->mutable_contents()->add_uint_contents(1); })},
+      {"ModelInfer", "inputs[0].contents.uint_contents", "783 values", kInvalid,
+       "uint_contents has 783", ModelInfer([](auto& r) {
+         r.clear_raw_input_contents();
+         for (int i = 0; i < 783; ++i) r.mutable_inputs(0)->mutable_contents()->add_uint_contents(0);
+       })},
+      {"ModelInfer", "inputs[0].contents.uint_contents", "256", kInvalid, "is 256",
+       ModelInfer([](auto& r) {
+         r.clear_raw_input_contents();
+         for (int i = 0; i < 784; ++i) {
+           r.mutable_inputs(0)->mutable_contents()->add_uint_contents(i == 5 ? 256 : 0);
+         }
+       })},
+      {"ModelInfer", "inputs[0].contents.fp32_contents", "NaN", kInvalid, "element 0 is nan",
+       ModelInfer([](auto& r) {
+         r.clear_raw_input_contents();
+         r.mutable_inputs(0)->set_datatype("FP32");
+         r.mutable_inputs(0)->clear_shape();
+         for (const int64_t dimension : {1, 1, 28, 28}) r.mutable_inputs(0)->add_shape(dimension);
+         for (int i = 0; i < 784; ++i) {
+           r.mutable_inputs(0)->mutable_contents()->add_fp32_contents(i == 0 ? kNaN : 0.5f);
+         }
+       })},
+      {"ModelInfer", "inputs[0].contents.fp32_contents", "infinity", kInvalid,
+       "element 3 is inf", ModelInfer([](auto& r) {
+         r.clear_raw_input_contents();
+         r.mutable_inputs(0)->set_datatype("FP32");
+         r.mutable_inputs(0)->clear_shape();
+         for (const int64_t dimension : {1, 1, 28, 28}) r.mutable_inputs(0)->add_shape(dimension);
+         for (int i = 0; i < 784; ++i) {
+           r.mutable_inputs(0)->mutable_contents()->add_fp32_contents(i == 3 ? kInfinity : 0.5f);
+         }
+       })},
+      {"ModelInfer", "outputs[0].name", "unknown", kInvalid, "outputs[0].name is 'logits'",
+       ModelInfer([](auto& r) { r.add_outputs()->set_name("logits"); })},
+      {"ModelMetadata", "name", "empty", kInvalid, "name is empty", ModelMetadata("", "")},
+      {"ModelMetadata", "name", "unicode", SC::NOT_FOUND, "model", ModelMetadata(kUnicode, "")},
+      {"ModelMetadata", "version", "1 MiB", SC::NOT_FOUND, "version", ModelMetadata("classifier", kHuge)},
+
       // GetDatasetSamples.
       {"GetDatasetSamples", "dataset", "unknown", SC::NOT_FOUND, "no-such-set",
        Samples([](auto& r) { r.set_dataset("no-such-set"); })},
@@ -671,12 +780,15 @@ TEST_F(BadInputTest, EveryHostileValueGetsItsStatusAndAMessageNamingTheField) {
     ASSERT_TRUE(stub_->DeployModel(&context, request, &deployed).ok());
   }
   const std::vector<BadInput> rows = Catalogue(job_id, model_id);
+  std::unique_ptr<inference::GRPCInferenceService::Stub> inference_stub =
+      inference::GRPCInferenceService::NewStub(channel_);
+  Stubs stubs{*stub_, *inference_stub};
   EXPECT_GE(rows.size(), 100u);
 
   for (size_t i = 0; i < rows.size(); ++i) {
     const BadInput& row = rows[i];
     SCOPED_TRACE(absl::StrCat("row ", i + 1, ": ", row.rpc, " ", row.field, " = ", row.value));
-    const ::grpc::Status status = row.call(*stub_);
+    const ::grpc::Status status = row.call(stubs);
     EXPECT_EQ(CodeName(status.error_code()), CodeName(row.code)) << status.error_message();
     EXPECT_THAT(status.error_message(), ::testing::HasSubstr(row.message));
   }
