@@ -239,6 +239,15 @@ absl::StatusOr<std::shared_ptr<const LoadedModel>> InferenceService::Resolve(
   return models_->Resolve(name == kDeployedModelName ? std::string() : name);
 }
 
+absl::StatusOr<std::shared_ptr<const LoadedModel>> InferenceService::AdmitAndResolve(
+    const ::grpc::CallbackServerContext& context, const std::string& name,
+    const std::string& version, const char* name_field, const char* version_field) {
+  if (absl::Status admitted = gate_->Admit(context, /*read_only=*/true); !admitted.ok()) {
+    return admitted;
+  }
+  return Resolve(name, version, name_field, version_field);
+}
+
 ::grpc::ServerUnaryReactor* InferenceService::ServerLive(::grpc::CallbackServerContext* context,
                                                          const inference::ServerLiveRequest*,
                                                          inference::ServerLiveResponse* response) {
@@ -288,11 +297,8 @@ absl::StatusOr<std::shared_ptr<const LoadedModel>> InferenceService::Resolve(
     ::grpc::CallbackServerContext* context, const inference::ModelMetadataRequest* request,
     inference::ModelMetadataResponse* response) {
   RpcLog log("inference.ModelMetadata", context, metrics_);
-  if (absl::Status admitted = gate_->Admit(*context, /*read_only=*/true); !admitted.ok()) {
-    return FinishUnary(context, log, admitted);
-  }
   absl::StatusOr<std::shared_ptr<const LoadedModel>> model =
-      Resolve(request->name(), request->version(), "name", "version");
+      AdmitAndResolve(*context, request->name(), request->version(), "name", "version");
   if (!model.ok()) return FinishUnary(context, log, model.status());
   const int side = (*model)->network->architecture().image_size;
   const int classes = (*model)->network->architecture().num_classes;
@@ -310,11 +316,8 @@ absl::StatusOr<std::shared_ptr<const LoadedModel>> InferenceService::Resolve(
     ::grpc::CallbackServerContext* context, const inference::ModelConfigRequest* request,
     inference::ModelConfigResponse* response) {
   RpcLog log("inference.ModelConfig", context, metrics_);
-  if (absl::Status admitted = gate_->Admit(*context, /*read_only=*/true); !admitted.ok()) {
-    return FinishUnary(context, log, admitted);
-  }
   absl::StatusOr<std::shared_ptr<const LoadedModel>> model =
-      Resolve(request->name(), request->version(), "name", "version");
+      AdmitAndResolve(*context, request->name(), request->version(), "name", "version");
   if (!model.ok()) return FinishUnary(context, log, model.status());
   const int side = (*model)->network->architecture().image_size;
   const int classes = (*model)->network->architecture().num_classes;
@@ -347,11 +350,8 @@ absl::StatusOr<std::shared_ptr<const LoadedModel>> InferenceService::Resolve(
     inference::ModelInferResponse* response) {
   // The hot path, as Predict: its line at debug.
   RpcLog log("inference.ModelInfer", context, metrics_, spdlog::level::debug);
-  if (absl::Status admitted = gate_->Admit(*context, /*read_only=*/true); !admitted.ok()) {
-    return FinishUnary(context, log, admitted);
-  }
-  absl::StatusOr<std::shared_ptr<const LoadedModel>> model =
-      Resolve(request->model_name(), request->model_version(), "model_name", "model_version");
+  absl::StatusOr<std::shared_ptr<const LoadedModel>> model = AdmitAndResolve(
+      *context, request->model_name(), request->model_version(), "model_name", "model_version");
   if (!model.ok()) return FinishUnary(context, log, model.status());
   const int side = (*model)->network->architecture().image_size;
   const int classes = (*model)->network->architecture().num_classes;

@@ -71,6 +71,10 @@ class InferenceService : public inference::GRPCInferenceService::CallbackService
                                                              const std::string& version,
                                                              const char* name_field,
                                                              const char* version_field);
+  // Admits the call (see ClassifierService::Admit), then Resolve.
+  absl::StatusOr<std::shared_ptr<const LoadedModel>> AdmitAndResolve(
+      const ::grpc::CallbackServerContext& context, const std::string& name,
+      const std::string& version, const char* name_field, const char* version_field);
 
   const ClassifierService* const gate_;
   ModelRegistry* const models_;
