@@ -4,13 +4,18 @@
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cstring>
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "inference/grpc_predict_v2.grpc.pb.h"
+#include "server/batcher.h"
+#include "tests/server/metrics_scrape.h"
 #include "tests/server/server_fixture.h"
 
 namespace classifier::testing {
@@ -336,6 +341,79 @@ TEST_F(InferenceServiceTest, TheServersTokenGuardsEverythingButLiveAndReady) {
   context.AddMetadata("authorization", "Bearer secret-token");
   inference::ServerMetadataResponse metadata;
   EXPECT_TRUE(inference_->ServerMetadata(&context, {}, &metadata).ok());
+}
+
+// The same dynamic batcher as Predict: a Predict and a ModelInfer queued together (the batcher
+// paused) go through one forward pass. And the same drain: a ModelInfer in flight when the
+// server drains finishes OK, ServerReady turns false, and a call made after is refused.
+TEST_F(InferenceServiceTest, SharesPredictsBatchesAndDrain) {
+  TrainModel(QuickTraining(1));
+  using Clock = std::chrono::steady_clock;
+  const auto deadline = Clock::now() + std::chrono::seconds(60);
+  auto wait_for_queued = [&](size_t calls) {
+    while (server_->batcher().queued_calls() < calls && Clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    return server_->batcher().queued_calls();
+  };
+  const std::string before = Scrape(server_->metrics_port());
+  {
+    std::optional<Batcher::Pause> pause(server_->batcher().PauseBatches());
+    ::grpc::Status predicted, inferred;
+    std::thread predict([&] {
+      v1::PredictRequest request;
+      *request.add_images() = RawImage(test_, 0);
+      v1::PredictResponse response;
+      predicted = Predict(request, &response);
+    });
+    std::thread infer([&] {
+      inference::ModelInferResponse response;
+      inferred = Infer(InferRequest("classifier", 1, 1, false, true), &response);
+    });
+    EXPECT_EQ(wait_for_queued(2), 2u);
+    pause.reset();
+    predict.join();
+    infer.join();
+    EXPECT_TRUE(predicted.ok()) << predicted.error_message();
+    EXPECT_TRUE(inferred.ok()) << inferred.error_message();
+  }
+  const std::string after = Scrape(server_->metrics_port());
+  EXPECT_EQ(Sample(after, "classifier_batcher_batch_calls_count") -
+                Sample(before, "classifier_batcher_batch_calls_count"),
+            1)
+      << "one forward pass";
+  EXPECT_EQ(Sample(after, "classifier_batcher_batch_calls_sum") -
+                Sample(before, "classifier_batcher_batch_calls_sum"),
+            2)
+      << "of both calls";
+
+  std::optional<Batcher::Pause> pause(server_->batcher().PauseBatches());
+  ::grpc::Status in_flight;
+  std::thread infer([&] {
+    inference::ModelInferResponse response;
+    in_flight = Infer(InferRequest("classifier", 0, 64, true, true), &response);
+    if (in_flight.ok() && response.raw_output_contents(1).size() != 64 * 8) {
+      in_flight = ::grpc::Status(::grpc::StatusCode::DATA_LOSS, "a partial answer");
+    }
+  });
+  EXPECT_EQ(wait_for_queued(1), 1u);
+  std::thread shutdown([this] { server_->Shutdown(); });
+  // ServerReady turns false (or, once gRPC has closed the listener, the call fails).
+  for (bool ready = true; ready && Clock::now() < deadline;) {
+    ::grpc::ClientContext context;
+    inference::ServerReadyResponse response;
+    ready = inference_->ServerReady(&context, {}, &response).ok() && response.ready();
+    if (ready) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  inference::ModelInferResponse late_response;
+  const ::grpc::Status late = Infer(InferRequest("classifier", 0, 1, true, true), &late_response);
+  EXPECT_TRUE(late.error_code() == StatusCode::UNAVAILABLE ||
+              late.error_code() == StatusCode::CANCELLED)
+      << "a call after the drain began: code " << late.error_code() << ": " << late.error_message();
+  pause.reset();  // The call in flight computes now, during the drain.
+  infer.join();
+  shutdown.join();
+  EXPECT_TRUE(in_flight.ok()) << in_flight.error_code() << ": " << in_flight.error_message();
 }
 
 }  // namespace
