@@ -14,7 +14,10 @@
 namespace classifier {
 namespace {
 
+// Every model's one version.
 constexpr char kVersion[] = "1";
+// What ServerMetadata reports: the generation of the API this server speaks (classifier.v1).
+constexpr char kServerVersion[] = "1";
 constexpr char kInputName[] = "input";
 constexpr char kProbabilities[] = "probabilities";
 constexpr char kLabel[] = "label";
@@ -288,7 +291,7 @@ absl::StatusOr<std::shared_ptr<const LoadedModel>> InferenceService::AdmitAndRes
     return FinishUnary(context, log, admitted);
   }
   response->set_name("classifier-server");
-  response->set_version(kVersion);
+  response->set_version(kServerVersion);
   response->add_extensions("model_configuration");
   return FinishUnary(context, log, absl::OkStatus());
 }
