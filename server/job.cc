@@ -247,6 +247,23 @@ bool Job::BeginRunning(const v1::JobEvent::Started& started) {
 bool Job::BeginResuming(const v1::JobEvent::Resumed& resumed) {
   MutexLock lock(&mu_);
   if (snapshot_.state() != v1::JOB_STATE_INTERRUPTED) return false;
+  // A run stores its checkpoint, then announces it; one killed between the two left a
+  // checkpoint the log does not show. The announcement comes now, so that `resumed` always
+  // follows the checkpoint_saved it resumes from.
+  const v1::JobEvent* last_saved = nullptr;
+  for (auto it = events_.rbegin(); it != events_.rend() && last_saved == nullptr; ++it) {
+    if (it->has_checkpoint_saved()) last_saved = &*it;
+  }
+  const bool has_position = resumed.epoch() > 0 || resumed.batch() > 0;
+  if (has_position &&
+      (last_saved == nullptr || last_saved->checkpoint_saved().epoch() != resumed.epoch() ||
+       last_saved->checkpoint_saved().batch() != resumed.batch())) {
+    v1::JobEvent saved;
+    if (!events_.empty()) saved.set_trial(events_.back().trial());
+    saved.mutable_checkpoint_saved()->set_epoch(resumed.epoch());
+    saved.mutable_checkpoint_saved()->set_batch(resumed.batch());
+    if (AppendLocked(std::move(saved)) == 0) return false;
+  }
   v1::JobEvent event;
   *event.mutable_resumed() = resumed;
   return AppendLocked(std::move(event)) != 0;

@@ -70,8 +70,9 @@ class Job {
   int64_t last_sequence() const;
 
   // QUEUED -> RUNNING, appending a `started` event; INTERRUPTED -> RUNNING, appending a
-  // `resumed` event. False when the job is in neither state (cancelled while waiting), or when
-  // the store refused the event (the job is paused).
+  // `resumed` event (after the `checkpoint_saved` of its position, when a run that was killed
+  // had stored that checkpoint but not yet announced it). False when the job is in neither state
+  // (cancelled while waiting), or when the store refused the event (the job is paused).
   bool BeginRunning(const v1::JobEvent::Started& started);
   bool BeginResuming(const v1::JobEvent::Resumed& resumed);
 

@@ -374,6 +374,42 @@ TEST(JobTest, AnEventTheStoreRefusesIsNotRecordedAndPausesTheJob) {
   EXPECT_EQ(seen[4].epoch_end().epoch(), 2);
 }
 
+// A run killed after storing a checkpoint and before announcing it: the resume announces it
+// first, so `resumed` always follows the checkpoint_saved it resumes from; a checkpoint the log
+// already shows is not announced twice.
+TEST(JobTest, AResumeAnnouncesACheckpointTheKilledRunDidNot) {
+  FlakyEventStore store;
+  Job job("job-1", Request(3), /*queue_position=*/0, &store);
+  ASSERT_TRUE(job.BeginRunning(v1::JobEvent::Started()));
+  v1::JobEvent saved;
+  saved.mutable_checkpoint_saved()->set_epoch(1);
+  ASSERT_EQ(job.Append(saved), 3);
+  auto interrupt = [&job] {
+    job.Pause(absl::UnavailableError("the run stopped"));
+    job.EndPausedRun();
+    job.ClearPause();
+  };
+  interrupt();
+  v1::JobEvent::Resumed at_epoch_2;
+  at_epoch_2.set_epoch(2);
+  ASSERT_TRUE(job.BeginResuming(at_epoch_2));
+  std::vector<v1::JobEvent> events = job.Events();
+  ASSERT_EQ(events.size(), 5u);
+  EXPECT_EQ(events[3].checkpoint_saved().epoch(), 2) << "announced now";
+  EXPECT_EQ(events[3].checkpoint_saved().batch(), 0);
+  EXPECT_EQ(events[4].resumed().epoch(), 2);
+
+  interrupt();
+  ASSERT_TRUE(job.BeginResuming(at_epoch_2));
+  events = job.Events();
+  ASSERT_EQ(events.size(), 6u) << "the log shows that checkpoint already";
+  EXPECT_TRUE(events[5].has_resumed());
+
+  interrupt();
+  ASSERT_TRUE(job.BeginResuming(v1::JobEvent::Resumed()));
+  EXPECT_EQ(job.Events().size(), 7u) << "no checkpoint: nothing to announce";
+}
+
 TEST(JobTest, ACancelTheStoreRefusesIsKeptForTheRetry) {
   FlakyEventStore store;
   Job job("job-1", Request(3), /*queue_position=*/0, &store);
