@@ -75,7 +75,9 @@ for round in $(seq 1 "$rounds"); do
     wait_until 30 "round $round: weights file $file is listed or gone" listed_or_gone "$file" "$id" ||
       true
   done
-  temporaries=$(find "$state" -name '*.tmp-*')
+  # A killed process's temporary files (named <file>.tmp-<pid>-<n>) must be gone; the restarted
+  # server's own may exist for a moment (the resumed job writing its next checkpoint).
+  temporaries=$(find "$state" -name '*.tmp-*' ! -name "*.tmp-$server_pid-*")
   [[ -z $temporaries ]] || bad "round $round: temporary files left: $temporaries"
   for id in $(grep -o 'model-[0-9a-f]\{12\}' "$work/models.txt" | sort -u); do
     grep -qx "$id" "$work/checked.txt" && continue
