@@ -66,9 +66,9 @@ check "train on an empty data volume: FAILED_PRECONDITION naming fetch-data (exi
 
 # The fetch-data image fills the same volume (a local copy when the shared data is here, else
 # the fetcher's own sources).
-fetch_args=()
+fetch_args=("${host_trust_args[@]}")
 if [[ -f $shared_dir/data/mnist/train-images-idx3-ubyte.gz ]]; then
-  fetch_args=(-v "$(cd "$shared_dir/data/mnist" && pwd):/mnist:ro" -e CLASSIFIER_MNIST_SOURCE=/mnist)
+  fetch_args+=(-v "$(cd "$shared_dir/data/mnist" && pwd):/mnist:ro" -e CLASSIFIER_MNIST_SOURCE=/mnist)
 fi
 check "the fetch-data image puts MNIST into the data volume" \
   pod run --rm --network host "${fetch_args[@]}" -v "$data_volume:/var/lib/classifier/data" classifier-fetch-data:cpu

@@ -18,6 +18,18 @@ if ! pod info >/dev/null 2>"$work/podman-info.txt"; then
   exit 77
 fi
 
+# host_trust_args: podman run arguments that give a container the host's CA bundle, for hosts
+# whose way out (apt, npm, the MNIST mirrors) passes a TLS proxy with a CA of its own: curl
+# reads the system bundle, Node.js and npm only their built-in roots plus NODE_EXTRA_CA_CERTS.
+# Nothing where the host has no bundle.
+host_trust_args=()
+host_bundle=${NODE_EXTRA_CA_CERTS:-/etc/ssl/certs/ca-certificates.crt}
+if [[ -r $host_bundle ]]; then
+  host_trust_args=(-v "$host_bundle:/etc/ssl/certs/ca-certificates.crt:ro"
+    -e NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt
+    -e npm_config_cafile=/etc/ssl/certs/ca-certificates.crt)
+fi
+
 # wait_for SECONDS COMMAND...: polls the command every half second until it succeeds.
 wait_for() {
   local deadline=$((SECONDS + $1)); shift
