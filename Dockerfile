@@ -101,9 +101,10 @@ RUN groupadd --system --gid "$CLASSIFIER_UID" classifier \
 USER classifier
 WORKDIR /home/classifier
 VOLUME ["/var/lib/classifier/state", "/var/lib/classifier/data"]
-# gRPC, and the Prometheus metrics endpoint.
-EXPOSE 50051 9464
+# gRPC, the Prometheus metrics endpoint, and the web dashboard.
+EXPOSE 50051 9464 8080
 HEALTHCHECK --interval=30s --timeout=10s --start-period=60s --retries=3 \
   CMD ["classifier-cli", "--server", "127.0.0.1:50051", "health"]
 CMD ["classifier-server", "--listen", "0.0.0.0:50051", "--metrics_listen", "0.0.0.0:9464", \
+     "--http_listen", "0.0.0.0:8080", \
      "--state_dir", "/var/lib/classifier/state", "--data_dir", "/var/lib/classifier/data"]

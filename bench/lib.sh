@@ -76,7 +76,7 @@ start_server() {
   # shellcheck disable=SC2086  # SERVER_WRAPPER is a command line.
   ${SERVER_WRAPPER:-} "$server_bin" --listen=127.0.0.1:0 --data_dir="$bench_tmp/$name-data" \
     --fashion_fallback_dir="$FASHION_DIR" --state_dir="$bench_tmp/$name-state" \
-    --device="${BENCH_DEVICE:-cpu}" --threads="$BENCH_THREADS" "$@" >"$log" 2>&1 &
+    --device="${BENCH_DEVICE:-cpu}" --threads="$BENCH_THREADS" --http_listen= "$@" >"$log" 2>&1 &
   local launched=$!
   bench_pids+=("$launched")
   local i line=

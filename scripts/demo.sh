@@ -8,7 +8,8 @@
 # tutorial's settings (batch 60, Adam 1e-3, 10 epochs) while the CLI draws one progress line
 # per epoch, evaluates it on the test set, predicts a few test digits saved as PNG files,
 # exports the weights as state/MulticlassCNN.pth (loadable with torch.load), then stops the
-# server with SIGTERM. Environment: CLASSIFIER_PORT (50051), CLASSIFIER_EPOCHS (10),
+# server with SIGTERM. While it trains, the web dashboard shows the job's curves at
+# http://127.0.0.1:8080/. Environment: CLASSIFIER_PORT (50051), CLASSIFIER_EPOCHS (10),
 # CLASSIFIER_DATA_DIR (data), CLASSIFIER_STATE_DIR (state), CLASSIFIER_MNIST_SOURCE (a folder
 # with the four MNIST files to copy instead of fetching).
 set -euo pipefail
@@ -46,6 +47,8 @@ for _ in $(seq 1 100); do
   sleep 0.2
 done
 "${cli[@]}" health
+dashboard=$(sed -n 's/.*serving the web dashboard on \([^ ]*\) .*/\1/p' "$state_dir/server.log" | head -1)
+[[ -n $dashboard ]] && echo "watch the job live in a browser: $dashboard/"
 
 step "train: the tutorial's CNN, batch 60, Adam 1e-3, $epochs epochs"
 "${cli[@]}" train --dataset mnist --epochs "$epochs" --progress_reports_per_epoch 10 | tee "$state_dir/train.txt"

@@ -35,13 +35,13 @@ mode=${1:-all}
 case "${VERSION_CODENAME:-}" in
   bookworm)
     versioned_runtime=(libtorch1.13 libgrpc++1.51 libgrpc29 libprotobuf32 libabsl20220623
-      libspdlog1.10 libpng16-16)
+      libspdlog1.10 libpng16-16 libcpp-httplib0.11)
     # grpc/health/v1/health.proto (proto/CMakeLists.txt finds it in either package).
     health_proto=grpc-proto
     ;;
   trixie)
     versioned_runtime=(libtorch2.6 libgrpc++1.51t64 libgrpc29t64 libprotobuf32t64
-      libabsl20240722 libspdlog1.15 libpng16-16t64)
+      libabsl20240722 libspdlog1.15 libpng16-16t64 libcpp-httplib0.18)
     health_proto=golang-google-grpc-dev
     ;;
   *)
@@ -87,6 +87,8 @@ build_packages=(
   libonnx-dev
   # distributed/: LibTorch's c10d ProcessGroupGloo header includes Gloo's own headers.
   libgloo-dev
+  # web/: the dashboard's HTTP server (with OpenSSL, for --tls_cert on the HTTP port too).
+  libcpp-httplib-dev
 )
 test_packages=(
   python3 python3-torch python3-numpy docker-compose clang-format
@@ -110,6 +112,9 @@ test_packages=(
   # tests/e2e/tensorboard_e2e_test.sh: an independent reader of the TensorBoard event files
   # (protobuf's Python runtime for the messages, Google's CRC-32C for the records' checksums).
   python3-crc32c
+  # tests/e2e/dashboard_e2e_test.sh: a real browser renders the dashboard (headless, driven
+  # through the DevTools protocol by puppeteer-core from npm).
+  chromium
 )
 # Debian 13 with CUDA: the same lists with LibTorch's CUDA build, plus nvcc (the CUDA part of
 # Debian's TorchConfig.cmake stops without it), NCCL's header for LibTorch's c10d NCCL process

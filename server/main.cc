@@ -146,6 +146,10 @@ ABSL_FLAG(std::string, metrics_listen, "127.0.0.1:9464",
           "host:port serving Prometheus metrics at /metrics (port 0 picks a free port; empty "
           "serves none)"
           " (env CLASSIFIER_METRICS_LISTEN)");
+ABSL_FLAG(std::string, http_listen, classifier::ServerConfig().http_listen,
+          "host:port serving the web dashboard and its JSON API under /api/v1/ (HTTPS with "
+          "--tls_cert; the same token as gRPC; port 0 picks a free port; empty serves none)"
+          " (env CLASSIFIER_HTTP_LISTEN)");
 ABSL_FLAG(absl::Duration, keepalive_time, absl::Hours(2),
           "how often the server pings an idle connection to find dead peers"
           " (env CLASSIFIER_KEEPALIVE_TIME)");
@@ -343,6 +347,7 @@ int main(int argc, char** argv) {
   config.auth_token_file = absl::GetFlag(FLAGS_auth_token_file);
   config.auth_allow_read_only = absl::GetFlag(FLAGS_auth_allow_read_only);
   config.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
+  config.http_listen = absl::GetFlag(FLAGS_http_listen);
   config.keepalive_time = absl::GetFlag(FLAGS_keepalive_time);
   config.keepalive_timeout = absl::GetFlag(FLAGS_keepalive_timeout);
   config.keepalive_min_ping_interval = absl::GetFlag(FLAGS_keepalive_min_ping_interval);

@@ -35,6 +35,7 @@
 #include "server/training_executor.h"
 #include "server/work_queue.h"
 #include "spdlog/spdlog.h"
+#include "web/web_server.h"
 
 namespace classifier {
 namespace {
@@ -213,6 +214,8 @@ struct ClassifierServer::Parts {
   // The Open Inference Protocol, admitted by `service` (its drain and token).
   std::unique_ptr<InferenceService> inference_service;
   std::unique_ptr<::grpc::Server> grpc_server;
+  // Null unless --http_listen; calls `grpc_server` in-process, so it goes before it.
+  std::unique_ptr<WebServer> web;
   std::once_flag shutdown_once;
 };
 
@@ -392,6 +395,7 @@ absl::StatusOr<std::unique_ptr<ClassifierServer>> ClassifierServer::Start(
   absl::StatusOr<std::shared_ptr<::grpc::ServerCredentials>> credentials = PortCredentials(config);
   if (!credentials.ok()) return credentials.status();
   const bool tls = !config.tls_cert.empty();
+  const bool auth_enabled = auth.enabled();
   if (!IsLoopback(config.listen_address) && !tls && !auth.enabled()) {
     spdlog::warn(
         "listening on {}, reachable from other machines, without TLS or a token: anyone who "
@@ -437,6 +441,29 @@ absl::StatusOr<std::unique_ptr<ClassifierServer>> ClassifierServer::Start(
     return absl::UnavailableError(absl::StrCat("cannot listen on ", config.listen_address,
                                                ": the address is malformed or the port is in use"));
   }
+  if (!config.http_listen.empty()) {
+    WebServerOptions web;
+    web.listen_address = config.http_listen;
+    web.tls_cert = config.tls_cert;
+    web.tls_key = config.tls_key;
+    web.tls_client_ca = config.tls_client_ca;
+    web.max_body_bytes = static_cast<size_t>(config.max_message_bytes);
+    ::grpc::ChannelArguments arguments;
+    arguments.SetMaxReceiveMessageSize(config.max_message_bytes);
+    arguments.SetMaxSendMessageSize(config.max_message_bytes);
+    absl::StatusOr<std::unique_ptr<WebServer>> started =
+        WebServer::Start(web, parts->grpc_server->InProcessChannel(arguments));
+    if (!started.ok()) return started.status();
+    parts->web = *std::move(started);
+    spdlog::info("serving the web dashboard on {}://{} (port {})", tls ? "https" : "http",
+                 config.http_listen, parts->web->port());
+    if (!IsLoopback(config.http_listen) && !tls && !auth_enabled) {
+      spdlog::warn(
+          "the web dashboard on {} is reachable from other machines without TLS or a token: "
+          "anyone who reaches it can cancel jobs and deploy models",
+          config.http_listen);
+    }
+  }
   if (!config.lb_agent_listen.empty()) {
     absl::StatusOr<std::unique_ptr<LoadBalancerAgent>> agent = LoadBalancerAgent::Start(
         config.lb_agent_listen, [health = parts->health.get()] { return health->serving(); });
@@ -465,6 +492,8 @@ int ClassifierServer::port() const { return parts_->port; }
 
 int ClassifierServer::metrics_port() const { return parts_->metrics ? parts_->metrics->port() : 0; }
 
+int ClassifierServer::http_port() const { return parts_->web ? parts_->web->port() : 0; }
+
 const std::string& ClassifierServer::device() const { return parts_->device; }
 
 Batcher& ClassifierServer::batcher() { return *parts_->batcher; }
@@ -483,6 +512,9 @@ void ClassifierServer::Shutdown() {
     // Ends every job with a final event, so Train and WatchJob streams can
     // finish.
     parts_->jobs->Shutdown("the server is shutting down");
+    // The pages' event streams have had their jobs' last events; the rest end here, before the
+    // gRPC server waits for its calls (theirs among them).
+    if (parts_->web) parts_->web->Stop();
     parts_->grpc_server->Shutdown(std::chrono::system_clock::now() +
                                   absl::ToChronoSeconds(parts_->config.drain_timeout));
     parts_->grpc_server->Wait();

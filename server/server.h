@@ -91,6 +91,10 @@ struct ServerConfig {
   // host:port of the Prometheus /metrics endpoint; port 0 picks a free one (see
   // ClassifierServer::metrics_port()); empty serves no metrics.
   std::string metrics_listen = "127.0.0.1:9464";
+  // host:port of the web dashboard and its JSON API (web/web_server.h), with the gRPC port's TLS
+  // files and token; port 0 picks a free one (see ClassifierServer::http_port()); empty serves
+  // no web page.
+  std::string http_listen = "127.0.0.1:8080";
 
   // HTTP/2 keepalive. The server pings an idle connection every keepalive_time and drops it
   // when no answer comes within keepalive_timeout (so dead peers behind NATs and load balancers
@@ -133,6 +137,8 @@ class ClassifierServer {
   int port() const;
   // The bound port of the metrics endpoint; 0 when metrics are off.
   int metrics_port() const;
+  // The bound port of the web dashboard; 0 when it is off.
+  int http_port() const;
   const std::string& device() const;
   // The dynamic batcher that computes Predict (tests pause it: Batcher::PauseBatches).
   Batcher& batcher();

@@ -25,7 +25,7 @@ if ! [[ -f "$commands" ]]; then
   exit 1
 fi
 
-mapfile -t checked < <(git ls-files 'server/*.cc' 2>/dev/null || ls server/*.cc)
+mapfile -t checked < <(git ls-files 'server/*.cc' 'web/*.cc' 2>/dev/null || ls server/*.cc web/*.cc)
 
 # One line per source: the flags of its first entry in compile_commands.json that decide how it
 # parses (-I, -isystem, -D, -U, -std, -include, -pthread), NUL-separated. GCC's warning and
@@ -78,7 +78,7 @@ start=$SECONDS
 # shellcheck disable=SC2016  # $1 is check_one's argument, expanded by the inner bash.
 if printf '%s\0' "${checked[@]}" |
   xargs -0 -n 1 -P "${THREAD_SAFETY_JOBS:-2}" bash -c 'check_one "$1"' _; then
-  echo "thread_safety_check: ${#checked[@]} files of server/ clean under -Wthread-safety" \
+  echo "thread_safety_check: ${#checked[@]} files of server/ and web/ clean under -Wthread-safety" \
     "($((SECONDS - start)) s)"
 else
   echo "thread_safety_check: clang's -Wthread-safety found the errors above: a guarded member" \

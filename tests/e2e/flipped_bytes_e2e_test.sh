@@ -97,7 +97,7 @@ check "SIGTERM: the server exits 0" stop_server
 cp "$db" "$work/whole.db"
 flip "$db" 100
 status=0
-"$server_bin" --listen 127.0.0.1:0 --metrics_listen 127.0.0.1:0 --data_dir "$work/data" --state_dir "$state" --device cpu \
+"$server_bin" --listen 127.0.0.1:0 --metrics_listen 127.0.0.1:0 --http_listen 127.0.0.1:0 --data_dir "$work/data" --state_dir "$state" --device cpu \
   >"$work/damaged.log" 2>&1 || status=$?
 echo "start on a damaged database (exit $status): $(grep -i 'damaged\|cannot' "$work/damaged.log" | tail -1)"
 check "a flipped byte in the database's structure: the server refuses to start, naming the file" \

@@ -60,7 +60,7 @@ start_server() {
   server_log=$work/server-$RANDOM.log
   # Created here, not by the background job's redirection: the loop below reads it at once.
   : >"$server_log"
-  "$server_bin" --listen 127.0.0.1:0 --metrics_listen 127.0.0.1:0 --data_dir "$data" --state_dir "$state" --device cpu \
+  "$server_bin" --listen 127.0.0.1:0 --metrics_listen 127.0.0.1:0 --http_listen 127.0.0.1:0 --data_dir "$data" --state_dir "$state" --device cpu \
     --threads 1 "$@" >"$server_log" 2>&1 &
   server_pid=$!
   server_port=""
@@ -145,6 +145,20 @@ ensure_grpc_js() {
       npm install -s @grpc/grpc-js@1.14.7 @grpc/proto-loader@0.8.0 >/dev/null 2>&1)
   fi
   [[ -f $grpc_js_modules/@grpc/grpc-js/package.json && -f $grpc_js_modules/@grpc/proto-loader/package.json ]]
+}
+
+# ensure_puppeteer: installs puppeteer-core (npm, once, into a cache folder: the DevTools
+# protocol client that drives Debian's Chromium; it downloads no browser of its own) and sets
+# $puppeteer_modules, its node_modules folder.
+ensure_puppeteer() {
+  local cache=${XDG_CACHE_HOME:-$HOME/.cache}/classifier/puppeteer
+  puppeteer_modules=$cache/node_modules
+  if [[ ! -f $puppeteer_modules/puppeteer-core/package.json ]]; then
+    mkdir -p "$cache"
+    (cd "$cache" && npm init -y >/dev/null 2>&1 &&
+      npm install -s puppeteer-core@24.43.1 >/dev/null 2>&1)
+  fi
+  [[ -f $puppeteer_modules/puppeteer-core/package.json ]]
 }
 
 # bufcurl METHOD JSON: one call by reflection, as a grpcurl user would make it.

@@ -49,6 +49,10 @@ status=0; cli --token_file "$work/token" predict "${pngs[@]}" >"$work/too-many.t
 check "CLASSIFIER_MAX_PREDICT_IMAGES=1 refuses two images (exit $status)" bash -c "[[ $status == 1 ]] && grep -q RESOURCE_EXHAUSTED '$work/too-many.txt'"
 check "the token never appears in the server's log" bash -c "! grep -q '$token' '$server_log' && ! grep -q not-the-token '$server_log'"
 check "refusals are logged" grep -q "code 16" "$server_log"
+web=$(sed -n 's/.*serving the web dashboard on .* (port \([0-9]*\)).*/\1/p' "$server_log" | head -1)
+check "the dashboard's API follows the token: 401 without, 200 with (port ${web:-none})" \
+  bash -c "[[ \$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:$web/api/v1/models) == 401 &&
+             \$(curl -s -o /dev/null -w '%{http_code}' -H 'Authorization: Bearer $token' http://127.0.0.1:$web/api/v1/models) == 200 ]]"
 check "SIGTERM: exit 0" stop_server
 
 CLASSIFIER_AUTH_TOKEN_FILE=$work/token start_server "$work/data" "$work/state" --auth_allow_read_only
@@ -82,6 +86,11 @@ check "TLS: predict over TLS (--max_predict_images 5 beats CLASSIFIER_MAX_PREDIC
   cli --tls_ca "$pki/ca.pem" predict "${pngs[@]}"
 check "TLS: the name localhost checks too" \
   "$cli_bin" --server "localhost:$server_port" --tls_ca "$pki/ca.pem" models
+web=$(sed -n 's/.*serving the web dashboard on \(https:[^ ]*\) (port \([0-9]*\)).*/\2/p' "$server_log" | head -1)
+check "TLS: the web dashboard is served over HTTPS with the same certificate (port ${web:-none})" \
+  bash -c "curl -fsS --cacert '$pki/ca.pem' https://127.0.0.1:$web/api/v1/models | grep -q models"
+check "TLS: plain HTTP to the dashboard's port gets no answer" \
+  bash -c "! curl -fsS --max-time 5 http://127.0.0.1:$web/api/v1/models >/dev/null 2>&1"
 status=0; cli --timeout 5 health >"$work/plain-on-tls.txt" 2>&1 || status=$?
 check "TLS: a plaintext client is refused (exit $status)" test "$status" -ne 0
 status=0; cli --timeout 5 --tls_ca "$pki/other-ca.pem" health >"$work/wrong-ca.txt" 2>&1 || status=$?
@@ -93,6 +102,12 @@ start_server "$work/data" "$work/state" --tls_cert "$pki/server.pem" --tls_key "
 check "mTLS: the log says mutual TLS" grep -q "mutual TLS" "$server_log"
 check "mTLS: health and predict with a client certificate" bash -c \
   "'$cli_bin' --server $server_addr --tls_ca '$pki/ca.pem' --tls_cert '$pki/client.pem' --tls_key '$pki/client.key' health >/dev/null && '$cli_bin' --server $server_addr --tls_ca '$pki/ca.pem' --tls_cert '$pki/client.pem' --tls_key '$pki/client.key' predict '${pngs[0]}' >/dev/null"
+web=$(sed -n 's/.*serving the web dashboard on .* (port \([0-9]*\)).*/\1/p' "$server_log" | head -1)
+check "mTLS: the dashboard takes a client certificate from the client CA" \
+  bash -c "curl -fsS --cacert '$pki/ca.pem' --cert '$pki/client.pem' --key '$pki/client.key' https://127.0.0.1:$web/api/v1/models | grep -q models"
+check "mTLS: the dashboard refuses a client without a certificate, and a rogue one" \
+  bash -c "! curl -fsS --max-time 5 --cacert '$pki/ca.pem' https://127.0.0.1:$web/api/v1/models >/dev/null 2>&1 &&
+           ! curl -fsS --max-time 5 --cacert '$pki/ca.pem' --cert '$pki/rogue.pem' --key '$pki/rogue.key' https://127.0.0.1:$web/api/v1/models >/dev/null 2>&1"
 status=0; cli --timeout 5 --tls_ca "$pki/ca.pem" health >"$work/no-cert.txt" 2>&1 || status=$?
 check "mTLS: a client without a certificate is refused (exit $status)" test "$status" -ne 0
 status=0; cli --timeout 5 --tls_ca "$pki/ca.pem" --tls_cert "$pki/rogue.pem" --tls_key "$pki/rogue.key" health >"$work/rogue.txt" 2>&1 || status=$?

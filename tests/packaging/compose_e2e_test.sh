@@ -12,8 +12,9 @@
 source "$(dirname "${BASH_SOURCE[0]}")/../e2e/lib.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/container_lib.sh"
 
-export CLASSIFIER_GRPC_PORT PROMETHEUS_PORT
+export CLASSIFIER_GRPC_PORT CLASSIFIER_HTTP_PORT PROMETHEUS_PORT
 CLASSIFIER_GRPC_PORT=$(free_port)
+CLASSIFIER_HTTP_PORT=$(free_port)
 PROMETHEUS_PORT=$(free_port)
 use_compose_project docker/compose.yaml docker/compose.local.yaml
 build_images
@@ -48,6 +49,12 @@ wait_for 60 final_seen || true
 echo "epoch gauge values seen by Prometheus:$seen"
 check "the epoch gauge moved during the job and reached $epochs (seen:$seen)" \
   bash -c "[[ ' $seen ' == *' $epochs '* && \$(wc -w <<<'$seen') -ge 2 ]]"
+
+# The web dashboard through its published port: the page, and the finished job in the JSON API.
+check "the dashboard page is served on the published port $CLASSIFIER_HTTP_PORT" \
+  bash -c "curl -fsS http://127.0.0.1:$CLASSIFIER_HTTP_PORT/ | grep -q '<title>Classifier'"
+check "GET /api/v1/jobs lists the job as JOB_STATE_SUCCEEDED" \
+  bash -c "curl -fsS http://127.0.0.1:$CLASSIFIER_HTTP_PORT/api/v1/jobs | grep -q JOB_STATE_SUCCEEDED"
 
 compose_down_leaves_nothing
 finish

@@ -355,6 +355,7 @@ TEST_F(BatcherTest, BadBatchingSettingsAreRefusedAtStart) {
   ServerConfig config;
   config.listen_address = "127.0.0.1:0";
   config.metrics_listen = "";
+  config.http_listen = "";
   config.data_dir = dir_.path() + "/data";
   config.state_dir = dir_.path() + "/other-state";
   config.device = "cpu";

@@ -480,6 +480,7 @@ TEST_F(PersistenceTest, BadStorageSettingsAreRefusedNamingTheFlag) {
   config.state_dir = dir_.path() + "/state";
   config.listen_address = "127.0.0.1:0";
   config.metrics_listen = "";
+  config.http_listen = "";
   config.device = "cpu";
   config.job_retention = absl::Seconds(-5);
   absl::StatusOr<std::unique_ptr<ClassifierServer>> refused = ClassifierServer::Start(config);

@@ -155,6 +155,7 @@ TEST_F(ProductionTest, UnreadableTokenFileStopsTheStart) {
   config.auth_token_file = dir_.path() + "/no-such-token";
   config.listen_address = "127.0.0.1:0";
   config.metrics_listen = "";
+  config.http_listen = "";
   config.data_dir = dir_.path() + "/data";
   config.state_dir = dir_.path() + "/state2";
   config.device = "cpu";
@@ -516,6 +517,7 @@ TEST_F(ProductionTest, BadKeepaliveOrStreamSettingsStopTheStart) {
   config.state_dir = dir_.path() + "/state";
   config.listen_address = "127.0.0.1:0";
   config.metrics_listen = "";
+  config.http_listen = "";
   config.device = "cpu";
   config.keepalive_timeout = absl::ZeroDuration();
   auto server = ClassifierServer::Start(config);

@@ -45,6 +45,7 @@ TEST_F(MetricsTest, CountersMoveAfterPredictAndTraining) {
 TEST_F(MetricsTest, EmptyAddressServesNoMetrics) {
   ServerConfig config;
   config.metrics_listen = "";
+  config.http_listen = "";
   server_.reset();
   // StartServer sets a metrics address; start directly to keep it empty.
   config.listen_address = "127.0.0.1:0";

@@ -85,6 +85,7 @@ class ReplicaTest : public SharedStoreTest {
     config.state_dir = dir_.path() + "/state-" + name;  // Its own disk, as on another host.
     config.store = postgres_->uri();
     config.metrics_listen = "127.0.0.1:0";
+    config.http_listen = "";
     config.device = "cpu";
     config.compute_threads = 1;
     Replica replica;

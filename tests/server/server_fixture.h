@@ -47,6 +47,9 @@ class ServerFixture : public ::testing::Test {
     server_.reset();
     config.listen_address = "127.0.0.1:0";
     config.metrics_listen = "127.0.0.1:0";
+    // The default port would clash between tests running at once: a test that wants the web
+    // server asks for 127.0.0.1:0.
+    if (config.http_listen == ServerConfig().http_listen) config.http_listen = "";
     config.data_dir = dir_.path() + "/data";
     config.fashion_fallback_dir = dir_.path() + "/no-fashion";
     config.state_dir = dir_.path() + "/state";

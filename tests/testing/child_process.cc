@@ -129,8 +129,9 @@ int ChildProcess::Stop(int signal) {
 absl::StatusOr<ServerProcess> ServerProcess::Start(const std::string& binary,
                                                    const std::vector<std::string>& flags,
                                                    const std::string& log_path, int port) {
-  std::vector<std::string> argv = {binary, "--listen", absl::StrCat("127.0.0.1:", port),
-                                   "--metrics_listen", ""};
+  std::vector<std::string> argv = {
+      binary,          "--listen", absl::StrCat("127.0.0.1:", port), "--metrics_listen", "",
+      "--http_listen", ""};
   argv.insert(argv.end(), flags.begin(), flags.end());
   absl::StatusOr<std::unique_ptr<ChildProcess>> process = ChildProcess::Start(argv, log_path);
   if (!process.ok()) return process.status();

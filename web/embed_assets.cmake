@@ -1,0 +1,27 @@
+# cmake -DOUTPUT=FILE -DASSETS="a|b" -P embed_assets.cmake: writes one row of web/assets.cc's
+# table per file, {"/name", "content type", R"asset(body)asset"}. A raw string literal keeps
+# the files readable in the build tree and needs no escaping; a file holding the delimiter
+# stops the build rather than ending the literal early.
+string(REPLACE "|" ";" ASSETS "${ASSETS}")
+set(rows "")
+foreach(asset IN LISTS ASSETS)
+  get_filename_component(name "${asset}" NAME)
+  get_filename_component(extension "${asset}" LAST_EXT)
+  if(extension STREQUAL ".html")
+    set(type "text/html; charset=utf-8")
+  elseif(extension STREQUAL ".js")
+    set(type "text/javascript; charset=utf-8")
+  elseif(extension STREQUAL ".css")
+    set(type "text/css; charset=utf-8")
+  else()
+    message(FATAL_ERROR "embed_assets.cmake: no content type for ${asset}")
+  endif()
+  file(READ "${asset}" body)
+  string(FIND "${body}" ")asset\"" clash)
+  if(NOT clash EQUAL -1)
+    message(FATAL_ERROR "embed_assets.cmake: ${asset} contains the delimiter )asset\"")
+  endif()
+  string(APPEND rows "{\"/${name}\", \"${type}\", R\"asset(${body})asset\"},\n")
+endforeach()
+file(WRITE "${OUTPUT}.tmp" "${rows}")
+file(RENAME "${OUTPUT}.tmp" "${OUTPUT}")
