@@ -140,6 +140,14 @@ code=$(status_of -X POST -H "Authorization: Bearer $token" -H 'Content-Type: app
 check "deploy an unknown model with the token: 404 naming it ($code)" error_is 404 NOT_FOUND model-none
 code=$(status_of -X POST -H 'Content-Type: application/json' -d '{"images": [{"rawPixels": "AAA="}]}' "$base/api/v1/predict")
 check "Predict with 2 raw bytes: 400 naming the image's size ($code)" error_is 400 INVALID_ARGUMENT 784
+code=$(status_of "$base/api/v1/models/model-none/evaluation")
+check "evaluate an unknown model: 404 naming it ($code)" error_is 404 NOT_FOUND model-none
+for path in /../../../etc/passwd /%2e%2e/%2e%2e/etc/passwd /..%2f..%2fetc%2fpasswd /dashboard.js/../../etc/passwd \
+    /api/v1/datasets/..%2f..%2f..%2fetc/samples; do
+  code=$(curl -s --path-as-is -o "$work/traversal.txt" -w '%{http_code}' "$base$path")
+  check "no file outside the binary is served: $path is $code, not a file" \
+    bash -c "[[ $code == 4* ]] && ! grep -q 'root:' '$work/traversal.txt'"
+done
 code=$(status_of "$base/api/v1/nowhere")
 check "an unknown API route: 404 in the same shape ($code)" error_is 404 NOT_FOUND nowhere
 curl -fsS -N --max-time 60 -H 'Last-Event-ID: 5' "$base/api/v1/jobs/$job/events" >"$work/resumed.txt" || true
