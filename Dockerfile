@@ -33,7 +33,7 @@ COPY . .
 # The binaries, and the shared libraries they load gathered into /runtime-root.
 RUN scripts/build.sh -DCLASSIFIER_BUILD_TESTS=OFF -DCLASSIFIER_BUILD_BENCH=OFF \
  && scripts/runtime-libs.sh /runtime-root build/server/classifier-server \
-      build/client/classifier-cli build/distributed/classifier-rank
+      build/client/classifier-cli build/distributed/classifier-rank build/distributed/classifier-worker
 
 # Only the libraries the loader maps (scripts/runtime-libs.sh says why not the packages:
 # Debian's libtorch1.13 would bring OpenCV, FFmpeg, Qt and GDAL, 1.39 GB in all), plus the
@@ -44,7 +44,7 @@ RUN /tmp/install-deps.sh runtime-data && rm -rf /var/lib/apt/lists/* /tmp/instal
 COPY --from=build /runtime-root/ /
 RUN ldconfig
 COPY --from=build /src/build/server/classifier-server /src/build/client/classifier-cli \
-  /src/build/distributed/classifier-rank /usr/local/bin/
+  /src/build/distributed/classifier-rank /src/build/distributed/classifier-worker /usr/local/bin/
 
 # GPU: LibTorch with CUDA is in Debian's contrib (nvcc in non-free). Its nvidia-cudnn
 # dependency is an installer whose postinst downloads cuDNN 9.0 from
@@ -70,7 +70,7 @@ RUN CLASSIFIER_CUDNN=none /tmp/install-deps.sh gpu-runtime \
 COPY --from=gpu-build /opt/cudnn/ /usr/lib/x86_64-linux-gnu/
 RUN ldconfig
 COPY --from=gpu-build /src/build/server/classifier-server /src/build/client/classifier-cli \
-  /src/build/distributed/classifier-rank /usr/local/bin/
+  /src/build/distributed/classifier-rank /src/build/distributed/classifier-worker /usr/local/bin/
 # What the NVIDIA Container Toolkit mounts in: the driver's CUDA library and nvidia-smi.
 ENV NVIDIA_VISIBLE_DEVICES=all NVIDIA_DRIVER_CAPABILITIES=compute,utility
 

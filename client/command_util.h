@@ -45,6 +45,7 @@ int Deploy(const Invocation& invocation, const CommandEnvironment& env);
 int Delete(const Invocation& invocation, const CommandEnvironment& env);
 // dataset_commands.cc: datasets.
 int Datasets(const Invocation& invocation, const CommandEnvironment& env);
+int Workers(const Invocation& invocation, const CommandEnvironment& env);
 int RegisterDataset(const Invocation& invocation, const CommandEnvironment& env);
 int Samples(const Invocation& invocation, const CommandEnvironment& env);
 

@@ -97,7 +97,7 @@ int RunCommand(const Invocation& invocation, const CommandEnvironment& environme
       {"evaluate", Evaluate}, {"predict", Predict},   {"models", Models},
       {"export", Export},     {"import", Import},     {"deploy", Deploy},
       {"delete", Delete},     {"datasets", Datasets}, {"register-dataset", RegisterDataset},
-      {"samples", Samples},
+      {"samples", Samples},   {"workers", Workers},
   };
   auto it = handlers->find(invocation.command);
   if (it == handlers->end()) {

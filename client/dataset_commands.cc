@@ -128,4 +128,25 @@ int Samples(const Invocation& invocation, const CommandEnvironment& env) {
   return kExitOk;
 }
 
+// Not a dataset, but the same kind of list: the hosts that lend the server their cores.
+int Workers(const Invocation& invocation, const CommandEnvironment& env) {
+  v1::ListWorkersResponse response;
+  ClientContext context;
+  SetDeadline(&context, invocation, kDefaultTimeoutSeconds);
+  const grpc::Status status =
+      env.classifier->ListWorkers(&context, v1::ListWorkersRequest(), &response);
+  if (!status.ok()) return RpcFailed(env, status);
+  if (invocation.Bool("json")) {
+    *env.out << ToJsonLine(response) << "\n";
+    return kExitOk;
+  }
+  std::vector<std::vector<std::string>> rows;
+  for (const v1::Worker& w : response.workers()) {
+    rows.push_back({w.worker_name(), absl::StrCat(w.busy_ranks(), "/", w.max_ranks()), w.peer(),
+                    w.server_address(), w.build_version()});
+  }
+  *env.out << FormatTable({"NAME", "BUSY RANKS", "PEER", "SERVER ADDRESS", "BUILD"}, rows);
+  return kExitOk;
+}
+
 }  // namespace classifier::cli

@@ -31,7 +31,8 @@ ClassifierService::ClassifierService(JobManager* jobs, ModelRegistry* models,
                                      DatasetCatalog* datasets, WorkQueue* inference,
                                      Batcher* batcher, BackgroundEvaluator* evaluator,
                                      std::string device, ServiceLimits limits,
-                                     TokenAuthenticator auth, Metrics* metrics)
+                                     TokenAuthenticator auth, Metrics* metrics,
+                                     WorkerRegistry* workers)
     : jobs_(jobs),
       models_(models),
       datasets_(datasets),
@@ -42,6 +43,7 @@ ClassifierService::ClassifierService(JobManager* jobs, ModelRegistry* models,
       limits_(limits),
       auth_(std::move(auth)),
       metrics_(metrics),
+      workers_(workers),
       streams_(limits.max_streams_per_client) {}
 
 absl::Status ClassifierService::Admit(const ::grpc::CallbackServerContext& context,

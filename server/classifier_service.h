@@ -25,6 +25,8 @@
 
 namespace classifier {
 
+class WorkerRegistry;
+
 struct ServiceLimits {
   // Images in one Predict request; more is RESOURCE_EXHAUSTED.
   int max_predict_images = 10000;
@@ -44,11 +46,13 @@ class ClassifierService : public v1::Classifier::CallbackService {
   // model's test figures are measured by `evaluator` after the import answers. `auth` guards
   // every RPC of this service (the default lets every call through); GetJob, ListJobs, WatchJob,
   // ListModels, Predict, Evaluate, ListDatasets and GetDatasetSamples are the read-only ones it
-  // may open. With `metrics`, every RPC and Predict is counted there.
+  // may open (and ListWorkers). With `metrics`, every RPC and Predict is counted there. With
+  // `workers`, classifier-workers register through WorkerSession (without, it is
+  // FAILED_PRECONDITION).
   ClassifierService(JobManager* jobs, ModelRegistry* models, DatasetCatalog* datasets,
                     WorkQueue* inference, Batcher* batcher, BackgroundEvaluator* evaluator,
                     std::string device, ServiceLimits limits, TokenAuthenticator auth = {},
-                    Metrics* metrics = nullptr);
+                    Metrics* metrics = nullptr, WorkerRegistry* workers = nullptr);
 
   // From now on every new call is refused with UNAVAILABLE; calls in flight go
   // on.
@@ -101,6 +105,12 @@ class ClassifierService : public v1::Classifier::CallbackService {
   ::grpc::ServerUnaryReactor* GetDatasetSamples(::grpc::CallbackServerContext* context,
                                                 const v1::GetDatasetSamplesRequest* request,
                                                 v1::GetDatasetSamplesResponse* response) override;
+  // classifier_service_workers.cc
+  ::grpc::ServerWriteReactor<v1::WorkerCommand>* WorkerSession(
+      ::grpc::CallbackServerContext* context, const v1::WorkerSessionRequest* request) override;
+  ::grpc::ServerUnaryReactor* ListWorkers(::grpc::CallbackServerContext* context,
+                                          const v1::ListWorkersRequest* request,
+                                          v1::ListWorkersResponse* response) override;
 
  private:
   // A place for one more streaming call of the calling client (see StreamLimiter).
@@ -125,6 +135,7 @@ class ClassifierService : public v1::Classifier::CallbackService {
   const ServiceLimits limits_;
   const TokenAuthenticator auth_;
   Metrics* const metrics_;
+  WorkerRegistry* const workers_;
 
   std::atomic<bool> draining_{false};
   StreamLimiter streams_;

@@ -34,6 +34,7 @@
 #include "server/store.h"
 #include "server/training_executor.h"
 #include "server/work_queue.h"
+#include "server/worker_registry.h"
 #include "spdlog/spdlog.h"
 #include "web/web_server.h"
 
@@ -184,6 +185,10 @@ absl::Status CheckStorageSettings(const ServerConfig& config) {
 // so the bound is also one on memory.
 constexpr int kMaxPendingImportEvaluations = 64;
 
+// How often a classifier-worker's session gets a heartbeat: both sides see a dead peer within a
+// few of these.
+constexpr absl::Duration kWorkerHeartbeat = absl::Seconds(5);
+
 }  // namespace
 
 // Declared in dependency order: members are destroyed in reverse, so the gRPC
@@ -200,6 +205,8 @@ struct ClassifierServer::Parts {
   std::unique_ptr<DatasetCatalog> datasets;
   std::unique_ptr<ModelRegistry> models;
   std::unique_ptr<BackgroundEvaluator> evaluator;
+  // The classifier-workers registered now; the executor reserves their ranks.
+  std::unique_ptr<WorkerRegistry> workers;
   std::unique_ptr<TrainingExecutor> executor;
   std::unique_ptr<WorkQueue> inference;
   std::unique_ptr<Batcher> batcher;
@@ -355,7 +362,9 @@ absl::StatusOr<std::unique_ptr<ClassifierServer>> ClassifierServer::Start(
   }
   parts->evaluator = std::make_unique<BackgroundEvaluator>(
       parts->datasets.get(), parts->models.get(), kMaxPendingImportEvaluations);
-  const LocalRankPlan local_ranks = PlanLocalRanks(config, training_threads);
+  LocalRankPlan local_ranks = PlanLocalRanks(config, training_threads);
+  parts->workers = std::make_unique<WorkerRegistry>(kWorkerHeartbeat);
+  local_ranks.options.workers = parts->workers.get();
   parts->executor = std::make_unique<TrainingExecutor>(
       parts->datasets.get(), parts->models.get(), parts->store.get(),
       CheckpointPolicy{absl::StrCat(config.state_dir, "/checkpoints"), config.keep_checkpoints},
@@ -410,7 +419,7 @@ absl::StatusOr<std::unique_ptr<ClassifierServer>> ClassifierServer::Start(
   parts->service = std::make_unique<ClassifierService>(
       parts->jobs.get(), parts->models.get(), parts->datasets.get(), parts->inference.get(),
       parts->batcher.get(), parts->evaluator.get(), *device, limits, std::move(auth),
-      parts->metrics.get());
+      parts->metrics.get(), parts->workers.get());
   InferenceLimits inference_limits;
   inference_limits.max_images = config.max_predict_images;
   inference_limits.batcher_max_images = batching.max_images;
@@ -515,6 +524,9 @@ void ClassifierServer::Shutdown() {
     // The pages' event streams have had their jobs' last events; the rest end here, before the
     // gRPC server waits for its calls (theirs among them).
     if (parts_->web) parts_->web->Stop();
+    // The jobs' ranks on workers were told to stop as their jobs ended; the sessions end now
+    // (the workers register again when the server is back).
+    parts_->workers->CloseAll();
     parts_->grpc_server->Shutdown(std::chrono::system_clock::now() +
                                   absl::ToChronoSeconds(parts_->config.drain_timeout));
     parts_->grpc_server->Wait();

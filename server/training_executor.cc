@@ -11,9 +11,10 @@
 #include "absl/strings/str_cat.h"
 #include "base/file_util.h"
 #include "distributed/gloo_collective.h"
+#include "distributed/local_ranks.h"
 #include "server/architecture_proto.h"
-#include "server/local_ranks.h"
 #include "server/tensorboard_log.h"
+#include "server/worker_registry.h"
 #include "spdlog/spdlog.h"
 
 namespace classifier {
@@ -372,20 +373,12 @@ JobOutcome TrainingExecutor::Train(Job& job) {
   return outcome;
 }
 
-absl::StatusOr<std::unique_ptr<GlooCollective>> TrainingExecutor::StartRanks(const Job& job,
-                                                                             int world_size,
-                                                                             LocalRanks& ranks) {
-  if (local_ranks_.rank_binary.empty()) {
-    return absl::FailedPreconditionError(
-        "distributed.world_size: this server has no classifier-rank binary to start ranks with "
-        "(--rank_binary)");
-  }
+absl::StatusOr<std::unique_ptr<GlooCollective>> TrainingExecutor::StartRanks(
+    const Job& job, int world_size, LocalRanks& ranks, std::unique_ptr<RemoteRanks>& remote) {
+  // What every rank gets; a local one also this server's data folders, a worker its own.
   std::vector<std::string> args = {
       absl::StrCat("--request=", job.request().ShortDebugString()),
-      absl::StrCat("--data_dir=", local_ranks_.data_dir),
-      absl::StrCat("--fashion_fallback_dir=", local_ranks_.fashion_fallback_dir),
-      absl::StrCat("--device=", device_),
-      absl::StrCat("--threads=", local_ranks_.threads),
+      absl::StrCat("--device=", device_), absl::StrCat("--threads=", local_ranks_.threads),
       absl::StrCat("--join_timeout_s=", local_ranks_.join_timeout_seconds),
       absl::StrCat("--collective_timeout_s=", local_ranks_.collective_timeout_seconds)};
   absl::StatusOr<DatasetInfo> dataset = catalog_->Inspect(job.request().dataset());
@@ -393,18 +386,44 @@ absl::StatusOr<std::unique_ptr<GlooCollective>> TrainingExecutor::StartRanks(con
   if (!dataset->builtin) {
     args.push_back(absl::StrCat("--register_dataset=", dataset->name, "=", dataset->path));
   }
+  std::vector<std::string> local_args = args;
+  local_args.push_back(absl::StrCat("--data_dir=", local_ranks_.data_dir));
+  local_args.push_back(absl::StrCat("--fashion_fallback_dir=", local_ranks_.fashion_fallback_dir));
+
+  if (local_ranks_.workers != nullptr)
+    remote = local_ranks_.workers->Reserve(job.id(), world_size - 1);
+  const int remote_ranks = remote ? remote->size() : 0;
+  if (remote_ranks < world_size - 1 && local_ranks_.rank_binary.empty()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "distributed.world_size: ", world_size - 1 - remote_ranks,
+        " rank(s) found no free worker, and this server has no classifier-rank binary to start "
+        "them with (--rank_binary)"));
+  }
+  // With workers, the group meets at the server's address as they reach it (every local rank
+  // reaches it too); else on loopback.
+  const std::string master = remote_ranks > 0 ? remote->master_address() : "127.0.0.1";
   std::error_code ignored;
   std::filesystem::create_directories(local_ranks_.log_dir, ignored);
   JoinOptions join;
   join.join_timeout = std::chrono::seconds(local_ranks_.join_timeout_seconds);
   join.collective_timeout = std::chrono::seconds(local_ranks_.collective_timeout_seconds);
-  return GlooCollective::HostAndJoin("127.0.0.1", world_size, join, [&](int port) -> absl::Status {
+  return GlooCollective::HostAndJoin(master, world_size, join, [&](int port) -> absl::Status {
     for (int rank = 1; rank < world_size; ++rank) {
+      if (rank <= remote_ranks) {
+        absl::Status sent = remote->Start(rank - 1, rank, world_size, port, args);
+        if (sent.ok()) continue;
+        // The worker left between the reservation and now: this rank runs here instead.
+        spdlog::warn("job {}: {}; rank {} runs as a local process", job.id(),
+                     std::string(sent.message()), rank);
+        if (local_ranks_.rank_binary.empty()) return sent;
+      }
       const std::vector<std::string> environment = {
-          "MASTER_ADDR=127.0.0.1", absl::StrCat("MASTER_PORT=", port), absl::StrCat("RANK=", rank),
-          absl::StrCat("WORLD_SIZE=", world_size), absl::StrCat("LOCAL_RANK=", rank)};
+          absl::StrCat("MASTER_ADDR=", master), absl::StrCat("MASTER_PORT=", port),
+          absl::StrCat("RANK=", rank), absl::StrCat("WORLD_SIZE=", world_size),
+          absl::StrCat("LOCAL_RANK=", rank)};
       const std::string log = RankLogPath(job, rank);
-      if (absl::Status started = ranks.Start(local_ranks_.rank_binary, args, environment, log);
+      if (absl::Status started =
+              ranks.Start(local_ranks_.rank_binary, local_args, environment, log);
           !started.ok()) {
         return started;
       }
@@ -426,12 +445,14 @@ JobOutcome TrainingExecutor::RunTraining(Job& job, const TrainPlan& plan,
   absl::StatusOr<std::unique_ptr<Trainer>> trainer;
   absl::StatusOr<std::unique_ptr<TrainedModel>> network;
   for (int attempt = 0;; ++attempt) {
-    // Declared first, so destroyed last: the ranks see rank 0's group close, and exit.
+    // Declared first, so destroyed last: the ranks see rank 0's group close, and exit (the
+    // workers' are also told to stop, and their slots freed).
     LocalRanks ranks;
+    std::unique_ptr<RemoteRanks> remote;
     std::unique_ptr<GlooCollective> group;
     if (plan.world_size > 1) {
       absl::StatusOr<std::unique_ptr<GlooCollective>> joined =
-          StartRanks(job, plan.world_size, ranks);
+          StartRanks(job, plan.world_size, ranks, remote);
       if (!joined.ok()) return FailedOutcome(job, joined.status());
       group = *std::move(joined);
     }

@@ -21,11 +21,16 @@
 namespace classifier {
 
 class GlooCollective;  // distributed/gloo_collective.h
-class LocalRanks;      // server/local_ranks.h
+class LocalRanks;      // distributed/local_ranks.h
+class RemoteRanks;     // server/worker_registry.h
+class WorkerRegistry;  // server/worker_registry.h
 
-// How a distributed job's ranks 1..world_size-1 run (TrainRequest.distributed): as local
-// classifier-rank processes, given what they need to plan the same job on the same data.
+// How a distributed job's ranks 1..world_size-1 run (TrainRequest.distributed): on registered
+// classifier-workers while they have free ranks, the rest as local classifier-rank processes,
+// given what they need to plan the same job on the same data.
 struct LocalRankOptions {
+  // The registered workers (null: local processes only); must outlive the executor.
+  WorkerRegistry* workers = nullptr;
   std::string rank_binary;  // classifier-rank
   // The server's own, passed on so every rank finds the same datasets.
   std::string data_dir;
@@ -80,10 +85,11 @@ class TrainingExecutor : public JobExecutor {
   // Where local rank `rank` of `job` writes its output.
   std::string RankLogPath(const Job& job, int rank) const;
   JobOutcome Train(Job& job);
-  // Starts ranks 1..world_size-1 of `job` as local processes owned by `ranks`, and joins their
-  // group as rank 0.
+  // Starts ranks 1..world_size-1 of `job` on the workers' free ranks (reserved in `remote`)
+  // and the rest as local processes owned by `ranks`, and joins their group as rank 0.
   absl::StatusOr<std::unique_ptr<GlooCollective>> StartRanks(const Job& job, int world_size,
-                                                             LocalRanks& ranks);
+                                                             LocalRanks& ranks,
+                                                             std::unique_ptr<RemoteRanks>& remote);
   // Runs one training (a plain job, or trial `trial` of a sweep: its events are tagged with
   // it) and registers its model: fills the outcome's model, metrics and summary fields.
   JobOutcome RunTraining(Job& job, const TrainPlan& plan, const TrainOptions& options, int trial,

@@ -1,8 +1,8 @@
-// The local ranks of a distributed job: classifier-rank processes this server starts, owned
-// like threads are. The destructor stops and reaps every one still running, so that no job
-// leaves a process behind, whatever way it ends.
-#ifndef CLASSIFIER_SERVER_LOCAL_RANKS_H_
-#define CLASSIFIER_SERVER_LOCAL_RANKS_H_
+// The local ranks of a distributed job: classifier-rank processes this process (the server, or
+// a classifier-worker) starts, owned like threads are. The destructor stops and reaps every one
+// still running, so that no job leaves a process behind, whatever way it ends.
+#ifndef CLASSIFIER_DISTRIBUTED_LOCAL_RANKS_H_
+#define CLASSIFIER_DISTRIBUTED_LOCAL_RANKS_H_
 
 #include <sys/types.h>
 
@@ -32,10 +32,17 @@ class LocalRanks {
   absl::Status Start(const std::string& binary, const std::vector<std::string>& args,
                      const std::vector<std::string>& environment, const std::string& log_path);
 
+  // Sends SIGTERM to every rank still running now (a stop that need not wait for the ranks to
+  // see their group close); the destructor then reaps them.
+  void Terminate();
+
+  // The pids started, for logs.
+  const std::vector<pid_t>& pids() const { return pids_; }
+
  private:
   std::vector<pid_t> pids_;
 };
 
 }  // namespace classifier
 
-#endif  // CLASSIFIER_SERVER_LOCAL_RANKS_H_
+#endif  // CLASSIFIER_DISTRIBUTED_LOCAL_RANKS_H_

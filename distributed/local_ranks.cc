@@ -1,4 +1,4 @@
-#include "server/local_ranks.h"
+#include "distributed/local_ranks.h"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -45,6 +45,10 @@ LocalRanks::~LocalRanks() {
   running = WaitUntil(running, absl::Now() + kStopGrace);
   for (pid_t pid : running) kill(pid, SIGKILL);
   for (pid_t pid : running) waitpid(pid, nullptr, 0);
+}
+
+void LocalRanks::Terminate() {
+  for (pid_t pid : ReapExited(pids_)) kill(pid, SIGTERM);
 }
 
 absl::Status LocalRanks::Start(const std::string& binary, const std::vector<std::string>& args,
