@@ -2,11 +2,14 @@
 # Two ranks on two "hosts": network namespaces joined by a veth pair (addresses this test makes),
 # so the rendezvous and every all-reduce cross a real interface, not loopback. Each rank finds
 # its own address towards MASTER_ADDR; the traffic counted on the veth shows the sums went
-# through it. Needs root (ip netns); where namespaces cannot be made it says so and runs the
-# same two ranks on loopback.
+# through it. Then the same through the service: the server on one "host", a classifier-worker
+# on the other registering with it across the veth, and a `train --world_size 2` job whose rank 1
+# runs on the worker. Needs root (ip netns); where namespaces cannot be made it says so and runs
+# the same on loopback.
 source "$(dirname "${BASH_SOURCE[0]}")/../e2e/lib.sh"
 
 readonly rank_bin=$CLASSIFIER_BINARY_DIR/distributed/classifier-rank
+readonly worker_bin=$CLASSIFIER_BINARY_DIR/distributed/classifier-worker
 fetch_mnist "$work/data"
 ns_a=cls-$$-a ns_b=cls-$$-b veth_a=cva$$ veth_b=cvb$$
 subnet=10.213.$((RANDOM % 250))
@@ -58,4 +61,36 @@ if ((namespaces)); then
   # 334 steps of a 36 KB sum each way: about 12 MB.
   check "the sums crossed the veth ($received bytes into rank 0's namespace)" test "$received" -gt 8000000
 fi
+
+# The service across the two hosts: the server in A, a worker in B.
+rx_bytes() { if ((namespaces)); then ip netns exec "$ns_a" cat "/sys/class/net/$veth_a/statistics/rx_bytes"; else echo 0; fi; }
+"${run_in_a[@]}" "$server_bin" --listen "$master:0" --metrics_listen= --http_listen= \
+  --data_dir "$work/data" --state_dir "$work/state" --device cpu --threads 1 --max_local_ranks 2 \
+  >"$work/server.log" 2>&1 &
+server_pid=$!
+port=""
+for _ in $(seq 1 300); do
+  port=$(sed -n 's/.*listening on .* (port \([0-9]*\)).*/\1/p' "$work/server.log" | head -1)
+  [[ -n $port ]] && break
+  sleep 0.1
+done
+check "the server listens on $master in A (port ${port:-none})" test -n "$port"
+"${run_in_b[@]}" "$worker_bin" --server "$master:$port" --worker_name far --max_ranks 1 \
+  --data_dir "$work/data" --log_dir "$work/far" >"$work/worker.log" 2>&1 &
+worker=$!
+registered() { grep -q "worker far registered" "$work/server.log"; }
+wait_until 60 "the worker in B registers with the server in A" registered
+before=$(rx_bytes)
+"${run_in_a[@]}" "$cli_bin" --server "$master:$port" train --epochs 2 --seed 5 --world_size 2 \
+  --json >"$work/job.json" 2>"$work/job.err" || true
+after=$(rx_bytes)
+check "the job succeeds with rank 1 on the worker in B, none local" \
+  bash -c "tail -1 '$work/job.json' | grep -q JOB_STATE_SUCCEEDED && grep -q 'rank 1 of 2 started' '$work/worker.log' &&
+           ! ls '$work'/state/ranks/*-rank-1.log 2>/dev/null"
+if ((namespaces)); then
+  check "its sums crossed the veth ($((after - before)) bytes into the server's namespace)" \
+    test $((after - before)) -gt 8000000
+fi
+kill -TERM "$worker" "$server_pid"
+wait "$worker" "$server_pid" || true
 finish
