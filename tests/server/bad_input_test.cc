@@ -17,6 +17,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
+#include "base/build_version.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "inference/grpc_predict_v2.grpc.pb.h"
@@ -239,6 +240,30 @@ Call RegisterDataset(const std::string& name, const std::string& path) {
         r.set_path(path);
       });
 }
+// A valid worker session request, edited into a hostile one: the call's status (OK would mean
+// the worker was registered, and its session is then closed).
+Call WorkerSession(std::function<void(v1::WorkerSessionRequest&)> edit) {
+  return [edit](Stubs& stubs) {
+    v1::WorkerSessionRequest request;
+    request.set_worker_name("bad-input-worker");
+    request.set_build_version(BuildVersion());
+    request.set_max_ranks(1);
+    request.set_server_address("127.0.0.1");
+    edit(request);
+    ::grpc::ClientContext context;
+    auto reader = stubs.classifier.WorkerSession(&context, request);
+    v1::WorkerCommand command;
+    if (reader->Read(&command)) {
+      context.TryCancel();
+      while (reader->Read(&command)) {
+      }
+      reader->Finish();
+      return ::grpc::Status::OK;
+    }
+    return reader->Finish();
+  };
+}
+
 Call Samples(std::function<void(v1::GetDatasetSamplesRequest&)> edit) {
   return Unary<v1::GetDatasetSamplesRequest, v1::GetDatasetSamplesResponse>(
       &v1::Classifier::Stub::GetDatasetSamples, edit);
@@ -742,6 +767,26 @@ std::vector<BadInput> Catalogue(const std::string& job_id, const std::string& mo
        Samples([](auto& r) { r.set_count(2147483647); })},
       {"GetDatasetSamples", "split", "99 (no such enum value)", kInvalid, "split",
        Samples([](auto& r) { r.set_split(static_cast<v1::DatasetSplit>(99)); })},
+
+      // WorkerSession (a classifier-worker registering).
+      {"WorkerSession", "build_version", "another build", SC::FAILED_PRECONDITION, "other-build",
+       WorkerSession([](auto& r) { r.set_build_version("other-build"); })},
+      {"WorkerSession", "build_version", "empty", SC::FAILED_PRECONDITION, "build_version",
+       WorkerSession([](auto& r) { r.set_build_version(""); })},
+      {"WorkerSession", "build_version", "1 MiB", SC::FAILED_PRECONDITION, "build_version",
+       WorkerSession([](auto& r) { r.set_build_version(kHuge); })},
+      {"WorkerSession", "max_ranks", "0", kInvalid, "max_ranks",
+       WorkerSession([](auto& r) { r.set_max_ranks(0); })},
+      {"WorkerSession", "max_ranks", "-1", kInvalid, "max_ranks",
+       WorkerSession([](auto& r) { r.set_max_ranks(-1); })},
+      {"WorkerSession", "max_ranks", "1025", kInvalid, "max_ranks",
+       WorkerSession([](auto& r) { r.set_max_ranks(1025); })},
+      {"WorkerSession", "server_address", "empty", kInvalid, "server_address",
+       WorkerSession([](auto& r) { r.set_server_address(""); })},
+      {"WorkerSession", "server_address", "1 MiB", kInvalid, "server_address",
+       WorkerSession([](auto& r) { r.set_server_address(kHuge); })},
+      {"WorkerSession", "worker_name", "1 MiB", kInvalid, "worker_name",
+       WorkerSession([](auto& r) { r.set_worker_name(kHuge); })},
   };
   return rows;
 }
