@@ -214,6 +214,12 @@ absl::StatusOr<std::unique_ptr<WebServer>> WebServer::Start(
     }
     http = std::make_unique<httplib::Server>();
   }
+  // cpp-httplib's default also sets SO_REUSEPORT, which lets a second server bind a port in use
+  // and silently share its connections: an address in use must be an error instead.
+  http->set_socket_options([](socket_t socket) {
+    const int on = 1;
+    setsockopt(socket, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
+  });
   const int threads = options.threads;
   http->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
   http->set_payload_max_length(options.max_body_bytes);

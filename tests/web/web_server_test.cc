@@ -166,5 +166,27 @@ TEST_F(WebServerTest, ShutdownEndsAnOpenEventStreamInsteadOfWaitingForIt) {
   EXPECT_FALSE(client.Get("/api/v1/jobs"));
 }
 
+TEST_F(WebServerTest, ABadOrTakenHttpListenAddressStopsTheStartNamingTheFlag) {
+  ServerConfig config;
+  config.listen_address = "127.0.0.1:0";
+  config.metrics_listen = "";
+  config.data_dir = dir_.path() + "/data";
+  config.state_dir = dir_.path() + "/other-state";
+  config.device = "cpu";
+  for (const char* address : {"no-port", "127.0.0.1:http", "127.0.0.1:70000", ":8080"}) {
+    config.http_listen = address;
+    absl::StatusOr<std::unique_ptr<ClassifierServer>> refused = ClassifierServer::Start(config);
+    ASSERT_FALSE(refused.ok()) << address;
+    EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument) << refused.status();
+    EXPECT_TRUE(absl::StrContains(refused.status().message(), "--http_listen")) << refused.status();
+  }
+  // The running fixture server's dashboard port is taken.
+  config.http_listen = absl::StrCat("127.0.0.1:", server_->http_port());
+  absl::StatusOr<std::unique_ptr<ClassifierServer>> refused = ClassifierServer::Start(config);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kUnavailable) << refused.status();
+  EXPECT_TRUE(absl::StrContains(refused.status().message(), "--http_listen")) << refused.status();
+}
+
 }  // namespace
 }  // namespace classifier
