@@ -1,5 +1,7 @@
-// Which build this binary is: the git commit the build was configured from ("unknown" outside
-// a checkout). The server refuses a classifier-worker of another build.
+// Which build this binary is: the project's VERSION (CMakeLists.txt), raised whenever what a
+// rank computes or the worker protocol changes. The server refuses a classifier-worker of
+// another build. (A git commit would be stricter, but a partly rebuilt tree would then refuse
+// its own workers.)
 #ifndef CLASSIFIER_BASE_BUILD_VERSION_H_
 #define CLASSIFIER_BASE_BUILD_VERSION_H_
 
