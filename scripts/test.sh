@@ -33,7 +33,10 @@ else
   # One OpenMP thread: LibTorch's pool is not instrumented, and one thread is what the server
   # gives each inference and training thread anyway.
   export OMP_NUM_THREADS=1
-  export ASAN_OPTIONS=detect_leaks=1:strict_string_checks=1:detect_stack_use_after_return=1:check_initialization_order=1
+  # fast_unwind_on_malloc=0: LibTorch is built without frame pointers, so the fast unwinder
+  # stops at its first frame and tests/sanitizers/lsan.supp's names (which are LibTorch's) never
+  # match; the slow unwinder gives whole stacks.
+  export ASAN_OPTIONS=detect_leaks=1:strict_string_checks=1:detect_stack_use_after_return=1:check_initialization_order=1:fast_unwind_on_malloc=0
   export LSAN_OPTIONS=suppressions=$supp/lsan.supp:print_suppressions=0
   export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:suppressions=$supp/ubsan.supp
   export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:suppressions=$supp/tsan.supp
