@@ -14,7 +14,9 @@ fetch_mnist "$work/data"
 ns_a=cls-$$-a ns_b=cls-$$-b veth_a=cva$$ veth_b=cvb$$
 subnet=10.213.$((RANDOM % 250))
 namespaces=0
+worker=""
 cleanup_netns() {
+  if [[ -n $worker ]]; then kill -KILL "$worker" 2>/dev/null || true; fi
   ip netns del "$ns_a" 2>/dev/null || true
   ip netns del "$ns_b" 2>/dev/null || true
   cleanup

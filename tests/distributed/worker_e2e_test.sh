@@ -26,6 +26,12 @@ start_server "$work/data" "$work/state" --max_local_ranks 3 --rank_join_timeout 
 http_port=$(sed -n 's/.*serving the web dashboard on .* (port \([0-9]*\)).*/\1/p' "$server_log" | head -1)
 
 declare -A worker_pid worker_log
+# Whatever way the test ends, its workers go too (a worker retries a vanished server forever).
+cleanup_workers() {
+  for pid in "${worker_pid[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+  cleanup
+}
+trap cleanup_workers EXIT
 start_worker() {  # start_worker NAME [FLAGS...]
   local name=$1; shift
   mkdir -p "$work/$name"
