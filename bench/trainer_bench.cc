@@ -2,8 +2,16 @@
 // the job queue or the event log: seconds per epoch and test accuracy. bench/train_bench.sh
 // runs it beside seed_train.py and the real server; it is also the short program to profile
 // (perf record -g -- trainer_bench --limit=12000). Prints figures; never a test.
+//
+// Compiled a second time as rank_bench (CLASSIFIER_BENCH_RANKS, where distributed/ is built):
+// the same loop as one rank of a data-parallel run on c10d, started by torchrun (`torchrun
+// --no-python --nproc_per_node=2 rank_bench ...`) or with its environment. Rank 0 prints the
+// epochs (the whole world's images per second) and the evaluation; every rank prints its
+// all-reduces and the time spent in them. bench/gpu/gpu_check.sh runs it on a GPU, where
+// classifier-rank (which needs the server's libraries) is not built.
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -20,6 +28,10 @@
 #include "model/device.h"
 #include "model/network.h"
 #include "model/trainer.h"
+#ifdef CLASSIFIER_BENCH_RANKS
+#include "distributed/gloo_collective.h"
+#include "distributed/rank_environment.h"
+#endif
 
 ABSL_FLAG(
     std::string, data_dir, "/usr/share/datasets/fashion-mnist",
@@ -44,8 +56,9 @@ namespace {
 // Prints one line per epoch in the format bench/train_bench.sh parses.
 class PrintingObserver : public TrainingObserver {
  public:
-  explicit PrintingObserver(int64_t images) : images_(images) {}
+  PrintingObserver(int64_t images, bool prints) : images_(images), prints_(prints) {}
   void OnEpochEnd(const EpochStats& stats) override {
+    if (!prints_) return;
     // The same figure the service reports: the epoch's images over its images_per_second.
     const double seconds = static_cast<double>(images_) / stats.images_per_second;
     std::printf("epoch %d/%d %.3fs %.0f img/s loss %.4f acc %.2f%%\n", stats.epoch, stats.epochs,
@@ -55,6 +68,7 @@ class PrintingObserver : public TrainingObserver {
 
  private:
   const int64_t images_;
+  const bool prints_;  // Only one rank of a data-parallel run prints.
 };
 
 double MonotonicSeconds() {
@@ -102,14 +116,39 @@ int Main() {
 
   // As the server does at its start: the device's one-time start is not a job's.
   const double warm_up_start = MonotonicSeconds();
+#ifdef CLASSIFIER_BENCH_RANKS
+  const absl::StatusOr<RankEnvironment> environment =
+      ReadRankEnvironment([](const char* name) { return std::getenv(name); });
+  if (!environment.ok()) {
+    std::fprintf(stderr, "rank_bench: %s\n", environment.status().ToString().c_str());
+    return EXIT_FAILURE;
+  }
+  const int rank = environment->rank;
+  const absl::StatusOr<std::string> device =
+      ResolveRankDevice(options.device, environment->local_rank);
+#else
+  const int rank = 0;
   const absl::StatusOr<std::string> device = ResolveDevice(options.device);
+#endif
   const absl::Status started = device.ok() ? WarmUpDevice(*device) : device.status();
   if (!started.ok()) {
     std::fprintf(stderr, "trainer_bench: %s\n", started.ToString().c_str());
     return EXIT_FAILURE;
   }
-  std::printf("device start %.3fs\n", MonotonicSeconds() - warm_up_start);
-  absl::StatusOr<std::unique_ptr<Trainer>> trainer = Trainer::Create(*train, options);
+  std::printf("rank %d: device %s, device start %.3fs\n", rank, device->c_str(),
+              MonotonicSeconds() - warm_up_start);
+  options.device = *device;
+  Collective* collective = nullptr;
+#ifdef CLASSIFIER_BENCH_RANKS
+  absl::StatusOr<std::unique_ptr<GlooCollective>> group =
+      GlooCollective::Join(*environment, JoinOptions{});
+  if (!group.ok()) {
+    std::fprintf(stderr, "rank_bench: %s\n", group.status().ToString().c_str());
+    return EXIT_FAILURE;
+  }
+  if (environment->world_size > 1) collective = group->get();  // One rank trains alone.
+#endif
+  absl::StatusOr<std::unique_ptr<Trainer>> trainer = Trainer::Create(*train, options, collective);
   if (!trainer.ok()) {
     std::fprintf(stderr, "trainer_bench: %s\n", trainer.status().ToString().c_str());
     return EXIT_FAILURE;
@@ -121,7 +160,7 @@ int Main() {
     std::fprintf(stderr, "trainer_bench: %s\n", test.status().ToString().c_str());
     return EXIT_FAILURE;
   }
-  PrintingObserver observer(train->size());
+  PrintingObserver observer(train->size(), /*prints=*/rank == 0);
   // CLOCK_MONOTONIC seconds (std::chrono::steady_clock on Linux): with `perf record -k
   // CLOCK_MONOTONIC`, `perf report --time START,END` keeps the training loop only.
   const double training_start = MonotonicSeconds();
@@ -132,7 +171,16 @@ int Main() {
     std::fprintf(stderr, "trainer_bench: %s\n", model.status().ToString().c_str());
     return EXIT_FAILURE;
   }
-  if (!absl::GetFlag(FLAGS_evaluate)) return EXIT_SUCCESS;
+#ifdef CLASSIFIER_BENCH_RANKS
+  const double trained_seconds = MonotonicSeconds() - training_start;
+  std::printf("rank %d of %d: %lld all-reduces, %.3fs in them (%.3f ms each, %.1f%% of %.3fs)\n",
+              rank, environment->world_size, static_cast<long long>((*group)->sums()),
+              (*group)->seconds_in_sums(),
+              1e3 * (*group)->seconds_in_sums() / std::max<int64_t>((*group)->sums(), 1),
+              100 * (*group)->seconds_in_sums() / trained_seconds, trained_seconds);
+  std::fflush(stdout);
+#endif
+  if (!absl::GetFlag(FLAGS_evaluate) || rank != 0) return EXIT_SUCCESS;
 
   absl::StatusOr<EvaluationResult> result = (*model)->Evaluate(*test);
   if (!result.ok()) {

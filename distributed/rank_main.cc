@@ -48,7 +48,8 @@ ABSL_FLAG(std::string, output, "", "rank 0 writes the trained weights here (a st
 ABSL_FLAG(std::string, checkpoint, "",
           "rank 0 writes the run's checkpoint here after every epoch and when stopped; every "
           "rank resumes from it when it exists");
-ABSL_FLAG(std::string, device, "cpu", "cpu, cuda, cuda:N or auto");
+ABSL_FLAG(std::string, device, "cpu",
+          "cpu, cuda, cuda:N or auto (cuda and auto: GPU LOCAL_RANK, modulo this host's GPUs)");
 ABSL_FLAG(int, threads, 1, "compute threads of this rank");
 ABSL_FLAG(int, join_timeout_s, 120, "seconds to wait for every rank to join");
 ABSL_FLAG(int, collective_timeout_s, 300, "seconds one gradient sum may wait for the others");
@@ -157,8 +158,10 @@ int RunRank(const StopOnSignal& stop) {
       return Fail(info.status(), rank, kBadInput);
     }
   }
-  absl::StatusOr<TrainPlan> plan =
-      PlanTraining(request, catalog, absl::GetFlag(FLAGS_device), /*registry=*/nullptr);
+  absl::StatusOr<std::string> device =
+      ResolveRankDevice(absl::GetFlag(FLAGS_device), environment->local_rank);
+  if (!device.ok()) return Fail(device.status(), rank, kBadInput);
+  absl::StatusOr<TrainPlan> plan = PlanTraining(request, catalog, *device, /*registry=*/nullptr);
   if (!plan.ok()) return Fail(plan.status(), rank, kBadInput);
   absl::StatusOr<std::shared_ptr<const Dataset>> train = catalog.Load(plan->dataset, Split::kTrain);
   if (!train.ok()) return Fail(train.status(), rank, kBadInput);

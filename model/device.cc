@@ -42,6 +42,17 @@ absl::StatusOr<std::string> ResolveDevice(const std::string& spec) {
   }
 }
 
+absl::StatusOr<std::string> ResolveRankDevice(const std::string& spec, int local_rank) {
+  absl::StatusOr<std::string> device = ResolveDevice(spec);
+  if (!device.ok() || *device == "cpu" || (spec != "cuda" && spec != "auto")) return device;
+  try {
+    const int64_t count = static_cast<int64_t>(torch::cuda::device_count());
+    return absl::StrCat("cuda:", std::max<int64_t>(local_rank, 0) % count);
+  } catch (const std::exception& e) {
+    return StatusFromException(e, absl::StrCat("resolving device \"", spec, "\""));
+  }
+}
+
 absl::Status WarmUpDevice(const std::string& device) {
   if (device == "cpu") return absl::OkStatus();
   try {

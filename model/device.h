@@ -15,6 +15,12 @@ namespace classifier {
 // where there is none is FAILED_PRECONDITION; a malformed spec is INVALID_ARGUMENT.
 absl::StatusOr<std::string> ResolveDevice(const std::string& spec);
 
+// The device of one rank of a data-parallel job, by torchrun's convention: a spec that names no
+// GPU ("cuda", or "auto" where CUDA is present) means GPU LOCAL_RANK (modulo the GPUs this host
+// has, so that more ranks than GPUs share them), not every rank on GPU 0; "cuda:N" and "cpu"
+// are kept. Errors as ResolveDevice's.
+absl::StatusOr<std::string> ResolveRankDevice(const std::string& spec, int local_rank);
+
 // Pays a device's one-time start before the first job does: on CUDA, the context and the
 // loading of cuDNN and cuBLAS (about half a second on an H200, as long as two epochs of the
 // tutorial), by running the tutorial's network forward and backward once on a small batch. Does

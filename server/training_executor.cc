@@ -375,10 +375,13 @@ JobOutcome TrainingExecutor::Train(Job& job) {
 
 absl::StatusOr<std::unique_ptr<GlooCollective>> TrainingExecutor::StartRanks(
     const Job& job, int world_size, LocalRanks& ranks, std::unique_ptr<RemoteRanks>& remote) {
-  // What every rank gets; a local one also this server's data folders, a worker its own.
+  // What every rank gets; a local one also this server's data folders, a worker its own. The
+  // device's kind only: on CUDA each rank takes GPU LOCAL_RANK of its host (ResolveRankDevice),
+  // as this process, rank 0, has GPU 0.
   std::vector<std::string> args = {
       absl::StrCat("--request=", job.request().ShortDebugString()),
-      absl::StrCat("--device=", device_), absl::StrCat("--threads=", local_ranks_.threads),
+      absl::StrCat("--device=", device_ == "cpu" ? "cpu" : "cuda"),
+      absl::StrCat("--threads=", local_ranks_.threads),
       absl::StrCat("--join_timeout_s=", local_ranks_.join_timeout_seconds),
       absl::StrCat("--collective_timeout_s=", local_ranks_.collective_timeout_seconds)};
   absl::StatusOr<DatasetInfo> dataset = catalog_->Inspect(job.request().dataset());
