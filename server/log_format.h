@@ -10,11 +10,6 @@
 
 namespace classifier {
 
-// Appends `text` to `out` as the body of a JSON string (no quotes): quotes, backslashes and
-// control characters escaped, invalid UTF-8 bytes replaced by U+FFFD so that every line is
-// valid JSON whatever a client put in an id or a file name.
-void AppendJsonEscaped(absl::string_view text, std::string* out);
-
 // Formats one log record as {"time":"2026-01-02T03:04:05.678901Z","level":"info",
 // "logger":"classifier-server","message":"..."} (UTC, microseconds), without the newline.
 std::string FormatJsonLogLine(absl::string_view time_utc, absl::string_view level,

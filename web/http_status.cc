@@ -1,7 +1,7 @@
 #include "web/http_status.h"
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
+#include "base/json_escape.h"
 
 namespace classifier {
 
@@ -78,40 +78,10 @@ std::string StatusCodeName(::grpc::StatusCode code) {
   }
 }
 
-std::string JsonString(const std::string& text) {
-  std::string out = "\"";
-  for (const char c : text) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          out += absl::StrFormat("\\u%04x", static_cast<unsigned char>(c));
-        } else {
-          out += c;
-        }
-    }
-  }
-  return out + "\"";
-}
-
 std::string ErrorJson(const ::grpc::Status& status) {
   return absl::StrCat("{\"error\":{\"code\":", HttpStatusFor(status.error_code()), ",\"status\":\"",
                       StatusCodeName(status.error_code()),
-                      "\",\"message\":", JsonString(status.error_message()), "}}\n");
+                      "\",\"message\":", JsonQuoted(status.error_message()), "}}\n");
 }
 
 }  // namespace classifier

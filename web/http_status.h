@@ -21,9 +21,6 @@ std::string StatusCodeName(::grpc::StatusCode code);
 // message escaped as a JSON string.
 std::string ErrorJson(const ::grpc::Status& status);
 
-// `text` as a JSON string literal, quotes included.
-std::string JsonString(const std::string& text);
-
 }  // namespace classifier
 
 #endif  // CLASSIFIER_WEB_HTTP_STATUS_H_

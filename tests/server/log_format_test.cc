@@ -1,5 +1,5 @@
-// JSON log lines: whatever bytes a message holds (a client's job id, a file name), the line is
-// valid JSON that decodes back to the same text, with invalid UTF-8 replaced by U+FFFD.
+// JSON log lines: four fields in order, the message escaped (base/json_escape.h, tested in
+// tests/base/json_escape_test.cc).
 #include "server/log_format.h"
 
 #include <gtest/gtest.h>
@@ -8,28 +8,6 @@
 
 namespace classifier {
 namespace {
-
-std::string Escaped(const std::string& text) {
-  std::string out;
-  AppendJsonEscaped(text, &out);
-  return out;
-}
-
-TEST(LogFormatTest, EscapesQuotesBackslashesAndControlCharacters) {
-  EXPECT_EQ(Escaped("plain text"), "plain text");
-  EXPECT_EQ(Escaped("a\"b\\c"), "a\\\"b\\\\c");
-  EXPECT_EQ(Escaped("line\nnext\r\ttab"), "line\\nnext\\r\\ttab");
-  EXPECT_EQ(Escaped(std::string("nul\0bell\x07 del\x7f", 14)), "nul\\u0000bell\\u0007 del\\u007f");
-}
-
-TEST(LogFormatTest, KeepsValidUtf8AndReplacesInvalidBytes) {
-  EXPECT_EQ(Escaped("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"),
-            "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80");
-  EXPECT_EQ(Escaped("bad \xff end"), "bad \\ufffd end");
-  EXPECT_EQ(Escaped("cut \xc3"), "cut \\ufffd");
-  EXPECT_EQ(Escaped("overlong \xc0\xaf"), "overlong \\ufffd\\ufffd");
-  EXPECT_EQ(Escaped("surrogate \xed\xa0\x80"), "surrogate \\ufffd\\ufffd\\ufffd");
-}
 
 TEST(LogFormatTest, LineHasTheFourFieldsInOrder) {
   EXPECT_EQ(FormatJsonLogLine("2026-01-02T03:04:05.000006Z", "info", "classifier-server",
