@@ -126,6 +126,19 @@ void PrepareCall(::grpc::ClientContext* context, const std::string& authorizatio
   return ::grpc::Status::OK;
 }
 
+// What every API route checks before its call, in this order: the browser rules, `request` built
+// from the URL and body (over what it already holds), and the Authorization header into
+// `authorization`. The first refusal is returned, for the caller to reply with.
+::grpc::Status ReadApiRequest(const httplib::Request& http_request, bool tls,
+                              const std::vector<PathField>& path_fields,
+                              google::protobuf::Message* request, std::string* authorization) {
+  if (::grpc::Status rules = CheckBrowserRules(http_request, tls); !rules.ok()) return rules;
+  if (::grpc::Status built = BuildRequest(http_request, path_fields, request); !built.ok()) {
+    return built;
+  }
+  return Authorization(http_request, authorization);
+}
+
 template <typename Request, typename Response>
 using UnaryCall = ::grpc::Status (Classifier::Stub::*)(::grpc::ClientContext*, const Request&,
                                                        Response*);
@@ -137,18 +150,12 @@ httplib::Server::Handler Unary(Classifier::Stub* stub, const WebServerOptions& o
                                std::vector<PathField> path_fields = {}) {
   return [stub, timeout = options.call_timeout, tls, call, path_fields = std::move(path_fields)](
              const httplib::Request& http_request, httplib::Response& http_response) {
-    if (::grpc::Status rules = CheckBrowserRules(http_request, tls); !rules.ok()) {
-      Reply(http_response, rules);
-      return;
-    }
     Request request;
-    if (::grpc::Status built = BuildRequest(http_request, path_fields, &request); !built.ok()) {
-      Reply(http_response, built);
-      return;
-    }
     std::string authorization;
-    if (::grpc::Status header = Authorization(http_request, &authorization); !header.ok()) {
-      Reply(http_response, header);
+    if (::grpc::Status read =
+            ReadApiRequest(http_request, tls, path_fields, &request, &authorization);
+        !read.ok()) {
+      Reply(http_response, read);
       return;
     }
     ::grpc::ClientContext context;
@@ -292,10 +299,6 @@ void WebServer::Unregister(JobEventFeed* stream) {
 }
 
 void WebServer::ServeEvents(const httplib::Request& request, httplib::Response& response) {
-  if (::grpc::Status rules = CheckBrowserRules(request, tls_); !rules.ok()) {
-    Reply(response, rules);
-    return;
-  }
   v1::WatchJobRequest watch;
   // A reconnecting EventSource sends the id of the last event it got; the query wins.
   if (request.has_header("Last-Event-ID")) {
@@ -307,13 +310,10 @@ void WebServer::ServeEvents(const httplib::Request& request, httplib::Response& 
     }
     watch.set_from_sequence(last + 1);
   }
-  if (::grpc::Status built = BuildRequest(request, {{1, "job_id"}}, &watch); !built.ok()) {
-    Reply(response, built);
-    return;
-  }
   std::string authorization;
-  if (::grpc::Status header = Authorization(request, &authorization); !header.ok()) {
-    Reply(response, header);
+  if (::grpc::Status read = ReadApiRequest(request, tls_, {{1, "job_id"}}, &watch, &authorization);
+      !read.ok()) {
+    Reply(response, read);
     return;
   }
   // An unknown job, a missing token or a bad sequence is an HTTP error, not a stream that
