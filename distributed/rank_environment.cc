@@ -64,4 +64,16 @@ absl::StatusOr<RankEnvironment> ReadRankEnvironment(const EnvironmentLookup& loo
   return environment;
 }
 
+std::vector<std::string> RankEnvironmentVariables(const RankEnvironment& environment) {
+  std::vector<std::string> variables = {absl::StrCat("MASTER_ADDR=", environment.master_addr),
+                                        absl::StrCat("MASTER_PORT=", environment.master_port),
+                                        absl::StrCat("RANK=", environment.rank),
+                                        absl::StrCat("WORLD_SIZE=", environment.world_size),
+                                        absl::StrCat("LOCAL_RANK=", environment.local_rank)};
+  if (!environment.socket_interface.empty()) {
+    variables.push_back(absl::StrCat("GLOO_SOCKET_IFNAME=", environment.socket_interface));
+  }
+  return variables;
+}
+
 }  // namespace classifier

@@ -8,6 +8,7 @@
 
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 
@@ -38,6 +39,11 @@ using EnvironmentLookup = std::function<const char*(const char* name)>;
 // WORLD_SIZE), not a number, or out of range (port 1-65535, 1 <= WORLD_SIZE <= kMaxWorldSize,
 // 0 <= RANK < WORLD_SIZE, LOCAL_RANK >= 0).
 absl::StatusOr<RankEnvironment> ReadRankEnvironment(const EnvironmentLookup& lookup);
+
+// The NAME=VALUE variables a launcher starts a rank with (MASTER_ADDR, MASTER_PORT, RANK,
+// WORLD_SIZE, LOCAL_RANK, and GLOO_SOCKET_IFNAME when set): what ReadRankEnvironment reads back.
+// Used by the server and by classifier-worker, which start ranks themselves.
+std::vector<std::string> RankEnvironmentVariables(const RankEnvironment& environment);
 
 }  // namespace classifier
 

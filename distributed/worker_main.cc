@@ -37,6 +37,7 @@
 #include "base/build_version.h"
 #include "classifier/v1/classifier.grpc.pb.h"
 #include "distributed/local_ranks.h"
+#include "distributed/rank_environment.h"
 #include "server/mutex.h"
 #include "spdlog/spdlog.h"
 
@@ -198,14 +199,17 @@ class Worker {
     if (ranks == nullptr) ranks = std::make_unique<LocalRanks>();
     std::vector<std::string> args(start.args().begin(), start.args().end());
     args.insert(args.end(), rank_flags_.begin(), rank_flags_.end());
-    const std::vector<std::string> environment = {
-        absl::StrCat("MASTER_ADDR=", hello_.server_address()),
-        absl::StrCat("MASTER_PORT=", start.master_port()), absl::StrCat("RANK=", start.rank()),
-        absl::StrCat("WORLD_SIZE=", start.world_size()),
-        absl::StrCat("LOCAL_RANK=", ranks->pids().size())};
+    RankEnvironment environment;
+    environment.master_addr = hello_.server_address();
+    environment.master_port = start.master_port();
+    environment.rank = start.rank();
+    environment.world_size = start.world_size();
+    environment.local_rank = static_cast<int>(ranks->pids().size());
     const std::string log =
         absl::StrCat(log_dir_, "/", start.job_id(), "-rank-", start.rank(), ".log");
-    if (absl::Status started = ranks->Start(rank_binary_, args, environment, log); !started.ok()) {
+    if (absl::Status started =
+            ranks->Start(rank_binary_, args, RankEnvironmentVariables(environment), log);
+        !started.ok()) {
       // The job's rank 0 names the rank that never joins.
       spdlog::error("job {}: rank {}: {}", start.job_id(), start.rank(),
                     std::string(started.message()));

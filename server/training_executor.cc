@@ -12,6 +12,7 @@
 #include "base/file_util.h"
 #include "distributed/gloo_collective.h"
 #include "distributed/local_ranks.h"
+#include "distributed/rank_environment.h"
 #include "server/architecture_proto.h"
 #include "server/tensorboard_log.h"
 #include "server/worker_registry.h"
@@ -420,13 +421,15 @@ absl::StatusOr<std::unique_ptr<GlooCollective>> TrainingExecutor::StartRanks(
                      std::string(sent.message()), rank);
         if (local_ranks_.rank_binary.empty()) return sent;
       }
-      const std::vector<std::string> environment = {
-          absl::StrCat("MASTER_ADDR=", master), absl::StrCat("MASTER_PORT=", port),
-          absl::StrCat("RANK=", rank), absl::StrCat("WORLD_SIZE=", world_size),
-          absl::StrCat("LOCAL_RANK=", rank)};
+      RankEnvironment environment;
+      environment.master_addr = master;
+      environment.master_port = port;
+      environment.rank = rank;
+      environment.world_size = world_size;
+      environment.local_rank = rank;  // This host's ranks: rank 0 (this process) and the others.
       const std::string log = RankLogPath(job, rank);
-      if (absl::Status started =
-              ranks.Start(local_ranks_.rank_binary, local_args, environment, log);
+      if (absl::Status started = ranks.Start(local_ranks_.rank_binary, local_args,
+                                             RankEnvironmentVariables(environment), log);
           !started.ok()) {
         return started;
       }

@@ -75,5 +75,40 @@ TEST(RankEnvironmentTest, EveryBadValueIsInvalidArgumentNamingTheVariable) {
   }
 }
 
+// What a launcher writes (the server, classifier-worker) is what a rank reads back.
+TEST(RankEnvironmentTest, VariablesReadBackAsTheSameEnvironment) {
+  RankEnvironment written;
+  written.master_addr = "192.168.7.2";
+  written.master_port = 40123;
+  written.rank = 3;
+  written.world_size = 5;
+  written.local_rank = 2;
+  written.socket_interface = "veth1";
+  std::map<std::string, std::string> variables;
+  for (const std::string& variable : RankEnvironmentVariables(written)) {
+    const size_t equals = variable.find('=');
+    ASSERT_NE(equals, std::string::npos) << variable;
+    variables[variable.substr(0, equals)] = variable.substr(equals + 1);
+  }
+  absl::StatusOr<RankEnvironment> read =
+      ReadRankEnvironment([&variables](const char* name) -> const char* {
+        auto found = variables.find(name);
+        return found == variables.end() ? nullptr : found->second.c_str();
+      });
+  ASSERT_TRUE(read.ok()) << read.status();
+  EXPECT_EQ(read->master_addr, written.master_addr);
+  EXPECT_EQ(read->master_port, written.master_port);
+  EXPECT_EQ(read->rank, written.rank);
+  EXPECT_EQ(read->world_size, written.world_size);
+  EXPECT_EQ(read->local_rank, written.local_rank);
+  EXPECT_EQ(read->socket_interface, written.socket_interface);
+  EXPECT_FALSE(read->use_agent_store);
+  // No interface named: none set, so Gloo chooses by address.
+  written.socket_interface.clear();
+  for (const std::string& variable : RankEnvironmentVariables(written)) {
+    EXPECT_THAT(variable, ::testing::Not(HasSubstr("GLOO_SOCKET_IFNAME")));
+  }
+}
+
 }  // namespace
 }  // namespace classifier
