@@ -54,6 +54,7 @@ class GlooCollective : public Collective {
   int rank() const override { return rank_; }
   int world_size() const override { return world_size_; }
   absl::Status SumInPlace(torch::Tensor& values) override;
+  absl::Status BroadcastInPlace(torch::Tensor& values, int root) override;
 
   // The sums made so far and the wall time spent in them (waiting for slower ranks included):
   // the benchmark's all-reduce cost.
@@ -63,6 +64,11 @@ class GlooCollective : public Collective {
  private:
   GlooCollective(c10::intrusive_ptr<c10d::Store> store,
                  c10::intrusive_ptr<c10d::ProcessGroupGloo> group, int rank, int world_size);
+
+  // Starts one collective of this group's with `start` and waits for it; a failure is
+  // UNAVAILABLE naming `what` ("sum", "broadcast"), and leaves the group broken.
+  absl::Status Complete(const char* what,
+                        const std::function<c10::intrusive_ptr<c10d::Work>()>& start);
 
   c10::intrusive_ptr<c10d::Store> store_;  // Kept: rank 0's serves the others.
   c10::intrusive_ptr<c10d::ProcessGroupGloo> group_;

@@ -161,7 +161,11 @@ int RunRank(const StopOnSignal& stop) {
   absl::StatusOr<std::string> device =
       ResolveRankDevice(absl::GetFlag(FLAGS_device), environment->local_rank);
   if (!device.ok()) return Fail(device.status(), rank, kBadInput);
-  absl::StatusOr<TrainPlan> plan = PlanTraining(request, catalog, *device, /*registry=*/nullptr);
+  // No registry here: a fine-tuning's weights reach ranks 1.. from rank 0 (the server's own
+  // worker), with the rest of its starting state, when the run starts.
+  absl::StatusOr<TrainPlan> plan =
+      PlanTraining(request, catalog, *device, /*registry=*/nullptr,
+                   rank == 0 ? InitFromModel::kFromRegistry : InitFromModel::kFromRankZero);
   if (!plan.ok()) return Fail(plan.status(), rank, kBadInput);
   absl::StatusOr<std::shared_ptr<const Dataset>> train = catalog.Load(plan->dataset, Split::kTrain);
   if (!train.ok()) return Fail(train.status(), rank, kBadInput);

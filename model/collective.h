@@ -24,6 +24,10 @@ class Collective {
   // cause when a rank is gone or does not answer within the group's timeout; the group is
   // unusable after an error.
   virtual absl::Status SumInPlace(torch::Tensor& values) = 0;
+
+  // Replaces `values` (a contiguous tensor of the same shape and type on every rank), on every
+  // rank, by rank `root`'s. Blocks until every rank has called it. Errors as SumInPlace's.
+  virtual absl::Status BroadcastInPlace(torch::Tensor& values, int root) = 0;
 };
 
 }  // namespace classifier

@@ -161,7 +161,7 @@ absl::Status CheckTrainOptions(const TrainOptions& o, const DataShape& data) {
     return Invalid(absl::StrCat("architecture.num_classes is ", a.num_classes, " but ", data.name,
                                 " has ", data.num_classes, " classes"));
   }
-  if (o.freeze_convolutions && o.initial_weights == nullptr) {
+  if (o.freeze_convolutions && o.initial_weights == nullptr && !o.initial_weights_from_rank0) {
     return Invalid(
         "freeze_convolutions needs init_from_model: frozen random convolutions learn nothing");
   }

@@ -89,6 +89,10 @@ struct TrainOptions {
   // still drawn from as if initialising, so the rest of the run is seeded the same). Its
   // architecture must have the same shape (SameShape) as `architecture`.
   std::shared_ptr<const TrainedModel> initial_weights;
+  // A rank other than 0 of a data-parallel run whose rank 0 fine-tunes from initial_weights:
+  // it holds none itself, since every rank starts from rank 0's state (Trainer::Create), but
+  // its run is a fine-tuning all the same (freeze_convolutions is allowed).
+  bool initial_weights_from_rank0 = false;
   // Train only the linear layers: the convolutions keep their weights (those of
   // initial_weights, which it requires) bit for bit, and the optimizer never sees them.
   bool freeze_convolutions = false;

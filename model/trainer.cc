@@ -86,6 +86,11 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const Dataset& train,
                                                          const TrainOptions& options,
                                                          Collective* collective) {
   if (absl::Status status = CheckOptions(train, options); !status.ok()) return status;
+  if (options.initial_weights_from_rank0 && (collective == nullptr || collective->rank() == 0)) {
+    return absl::InvalidArgumentError(
+        "initial_weights_from_rank0 is for ranks other than 0 of a data-parallel run; rank 0 "
+        "(or a process training alone) needs the initial weights themselves");
+  }
   absl::StatusOr<std::string> device = ResolveDevice(options.device);
   if (!device.ok()) {
     return absl::Status(device.status().code(),
@@ -242,6 +247,24 @@ void Trainer::Impl::SyncOptimizer(TrainingState& state) const {
   }
 }
 
+absl::StatusOr<TrainingState> Trainer::Impl::StartingState() {
+  if (collective == nullptr) return checkpoint.empty() ? NewState() : LoadState(checkpoint);
+  // Rank 0's state as checkpoint bytes, sent in two broadcasts (the size, then the bytes), and
+  // loaded by every rank, rank 0 too, so that all hold the same bits.
+  std::string bytes;
+  if (collective->rank() == 0)
+    bytes = checkpoint.empty() ? SaveState(NewState()).bytes : checkpoint;
+  torch::Tensor size = torch::tensor({static_cast<int64_t>(bytes.size())}, torch::kLong);
+  if (absl::Status sent = collective->BroadcastInPlace(size, /*root=*/0); !sent.ok()) return sent;
+  const int64_t count = size.item<int64_t>();
+  torch::Tensor data = collective->rank() == 0
+                           ? torch::from_blob(bytes.data(), {count}, torch::kUInt8).clone()
+                           : torch::empty({count}, torch::kUInt8);
+  if (absl::Status sent = collective->BroadcastInPlace(data, /*root=*/0); !sent.ok()) return sent;
+  bytes.assign(reinterpret_cast<const char*>(data.data_ptr<uint8_t>()), static_cast<size_t>(count));
+  return LoadState(bytes);
+}
+
 absl::StatusOr<std::unique_ptr<TrainedModel>> Trainer::Impl::Run(TrainingObserver& observer) {
   const Clock::time_point run_start = Clock::now();
   // SetComputeThreads applies to the thread that called it; this is usually another one.
@@ -252,7 +275,7 @@ absl::StatusOr<std::unique_ptr<TrainedModel>> Trainer::Impl::Run(TrainingObserve
   const int64_t batches = BatchesPerEpoch();
   const int reports = options.progress_reports_per_epoch;
 
-  absl::StatusOr<TrainingState> loaded = checkpoint.empty() ? NewState() : LoadState(checkpoint);
+  absl::StatusOr<TrainingState> loaded = StartingState();
   if (!loaded.ok()) return loaded.status();
   TrainingState& state = *loaded;
   const double earlier_seconds = state.elapsed_seconds;  // Of the runs before a restore.

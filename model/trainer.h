@@ -116,6 +116,9 @@ class Trainer {
   // would (to rounding), and all report the same figures. Validation is split by position the
   // same way. A stop asked of any rank stops every rank one batch later, at the same batch;
   // checkpoints hold nothing of a rank's own, so any rank's resumes a run at any world size.
+  // Every rank starts from rank 0's state, sent to the others when Run starts: rank 0's
+  // restored checkpoint or its initial weights (TrainOptions::initial_weights) are enough, and
+  // what the other ranks were given of either is not used.
   // CUDA graphs are not recorded.
   static absl::StatusOr<std::unique_ptr<Trainer>> Create(const Dataset& train,
                                                          const TrainOptions& options,

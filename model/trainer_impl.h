@@ -116,6 +116,10 @@ struct Trainer::Impl {
   uint64_t DataFingerprint();
   // Epoch 0: initialised weights, a fresh optimizer, the seeded generator.
   TrainingState NewState() const;
+  // Where Run starts: the restored checkpoint, else NewState. With a collective, every rank
+  // starts from rank 0's (its checkpoint or its new state, initial weights included), received
+  // by broadcast: ranks started later, or without the checkpoint or the weights, join in step.
+  absl::StatusOr<TrainingState> StartingState();
   // options.initial_weights' parameters into `module` (on the CPU, before PlaceOn).
   void CopyInitialWeights(CnnImpl& module) const;
   // INVALID_ARGUMENT naming the problem when the bytes are not a checkpoint of this run.

@@ -100,14 +100,17 @@ absl::StatusOr<TrainOptions> RequestedOptions(const v1::TrainRequest& request) {
 
 // One training run's plan: everything but the sweep.
 absl::StatusOr<TrainPlan> PlanOne(const v1::TrainRequest& request, const DatasetCatalog& catalog,
-                                  const std::string& device, ModelRegistry* registry) {
+                                  const std::string& device, ModelRegistry* registry,
+                                  InitFromModel init) {
   TrainPlan plan;
   plan.dataset = DatasetOrDefault(request.dataset());
   absl::StatusOr<TrainOptions> requested = RequestedOptions(request);
   if (!requested.ok()) return requested.status();
   requested->device = device;
 
-  if (!request.init_from_model().empty()) {
+  if (!request.init_from_model().empty() && init == InitFromModel::kFromRankZero) {
+    requested->initial_weights_from_rank0 = true;
+  } else if (!request.init_from_model().empty()) {
     if (registry == nullptr) {
       return absl::FailedPreconditionError("init_from_model: this server keeps no models");
     }
@@ -149,8 +152,8 @@ int64_t SweepTrials(const v1::Sweep& sweep) {
 
 absl::StatusOr<TrainPlan> PlanTraining(const v1::TrainRequest& request,
                                        const DatasetCatalog& catalog, const std::string& device,
-                                       ModelRegistry* registry) {
-  absl::StatusOr<TrainPlan> plan = PlanOne(request, catalog, device, registry);
+                                       ModelRegistry* registry, InitFromModel init) {
+  absl::StatusOr<TrainPlan> plan = PlanOne(request, catalog, device, registry, init);
   if (!plan.ok()) return plan;
   const int32_t world_size = request.distributed().world_size();
   if (world_size < 0 || world_size > kMaxWorldSize) {
@@ -163,11 +166,6 @@ absl::StatusOr<TrainPlan> PlanTraining(const v1::TrainRequest& request,
     return absl::InvalidArgumentError(
         "distributed.world_size: a sweep runs its trials in one process; send the sweep without "
         "distributed, or each trial as a job of its own");
-  }
-  if (plan->world_size > 1 && !request.init_from_model().empty()) {
-    return absl::InvalidArgumentError(
-        "distributed.world_size: init_from_model is not trained distributed yet (the other "
-        "ranks would need the model's weights); train it in one process");
   }
   if (!request.has_sweep()) return plan;
 
@@ -209,7 +207,7 @@ absl::StatusOr<TrainPlan> PlanTraining(const v1::TrainRequest& request,
             *one.mutable_architecture() = sweep.architectures(a);
           }
           if (sweep.augment_size() > 0 && !sweep.augment(g)) one.clear_augmentation();
-          absl::StatusOr<TrainPlan> planned = PlanOne(one, catalog, device, registry);
+          absl::StatusOr<TrainPlan> planned = PlanOne(one, catalog, device, registry, init);
           if (!planned.ok()) {
             return absl::Status(planned.status().code(), absl::StrCat("sweep trial ", trial, ": ",
                                                                       planned.status().message()));

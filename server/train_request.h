@@ -47,13 +47,19 @@ struct TrainPlan {
   int world_size = 1;
 };
 
+// Where a plan takes init_from_model's weights from: the registry, or, for a rank other than 0
+// of a distributed job (classifier-rank), from rank 0, which sends every rank its starting state
+// when the run starts (TrainOptions::initial_weights_from_rank0).
+enum class InitFromModel { kFromRegistry, kFromRankZero };
+
 // Translates `request` and resolves its options against the dataset (and, for init_from_model,
 // the registry; may be null when there is none). INVALID_ARGUMENT names the field and its
 // allowed range; NOT_FOUND names an unknown dataset or model; FAILED_PRECONDITION an
 // init_from_model of another shape; RESOURCE_EXHAUSTED a sweep of too many trials.
 absl::StatusOr<TrainPlan> PlanTraining(const v1::TrainRequest& request,
                                        const DatasetCatalog& catalog, const std::string& device,
-                                       ModelRegistry* registry);
+                                       ModelRegistry* registry,
+                                       InitFromModel init = InitFromModel::kFromRegistry);
 
 // Trials in the sweep's cross product; an empty list keeps the request's own value (one entry).
 // Each list is shorter than 2^31, so the product fits.

@@ -60,11 +60,12 @@ struct RankOutcome {
 };
 
 // Runs `world_size` ranks of one job as threads; rank r's observer stops after
-// stop_after[r] polls (-1: never). `checkpoint`, when given, is restored by every rank.
-std::vector<std::unique_ptr<RankOutcome>> RunRanks(const Dataset& data, const TrainOptions& options,
-                                                   int world_size,
-                                                   std::vector<int64_t> stop_after = {},
-                                                   const std::string& checkpoint = "") {
+// stop_after[r] polls (-1: never). As in the server, only rank 0 restores `checkpoint` (when
+// given) and only rank 0's options hold `rank0_initial_weights`: the other ranks are new.
+std::vector<std::unique_ptr<RankOutcome>> RunRanks(
+    const Dataset& data, const TrainOptions& options, int world_size,
+    std::vector<int64_t> stop_after = {}, const std::string& checkpoint = "",
+    std::shared_ptr<const TrainedModel> rank0_initial_weights = nullptr) {
   stop_after.resize(world_size, -1);
   testing::TempDir directory;
   auto store = c10::make_intrusive<c10d::FileStore>(directory.path() + "/store", world_size);
@@ -84,13 +85,15 @@ std::vector<std::unique_ptr<RankOutcome>> RunRanks(const Dataset& data, const Tr
         outcome.model = group.status();
         return;
       }
+      TrainOptions rank_options = options;
+      if (rank == 0) rank_options.initial_weights = rank0_initial_weights;
       absl::StatusOr<std::unique_ptr<Trainer>> trainer =
-          Trainer::Create(data, options, group->get());
+          Trainer::Create(data, rank_options, group->get());
       if (!trainer.ok()) {
         outcome.model = trainer.status();
         return;
       }
-      if (!checkpoint.empty()) {
+      if (rank == 0 && !checkpoint.empty()) {
         if (absl::Status status = (*trainer)->Restore(checkpoint); !status.ok()) {
           outcome.model = status;
           return;
@@ -256,7 +259,8 @@ TEST(DataParallelTest, AStopAskedOfOneRankStopsEveryRankAtTheSameBatch) {
   ASSERT_NE(resumed, nullptr);
   EXPECT_LT(MaxDifference(*resumed, *uninterrupted), kAdamTolerance);
 
-  // And one process's mid-epoch checkpoint resumes on three ranks.
+  // And one process's mid-epoch checkpoint resumes on three ranks, of which only rank 0 has it
+  // (ranks 1 and 2 start from what rank 0 sends them).
   Recorder stopped(5);
   absl::StatusOr<std::unique_ptr<Trainer>> trainer = Trainer::Create(data, Tutorial());
   ASSERT_TRUE(trainer.ok());
@@ -266,6 +270,38 @@ TEST(DataParallelTest, AStopAskedOfOneRankStopsEveryRankAtTheSameBatch) {
       RunRanks(data, Tutorial(), 3, {}, stopped.checkpoints.back().bytes);
   ASSERT_TRUE(three[0]->model.ok()) << three[0]->model.status();
   EXPECT_LT(MaxDifference(**three[0]->model, *uninterrupted), kAdamTolerance);
+  for (int rank : {1, 2}) {
+    ASSERT_TRUE(three[rank]->model.ok()) << three[rank]->model.status();
+    EXPECT_EQ(MaxDifference(**three[rank]->model, **three[0]->model), 0) << "rank " << rank;
+    // Each rank reported only the epochs after the checkpoint's, as rank 0 did.
+    EXPECT_EQ(three[rank]->recorder.epochs.size(), three[0]->recorder.epochs.size());
+  }
+}
+
+TEST(DataParallelTest, FineTuningFromWeightsOnlyRankZeroHoldsMatchesOneProcess) {
+  const Dataset data = testing::MakeQuadrants(240, 6);
+  TrainOptions pretraining = Tutorial();
+  pretraining.epochs = 1;
+  pretraining.seed = 11;
+  Recorder ignored;
+  std::shared_ptr<const TrainedModel> pretrained = TrainAlone(data, pretraining, ignored);
+  ASSERT_NE(pretrained, nullptr);
+
+  TrainOptions tuning = Tutorial();
+  tuning.epochs = 2;
+  TrainOptions tuning_alone = tuning;
+  tuning_alone.initial_weights = pretrained;
+  Recorder alone_recorder;
+  std::unique_ptr<TrainedModel> alone = TrainAlone(data, tuning_alone, alone_recorder);
+  ASSERT_NE(alone, nullptr);
+  ExpectSameAsAlone(RunRanks(data, tuning, 2, {}, "", pretrained), *alone, alone_recorder,
+                    kAdamTolerance);
+
+  // Fine-tuning moved away from a fresh start: without the weights the run ends elsewhere.
+  Recorder fresh_recorder;
+  std::unique_ptr<TrainedModel> fresh = TrainAlone(data, tuning, fresh_recorder);
+  ASSERT_NE(fresh, nullptr);
+  EXPECT_GT(MaxDifference(*fresh, *alone), 100 * kAdamTolerance);
 }
 
 TEST(GlooCollectiveTest, SumsOverEveryRankAndNamesARankThatNeverJoins) {

@@ -2,7 +2,7 @@
 # Distributed jobs through the real server and CLI (`train --world_size N`): the server trains
 # rank 0 and starts the other ranks as classifier-rank processes. One job, one event stream
 # with world_size on its epochs, the accuracy of the same job in one process (within 0.3
-# points); a rank killed with SIGKILL mid-job is started again and the job resumes from its last
+# points); a fine-tuning (init_from_model, frozen convolutions) whose weights only rank 0 holds; a rank killed with SIGKILL mid-job is started again and the job resumes from its last
 # checkpoint and succeeds; a registered dataset reaches the ranks; CancelJob stops every rank;
 # a server stopped mid-job stops its ranks and resumes the job when it restarts; bad world
 # sizes are refused naming the field; no rank process outlives its job.
@@ -48,6 +48,32 @@ cp "$work/data/mnist/"*.gz "$work/data/sets/digits/"
 cli register-dataset digits sets/digits >/dev/null
 status=0; cli train --dataset digits --epochs 1 --world_size 3 --json >"$work/registered.json" 2>&1 || status=$?
 check "three ranks train a registered dataset (exit $status)" bash -c "[[ $status == 0 ]] && grep -q JOB_STATE_SUCCEEDED '$work/registered.json'"
+
+# 2b. Fine-tuning distributed: only rank 0 (the server) has init_from_model's weights, and sends
+# every rank its starting state; two ranks end where one process does (to Adam's rounding), the
+# frozen convolutions bit for bit the base model's.
+base=$(python3 -c 'import json, sys; print([json.loads(l) for l in open(sys.argv[1]) if l.strip()][-1]["finished"]["model_id"])' "$work/two.json")
+cli train --epochs 1 --seed 9 --world_size 2 --init_from_model "$base" --freeze_convolutions \
+  --json >"$work/tuned-two.json" 2>&1 || true
+cli train --epochs 1 --seed 9 --init_from_model "$base" --freeze_convolutions \
+  --json >"$work/tuned-one.json" 2>&1 || true
+for run in tuned-two tuned-one; do
+  model=$(python3 -c 'import json, sys; print([json.loads(l) for l in open(sys.argv[1]) if l.strip()][-1]["finished"].get("model_id", ""))' "$work/$run.json" 2>/dev/null || true)
+  [[ -n $model ]] && cli export --model "$model" --out "$work/$run.pth" >/dev/null
+done
+cli export --model "$base" --out "$work/base.pth" >/dev/null
+check "a fine-tuning on two ranks gives one process's weights, convolutions the base's" \
+  /usr/bin/python3 - "$work/tuned-two.pth" "$work/tuned-one.pth" "$work/base.pth" <<'PY'
+import sys, torch
+two, one, base = (torch.load(path) for path in sys.argv[1:])
+for name in base:
+    difference = (two[name] - one[name]).abs().max().item()
+    print(f"{name}: two ranks vs one process {difference:.2e}")
+    assert difference < 1e-3, name
+    if name.startswith("conv"):
+        assert torch.equal(two[name], base[name]), name
+assert any((two[n] - base[n]).abs().max().item() > 1e-2 for n in base if not n.startswith("conv"))
+PY
 
 # 3. SIGKILL a rank mid-job: the server starts the ranks again and the job resumes.
 job=$(cli train --epochs 4 --batch_size 20 --seed 5 --world_size 2 --detach)
@@ -116,7 +142,7 @@ status=0; cli train --world_size 4 >"$work/many.txt" 2>&1 || status=$?
 check "world_size 4 over --max_local_ranks 3: FAILED_PRECONDITION (exit $status)" grep -q "FAILED_PRECONDITION: distributed.world_size is 4; this server runs at most 3" "$work/many.txt"
 status=0; cli train --world_size 2 --validation_fraction 0.1 --sweep_learning_rates 0.001,0.002 >"$work/sweep.txt" 2>&1 || status=$?
 check "a distributed sweep: INVALID_ARGUMENT (exit $status)" grep -q "INVALID_ARGUMENT: distributed.world_size: a sweep" "$work/sweep.txt"
-check "no job was queued by the refusals, and no rank runs" bash -c "[[ \$('$cli_bin' --server $server_addr jobs | grep -c job-) -eq 6 && $(ranks_left) -eq 0 ]]"
+check "no job was queued by the refusals, and no rank runs" bash -c "[[ \$('$cli_bin' --server $server_addr jobs | grep -c job-) -eq 8 && $(ranks_left) -eq 0 ]]"
 stop_server >/dev/null
 
 # 7. A rank that never joins (its binary exits at once) fails the job after the join timeout,
