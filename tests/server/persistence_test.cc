@@ -330,7 +330,7 @@ TEST_F(PersistenceTest, DeployingBackAndForthNeverFailsARequest) {
   ASSERT_NE(expected_a, expected_b);
 
   std::atomic<bool> stop{false};
-  std::atomic<int> requests{0}, errors{0}, wrong{0};
+  std::atomic<int> requests{0}, errors{0}, wrong{0}, answered_a{0}, answered_b{0};
   std::vector<std::thread> callers;
   for (int t = 0; t < 4; ++t) {
     callers.emplace_back([&] {
@@ -339,22 +339,36 @@ TEST_F(PersistenceTest, DeployingBackAndForthNeverFailsARequest) {
         ++requests;
         if (got == std::vector<float>(200)) {
           ++errors;
-        } else if (!Near(got, expected_a) && !Near(got, expected_b)) {
+        } else if (Near(got, expected_a)) {
+          ++answered_a;
+        } else if (Near(got, expected_b)) {
+          ++answered_b;
+        } else {
           ++wrong;
         }
       }
     });
   }
-  for (int i = 0; i < 60; ++i) {
-    EXPECT_TRUE(Deploy(i % 2 == 0 ? a : b).ok());
+  // At least 60 deploys, and on until the callers have made 120 requests between them (however
+  // slow this machine is: a sanitizer build answers a few a second), so that requests overlap
+  // the switches; the deadline only stops a hung server.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(300);
+  int deploys = 0;
+  while ((deploys < 60 || requests.load() < 120) && std::chrono::steady_clock::now() < deadline) {
+    EXPECT_TRUE(Deploy(deploys % 2 == 0 ? a : b).ok());
+    ++deploys;
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
   stop = true;
   for (auto& caller : callers) caller.join();
-  std::cout << "deploy test: " << requests << " requests, " << errors << " errors, 60 deploys\n";
-  EXPECT_GT(requests.load(), 60);
+  std::cout << "deploy test: " << requests << " requests (" << answered_a << " by a, " << answered_b
+            << " by b), " << errors << " errors, " << deploys << " deploys\n";
+  EXPECT_GE(requests.load(), 120);
   EXPECT_EQ(errors.load(), 0);
   EXPECT_EQ(wrong.load(), 0);
+  // The callers saw the switches: both models answered.
+  EXPECT_GT(answered_a.load(), 0);
+  EXPECT_GT(answered_b.load(), 0);
 }
 
 TEST_F(PersistenceTest, ACorruptOrMissingModelFileDoesNotStopTheServer) {
