@@ -162,11 +162,6 @@ absl::StatusOr<TrainPlan> PlanTraining(const v1::TrainRequest& request,
                                                    kMaxWorldSize));
   }
   plan->world_size = std::max(1, world_size);
-  if (plan->world_size > 1 && request.has_sweep()) {
-    return absl::InvalidArgumentError(
-        "distributed.world_size: a sweep runs its trials in one process; send the sweep without "
-        "distributed, or each trial as a job of its own");
-  }
   if (!request.has_sweep()) return plan;
 
   const v1::Sweep& sweep = request.sweep();
@@ -214,6 +209,7 @@ absl::StatusOr<TrainPlan> PlanTraining(const v1::TrainRequest& request,
           }
           TrialPlan trial_plan;
           trial_plan.options = std::move(planned->options);
+          trial_plan.request = std::move(one);
           v1::JobEvent::TrialStarted& started = trial_plan.started;
           started.set_trial(trial);
           started.set_trials(static_cast<int>(trials));

@@ -35,6 +35,9 @@ inline constexpr int kMaxSweepTrials = 16;
 struct TrialPlan {
   v1::JobEvent::TrialStarted started;
   TrainOptions options;
+  // The trial as a request of its own (the job's, without the sweep, with the trial's values):
+  // what the other ranks of a distributed trial are started with.
+  v1::TrainRequest request;
 };
 
 struct TrainPlan {

@@ -299,7 +299,8 @@ JobOutcome TrainingExecutor::Train(Job& job) {
   absl::StatusOr<TrainPlan> plan = PlanTraining(job.request(), *catalog_, device_, registry_);
   if (!plan.ok()) return FailedOutcome(job, plan.status());
   if (plan->trials.empty()) {
-    JobOutcome outcome = RunTraining(job, *plan, plan->options, /*trial=*/0, nullptr);
+    JobOutcome outcome =
+        RunTraining(job, *plan, job.request(), plan->options, /*trial=*/0, nullptr);
     if (outcome.state == v1::JOB_STATE_SUCCEEDED && job.request().deploy_when_done()) {
       if (absl::Status deployed = registry_->Deploy(outcome.model_id); !deployed.ok()) {
         return FailedOutcome(job, deployed);
@@ -327,7 +328,8 @@ JobOutcome TrainingExecutor::Train(Job& job) {
         job.Append(std::move(event));
       }
       double validation_accuracy = 0;
-      JobOutcome outcome = RunTraining(job, *plan, trial.options, index, &validation_accuracy);
+      JobOutcome outcome =
+          RunTraining(job, *plan, trial.request, trial.options, index, &validation_accuracy);
       if (outcome.state != v1::JOB_STATE_SUCCEEDED) {
         if (outcome.state == v1::JOB_STATE_FAILED) {
           outcome.error = absl::StrCat("sweep trial ", index, ": ", outcome.error);
@@ -375,17 +377,18 @@ JobOutcome TrainingExecutor::Train(Job& job) {
 }
 
 absl::StatusOr<std::unique_ptr<GlooCollective>> TrainingExecutor::StartRanks(
-    const Job& job, int world_size, LocalRanks& ranks, std::unique_ptr<RemoteRanks>& remote) {
+    const Job& job, const v1::TrainRequest& request, int world_size, LocalRanks& ranks,
+    std::unique_ptr<RemoteRanks>& remote) {
   // What every rank gets; a local one also this server's data folders, a worker its own. The
   // device's kind only: on CUDA each rank takes GPU LOCAL_RANK of its host (ResolveRankDevice),
   // as this process, rank 0, has GPU 0.
   std::vector<std::string> args = {
-      absl::StrCat("--request=", job.request().ShortDebugString()),
+      absl::StrCat("--request=", request.ShortDebugString()),
       absl::StrCat("--device=", device_ == "cpu" ? "cpu" : "cuda"),
       absl::StrCat("--threads=", local_ranks_.threads),
       absl::StrCat("--join_timeout_s=", local_ranks_.join_timeout_seconds),
       absl::StrCat("--collective_timeout_s=", local_ranks_.collective_timeout_seconds)};
-  absl::StatusOr<DatasetInfo> dataset = catalog_->Inspect(job.request().dataset());
+  absl::StatusOr<DatasetInfo> dataset = catalog_->Inspect(request.dataset());
   if (!dataset.ok()) return dataset.status();
   if (!dataset->builtin) {
     args.push_back(absl::StrCat("--register_dataset=", dataset->name, "=", dataset->path));
@@ -439,6 +442,7 @@ absl::StatusOr<std::unique_ptr<GlooCollective>> TrainingExecutor::StartRanks(
 }
 
 JobOutcome TrainingExecutor::RunTraining(Job& job, const TrainPlan& plan,
+                                         const v1::TrainRequest& request,
                                          const TrainOptions& options, int trial,
                                          double* validation_accuracy) {
   absl::StatusOr<std::shared_ptr<const Dataset>> train =
@@ -458,7 +462,7 @@ JobOutcome TrainingExecutor::RunTraining(Job& job, const TrainPlan& plan,
     std::unique_ptr<GlooCollective> group;
     if (plan.world_size > 1) {
       absl::StatusOr<std::unique_ptr<GlooCollective>> joined =
-          StartRanks(job, plan.world_size, ranks, remote);
+          StartRanks(job, request, plan.world_size, ranks, remote);
       if (!joined.ok()) return FailedOutcome(job, joined.status());
       group = *std::move(joined);
     }

@@ -85,15 +85,18 @@ class TrainingExecutor : public JobExecutor {
   // Where local rank `rank` of `job` writes its output.
   std::string RankLogPath(const Job& job, int rank) const;
   JobOutcome Train(Job& job);
-  // Starts ranks 1..world_size-1 of `job` on the workers' free ranks (reserved in `remote`)
-  // and the rest as local processes owned by `ranks`, and joins their group as rank 0.
-  absl::StatusOr<std::unique_ptr<GlooCollective>> StartRanks(const Job& job, int world_size,
-                                                             LocalRanks& ranks,
+  // Starts ranks 1..world_size-1 of `job`, training `request` (the job's, or a sweep trial's),
+  // on the workers' free ranks (reserved in `remote`) and the rest as local processes owned by
+  // `ranks`, and joins their group as rank 0.
+  absl::StatusOr<std::unique_ptr<GlooCollective>> StartRanks(const Job& job,
+                                                             const v1::TrainRequest& request,
+                                                             int world_size, LocalRanks& ranks,
                                                              std::unique_ptr<RemoteRanks>& remote);
   // Runs one training (a plain job, or trial `trial` of a sweep: its events are tagged with
-  // it) and registers its model: fills the outcome's model, metrics and summary fields.
-  JobOutcome RunTraining(Job& job, const TrainPlan& plan, const TrainOptions& options, int trial,
-                         double* validation_accuracy);
+  // it; `request` is what it trains, as the other ranks of a distributed one are sent it) and
+  // registers its model: fills the outcome's model, metrics and summary fields.
+  JobOutcome RunTraining(Job& job, const TrainPlan& plan, const v1::TrainRequest& request,
+                         const TrainOptions& options, int trial, double* validation_accuracy);
 
   DatasetCatalog* const catalog_;
   ModelRegistry* const registry_;

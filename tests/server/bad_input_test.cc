@@ -490,12 +490,6 @@ std::vector<BadInput> Catalogue(const std::string& job_id, const std::string& mo
       {"Train", "distributed.world_size", "1024 (more than --max_local_ranks)",
        SC::FAILED_PRECONDITION, "max_local_ranks",
        Train([](auto& r) { r.mutable_distributed()->set_world_size(1024); })},
-      {"Train", "distributed.world_size", "2 with a sweep", kInvalid, "sweep",
-       Train([](auto& r) {
-         r.set_validation_fraction(0.1);
-         r.mutable_sweep()->add_learning_rates(0.01);
-         r.mutable_distributed()->set_world_size(2);
-       })},
 
       // WatchJob, GetJob, CancelJob.
       {"WatchJob", "job_id", "empty", kInvalid, "job_id", Watch("", 0)},
