@@ -677,7 +677,7 @@ TEST_F(LoadBalancedReplicasTest, SixtyFourCallersSeeNoFailureThroughAKillARestar
 
   // A job on the replica that will be killed.
   auto doomed = v1::Classifier::NewStub(Channel(ports_[0]));
-  v1::TrainRequest request = testing::ServerFixture::QuickTraining(/*epochs=*/6);
+  v1::TrainRequest request = testing::ServerFixture::QuickTraining(/*epochs=*/3);
   request.set_batch_size(1);  // 600 steps an epoch: it runs through the kill.
   const std::string job_id = SubmitDetached(doomed.get(), request);
   ASSERT_FALSE(job_id.empty());
@@ -709,7 +709,10 @@ TEST_F(LoadBalancedReplicasTest, SixtyFourCallersSeeNoFailureThroughAKillARestar
     const ::grpc::Status status = balanced_->DeployModel(&context, deploy, &deployed);
     ASSERT_TRUE(status.ok()) << status.error_message();
   }
-  ASSERT_TRUE(watcher.WaitFor([](const v1::JobEvent& event) { return event.has_finished(); }))
+  // Generous: 64 callers share the cores with the job's batch-1 steps, and a sanitizer build
+  // takes minutes for its two epochs left.
+  ASSERT_TRUE(watcher.WaitFor([](const v1::JobEvent& event) { return event.has_finished(); },
+                              std::chrono::seconds(900)))
       << "the job never finished";
   // 30 s of load at least, the kill, the restart and the deploy inside it.
   while (absl::Now() - started < absl::Seconds(30)) {
@@ -723,7 +726,7 @@ TEST_F(LoadBalancedReplicasTest, SixtyFourCallersSeeNoFailureThroughAKillARestar
   EXPECT_TRUE(failures.empty()) << failures.size() << " of " << callers.calls()
                                 << " calls failed, the first: " << failures.front();
   ASSERT_TRUE(watcher.Finish().ok());
-  ExpectOneRunResumedOnce(watcher.events(), 6);
+  ExpectOneRunResumedOnce(watcher.events(), 3);
 
   // Every replica, asked directly, lists the same models and the same jobs.
   auto listing = [](v1::Classifier::Stub* stub) {
