@@ -4,6 +4,7 @@
 #
 #   scripts/build.sh                              # everything, tests included
 #   scripts/build.sh -DCLASSIFIER_BUILD_TESTS=OFF # only the libraries, server and CLI (Docker)
+#   CLASSIFIER_BUILD_TARGETS="image_test idx_fuzzer" scripts/build.sh   # only those targets
 #
 # Idempotent and fast when up to date: an already configured tree is not configured again
 # unless arguments are given (the build re-runs CMake by itself when a CMakeLists.txt
@@ -23,4 +24,6 @@ if [[ $# -gt 0 || ! -f $build_dir/build.ninja ]] ||
   ! grep -qx 'CMAKE_BUILD_TYPE:STRING=Release' "$cache"; then
   cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release "$@"
 fi
-cmake --build "$build_dir" -j"$(nproc)"
+# CLASSIFIER_BUILD_TARGETS (names, space-separated): only those (scripts/test.sh --subset).
+# shellcheck disable=SC2086 # a list of target names
+cmake --build "$build_dir" -j"$(nproc)" ${CLASSIFIER_BUILD_TARGETS:+--target $CLASSIFIER_BUILD_TARGETS}
