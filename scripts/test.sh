@@ -68,6 +68,9 @@ else
   if [[ $sanitize == thread && ! " $* " =~ " -R " ]]; then
     set -- -R '^(service_test|persistence_test|production_test|prometheus_metrics_test|list_service_test|dataset_service_test|batcher_test|job_manager_test|work_queue_test|stream_limiter_test|queued_writer_test|model_registry_test|store_test|bad_input_test)\.' "$@"
   fi
+  # The image tests build and run the container from the sources with its own compiler flags:
+  # nothing of this build's instrumented binaries runs in them.
+  set -- -E '^packaging\.(container|compose|replicas_compose)_e2e$' "$@"
 fi
 # Two cores: two tests at a time; the heavier end-to-end tests hold a resource lock.
 ctest --test-dir "${CLASSIFIER_BUILD_DIR:-build}" --output-on-failure -j2 --timeout 900 "$@"
