@@ -276,7 +276,6 @@ void PinMallocThresholds() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  PinMallocThresholds();
   // Debian builds Abseil without NDEBUG, which leaves absl::Mutex's deadlock detector on: every
   // lock of every gRPC-internal mutex then updates a global lock graph (measured: 3-4% of the
   // server's CPU under 64 Predict callers). Lock order is this program's to get right, not a
@@ -299,6 +298,9 @@ int main(int argc, char** argv) {
     spdlog::error("{}", std::string(logging.message()));
     return EXIT_FAILURE;
   }
+  // Once the log format is set, so that its warning (where malloc is not glibc's, as under
+  // ASan) is a JSON line too; before the first large allocation.
+  PinMallocThresholds();
   const std::string log_level = absl::GetFlag(FLAGS_log_level);
   const spdlog::level::level_enum level = spdlog::level::from_str(log_level);
   if (log_level != "debug" && log_level != "info" && log_level != "warn" && log_level != "error") {
