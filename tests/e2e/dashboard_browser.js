@@ -10,6 +10,8 @@ const [modules, chromium, base, jobId, secondJobId, token, screenshots] = proces
 const puppeteer = require(`${modules}/puppeteer-core`);
 
 const kWait = 180000;  // generous: a loaded 2-core machine trains and renders slowly
+// The job's end: its 8 epochs take ~30 s here and ~7 min in a sanitizer build.
+const kJobEndWait = 900000;
 
 const out = { steps: [] };
 const note = (step) => { out.steps.push(step); process.stderr.write(`dashboard_browser: ${step}\n`); };
@@ -68,7 +70,7 @@ async function main() {
 
     // 3. The end: the state, every epoch's point, and the values the page drew.
     await page.waitForFunction(() => document.getElementById('view').dataset.streamEnded === 'true',
-                               { timeout: kWait, polling: 200 });
+                               { timeout: kJobEndWait, polling: 200 });
     out.job_page_final_state = await page.$eval('#job-state', (s) => s.textContent);
     out.loss_points = await points(page, 'loss-chart');
     out.accuracy_points = await points(page, 'accuracy-chart');
