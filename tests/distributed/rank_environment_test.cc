@@ -11,6 +11,14 @@ namespace {
 
 using ::testing::HasSubstr;
 
+// Reads the environment `variables` hold.
+absl::StatusOr<RankEnvironment> ReadFrom(const std::map<std::string, std::string>& variables) {
+  return ReadRankEnvironment([&variables](const char* name) -> const char* {
+    auto found = variables.find(name);
+    return found == variables.end() ? nullptr : found->second.c_str();
+  });
+}
+
 // A torchrun-like environment, with `changes` applied (an empty value unsets).
 absl::StatusOr<RankEnvironment> Read(std::map<std::string, std::string> changes = {}) {
   std::map<std::string, std::string> variables = {{"MASTER_ADDR", "10.0.0.1"},
@@ -25,10 +33,7 @@ absl::StatusOr<RankEnvironment> Read(std::map<std::string, std::string> changes 
       variables[name] = value;
     }
   }
-  return ReadRankEnvironment([&variables](const char* name) -> const char* {
-    auto found = variables.find(name);
-    return found == variables.end() ? nullptr : found->second.c_str();
-  });
+  return ReadFrom(variables);
 }
 
 TEST(RankEnvironmentTest, ReadsTorchrunsContract) {
@@ -90,11 +95,7 @@ TEST(RankEnvironmentTest, VariablesReadBackAsTheSameEnvironment) {
     ASSERT_NE(equals, std::string::npos) << variable;
     variables[variable.substr(0, equals)] = variable.substr(equals + 1);
   }
-  absl::StatusOr<RankEnvironment> read =
-      ReadRankEnvironment([&variables](const char* name) -> const char* {
-        auto found = variables.find(name);
-        return found == variables.end() ? nullptr : found->second.c_str();
-      });
+  absl::StatusOr<RankEnvironment> read = ReadFrom(variables);
   ASSERT_TRUE(read.ok()) << read.status();
   EXPECT_EQ(read->master_addr, written.master_addr);
   EXPECT_EQ(read->master_port, written.master_port);
