@@ -9,6 +9,17 @@
 #include "model/single_channel_conv.h"
 
 namespace classifier {
+namespace {
+
+// The CMake option CLASSIFIER_CPU_KERNELS (default ON): whether the CPU takes the hand-written
+// first convolution and fused ReLU + max-pool, or LibTorch's own ops throughout. Measured per
+// LibTorch line by bench/libtorch_lines.sh (bench/README.md); OFF is its other side.
+#ifndef CLASSIFIER_CPU_KERNELS
+#define CLASSIFIER_CPU_KERNELS 1
+#endif
+constexpr bool kHandWrittenCpuKernels = CLASSIFIER_CPU_KERNELS != 0;
+
+}  // namespace
 
 CnnImpl::CnnImpl(const Architecture& architecture) {
   int64_t channels = architecture.input_channels;
@@ -39,6 +50,10 @@ torch::Tensor CnnImpl::forward(torch::Tensor x, at::Generator* dropout_generator
     // On the CPU: the first layer (one input channel) by hand (single_channel_conv.h), and
     // max_pool2d(relu(.), 2) fused (relu_pool.h); see those headers for why.
     const int64_t padding = conv->weight.size(2) / 2;  // As the constructor sets it.
+    if (!kHandWrittenCpuKernels) {
+      x = torch::max_pool2d(torch::relu(conv->forward(x)), /*kernel_size=*/{2, 2});
+      continue;
+    }
     x = ReluMaxPool2x2(SingleChannelConvApplies(x, conv->weight, padding)
                            ? SingleChannelConv(x, conv->weight, conv->bias, padding)
                            : conv->forward(x));

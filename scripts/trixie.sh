@@ -8,6 +8,8 @@
 #
 #   sudo scripts/trixie.sh              everything; extra arguments go to ctest
 #   sudo scripts/trixie.sh -R trainer   a part
+#   sudo scripts/trixie.sh --exec CMD...  CMD in /src of the prepared root (no install, no tests;
+#                                       e.g. bench/libtorch_lines.sh's 2.6 side)
 #   TRIXIE_ROOT=/var/cache/x scripts/trixie.sh   where the root file system lives (kept between
 #                                       runs: the second run installs nothing)
 #
@@ -16,6 +18,12 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 repo=$(pwd)
 root=${TRIXIE_ROOT:-/var/cache/classifier/trixie}
+exec_only=0
+if [[ ${1:-} == --exec ]]; then
+  exec_only=1
+  shift
+  [[ $# -gt 0 ]] || { echo "usage: $0 --exec COMMAND [ARG...]" >&2; exit 2; }
+fi
 
 fail() {
   echo "trixie.sh: $*" >&2
@@ -29,6 +37,9 @@ mirror=$(sed -n 's/^URIs: *//p' /etc/apt/sources.list.d/debian.sources 2>/dev/nu
 [[ -n $mirror ]] || mirror=$(awk '$1 == "deb" {print $2; exit}' /etc/apt/sources.list 2>/dev/null)
 mirror=${mirror:-http://deb.debian.org/debian}
 
+if [[ $exec_only -eq 1 && ! -x $root/usr/bin/cmake ]]; then
+  fail "$root is not prepared: run scripts/trixie.sh once (it installs Debian 13's packages)"
+fi
 if [[ ! -x $root/usr/bin/apt-get ]]; then
   echo "trixie.sh: making a Debian 13 root file system in $root from $mirror (about 90 s)"
   mkdir -p "$root"
@@ -69,6 +80,11 @@ if [[ -f /etc/npmrc ]]; then cp /etc/npmrc "$root/etc/npmrc"; fi
 
 run() { chroot "$root" env -i HOME=/root PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin \
   LANG=C.UTF-8 CLASSIFIER_BUILD_DIR=build-trixie "$@"; }
+if [[ $exec_only -eq 1 ]]; then
+  status=0
+  run bash -c 'cd /src && "$@"' trixie "$@" || status=$?
+  exit "$status"
+fi
 run bash -c 'apt-get update -qq' || fail "apt-get update inside $root failed: is $mirror reachable?"
 run bash -c 'cd /src && scripts/install-deps.sh' ||
   fail "installing Debian 13's packages failed (the message above names the package)"
