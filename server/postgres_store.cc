@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <utility>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "spdlog/spdlog.h"
@@ -21,8 +22,11 @@ constexpr int64_t kSchemaVersion = 2;
 // pg_advisory_xact_lock's key for creating or upgrading the schema: replicas that start
 // together take turns.
 constexpr int64_t kSchemaLockKey = 0x636c617373696679;  // "classify"
+// How often an upgrade that PostgreSQL aborted (a deadlock with a running replica) is tried.
+constexpr int kMigrationAttempts = 5;
 constexpr char kDeployedModelKey[] = "deployed_model_id";
 
+// Run only on a database below kSchemaVersion (or empty): every change here bumps it.
 constexpr char kSchema[] = R"sql(
 CREATE TABLE IF NOT EXISTS settings (
   key TEXT COLLATE "C" PRIMARY KEY,
@@ -234,6 +238,11 @@ absl::StatusOr<PostgresStore::Result> PostgresStore::Check(Result result) const 
   if (message.empty()) message = PQerrorMessage(connection_);
   const std::string sqlstate = result.sqlstate();
   if (sqlstate == "23505") return absl::AlreadyExistsError(message);
+  // A deadlock or serialization failure: PostgreSQL rolled the transaction back, and the same
+  // transaction tried again may pass.
+  if (sqlstate == "40P01" || sqlstate == "40001") {
+    return absl::AbortedError(absl::StrCat("postgres ", name_, ": ", message));
+  }
   // The server gone (stopped, restarting, unreachable): UNAVAILABLE, which clients retry; the
   // next statement reconnects (Run).
   if (PQstatus(connection_) != CONNECTION_OK || sqlstate.rfind("08", 0) == 0 ||
@@ -245,25 +254,56 @@ absl::StatusOr<PostgresStore::Result> PostgresStore::Check(Result result) const 
 }
 
 absl::Status PostgresStore::Migrate() {
-  return Transaction([&] {
-    mu_.AssertHeld();  // Transaction runs the body under the lock.
-    absl::StatusOr<Result> locked =
-        Run("SELECT pg_advisory_xact_lock($1)", Params().Int(kSchemaLockKey));
-    if (!locked.ok()) return locked.status();
-    if (absl::Status created = Exec(kSchema); !created.ok()) return created;
-    absl::StatusOr<Result> version =
-        Run("SELECT value FROM settings WHERE key = $1", Params().Text(kSchemaVersionKey));
-    if (!version.ok()) return version.status();
-    if (version->rows() > 0 && std::stoll(version->Bytes(0, 0)) > kSchemaVersion) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("it was written by a newer server (schema version ", version->Bytes(0, 0),
-                       "; this one knows up to ", kSchemaVersion, ")"));
-    }
-    return Run("INSERT INTO settings (key, value) VALUES ($1, $2) "
-               "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-               Params().Text(kSchemaVersionKey).Text(std::to_string(kSchemaVersion)))
-        .status();
-  });
+  // A database at this code's version is left alone: no DDL. ALTER TABLE takes an ACCESS
+  // EXCLUSIVE lock, so a replica starting beside running ones would queue behind their row
+  // locks, table after table, and deadlock with a transaction of theirs that takes its locks in
+  // another order (replica_test, seen under ASan). An upgrade does run DDL beside them: when
+  // PostgreSQL ends such a deadlock by aborting the upgrade (ABORTED), it is tried again.
+  absl::Status status;
+  for (int attempt = 1; attempt <= kMigrationAttempts; ++attempt) {
+    status = Transaction([&] {
+      mu_.AssertHeld();  // Transaction runs the body under the lock.
+      absl::StatusOr<Result> locked =
+          Run("SELECT pg_advisory_xact_lock($1)", Params().Int(kSchemaLockKey));
+      if (!locked.ok()) return locked.status();
+      absl::StatusOr<int64_t> version = SchemaVersion();
+      if (!version.ok()) return version.status();
+      if (*version > kSchemaVersion) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("it was written by a newer server (schema version ", *version,
+                         "; this one knows up to ", kSchemaVersion, ")"));
+      }
+      if (*version == kSchemaVersion) return absl::OkStatus();
+      if (absl::Status created = Exec(kSchema); !created.ok()) return created;
+      return Run("INSERT INTO settings (key, value) VALUES ($1, $2) "
+                 "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                 Params().Text(kSchemaVersionKey).Text(std::to_string(kSchemaVersion)))
+          .status();
+    });
+    if (!absl::IsAborted(status)) break;
+    spdlog::warn("upgrading the schema of {} was aborted (attempt {} of {}): {}", name_, attempt,
+                 kMigrationAttempts, status.ToString());
+  }
+  return status;
+}
+
+absl::StatusOr<int64_t> PostgresStore::SchemaVersion() const {
+  // An empty database has no settings table, and naming it would fail the transaction.
+  absl::StatusOr<Result> exists =
+      Run("SELECT 1 WHERE to_regclass('settings') IS NOT NULL", Params());
+  if (!exists.ok()) return exists.status();
+  if (exists->rows() == 0) return 0;
+  absl::StatusOr<Result> version =
+      Run("SELECT value FROM settings WHERE key = $1", Params().Text(kSchemaVersionKey));
+  if (!version.ok()) return version.status();
+  if (version->rows() == 0) return 0;
+  const std::string text = version->Bytes(0, 0);
+  int64_t number = 0;
+  if (!absl::SimpleAtoi(text, &number)) {
+    return absl::DataLossError(absl::StrCat("the schema version in ", name_,
+                                            "'s settings is not a number: \"", text, "\""));
+  }
+  return number;
 }
 
 absl::Status PostgresStore::Transaction(const std::function<absl::Status()>& body) {

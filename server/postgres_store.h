@@ -88,8 +88,11 @@ class PostgresStore final : public Store {
  private:
   PostgresStore(pg_conn* connection, std::string name);
   absl::Status Migrate() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // settings' schema_version; 0 for an empty database (no settings table, or no row).
+  absl::StatusOr<int64_t> SchemaVersion() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Runs one statement; its rows in binary format. An error names the store and the server's
-  // message; SQLSTATE 23505 (a unique key taken) is ALREADY_EXISTS.
+  // message; SQLSTATE 23505 (a unique key taken) is ALREADY_EXISTS, a deadlock or serialization
+  // failure (40P01, 40001: the transaction was rolled back) ABORTED.
   absl::StatusOr<Result> Run(const std::string& sql, const Params& params) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Runs statements without parameters or rows (the schema, BEGIN, VACUUM); several at once.

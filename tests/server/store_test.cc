@@ -6,6 +6,7 @@
 
 #include <sqlite3.h>
 
+#include <atomic>
 #include <filesystem>
 #include <map>
 #include <memory>
@@ -15,6 +16,8 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/postgres_server.h"
@@ -511,6 +514,44 @@ TEST(PostgresStoreTest, ASchemaVersion1DatabaseIsUpgradedAndItsUnfinishedJobsAre
       (*again)->ClaimExpiredJobs("third", absl::Seconds(10));
   ASSERT_TRUE(none.ok()) << none.status();
   EXPECT_TRUE(none->empty()) << "the job's new lease holds";
+}
+
+// A replica that starts beside running ones takes no table lock when the schema is current. It
+// opens while another session holds row locks on jobs and models (as a running replica's claim
+// and deploy do), where the ALTER TABLE of an upgrade would wait for them, and did: queued
+// table after table, it deadlocked with a running replica's transaction in replica_test.
+TEST(PostgresStoreTest, OpeningACurrentDatabaseWaitsForNoLockOfARunningReplica) {
+  absl::StatusOr<std::unique_ptr<testing::PostgresServer>> server =
+      testing::PostgresServer::Start();
+  if (absl::IsFailedPrecondition(server.status())) GTEST_SKIP() << server.status().message();
+  ASSERT_TRUE(server.ok()) << server.status();
+  ASSERT_TRUE(Store::Open((*server)->uri()).ok()) << "the first replica creates the schema";
+
+  std::atomic<bool> holder_ended{false};
+  std::thread holder([&] {
+    // Holds its locks until it is terminated below (or 5 minutes have passed).
+    (*server)->Psql(
+        "BEGIN; LOCK TABLE jobs IN ROW SHARE MODE; LOCK TABLE models IN ROW SHARE MODE; "
+        "SELECT pg_sleep(300); COMMIT;");
+    holder_ended = true;
+  });
+  const absl::Time deadline = absl::Now() + absl::Minutes(2);
+  while (!(*server)->Psql(
+      "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+      "WHERE c.relname = 'models' AND l.mode = 'RowShareLock' AND l.granted "
+      "AND l.pid <> pg_backend_pid()) THEN RAISE EXCEPTION 'not yet'; END IF; END $$")) {
+    ASSERT_LT(absl::Now(), deadline) << "the holder never took its locks";
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+
+  absl::StatusOr<std::unique_ptr<Store>> second = Store::Open((*server)->uri());
+  const bool opened_while_held = !holder_ended;
+  (*server)->Psql(
+      "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+      "WHERE query LIKE '%pg_sleep(300)%' AND pid <> pg_backend_pid()");
+  holder.join();
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_TRUE(opened_while_held) << "Store::Open waited for the running replica's row locks";
 }
 
 // Two replicas on a real PostgreSQL: two connections, `a` and `b`.

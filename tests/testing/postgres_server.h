@@ -4,6 +4,7 @@
 #ifndef CLASSIFIER_TESTS_TESTING_POSTGRES_SERVER_H_
 #define CLASSIFIER_TESTS_TESTING_POSTGRES_SERVER_H_
 
+#include <atomic>
 #include <memory>
 #include <string>
 
@@ -30,7 +31,7 @@ class PostgresServer {
   // port and data: a database that goes away and comes back. False when pg_ctl fails.
   bool Stop();
   bool Restart();
-  // Runs `sql` in the database with psql; false when it fails.
+  // Runs `sql` in the database with psql; false when it fails. Any thread may call it.
   bool Psql(const std::string& sql) const;
 
  private:
@@ -42,7 +43,7 @@ class PostgresServer {
   const bool durable_;
   std::string uri_;
   bool started_ = false;
-  mutable int psql_scripts_ = 0;  // Names Psql's script files.
+  mutable std::atomic<int> psql_scripts_{0};  // Names Psql's script files (any thread's).
 };
 
 }  // namespace classifier::testing
