@@ -213,16 +213,19 @@ void Sha256::Update(std::string_view data) {
   EVP_DigestUpdate(context_->md, data.data(), data.size());
 }
 
-std::string Sha256::FinishHex() {
+std::string Sha256::Finish() {
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int length = 0;
   EVP_DigestFinal_ex(context_->md, digest, &length);
+  return std::string(reinterpret_cast<const char*>(digest), length);
+}
+
+std::string Sha256::FinishHex() {
   static constexpr char kHex[] = "0123456789abcdef";
   std::string hex;
-  hex.reserve(length * 2);
-  for (unsigned int i = 0; i < length; ++i) {
-    hex.push_back(kHex[digest[i] >> 4]);
-    hex.push_back(kHex[digest[i] & 0xf]);
+  for (const char byte : Finish()) {
+    hex.push_back(kHex[static_cast<unsigned char>(byte) >> 4]);
+    hex.push_back(kHex[static_cast<unsigned char>(byte) & 0xf]);
   }
   return hex;
 }

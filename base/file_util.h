@@ -111,7 +111,9 @@ class Sha256 {
   Sha256(const Sha256&) = delete;
   Sha256& operator=(const Sha256&) = delete;
   void Update(std::string_view data);
-  // Lower-case hex; call once.
+  // The 32 digest bytes; call once (this or FinishHex).
+  std::string Finish();
+  // Lower-case hex; call once (this or Finish).
   std::string FinishHex();
 
  private:

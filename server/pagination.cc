@@ -30,8 +30,9 @@ constexpr absl::string_view kChecksumDomain = "classifier.v1 page token\n";
 
 // The first `bytes` bytes of SHA-256(data).
 std::string Sha256Prefix(absl::string_view data, size_t bytes) {
-  return absl::HexStringToBytes(
-      Sha256Hex(std::string_view(data.data(), data.size())).substr(0, 2 * bytes));
+  Sha256 hash;
+  hash.Update(std::string_view(data.data(), data.size()));
+  return hash.Finish().substr(0, bytes);
 }
 
 std::string FilterFingerprint(absl::string_view filter) {
