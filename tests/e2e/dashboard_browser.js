@@ -26,6 +26,9 @@ async function main() {
     headless: true,
     args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--window-size=1280,900'],
     defaultViewport: { width: 1280, height: 900 },
+    // A waitForFunction is one DevTools call that lasts until its condition holds; puppeteer
+    // gives every call 180 s by default ("Waiting failed" then, whatever the wait's timeout).
+    protocolTimeout: kJobEndWait + 60000,
   });
   try {
     const page = await browser.newPage();
