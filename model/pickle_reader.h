@@ -3,12 +3,13 @@
 // public header, server/ or client/.
 //
 // Why our own: LibTorch's torch::pickle_load cannot read what Python's
-// torch.save(model.state_dict()) writes: it turns the collections.OrderedDict into None (1.13
-// and 2.6 alike; 2.6 then throws). So the pickle is read here by a small interpreter that knows
-// exactly the opcodes and globals a state dict uses (from Python's torch.save, from
-// ToStateDictBytes, and from torch::pickle_save, which earlier versions of ToStateDictBytes
-// used) and refuses everything else. The zip container and the tensor storages around the
-// pickle are read by state_dict.cc, with LibTorch's PyTorchStreamReader.
+// torch.save(model.state_dict()) writes: it turns the collections.OrderedDict into None and
+// throws "Expected GenericDict but got None", on 1.13 and 2.6 alike (torch_pickle_load_test
+// checks it on the tutorial's own file on each line). So the pickle is read here by a small
+// interpreter that knows exactly the opcodes and globals a state dict uses (from Python's
+// torch.save, from ToStateDictBytes, and from torch::pickle_save, which earlier versions of
+// ToStateDictBytes used) and refuses everything else. The zip container and the tensor storages
+// around the pickle are read by state_dict.cc, with LibTorch's PyTorchStreamReader.
 //
 // The contract:
 // - Accepted: pickle protocols 2-5 with the opcodes PROTO, FRAME, STOP, MARK, NONE, NEWTRUE,
