@@ -81,9 +81,8 @@ if [[ -f /etc/npmrc ]]; then cp /etc/npmrc "$root/etc/npmrc"; fi
 run() { chroot "$root" env -i HOME=/root PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin \
   LANG=C.UTF-8 CLASSIFIER_BUILD_DIR=build-trixie "$@"; }
 if [[ $exec_only -eq 1 ]]; then
-  status=0
-  run bash -c 'cd /src && "$@"' trixie "$@" || status=$?
-  exit "$status"
+  run bash -c 'cd /src && "$@"' trixie "$@"  # Its status is the script's (set -e), mounts undone.
+  exit 0
 fi
 run bash -c 'apt-get update -qq' || fail "apt-get update inside $root failed: is $mirror reachable?"
 run bash -c 'cd /src && scripts/install-deps.sh' ||
