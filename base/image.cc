@@ -72,8 +72,8 @@ absl::Status CheckDimensions(const char* kind, int64_t width, int64_t height) {
 // Grey level in [0, 1] of an 8-bit colour pixel with straight (not premultiplied) alpha,
 // composited on white.
 float CompositeOnWhite(float grey255, float alpha255) {
-  const float alpha = alpha255 / 255.0f;
-  return (grey255 / 255.0f) * alpha + (1.0f - alpha);
+  const float alpha = alpha255 / kPixelScale;
+  return (grey255 / kPixelScale) * alpha + (1.0f - alpha);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -273,7 +273,7 @@ absl::StatusOr<GreyImage> DecodeJpeg(std::string_view encoded) {
   out.height = decoded.height;
   out.pixels.resize(static_cast<size_t>(out.width) * out.height);
   if (decoded.components == 1) {
-    for (size_t i = 0; i < out.pixels.size(); ++i) out.pixels[i] = decoded.samples[i] / 255.0f;
+    for (size_t i = 0; i < out.pixels.size(); ++i) out.pixels[i] = PixelToUnit(decoded.samples[i]);
     return out;
   }
   if (decoded.components != 4) {
@@ -284,7 +284,7 @@ absl::StatusOr<GreyImage> DecodeJpeg(std::string_view encoded) {
     const unsigned char* p = &decoded.samples[i * 4];
     std::array<float, 4> cmyk;
     for (int c = 0; c < 4; ++c) {
-      cmyk[c] = (decoded.inverted_cmyk ? 255 - p[c] : p[c]) / 255.0f;
+      cmyk[c] = PixelToUnit(static_cast<uint8_t>(decoded.inverted_cmyk ? 255 - p[c] : p[c]));
     }
     const float k = 1.0f - cmyk[3];
     const float r = (1.0f - cmyk[0]) * k;

@@ -12,6 +12,12 @@
 
 namespace classifier {
 
+// One byte of a grey picture (IDX files, 8-bit PNG / JPEG, raw_pixels, UINT8 tensors: 0 black,
+// 255 white) as the network sees it, in [0, 1]: divided by 255, exactly as torchvision's ToTensor,
+// so that a picture sent to Predict meets the same numbers the network was trained on.
+inline constexpr float kPixelScale = 255.0f;
+inline float PixelToUnit(uint8_t value) { return static_cast<float>(value) / kPixelScale; }
+
 // A grey image, values in [0, 1], row-major.
 struct GreyImage {
   int width = 0;

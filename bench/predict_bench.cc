@@ -41,6 +41,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "base/dataset.h"
+#include "base/image.h"
 #include "classifier/v1/classifier.grpc.pb.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "inference/grpc_predict_v2.grpc.pb.h"
@@ -83,7 +84,6 @@ using Clock = std::chrono::steady_clock;
 
 constexpr int kSide = 28;
 constexpr int kImagePixels = kSide * kSide;
-constexpr double kPixelScale = 255.0;
 constexpr auto kDeadline = std::chrono::seconds(120);
 
 double SecondsSince(Clock::time_point start) {
@@ -194,7 +194,7 @@ v1::PredictRequest MakeRequest(const std::vector<uint8_t>& pool, int64_t count,
 
 std::vector<float> ToFloats(const std::vector<uint8_t>& pool, int64_t count) {
   std::vector<float> pixels(static_cast<size_t>(count) * kImagePixels);
-  for (size_t i = 0; i < pixels.size(); ++i) pixels[i] = static_cast<float>(pool[i] / kPixelScale);
+  for (size_t i = 0; i < pixels.size(); ++i) pixels[i] = PixelToUnit(pool[i]);
   return pixels;
 }
 

@@ -26,6 +26,7 @@
 #include "absl/flags/usage.h"
 #include "absl/status/statusor.h"
 #include "base/dataset.h"
+#include "base/image.h"
 #include "model/device.h"
 #include "model/network.h"
 #include "model/trainer.h"
@@ -103,8 +104,7 @@ absl::StatusOr<PredictFigures> TimePredict(const TrainedModel& model, const Data
     for (int64_t i = 0; i < batch; ++i, next = (next + 1) % test.size()) {
       for (int64_t p = 0; p < pixels_per_image; ++p) {
         pixels[static_cast<size_t>(i * pixels_per_image + p)] =
-            static_cast<float>(test.pixels[static_cast<size_t>(next * pixels_per_image + p)]) /
-            255.0f;
+            PixelToUnit(test.pixels[static_cast<size_t>(next * pixels_per_image + p)]);
       }
     }
   };

@@ -13,6 +13,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "base/image.h"
 #include "model/cnn.h"
 #include "model/device.h"
 #include "model/state_dict.h"
@@ -37,7 +38,6 @@ constexpr double kMaxDropout = 0.9;
 // bigger chunks keep it busy.
 constexpr int64_t kCpuChunk = 128;
 constexpr int64_t kCudaChunk = 8192;
-constexpr double kPixelScale = 255.0;  // uint8 -> [0, 1], exactly as torchvision's ToTensor.
 
 int64_t ChunkFor(const torch::Device& device) { return device.is_cuda() ? kCudaChunk : kCpuChunk; }
 

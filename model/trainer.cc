@@ -21,6 +21,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/string_view.h"
+#include "base/image.h"
 #include "model/augment_torch.h"
 #include "model/batch_draws.h"
 #include "model/capturable_adam.h"
@@ -32,8 +33,6 @@
 
 namespace classifier {
 namespace {
-
-constexpr double kPixelScale = 255.0;  // uint8 -> [0, 1], exactly as torchvision's ToTensor.
 
 using Clock = std::chrono::steady_clock;
 

@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "base/image.h"
 #include "server/rpc_log.h"
 #include "server/status_util.h"
 #include "spdlog/spdlog.h"
@@ -156,7 +157,7 @@ absl::Status FillPixels(const InputTensor& tensor, int side, int64_t first, int6
                                                        ", want a value in [0, 255]"));
       }
     }
-    out[i] = static_cast<float>(value) / 255.0f;
+    out[i] = PixelToUnit(static_cast<uint8_t>(value));
   }
   return absl::OkStatus();
 }

@@ -51,7 +51,7 @@ absl::Status WriteImagePixels(const v1::Image& image, int index, int side, float
     case v1::Image::kRawPixels: {
       const std::string& raw = image.raw_pixels();
       for (int i = 0; i < pixels; ++i) {
-        out[i] = static_cast<unsigned char>(raw[i]) / 255.0f;
+        out[i] = PixelToUnit(static_cast<uint8_t>(raw[i]));
       }
       return absl::OkStatus();
     }
