@@ -1,63 +1,77 @@
 #!/usr/bin/env bash
-# Training and in-process Predict on both LibTorch lines, each with and without the hand-written
-# CPU kernels (model/cnn.cc, CMake option CLASSIFIER_CPU_KERNELS), alternated in one run
-# (1.13 on, 1.13 off, 2.6 on, 2.6 off, 1.13 on, ...):
+# Training and in-process Predict on both LibTorch lines, with each set of hand-written CPU
+# kernels (model/cnn.cc; the CMake cache variable CLASSIFIER_CPU_KERNELS: all, conv, pool,
+# none), alternated in one run (1.13-all, 1.13-conv, ..., 2.6-none, 1.13-all, ...):
 #
-#   1.13   this machine: Debian 12's LibTorch 1.13 (BUILD_DIR's trainer_bench, kernels on, and a
-#          model-only build-kernels-off/ beside it)
-#   2.6    Debian 13's LibTorch 2.6 in scripts/trixie.sh's root file system (build-trixie/'s
-#          trainer_bench, and build-trixie-kernels-off/), entered with `trixie.sh --exec`
+#   1.13   this machine: Debian 12's LibTorch 1.13
+#   2.6    Debian 13's LibTorch 2.6 in scripts/trixie.sh's root file system, entered with
+#          `trixie.sh --exec`
 #
-# Each run is bench's trainer_bench: one epoch of Fashion-MNIST 60k at the tutorial's settings
-# on BENCH_THREADS threads (default 1), the test set's evaluation, then the trained model's
-# PredictProbabilities at batch 1 and 64. The gRPC, protobuf and Abseil around a Predict are the
-# same gRPC 1.51 on both lines, so the in-process figure is where the lines differ.
+# A side runs its line's main build (BUILD_DIR, build-trixie/) when that build's kernels (its
+# `auto`) are the side's, else a model-only build-kernels-SET/ or build-trixie-kernels-SET/ this
+# script makes. Each run is bench's trainer_bench: one epoch of Fashion-MNIST 60k at the
+# tutorial's settings on BENCH_THREADS threads (default 1), the test set's evaluation, then the
+# trained model's PredictProbabilities at batch 1 and 64. The gRPC, protobuf and Abseil around a
+# Predict are the same gRPC 1.51 on both lines, so the in-process figure is where they differ.
 #
-#   sudo bench/libtorch_lines.sh          2 rounds (BENCH_ROUNDS), 1 epoch (BENCH_EPOCHS)
+#   sudo bench/libtorch_lines.sh          every side, 2 rounds (BENCH_ROUNDS), 1 epoch
+#                                         (BENCH_EPOCHS)
+#   sudo BENCH_SIDES="2.6-all 2.6-none" bench/libtorch_lines.sh    some sides
 #
 # Needs root (chroot) and a prepared root: `sudo scripts/trixie.sh` once (it builds build-trixie/
-# and runs the suite there). Builds the two kernels-off folders on first use. Prints each run,
-# then the medians and the ratios; see bench/README.md ("LibTorch 1.13 and 2.6").
+# and runs the suite there). Builds the model-only folders on first use. Prints each run, then
+# the medians and the ratios; see bench/README.md ("LibTorch 1.13 and 2.6").
 set -euo pipefail
 # shellcheck source=lib.sh source-path=SCRIPTDIR
 source "$(dirname "$0")/lib.sh"
 
 rounds=${BENCH_ROUNDS:-2}
 epochs=${BENCH_EPOCHS:-1}
+read -r -a sides <<<"${BENCH_SIDES:-1.13-all 1.13-conv 1.13-pool 1.13-none 2.6-all 2.6-conv 2.6-pool 2.6-none}"
 trixie=$repo_dir/scripts/trixie.sh
 [[ $(id -u) -eq 0 ]] || die "needs root (the 2.6 side runs in a chroot): run it with sudo"
+for side in "${sides[@]}"; do
+  [[ $side =~ ^(1\.13|2\.6)-(all|conv|pool|none)$ ]] ||
+    die "BENCH_SIDES: '$side' is not LINE-KERNELS (LINE 1.13 or 2.6; KERNELS all, conv, pool, none)"
+done
 require_files "$BUILD_DIR/bench/trainer_bench"
 [[ -x $repo_dir/build-trixie/bench/trainer_bench ]] ||
   die "build-trixie/bench/trainer_bench is missing: run sudo scripts/trixie.sh first"
 
-# The kernels-off builds: model/ and trainer_bench only, the kernels left out at compile time.
-off_flags=(-G Ninja -DCMAKE_BUILD_TYPE=Release -DCLASSIFIER_MODEL_ONLY=ON
-  -DCLASSIFIER_BUILD_TESTS=OFF -DCLASSIFIER_CPU_KERNELS=OFF)
-build_off() {  # build_off DIR [RUN_PREFIX...]: configures and builds DIR there
-  local dir=$1
-  shift
-  "$@" cmake -S . -B "$dir" "${off_flags[@]}" >"$bench_tmp/configure.log" 2>&1 ||
+chosen() {  # chosen BUILD_DIR: the kernel set that build's configuration took
+  sed -n 's/^CLASSIFIER_CPU_KERNELS_CHOSEN:INTERNAL=//p' "$1/CMakeCache.txt" 2>/dev/null
+}
+# The model-only builds: model/ and trainer_bench, the side's kernels chosen at compile time.
+build_kernels() {  # build_kernels DIR SET [RUN_PREFIX...]: configures and builds DIR
+  local dir=$1 set=$2
+  shift 2
+  "$@" cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCLASSIFIER_MODEL_ONLY=ON \
+    -DCLASSIFIER_BUILD_TESTS=OFF -DCLASSIFIER_CPU_KERNELS="$set" >"$bench_tmp/configure.log" 2>&1 ||
     { cat "$bench_tmp/configure.log" >&2; die "configuring $dir failed"; }
   "$@" cmake --build "$dir" --target trainer_bench >"$bench_tmp/build.log" 2>&1 ||
     { tail -30 "$bench_tmp/build.log" >&2; die "building $dir failed"; }
 }
-echo "libtorch_lines: building the kernels-off trainer_bench on both lines (first run: minutes)"
 cd "$repo_dir"
-build_off build-kernels-off env
-build_off build-trixie-kernels-off "$trixie" --exec
+declare -A side_dir
+for side in "${sides[@]}"; do
+  line=${side%-*} set=${side#*-}
+  if [[ $line == 1.13 ]]; then main=$BUILD_DIR own=build-kernels-$set prefix=(env)
+  else main=build-trixie own=build-trixie-kernels-$set prefix=("$trixie" --exec); fi
+  if [[ $(chosen "$main") == "$set" ]]; then
+    side_dir[$side]=$main
+  else
+    echo "libtorch_lines: building $own/ for $side (first run: minutes)"
+    build_kernels "$own" "$set" "${prefix[@]}"
+    side_dir[$side]=$own
+  fi
+done
 
 run_side() {  # run_side SIDE: trainer_bench of that side, its output on stdout
   local flags=(--data_dir=/usr/share/datasets/fashion-mnist --epochs="$epochs"
     --threads="$BENCH_THREADS" --predict_seconds=2)
-  local env=(env OMP_NUM_THREADS="$BENCH_THREADS")
-  case $1 in
-    1.13-on) "${env[@]}" "$BUILD_DIR/bench/trainer_bench" "${flags[@]}" ;;
-    1.13-off) "${env[@]}" build-kernels-off/bench/trainer_bench "${flags[@]}" ;;
-    2.6-on) "$trixie" --exec "${env[@]}" build-trixie/bench/trainer_bench "${flags[@]}" ;;
-    2.6-off) "$trixie" --exec "${env[@]}" build-trixie-kernels-off/bench/trainer_bench "${flags[@]}" ;;
-  esac
+  local run=(env OMP_NUM_THREADS="$BENCH_THREADS" "${side_dir[$1]}/bench/trainer_bench" "${flags[@]}")
+  if [[ ${1%-*} == 2.6 ]]; then "$trixie" --exec "${run[@]}"; else "${run[@]}"; fi
 }
-sides=(1.13-on 1.13-off 2.6-on 2.6-off)
 for ((round = 1; round <= rounds; round++)); do
   for side in "${sides[@]}"; do
     log=$bench_tmp/$side.$round.log
@@ -90,13 +104,18 @@ ratio() {  # ratio SIDE_A SIDE_B COLUMN: A's median over B's
   awk -v a="$(cat "$bench_tmp/median.$1.$3")" -v b="$(cat "$bench_tmp/median.$2.$3")" \
     'BEGIN { printf "%.2f", a / b }'
 }
+has() { [[ -f $bench_tmp/median.$1.4 ]]; }
 echo
-for line in 1.13 2.6; do
-  echo "$line: kernels off / on: epoch time $(ratio "$line-off" "$line-on" 4)x," \
-    "batch-1 latency $(ratio "$line-off" "$line-on" 12)x," \
-    "batch-64 throughput $(ratio "$line-on" "$line-off" 16)x in favour of the kernels (> 1: they win)"
+for side in "${sides[@]}"; do  # Each kernel set against LibTorch's own ops on its line.
+  line=${side%-*}
+  if [[ $side == "$line-none" ]] || ! has "$line-none"; then continue; fi
+  echo "$side against $line-none: epoch time $(ratio "$line-none" "$side" 4)x," \
+    "batch-1 latency $(ratio "$line-none" "$side" 12)x," \
+    "batch-64 throughput $(ratio "$side" "$line-none" 16)x (> 1: the kernels win)"
 done
-echo "2.6 / 1.13, kernels on: epoch time $(ratio 2.6-on 1.13-on 4)x," \
-  "batch-1 latency $(ratio 2.6-on 1.13-on 12)x, batch-64 throughput $(ratio 2.6-on 1.13-on 16)x"
-echo "2.6 / 1.13, kernels off: epoch time $(ratio 2.6-off 1.13-off 4)x," \
-  "batch-1 latency $(ratio 2.6-off 1.13-off 12)x, batch-64 throughput $(ratio 2.6-off 1.13-off 16)x"
+for set in all conv pool none; do  # The same kernels on the two lines.
+  if ! has "2.6-$set" || ! has "1.13-$set"; then continue; fi
+  echo "2.6 / 1.13, kernels $set: epoch time $(ratio "2.6-$set" "1.13-$set" 4)x," \
+    "batch-1 latency $(ratio "2.6-$set" "1.13-$set" 12)x," \
+    "batch-64 throughput $(ratio "2.6-$set" "1.13-$set" 16)x"
+done

@@ -11,13 +11,14 @@
 namespace classifier {
 namespace {
 
-// The CMake option CLASSIFIER_CPU_KERNELS (default ON): whether the CPU takes the hand-written
-// first convolution and fused ReLU + max-pool, or LibTorch's own ops throughout. Measured per
-// LibTorch line by bench/libtorch_lines.sh (bench/README.md); OFF is its other side.
-#ifndef CLASSIFIER_CPU_KERNELS
-#define CLASSIFIER_CPU_KERNELS 1
+// Whether the CPU takes the hand-written first convolution (single_channel_conv.h) and the
+// fused ReLU + max-pool (relu_pool.h), or LibTorch's own op for each: the CMake cache variable
+// CLASSIFIER_CPU_KERNELS, whose default, per LibTorch line, lives in model/CMakeLists.txt.
+#if !defined(CLASSIFIER_CPU_CONV_KERNEL) || !defined(CLASSIFIER_CPU_POOL_KERNEL)
+#error "model/CMakeLists.txt defines CLASSIFIER_CPU_CONV_KERNEL and CLASSIFIER_CPU_POOL_KERNEL"
 #endif
-constexpr bool kHandWrittenCpuKernels = CLASSIFIER_CPU_KERNELS != 0;
+constexpr bool kHandWrittenFirstConv = CLASSIFIER_CPU_CONV_KERNEL != 0;
+constexpr bool kFusedReluPool = CLASSIFIER_CPU_POOL_KERNEL != 0;
 
 }  // namespace
 
@@ -50,13 +51,11 @@ torch::Tensor CnnImpl::forward(torch::Tensor x, at::Generator* dropout_generator
     // On the CPU: the first layer (one input channel) by hand (single_channel_conv.h), and
     // max_pool2d(relu(.), 2) fused (relu_pool.h); see those headers for why.
     const int64_t padding = conv->weight.size(2) / 2;  // As the constructor sets it.
-    if (!kHandWrittenCpuKernels) {
-      x = torch::max_pool2d(torch::relu(conv->forward(x)), /*kernel_size=*/{2, 2});
-      continue;
-    }
-    x = ReluMaxPool2x2(SingleChannelConvApplies(x, conv->weight, padding)
-                           ? SingleChannelConv(x, conv->weight, conv->bias, padding)
-                           : conv->forward(x));
+    x = kHandWrittenFirstConv && SingleChannelConvApplies(x, conv->weight, padding)
+            ? SingleChannelConv(x, conv->weight, conv->bias, padding)
+            : conv->forward(x);
+    x = kFusedReluPool ? ReluMaxPool2x2(x)
+                       : torch::max_pool2d(torch::relu(x), /*kernel_size=*/{2, 2});
   }
   x = x.reshape({x.size(0), -1});
   torch::nn::Linear& classifier = fc2_ ? fc2_ : fc1_;
