@@ -27,6 +27,7 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/flags/flag.h"
@@ -290,9 +291,12 @@ int Main() {
     auto direct_stub = Stub(ports[0]);
     auto balanced_stub = Stub(one);
     const int per_round = absl::GetFlag(FLAGS_latency_requests) / rounds;
+    // A named array, not a braced list in the loop: GCC 14 takes the pairs of such a list for
+    // dangling temporaries (-Wdangling-reference).
+    const std::pair<v1::Classifier::Stub*, std::vector<double>*> sides[] = {
+        {direct_stub.get(), &direct}, {balanced_stub.get(), &balanced}};
     for (int round = 0; round < rounds; ++round) {
-      for (auto [stub, out] : {std::make_pair(direct_stub.get(), &direct),
-                               std::make_pair(balanced_stub.get(), &balanced)}) {
+      for (const auto& [stub, out] : sides) {
         for (int i = 0; i < per_round; ++i) {
           ::grpc::ClientContext context;
           v1::PredictResponse response;

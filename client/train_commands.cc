@@ -42,13 +42,16 @@ struct FollowOptions {
 
 // Whether a stream that ended before the job did was cut by the way to the server (it stopped,
 // restarted or died; a load balancer in between says UNKNOWN "Stream removed" or INTERNAL when
-// the replica behind it dies), rather than refused by the server (NOT_FOUND, a limit, ...). A
-// clean end without the job's end is the server's error, not a break.
+// the replica behind it dies, and HAProxy 3.0, Debian 13's, resets the stream: CANCELLED, never
+// this CLI's own doing, since it cancels a watch only on its way out), rather than refused by
+// the server (NOT_FOUND, a limit, ...). A clean end without the job's end is the server's
+// error, not a break.
 bool StreamBroke(const grpc::Status& status) {
   switch (status.error_code()) {
     case grpc::StatusCode::UNAVAILABLE:
     case grpc::StatusCode::UNKNOWN:
     case grpc::StatusCode::INTERNAL:
+    case grpc::StatusCode::CANCELLED:
       return true;
     default:
       return false;

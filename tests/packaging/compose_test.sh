@@ -76,7 +76,7 @@ gpu_file=$(mktemp docker/.compose-gpu-XXXXXX.yaml)
 trap 'rm -f "$gpu_file"' EXIT
 awk '/# --- GPU variant/{g=1;next} /# --- end GPU variant/{g=0;next} g{sub(/# /,""); print; next} {print}' \
   "$compose_file" >"$gpu_file"
-if gpu_out=$(CLASSIFIER_VARIANT=gpu docker-compose -f "$gpu_file" config 2>&1); then
+if gpu_out=$(CLASSIFIER_VARIANT=gpu docker-compose -f "$gpu_file" --profile tools config 2>&1); then
   echo "ok: the GPU variant renders once uncommented"
 else
   echo "FAIL: the uncommented GPU variant does not render: $gpu_out"

@@ -2,6 +2,7 @@
 // token, and a refusal that names the client, the limit and the flag.
 #include "server/stream_limiter.h"
 
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -38,7 +39,8 @@ TEST(StreamLimiterTest, EachClientGetsItsOwnPlacesGivenBackWhenASlotGoes) {
   // A moved slot is given back once, by its new owner.
   StreamLimiter::Slot moved = *std::move(again);
   EXPECT_EQ(limiter.open("10.0.0.1"), 2);
-  { StreamLimiter::Slot gone = std::move(moved); }
+  std::optional<StreamLimiter::Slot> new_owner(std::move(moved));
+  new_owner.reset();
   EXPECT_EQ(limiter.open("10.0.0.1"), 1);
 }
 
