@@ -52,10 +52,26 @@ EOF
 fi
 
 mounts=()
-unmount_all() {
-  for ((i = ${#mounts[@]} - 1; i >= 0; i--)); do umount -R "${mounts[i]}" 2>/dev/null || true; done
+unmount_all() {  # This run's mounts (not those of a run beside it); lazily where still busy.
+  for ((i = ${#mounts[@]} - 1; i >= 0; i--)); do
+    umount -R "${mounts[i]}" 2>/dev/null || umount -R -l "${mounts[i]}" 2>/dev/null || true
+  done
 }
 trap unmount_all EXIT
+# Stopped (TERM, INT, HUP): the command inside stops too, then the mounts are undone. Bash runs
+# no EXIT trap for a signal it does not trap, and runs a trap only once its foreground command
+# ends: so run() starts the command in the background in a process group of its own and waits.
+inside=
+stop() {
+  if [[ -n $inside ]]; then
+    kill -TERM -- "-$inside" 2>/dev/null || true
+    wait "$inside" 2>/dev/null || true
+  fi
+  exit "$1"
+}
+trap 'stop 143' TERM
+trap 'stop 130' INT
+trap 'stop 129' HUP
 bind() {  # bind SOURCE TARGET [ro]
   mkdir -p "$2"
   mountpoint -q "$2" && return
@@ -78,8 +94,12 @@ if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
 fi
 if [[ -f /etc/npmrc ]]; then cp /etc/npmrc "$root/etc/npmrc"; fi
 
-run() { chroot "$root" env -i HOME=/root PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin \
-  LANG=C.UTF-8 CLASSIFIER_BUILD_DIR=build-trixie "$@"; }
+run() {  # run COMMAND...: inside the root; its status is run's
+  setsid chroot "$root" env -i HOME=/root PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin \
+    LANG=C.UTF-8 CLASSIFIER_BUILD_DIR=build-trixie "$@" <&0 &
+  inside=$!
+  wait "$inside"
+}
 if [[ $exec_only -eq 1 ]]; then
   run bash -c 'cd /src && "$@"' trixie "$@"  # Its status is the script's (set -e), mounts undone.
   exit 0
