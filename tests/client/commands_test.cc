@@ -14,12 +14,14 @@
 #include <fstream>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "client/args.h"
 #include "client/weights_file.h"
@@ -52,6 +54,9 @@ class FakeClassifier final : public v1::Classifier::Service {
 
   std::vector<v1::JobEvent> events;
   grpc::Status stream_status = grpc::Status::OK;
+  // When set, what WatchJob streams (then OK) instead of `events` and `stream_status`: the job
+  // seen again after Train's stream broke.
+  std::optional<std::vector<v1::JobEvent>> watch_events;
   bool hold_stream_open = false;  // After the events, wait until the client cancels.
   std::vector<v1::WeightsChunk> chunks;
   // Listed page by page: a page_size of 0 is `default_page_size`; a token is the offset.
@@ -90,6 +95,10 @@ class FakeClassifier final : public v1::Classifier::Service {
   grpc::Status WatchJob(grpc::ServerContext* context, const v1::WatchJobRequest* request,
                         grpc::ServerWriter<v1::JobEvent>* writer) override {
     watch_request = *request;
+    if (watch_events.has_value()) {
+      for (const v1::JobEvent& event : *watch_events) writer->Write(event);
+      return grpc::Status::OK;
+    }
     return StreamEvents(context, writer);
   }
   grpc::Status GetJob(grpc::ServerContext*, const v1::GetJobRequest* request,
@@ -572,6 +581,45 @@ TEST_F(ClientCommandsTest, StreamEndingWithoutFinishedIsAnError) {
   Result r = Run({"train"});
   EXPECT_EQ(r.exit_code, kExitServerError);
   EXPECT_THAT(r.err, HasSubstr("before job job-1 finished"));
+}
+
+// A stream cut on the way (the server restarted, or a load balancer in front lost the replica:
+// HAProxy 2.6 says UNAVAILABLE or INTERNAL, HAProxy 3.0 resets the stream, CANCELLED) is opened
+// again from the next event, and the job is followed to its end.
+TEST_F(ClientCommandsTest, TrainFollowsItsJobThroughABrokenStream) {
+  CannedJob(v1::JOB_STATE_SUCCEEDED);
+  const std::vector<v1::JobEvent> all = classifier_.events;
+  classifier_.events.assign(all.begin(), all.begin() + 2);
+  classifier_.watch_events.emplace(all.begin() + 2, all.end());
+  const grpc::StatusCode breaks[] = {grpc::StatusCode::UNAVAILABLE, grpc::StatusCode::INTERNAL,
+                                     grpc::StatusCode::CANCELLED};
+  for (grpc::StatusCode code : breaks) {
+    SCOPED_TRACE(code);
+    classifier_.stream_status = grpc::Status(code, "Received RST_STREAM with error code 8");
+    classifier_.watch_request.Clear();
+    Result r = Run({"train", "--json"});
+    EXPECT_EQ(r.exit_code, kExitOk) << r.err;
+    EXPECT_THAT(r.err, HasSubstr("the stream of job job-1 broke"));
+    EXPECT_THAT(r.err, HasSubstr("watching it again from event 3"));
+    EXPECT_EQ(classifier_.watch_request.job_id(), "job-1");
+    EXPECT_EQ(classifier_.watch_request.from_sequence(), 3);
+    // Every event exactly once: five lines, each sequence among them.
+    for (int sequence = 1; sequence <= 5; ++sequence) {
+      EXPECT_THAT(r.out, HasSubstr(absl::StrCat("\"sequence\":\"", sequence, "\"")));
+    }
+    EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 5) << r.out;
+  }
+}
+
+// A refusal is not a break: the CLI reports it and does not watch again.
+TEST_F(ClientCommandsTest, TrainDoesNotWatchAgainAfterARefusal) {
+  CannedJob(v1::JOB_STATE_SUCCEEDED);
+  classifier_.events.resize(2);
+  classifier_.stream_status = grpc::Status(grpc::StatusCode::PERMISSION_DENIED, "no");
+  Result r = Run({"train"});
+  EXPECT_EQ(r.exit_code, kExitServerError);
+  EXPECT_THAT(r.err, HasSubstr("PERMISSION_DENIED"));
+  EXPECT_EQ(classifier_.watch_request.job_id(), "");
 }
 
 TEST_F(ClientCommandsTest, DetachPrintsTheJobIdAndLeaves) {
