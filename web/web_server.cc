@@ -3,6 +3,7 @@
 #include <google/protobuf/util/json_util.h>
 #include <httplib.h>
 
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -357,26 +358,26 @@ void WebServer::AddRoutes() {
   const bool tls = tls_;
   httplib::Server& http = *http_;
 
-  // An id is [^:/]+, never written [^/:]+: cpp-httplib 0.14 and later read a pattern holding
-  // "/:" as a path with named parameters (/users/:id), not as a regular expression, and such a
-  // route matches nothing here (Debian 13's 0.18 answered every one of them 404).
+  // One path segment that is an id, captured. Never written "[^/:]+": cpp-httplib 0.14 and later
+  // read a pattern holding "/:" as a path with named parameters (/users/:id), not a regular
+  // expression, and such a route matches nothing here (Debian 13's 0.18 answered them all 404).
+  const std::string id = "([^:/]+)";
   http.Get("/api/v1/jobs", Unary(stub, o, tls, &Classifier::Stub::ListJobs));
-  http.Get(R"(/api/v1/jobs/([^:/]+))",
-           Unary(stub, o, tls, &Classifier::Stub::GetJob, {{1, "job_id"}}));
-  http.Post(R"(/api/v1/jobs/([^:/]+):cancel)",
+  http.Get("/api/v1/jobs/" + id, Unary(stub, o, tls, &Classifier::Stub::GetJob, {{1, "job_id"}}));
+  http.Post("/api/v1/jobs/" + id + ":cancel",
             Unary(stub, o, tls, &Classifier::Stub::CancelJob, {{1, "job_id"}}));
-  http.Get(R"(/api/v1/jobs/([^:/]+)/events)",
+  http.Get("/api/v1/jobs/" + id + "/events",
            [this](const httplib::Request& request, httplib::Response& response) {
              ServeEvents(request, response);
            });
   http.Get("/api/v1/models", Unary(stub, o, tls, &Classifier::Stub::ListModels));
-  http.Post(R"(/api/v1/models/([^:/]+):deploy)",
+  http.Post("/api/v1/models/" + id + ":deploy",
             Unary(stub, o, tls, &Classifier::Stub::DeployModel, {{1, "model_id"}}));
-  http.Get(R"(/api/v1/models/([^:/]+)/evaluation)",
+  http.Get("/api/v1/models/" + id + "/evaluation",
            Unary(stub, o, tls, &Classifier::Stub::Evaluate, {{1, "model_id"}}));
   http.Post("/api/v1/predict", Unary(stub, o, tls, &Classifier::Stub::Predict));
   http.Get("/api/v1/datasets", Unary(stub, o, tls, &Classifier::Stub::ListDatasets));
-  http.Get(R"(/api/v1/datasets/([^:/]+)/samples)",
+  http.Get("/api/v1/datasets/" + id + "/samples",
            Unary(stub, o, tls, &Classifier::Stub::GetDatasetSamples, {{1, "dataset"}}));
 
   // The page, its script and its style, from the binary.
